@@ -1,0 +1,1 @@
+"""Standalone async processes: replay exchange, market-data streamer, executor, and the CLI."""

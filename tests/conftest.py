@@ -1,0 +1,92 @@
+"""Shared fixtures: real PostgreSQL and Redis servers for the integration tests.
+
+``TRIPLEGAIN_TEST_DATABASE_URL`` / ``TRIPLEGAIN_TEST_REDIS_URL`` (set by .ci/run when the
+machine's servers answer) name servers to use; otherwise the embedded ones start under a
+temporary folder. Each test gets its own freshly migrated database and a flushed Redis DB,
+so the test Redis URL must point at a server (or DB number) reserved for tests.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from triplegain_core.embedded import (
+    drop_database,
+    embedded_postgres_url,
+    embedded_redis_url,
+    ensure_database,
+    stop_embedded,
+)
+from triplegain_core.storage.migrate import migrate
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real market data folder beside the checkout (skips when it is absent)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real market data folder {SHARED_DATA} is absent (it lives beside the checkout)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def embedded_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    folder = tmp_path_factory.mktemp("embedded")
+    yield folder
+    stop_embedded(folder)
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(request: pytest.FixtureRequest) -> str:
+    """URL of the server's maintenance database, where test databases are created."""
+    configured = os.environ.get("TRIPLEGAIN_TEST_DATABASE_URL")
+    if configured:
+        return configured
+    return embedded_postgres_url(request.getfixturevalue("embedded_dir"), database="postgres")
+
+
+@pytest.fixture
+def database_url(pg_admin_url: str) -> Iterator[str]:
+    """A fresh database with the schema migrated, dropped after the test."""
+    name = f"tg_test_{uuid.uuid4().hex[:12]}"
+    ensure_database(pg_admin_url, name)
+    params = conninfo_to_dict(pg_admin_url)
+    params["dbname"] = name
+    url = make_conninfo(**params)
+    migrate(url)
+    yield url
+    drop_database(pg_admin_url, name)
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[psycopg.Connection]:
+    """An autocommit connection to the test database."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture(scope="session")
+def redis_url(request: pytest.FixtureRequest) -> str:
+    configured = os.environ.get("TRIPLEGAIN_TEST_REDIS_URL")
+    if configured:
+        return configured
+    return embedded_redis_url(request.getfixturevalue("embedded_dir"))
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    """A Redis client on a flushed database."""
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()

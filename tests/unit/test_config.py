@@ -1,0 +1,57 @@
+"""Configuration: one validated file, environment overrides, clear errors, paper by default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from triplegain_core.config import ConfigError, load_settings
+from triplegain_core.market import Asset
+
+
+def test_defaults_are_paper_on_kraken_with_the_starting_portfolio(tmp_path: Path) -> None:
+    settings = load_settings(environ={}, data_dir=tmp_path)
+    assert settings.mode == "paper"
+    assert settings.ws_url == "wss://ws.kraken.com/v2"
+    assert settings.starting_balances == {Asset.USDT: 1000.0, Asset.XRP: 500.0, Asset.BTC: 0.0}
+    assert settings.risk.max_position_fraction == 0.20
+
+
+def test_file_then_environment_then_explicit_overrides(tmp_path: Path) -> None:
+    config = tmp_path / "tg.toml"
+    config.write_text('account = "from-file"\nws_url = "ws://file"\n[risk]\nmax_drawdown = 0.05\n')
+    settings = load_settings(config, environ={"TRIPLEGAIN_WS_URL": "ws://env"})
+    assert (settings.account, settings.ws_url, settings.risk.max_drawdown) == ("from-file", "ws://env", 0.05)
+    assert load_settings(config, environ={}, account="explicit").account == "explicit"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("account = \n", "not valid TOML"),
+        ('symbols = ["DOGE/USDT"]\n', "unknown symbols"),
+        ("fee_rate = 0.5\n", "fee_rate"),
+        ("[risk]\nmax_position_fraction = 2.0\n", "max_position_fraction"),
+        ("no_such_setting = 1\n", "no_such_setting"),
+    ],
+)
+def test_a_broken_config_file_gives_a_clear_error(tmp_path: Path, text: str, message: str) -> None:
+    config = tmp_path / "tg.toml"
+    config.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(config, environ={})
+
+
+def test_a_named_config_file_that_is_missing_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(environ={"TRIPLEGAIN_CONFIG": str(tmp_path / "absent.toml")})
+
+
+def test_live_mode_needs_the_explicit_opt_in(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="opt-in"):
+        load_settings(environ={"TRIPLEGAIN_MODE": "live"}, data_dir=tmp_path)
+    live = load_settings(
+        environ={"TRIPLEGAIN_MODE": "live", "TRIPLEGAIN_I_ACCEPT_LIVE_TRADING": "yes"}
+    )
+    assert live.mode == "live"

@@ -1,0 +1,1 @@
+"""TripleGain domain core: pure trading logic plus storage and cache adapters."""

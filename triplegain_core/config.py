@@ -1,0 +1,101 @@
+"""One validated configuration: a TOML file, overridden by environment variables.
+
+Secrets (exchange and LLM keys) are never part of this object: they are read from the
+environment by the component that needs them, so they cannot leak into logs or the UI
+through a printed config.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from triplegain_core.market import TRADED_SYMBOLS, Asset
+from triplegain_core.risk import RiskLimits
+
+KRAKEN_WS_V2_URL = "wss://ws.kraken.com/v2"
+CONFIG_FILE_ENV = "TRIPLEGAIN_CONFIG"
+DEFAULT_CONFIG_FILE = "triplegain.toml"
+LIVE_OPT_IN_ENV = "TRIPLEGAIN_I_ACCEPT_LIVE_TRADING"
+
+# Environment variables that override top-level settings, and the field each sets.
+ENV_OVERRIDES = {
+    "TRIPLEGAIN_DATABASE_URL": "database_url",
+    "TRIPLEGAIN_REDIS_URL": "redis_url",
+    "TRIPLEGAIN_DATA_DIR": "data_dir",
+    "TRIPLEGAIN_WS_URL": "ws_url",
+    "TRIPLEGAIN_ACCOUNT": "account",
+    "TRIPLEGAIN_MODE": "mode",
+}
+
+
+class ConfigError(ValueError):
+    """The configuration file or environment is invalid; the message says where and why."""
+
+
+class Settings(BaseModel):
+    """Everything a TripleGain process needs to know, with safe defaults (paper trading)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    database_url: str | None = None
+    redis_url: str | None = None
+    data_dir: Path = Path(".triplegain")
+    ws_url: str = KRAKEN_WS_V2_URL
+    symbols: tuple[str, ...] = TRADED_SYMBOLS
+    account: str = Field(default="paper", min_length=1)
+    mode: Literal["paper", "live"] = "paper"
+    starting_balances: dict[Asset, float] = Field(
+        default_factory=lambda: {Asset.USDT: 1000.0, Asset.XRP: 500.0, Asset.BTC: 0.0}
+    )
+    fee_rate: float = Field(default=0.001, ge=0.0, le=0.01)
+    slippage: float = Field(default=0.0005, ge=0.0, le=0.01)
+    loop_interval_s: float = Field(default=0.1, gt=0.0, le=5.0)
+    write_batch_size: int = Field(default=500, ge=1)
+    write_interval_s: float = Field(default=0.25, gt=0.0)
+    risk: RiskLimits = RiskLimits()
+
+    @model_validator(mode="after")
+    def _known_symbols(self) -> Settings:
+        unknown = set(self.symbols) - set(TRADED_SYMBOLS)
+        if unknown:
+            raise ValueError(f"unknown symbols {sorted(unknown)}; known: {list(TRADED_SYMBOLS)}")
+        if any(value < 0 for value in self.starting_balances.values()):
+            raise ValueError("starting balances must be >= 0")
+        return self
+
+
+def load_settings(
+    path: Path | None = None, environ: Mapping[str, str] | None = None, **overrides: object
+) -> Settings:
+    """Read the config file (if any), apply environment overrides, then explicit overrides.
+
+    The file is ``path``, else ``$TRIPLEGAIN_CONFIG``, else ``./triplegain.toml`` when present.
+    """
+    env = os.environ if environ is None else environ
+    explicit = path is not None or CONFIG_FILE_ENV in env
+    config_path = Path(path or env.get(CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE))
+    values: dict[str, object] = {}
+    if config_path.exists():
+        try:
+            values.update(tomllib.loads(config_path.read_text()))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{config_path}: not valid TOML: {exc}") from exc
+    elif explicit:
+        raise ConfigError(f"config file {config_path} does not exist")
+    for var, field in ENV_OVERRIDES.items():
+        if env.get(var):
+            values[field] = env[var]
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    try:
+        settings = Settings(**values)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid configuration ({config_path}): {exc}") from exc
+    if settings.mode == "live" and env.get(LIVE_OPT_IN_ENV) != "yes":
+        raise ConfigError(f"mode = 'live' needs the explicit opt-in {LIVE_OPT_IN_ENV}=yes")
+    return settings

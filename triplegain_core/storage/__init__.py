@@ -1,0 +1,1 @@
+"""PostgreSQL storage: migrations and the stores that read and write the schema."""
