@@ -34,6 +34,7 @@ from triplegain_core.technical_agent import TechnicalAgent
 log = logging.getLogger(__name__)
 
 HISTORY_LENGTH = max(MIN_HISTORY * 3, 300)
+CYCLE_SAMPLES = 10_000
 
 
 @dataclass
@@ -46,7 +47,14 @@ class ExecutorStats:
     approved: int = 0
     rejected: int = 0
     fills: int = 0
-    cycle_ms: list[float] = field(default_factory=list)
+    # The latest cycle times only: a service runs for months and must not grow with them.
+    cycle_ms: deque[float] = field(default_factory=lambda: deque(maxlen=CYCLE_SAMPLES))
+
+    def __str__(self) -> str:
+        p = cycle_percentiles(self)
+        return (f"cycles={self.cycles} candles={self.candles} signals={self.signals} "
+                f"approved={self.approved} rejected={self.rejected} fills={self.fills} "
+                f"cycle_p50_ms={p['p50']:.3f} cycle_p99_ms={p['p99']:.3f}")
 
 
 class TradingLoop:
