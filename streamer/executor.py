@@ -1,11 +1,13 @@
 """The trading loop: hot state in, risk-checked paper orders out, every step persisted.
 
 Each cycle (100 ms by default) it reads the closed candles the streamer published since the
-last cycle, in order, and for each one: enforces stops and take-profits against the candle's
-range, runs the TechnicalAgent, passes any signal through the RiskAgent, and executes the
-approved orders on the paper executor. Once the backlog is drained it checks the open
-positions against the latest trade prices. Market time (candle and trade timestamps), not
-the wall clock, stamps every record, so a replay gives the same trail as the live run.
+last cycle, in order, and for each one: enforces the exits of the open positions against the
+candle's range (stop, trailing stop, invalidation, take-profit, maximum holding time), moves
+the trailing stops, runs the TechnicalAgent, passes any signal (as a TradeIntent) through the
+RiskAgent, and works the approved orders through the OrderManager on the paper executor. Once
+the backlog is drained it does the same exit checks against the latest trade prices. Market
+time (candle and trade timestamps), not the wall clock, stamps every record, so a replay
+gives the same trail as the live run.
 """
 
 from __future__ import annotations
@@ -21,19 +23,24 @@ from datetime import datetime
 from triplegain_core.config import Settings
 from triplegain_core.hot_state import HotStateReader
 from triplegain_core.indicators import MIN_HISTORY
-from triplegain_core.market import INSTRUMENTS, Candle, Side, us_to_datetime
-from triplegain_core.orders import Order, OrderPurpose
+from triplegain_core.market import INSTRUMENTS, Candle, Side, datetime_to_us, us_to_datetime
+from triplegain_core.market_snapshot import BookLevel, BookTop
+from triplegain_core.order_manager import OrderManager
+from triplegain_core.orders import Fill, Order, OrderPurpose, OrderType, TimeInForce
 from triplegain_core.paper_executor import PaperExecutor
-from triplegain_core.portfolio import InsufficientBalanceError, MissingPriceError, Portfolio
-from triplegain_core.positions import Position, PositionTracker
-from triplegain_core.risk import RiskAgent
-from triplegain_core.signals import Direction, TechnicalSignal
+from triplegain_core.portfolio import MissingPriceError, Portfolio
+from triplegain_core.positions import Position, PositionTracker, holding_deadline
+from triplegain_core.risk import MarketRisk, RiskAgent, RiskCheck, estimate_market_risk
+from triplegain_core.signals import Direction, IntentAction, TechnicalSignal, TradeIntent
 from triplegain_core.storage.trading_store import TradingStore
 from triplegain_core.technical_agent import TechnicalAgent
 
 log = logging.getLogger(__name__)
 
 HISTORY_LENGTH = max(MIN_HISTORY * 3, 300)
+# A published book fills an order only when it is this close in time to the order (a replayed
+# backlog of candles must not fill against the book of a later moment).
+BOOK_MAX_AGE_US = 5_000_000
 CYCLE_SAMPLES = 10_000
 
 
@@ -76,7 +83,10 @@ class TradingLoop:
         self._risk = RiskAgent(settings.risk, fee_rate=settings.fee_rate, slippage=settings.slippage)
         self._paper = PaperExecutor(fee_rate=settings.fee_rate, slippage=settings.slippage)
         self._portfolio = Portfolio(settings.account, settings.starting_balances)
-        self._positions = PositionTracker(settings.account)
+        self._positions = PositionTracker(
+            settings.account, settings.risk.trailing_activation_r, settings.risk.trailing_distance_r
+        )
+        self._orders = OrderManager(settings.account)
         self._history: dict[str, deque[Candle]] = {
             symbol: deque(maxlen=HISTORY_LENGTH) for symbol in settings.symbols
         }
@@ -84,11 +94,21 @@ class TradingLoop:
         self._market_time: datetime | None = None
         self._last_snapshot_minute: int | None = None
         self._stream_id = start_stream_id
+        # Refused exit orders per (position, rule): a retry needs a new client order id.
+        self._exit_attempts: dict[str, int] = {}
         self.stats = ExecutorStats()
 
     @property
     def portfolio(self) -> Portfolio:
         return self._portfolio
+
+    @property
+    def positions(self) -> PositionTracker:
+        return self._positions
+
+    @property
+    def orders(self) -> OrderManager:
+        return self._orders
 
     async def run(self, stop: asyncio.Event, drain_before_stop: bool = True) -> ExecutorStats:
         """Cycle every ``loop_interval_s`` until ``stop`` is set, then drain what is left."""
@@ -132,10 +152,7 @@ class TradingLoop:
         self.stats.candles += 1
         self._prices[candle.symbol] = candle.close
         self._market_time = us_to_datetime(candle.close_time_us)
-        for position, purpose, level in self._positions.exits_triggered(
-            candle.symbol, candle.low, candle.high
-        ):
-            self._exit(position, purpose, level, self._market_time)
+        self._manage_exits(candle.symbol, candle.low, candle.high, candle.close, self._market_time)
         if not self._can_value():
             return
         self._risk.observe_equity(self._market_time, self._equity())
@@ -147,87 +164,163 @@ class TradingLoop:
     def _on_signal(self, signal: TechnicalSignal) -> None:
         self.stats.signals += 1
         self._store.record_signal(signal)
+        self.on_intent(TradeIntent.from_signal(signal))
+
+    def market_risk(self) -> MarketRisk:
+        """Volatility and correlations estimated from the candle history the loop holds."""
+        return estimate_market_risk({
+            symbol: [(c.open_time_us, c.close) for c in history] for symbol, history in self._history.items()
+        })
+
+    def on_intent(self, intent: TradeIntent) -> RiskCheck:
+        """Risk-check ``intent`` and, when approved, trade it; every step is persisted."""
         account = self._settings.account
-        position_id = f"{account}:{signal.signal_id}"
+        self._store.record_intent(account, intent)
+        position_id = f"{account}:{intent.intent_id}"
         check = self._risk.validate(
-            signal,
+            intent,
             self._portfolio,
             self._prices,
             self._positions.open_positions(),
-            signal.time,
-            check_id=f"{position_id}:entry-check",
+            intent.time,
+            check_id=f"{position_id}:{'close' if intent.action is IntentAction.CLOSE else 'entry'}-check",
+            market=self.market_risk(),
         )
         self._store.record_risk_check(check)
         if not check.approved:
             self.stats.rejected += 1
-            log.debug("signal %s rejected: %s", signal.signal_id, [r.value for r in check.reasons])
-            return
+            log.debug("intent %s rejected: %s", intent.intent_id, [r.value for r in check.reasons])
+            return check
         self.stats.approved += 1
+        if intent.action is IntentAction.CLOSE:
+            position = self._positions.get(check.position_id or "")
+            self._exit(position, OrderPurpose.SIGNAL_CLOSE, self._prices.get(position.symbol, intent.entry),
+                       intent.time, check)
+            return check
+        self._enter(intent, check, position_id)
+        return check
+
+    def _enter(self, intent: TradeIntent, check: RiskCheck, position_id: str) -> None:
+        assert intent.direction is not None and intent.stop_loss is not None and intent.take_profit is not None
+        if f"{position_id}:entry" in self._orders:
+            # The same intent again (a replayed decision): one intent, one entry.
+            log.warning("intent %s was already traded; not entering again", intent.intent_id)
+            return
         order = Order(
             order_id=f"{position_id}:entry",
-            account=account,
-            time=signal.time,
-            symbol=signal.symbol,
-            side=Side.BUY if signal.direction is Direction.LONG else Side.SELL,
+            account=self._settings.account,
+            time=intent.time,
+            symbol=intent.symbol,
+            side=Side.BUY if intent.direction is Direction.LONG else Side.SELL,
             quantity=check.quantity,
             purpose=OrderPurpose.ENTRY,
             check_id=check.check_id,
             position_id=position_id,
+            # Protected at the price the RiskAgent sized at: the fill can never cost more.
+            order_type=OrderType.LIMIT,
+            time_in_force=TimeInForce.IOC,
+            limit_price=check.limit_price,
+            leverage=check.leverage,
         )
-        try:
-            fill = self._paper.execute(order, signal.entry, self._portfolio)
-        except InsufficientBalanceError as exc:
-            # The balances moved since the check (an exit on the same candle): no order goes out.
-            log.warning("entry %s not executed: %s", order.order_id, exc)
+        fill = self._work(order, intent.entry)
+        if fill is None:
             return
-        self._store.record_order(order)
-        self._store.record_fill(fill)
-        self.stats.fills += 1
-        position = Position(
+        holding_s = intent.max_holding_s
+        if holding_s is None and self._settings.risk.max_holding_minutes is not None:
+            holding_s = self._settings.risk.max_holding_minutes * 60.0
+        position = self._positions.open(Position(
             position_id=position_id,
-            account=account,
-            symbol=signal.symbol,
-            direction=signal.direction,
+            account=self._settings.account,
+            symbol=intent.symbol,
+            direction=intent.direction,
             quantity=fill.quantity,
             entry_price=fill.price,
-            stop_loss=signal.stop_loss,
-            take_profit=signal.take_profit,
+            stop_loss=intent.stop_loss,
+            take_profit=intent.take_profit,
             opened_at=fill.time,
-            entry_notional_usdt=self._to_usdt(signal.symbol, fill.notional),
+            entry_notional_usdt=self._to_usdt(intent.symbol, fill.notional),
             equity_at_entry_usdt=check.equity_usdt,
             fees=fill.fee,
-        )
-        self._positions.open(position)
+            strategy=intent.strategy,
+            leverage=order.leverage,
+            loan=fill.loan_change,
+            loan_asset=fill.loan_asset,
+            invalidation=intent.invalidation,
+            max_holding_until=holding_deadline(fill.time, holding_s),
+        ))
         self._store.record_position(position, "opened")
 
-    def _exit(self, position: Position, purpose: OrderPurpose, price: float, when: datetime) -> None:
-        check = self._risk.validate_exit(
-            position, when, check_id=f"{position.position_id}:exit-check", equity_usdt=self._equity()
+    def _work(self, order: Order, reference_price: float) -> Fill | None:
+        """Submit and execute ``order``; persist the order, its state changes and its fill."""
+        self._orders.submit(order)
+        fill = self._orders.execute(
+            order.order_id, self._paper, reference_price, self._portfolio, self._book(order.symbol, order.time)
         )
-        self._store.record_risk_check(check)
+        self._store.record_order(self._orders.get(order.order_id))
+        self._store.record_order_events(self._orders.drain_events())
+        if fill is not None:
+            self._store.record_fill(fill)
+            self.stats.fills += 1
+        return fill
+
+    def _exit(
+        self, position: Position, purpose: OrderPurpose, price: float, when: datetime, check: RiskCheck | None = None
+    ) -> None:
+        if check is None:
+            check = self._risk.validate_exit(
+                position, when, check_id=f"{position.position_id}:exit-check", equity_usdt=self._equity_or_zero()
+            )
+            self._store.record_risk_check(check)
+        # A retry after a refused exit needs a fresh client id: the refused order is final.
+        base_id = f"{position.position_id}:{purpose.value}"
+        attempt = self._exit_attempts.get(base_id, 0)
+        self._exit_attempts[base_id] = attempt + 1
+        order_id = base_id + (f":{attempt}" if attempt else "")
         order = Order(
-            order_id=f"{position.position_id}:{purpose.value}",
+            order_id=order_id,
             account=position.account,
             time=when,
             symbol=position.symbol,
-            side=Side.SELL if position.direction is Direction.LONG else Side.BUY,
+            side=position.exit_side,
             quantity=position.quantity,
             purpose=purpose,
             check_id=check.check_id,
             position_id=position.position_id,
+            repay_loan=position.loan,
         )
-        try:
-            fill = self._paper.execute(order, price, self._portfolio)
-        except InsufficientBalanceError as exc:
+        fill = self._work(order, price)
+        if fill is None:
             # A gap far past the stop of a short: the position stays open and is retried
             # on the next tick, rather than the loop dying with it.
-            log.error("exit %s not executed, position stays open: %s", order.order_id, exc)
+            log.error("exit %s not executed, position stays open", order.order_id)
             return
-        self._store.record_order(order)
-        self._store.record_fill(fill)
-        self.stats.fills += 1
-        closed = self._positions.close(position.position_id, fill, purpose)
+        quote_usdt = self._quote_usdt(position.symbol)
+        closed = self._positions.close(position.position_id, fill, purpose, quote_usdt)
+        self._exit_attempts = {k: v for k, v in self._exit_attempts.items() if not k.startswith(f"{position.position_id}:")}
         self._store.record_position(closed, "closed")
+        self._risk.record_trade_result(when, closed.realized_pnl)
+
+    def _book(self, symbol: str, when: datetime) -> BookTop | None:
+        """The published book of ``symbol`` if it is of the order's moment, else None (fixed slippage)."""
+        snapshot = self._hot_state.books([symbol]).get(symbol)
+        if snapshot is None or abs(snapshot.ts_us - datetime_to_us(when)) > BOOK_MAX_AGE_US:
+            return None
+        try:
+            return BookTop(
+                symbol, snapshot.ts_us,
+                tuple(BookLevel(price, qty) for price, qty in snapshot.bids),
+                tuple(BookLevel(price, qty) for price, qty in snapshot.asks),
+            )
+        except ValueError as exc:  # one-sided or crossed: not a book to fill against
+            log.debug("book of %s not used: %s", symbol, exc)
+            return None
+
+    def _manage_exits(self, symbol: str, low: float, high: float, last: float, when: datetime) -> None:
+        """Fire the exits the range reached, then move the trailing stops by it."""
+        for position, purpose, level in self._positions.exits_triggered(symbol, low, high, when):
+            self._exit(position, purpose, last if level is None else level, when)
+        for moved in self._positions.trail(symbol, low, high):
+            self._store.record_position(moved, "stop_moved", time=when)
 
     def _check_exits_on_ticks(self) -> None:
         if self._market_time is None:
@@ -236,8 +329,7 @@ class TradingLoop:
             when = us_to_datetime(last.ts_us)
             if when < self._market_time:
                 continue  # older than what the candles already told us
-            for position, purpose, _ in self._positions.exits_triggered(symbol, last.price, last.price):
-                self._exit(position, purpose, last.price, when)
+            self._manage_exits(symbol, last.price, last.price, last.price, when)
 
     def _maybe_snapshot(self, close_time_us: int) -> None:
         minute = close_time_us // 60_000_000
@@ -260,6 +352,18 @@ class TradingLoop:
 
     def _equity(self) -> float:
         return self._portfolio.equity_usdt(self._prices)
+
+    def _equity_or_zero(self) -> float:
+        try:
+            return self._equity()
+        except MissingPriceError:
+            return 0.0
+
+    def _quote_usdt(self, symbol: str) -> float | None:
+        try:
+            return self._portfolio.to_usdt(INSTRUMENTS[symbol].quote, 1.0, self._prices)
+        except MissingPriceError:
+            return None
 
     def _to_usdt(self, symbol: str, quote_amount: float) -> float:
         return self._portfolio.to_usdt(INSTRUMENTS[symbol].quote, quote_amount, self._prices)

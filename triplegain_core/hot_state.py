@@ -1,59 +1,176 @@
-"""The Redis hot-state contract between the streamer, the executor and Dagster (version 1).
+"""The Redis hot-state contract between the streamer, the executor and Dagster.
 
-Keys and streams, all prefixed ``tg:v1:``; values are JSON objects:
+The written contract is ``docs/HOT_STATE.md``: every key and stream name, value format, TTL and
+cap. :data:`CONTRACT` below is the same table in code (a test compares the two). All names start
+with ``tg:v{CONTRACT_VERSION}:``; values are JSON objects whose fields are those of the
+dataclasses here (and of :class:`~triplegain_core.market.Candle`).
 
-==================================  ======================================================  =====
-key                                 value                                                   TTL
-==================================  ======================================================  =====
-``price:{symbol}``                  ``{"symbol", "price", "ts_us"}`` last trade price       60 s
-``candle:1m:{symbol}``              the forming 1m candle (fields of ``Candle``)            120 s
-``stream:candles:1m``               stream, one entry per closed 1m candle, field ``c``     maxlen ~100k
-``streamer:heartbeat``              ``{"ts_us", "trades", "candles"}``                      15 s
-==================================  ======================================================  =====
+Versioning: the major version in the prefix changes when an existing key, field or format
+changes meaning or disappears, so old and new processes never misread each other. Additions
+(new keys, new fields readers may ignore) raise only :data:`CONTRACT_REVISION`, which the
+streamer writes into its heartbeat.
 
 The TTLs make stale state disappear: an executor that finds no price does not trade.
-A change to any key, field or format bumps the version in the prefix.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
 
 import redis
 
-from triplegain_core.market import Candle
+from triplegain_core.market import TIMEFRAMES, Candle
 
 CONTRACT_VERSION = 1
+CONTRACT_REVISION = "1.1"
 PREFIX = f"tg:v{CONTRACT_VERSION}:"
+
 PRICE_TTL_S = 60
-CANDLE_TTL_S = 120
+TICKER_TTL_S = 60
+BOOK_TTL_S = 15
+CANDLE_TTL_S = 120  # the forming candle of each timeframe
+RECENT_CANDLES_TTL_S = 2 * 86_400  # longer than a 1d candle, so a daily series survives
+RECENT_CANDLES_CAP = 1000
 HEARTBEAT_TTL_S = 15
-CLOSED_CANDLES_STREAM = PREFIX + "stream:candles:1m"
-CLOSED_CANDLES_MAXLEN = 100_000
+CLOSED_CANDLES_MAXLEN = 100_000  # approximate (XADD MAXLEN ~)
+
+
+@dataclass(frozen=True, slots=True)
+class KeySpec:
+    """One row of the contract: a name pattern (after :data:`PREFIX`) and how it is kept."""
+
+    pattern: str
+    redis_type: str  # "string", "zset" or "stream"
+    ttl_s: int | None
+    cap: int | None
+
+
+CONTRACT: tuple[KeySpec, ...] = (
+    KeySpec("price:{symbol}", "string", PRICE_TTL_S, None),
+    KeySpec("ticker:{symbol}", "string", TICKER_TTL_S, None),
+    KeySpec("book:{symbol}", "string", BOOK_TTL_S, None),
+    KeySpec("candle:{timeframe}:{symbol}", "string", CANDLE_TTL_S, None),
+    KeySpec("candles:{timeframe}:{symbol}", "zset", RECENT_CANDLES_TTL_S, RECENT_CANDLES_CAP),
+    KeySpec("stream:candles:{timeframe}", "stream", None, CLOSED_CANDLES_MAXLEN),
+    KeySpec("streamer:heartbeat", "string", HEARTBEAT_TTL_S, None),
+)
 
 
 @dataclass(frozen=True, slots=True)
 class LastPrice:
+    """The latest trade price of a symbol."""
+
     symbol: str
     price: float
     ts_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ticker:
+    """The exchange's ticker of a symbol (Kraken v2 ``ticker`` channel fields)."""
+
+    symbol: str
+    ts_us: int
+    bid: float
+    bid_qty: float
+    ask: float
+    ask_qty: float
+    last: float
+    volume: float
+    vwap: float
+    low: float
+    high: float
+    change: float
+    change_pct: float
+
+
+@dataclass(frozen=True, slots=True)
+class BookSnapshot:
+    """The top ``depth`` levels of a symbol's book at ``ts_us``: ``(price, qty)`` pairs, bids
+    best (highest) first, asks best (lowest) first. A thin book may show fewer levels."""
+
+    symbol: str
+    ts_us: int
+    depth: int
+    bids: tuple[tuple[float, float], ...]
+    asks: tuple[tuple[float, float], ...]
+
+    def __post_init__(self) -> None:
+        if self.depth < 1:
+            raise ValueError(f"{self.symbol} book depth must be >= 1, got {self.depth}")
+        for name, levels, better in (("bids", self.bids, float.__gt__),
+                                     ("asks", self.asks, float.__lt__)):
+            if len(levels) > self.depth:
+                raise ValueError(f"{self.symbol} {name}: {len(levels)} levels > depth {self.depth}")
+            for price, qty in levels:
+                if not (math.isfinite(price) and price > 0 and math.isfinite(qty) and qty > 0):
+                    raise ValueError(f"{self.symbol} {name}: level {price} x {qty} is not positive")
+            if any(not better(float(a[0]), float(b[0])) for a, b in zip(levels, levels[1:])):
+                raise ValueError(f"{self.symbol} {name} are not ordered best first")
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> BookSnapshot:
+        data = json.loads(raw)
+        return cls(data["symbol"], data["ts_us"], data["depth"],
+                   tuple((p, q) for p, q in data["bids"]), tuple((p, q) for p, q in data["asks"]))
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """The streamer's liveness and counters; ``contract`` is the revision it writes."""
+
+    ts_us: int
+    trades: int = 0
+    candles: int = 0
+    late_trades: int = 0
+    duplicate_trades: int = 0
+    rejected_frames: int = 0
+    reconnects: int = 0
+    missed_intervals: int = 0
+    last_trade_ts_us: int = 0
+    contract: str = CONTRACT_REVISION
 
 
 def price_key(symbol: str) -> str:
     return f"{PREFIX}price:{symbol}"
 
 
-def forming_candle_key(symbol: str) -> str:
-    return f"{PREFIX}candle:1m:{symbol}"
+def ticker_key(symbol: str) -> str:
+    return f"{PREFIX}ticker:{symbol}"
+
+
+def book_key(symbol: str) -> str:
+    return f"{PREFIX}book:{symbol}"
+
+
+def forming_candle_key(symbol: str, timeframe: str = "1m") -> str:
+    return f"{PREFIX}candle:{timeframe}:{symbol}"
+
+
+def recent_candles_key(symbol: str, timeframe: str = "1m") -> str:
+    return f"{PREFIX}candles:{timeframe}:{symbol}"
+
+
+def closed_candles_stream(timeframe: str = "1m") -> str:
+    """The stream of one timeframe's closed (and corrected) candles."""
+    if timeframe not in TIMEFRAMES:
+        raise ValueError(f"unknown timeframe {timeframe!r}; known: {list(TIMEFRAMES)}")
+    return f"{PREFIX}stream:candles:{timeframe}"
 
 
 HEARTBEAT_KEY = PREFIX + "streamer:heartbeat"
+CLOSED_CANDLES_STREAM = closed_candles_stream("1m")
+
+
+def _candle_json(candle: Candle) -> str:
+    return json.dumps(asdict(candle))
 
 
 class HotStatePublisher:
-    """The streamer's side: publishes prices, forming and closed candles, its heartbeat."""
+    """The streamer's side: prices, tickers, books, forming and closed candles, its heartbeat."""
 
     def __init__(self, client: redis.Redis) -> None:
         self._client = client
@@ -63,22 +180,46 @@ class HotStatePublisher:
         prices: Sequence[LastPrice],
         forming: Sequence[Candle],
         closed: Sequence[Candle],
-        heartbeat: dict[str, int],
+        heartbeat: Heartbeat | Mapping[str, int | str],
+        *,
+        tickers: Sequence[Ticker] = (),
+        books: Sequence[BookSnapshot] = (),
     ) -> None:
-        """Publish one batch in a single round trip."""
-        pipe = self._client.pipeline(transaction=False)
+        """Publish one batch in a single round trip, atomically (MULTI/EXEC): a reader sees
+        all of it or none of it.
+
+        ``closed`` may hold candles of any timeframe, and corrected versions of candles
+        published before: each goes to its timeframe's stream and replaces its bucket in the
+        recent-candles set.
+        """
+        if isinstance(heartbeat, Heartbeat):
+            beat: dict[str, object] = asdict(heartbeat)
+        else:  # a producer's own counters: written as given, stamped with the revision
+            beat = {"contract": CONTRACT_REVISION, **heartbeat}
+        pipe = self._client.pipeline(transaction=True)
         for last in prices:
             pipe.set(price_key(last.symbol), json.dumps(asdict(last)), ex=PRICE_TTL_S)
+        for ticker in tickers:
+            pipe.set(ticker_key(ticker.symbol), json.dumps(asdict(ticker)), ex=TICKER_TTL_S)
+        for book in books:
+            pipe.set(book_key(book.symbol), json.dumps(asdict(book)), ex=BOOK_TTL_S)
         for candle in forming:
-            pipe.set(forming_candle_key(candle.symbol), json.dumps(asdict(candle)), ex=CANDLE_TTL_S)
+            pipe.set(forming_candle_key(candle.symbol, candle.timeframe), _candle_json(candle),
+                     ex=CANDLE_TTL_S)
+        recent_keys = set()
         for candle in closed:
-            pipe.xadd(
-                CLOSED_CANDLES_STREAM,
-                {"c": json.dumps(asdict(candle))},
-                maxlen=CLOSED_CANDLES_MAXLEN,
-                approximate=True,
-            )
-        pipe.set(HEARTBEAT_KEY, json.dumps(heartbeat), ex=HEARTBEAT_TTL_S)
+            value = _candle_json(candle)
+            pipe.xadd(closed_candles_stream(candle.timeframe), {"c": value},
+                      maxlen=CLOSED_CANDLES_MAXLEN, approximate=True)
+            key = recent_candles_key(candle.symbol, candle.timeframe)
+            score = candle.open_time_us  # exact as a double: < 2**53
+            pipe.zremrangebyscore(key, score, score)
+            pipe.zadd(key, {value: score})
+            recent_keys.add(key)
+        for key in recent_keys:
+            pipe.zremrangebyrank(key, 0, -RECENT_CANDLES_CAP - 1)
+            pipe.expire(key, RECENT_CANDLES_TTL_S)
+        pipe.set(HEARTBEAT_KEY, json.dumps(beat), ex=HEARTBEAT_TTL_S)
         pipe.execute()
 
 
@@ -98,13 +239,36 @@ class HotStateReader:
                 found[last.symbol] = last
         return found
 
-    def forming_candle(self, symbol: str) -> Candle | None:
-        raw = self._client.get(forming_candle_key(symbol))
+    def tickers(self, symbols: Sequence[str]) -> dict[str, Ticker]:
+        """Latest ticker per symbol; symbols with no fresh ticker are absent."""
+        values = self._client.mget([ticker_key(s) for s in symbols])
+        found = [Ticker(**json.loads(raw)) for raw in values if raw is not None]
+        return {ticker.symbol: ticker for ticker in found}
+
+    def books(self, symbols: Sequence[str]) -> dict[str, BookSnapshot]:
+        """Latest top of book per symbol; symbols with no fresh book are absent."""
+        values = self._client.mget([book_key(s) for s in symbols])
+        found = [BookSnapshot.from_json(raw) for raw in values if raw is not None]
+        return {book.symbol: book for book in found}
+
+    def forming_candle(self, symbol: str, timeframe: str = "1m") -> Candle | None:
+        """The candle still forming for ``symbol`` and ``timeframe``, if fresh."""
+        raw = self._client.get(forming_candle_key(symbol, timeframe))
         return None if raw is None else Candle(**json.loads(raw))
 
-    def closed_candles_after(self, last_id: str, count: int = 1000) -> tuple[str, list[Candle]]:
-        """Closed candles published after stream id ``last_id`` ("0" for all), oldest first."""
-        reply = self._client.xread({CLOSED_CANDLES_STREAM: last_id}, count=count)
+    def recent_candles(self, symbol: str, timeframe: str = "1m",
+                       limit: int = RECENT_CANDLES_CAP) -> list[Candle]:
+        """The last ``limit`` closed candles of ``symbol`` and ``timeframe``, oldest first,
+        each in its latest (corrected) version."""
+        raw = self._client.zrange(recent_candles_key(symbol, timeframe), -limit, -1)
+        return [Candle(**json.loads(value)) for value in raw]
+
+    def closed_candles_after(
+        self, last_id: str, count: int = 1000, *, timeframe: str = "1m"
+    ) -> tuple[str, list[Candle]]:
+        """Closed candles of ``timeframe`` published after stream id ``last_id`` ("0" for all),
+        oldest first. A corrected candle comes again with the same open time: the later wins."""
+        reply = self._client.xread({closed_candles_stream(timeframe): last_id}, count=count)
         if not reply:
             return last_id, []
         entries = reply[0][1]
@@ -112,6 +276,15 @@ class HotStateReader:
         newest = entries[-1][0]
         return newest.decode() if isinstance(newest, bytes) else newest, candles
 
-    def heartbeat(self) -> dict[str, int] | None:
+    def heartbeat(self) -> dict[str, int | str] | None:
+        """The streamer's heartbeat as a JSON object (see :meth:`streamer_heartbeat`)."""
         raw = self._client.get(HEARTBEAT_KEY)
         return None if raw is None else json.loads(raw)
+
+    def streamer_heartbeat(self) -> Heartbeat | None:
+        """The streamer's heartbeat, typed; fields of a newer revision are ignored."""
+        data = self.heartbeat()
+        if data is None:
+            return None
+        known = {f.name for f in fields(Heartbeat)}
+        return Heartbeat(**{k: v for k, v in data.items() if k in known})

@@ -14,7 +14,19 @@ from enum import StrEnum
 US_PER_SECOND = 1_000_000
 US_PER_MINUTE = 60 * US_PER_SECOND
 
-TIMEFRAME_US: dict[str, int] = {"1m": US_PER_MINUTE}
+US_PER_HOUR = 60 * US_PER_MINUTE
+US_PER_DAY = 24 * US_PER_HOUR
+
+# The candle timeframes the streamer aggregates, finest first; buckets align on the Unix epoch,
+# so a "1d" candle opens at 00:00 UTC.
+TIMEFRAME_US: dict[str, int] = {
+    "1m": US_PER_MINUTE,
+    "5m": 5 * US_PER_MINUTE,
+    "15m": 15 * US_PER_MINUTE,
+    "1h": US_PER_HOUR,
+    "1d": US_PER_DAY,
+}
+TIMEFRAMES: tuple[str, ...] = tuple(TIMEFRAME_US)
 
 
 class Asset(StrEnum):

@@ -1,4 +1,12 @@
-"""Balances in BTC, USDT and XRP and their value."""
+"""Balances in BTC, USDT and XRP, the loans of leveraged positions, and their value.
+
+Margin model (deliberately simple, like spot margin on Kraken): a leveraged LONG borrows
+the part of its cost its leverage does not pay (``notional * (1 - 1/leverage)`` of the quote
+asset) and buys the base; a leveraged SHORT borrows the base it sells. The loan is a
+liability in the same asset, repaid out of the exit fill. Equity is balances minus
+liabilities, valued in USDT. No interest is charged and there is no liquidation engine:
+the RiskAgent keeps every position closable at its stop (stop <= 2%, leverage <= 3x).
+"""
 
 from __future__ import annotations
 
@@ -39,10 +47,11 @@ class PortfolioSnapshot(BaseModel):
     balances: dict[Asset, float]
     prices: dict[str, float]
     equity_usdt: float
+    liabilities: dict[Asset, float] = {}
 
 
 class Portfolio:
-    """The spot balances of one account, changed only by fills."""
+    """The balances and loans of one account, changed only by fills."""
 
     def __init__(self, account: str, balances: Mapping[Asset, float]) -> None:
         if any(amount < 0 for amount in balances.values()):
@@ -50,6 +59,7 @@ class Portfolio:
         self.account = account
         self._balances: dict[Asset, float] = {asset: 0.0 for asset in Asset}
         self._balances.update({Asset(asset): float(amount) for asset, amount in balances.items()})
+        self._liabilities: dict[Asset, float] = {asset: 0.0 for asset in Asset}
 
     @property
     def balances(self) -> dict[Asset, float]:
@@ -59,6 +69,11 @@ class Portfolio:
     def balance(self, asset: Asset) -> float:
         """The balance of one asset."""
         return self._balances[asset]
+
+    @property
+    def liabilities(self) -> dict[Asset, float]:
+        """A copy of what the account owes in each asset (its loans)."""
+        return dict(self._liabilities)
 
     def to_usdt(self, asset: Asset, amount: float, prices: Mapping[str, float]) -> float:
         """``amount`` of ``asset`` valued in USDT at ``prices`` (keyed by symbol).
@@ -74,29 +89,43 @@ class Portfolio:
         return amount * price
 
     def equity_usdt(self, prices: Mapping[str, float]) -> float:
-        """Total value of all balances in USDT."""
-        return sum(self.to_usdt(asset, amount, prices) for asset, amount in self._balances.items())
+        """Total value of all balances minus all loans, in USDT."""
+        return sum(
+            self.to_usdt(asset, self._balances[asset] - self._liabilities[asset], prices) for asset in Asset
+        )
 
     def apply_fill(self, fill: Fill) -> None:
-        """Move base and quote (and the quote-asset fee) for one fill, all or nothing."""
+        """Move base, quote, fee and loan for one fill, all or nothing.
+
+        A borrowing fill (``loan_change > 0``) credits the loan before trading; a repaying
+        one debits it after, so an exit's proceeds can repay its own loan.
+        """
         if fill.account != self.account:
             raise ValueError(f"fill {fill.fill_id} is for account {fill.account}, not {self.account}")
         instrument = INSTRUMENTS[fill.symbol]
         if fill.fee_asset is not instrument.quote:
             raise ValueError(f"fill {fill.fill_id} charges its fee in {fill.fee_asset}, not {instrument.quote}")
+        if fill.loan_change and fill.loan_asset not in (instrument.base, instrument.quote):
+            raise ValueError(f"fill {fill.fill_id} moves a loan in {fill.loan_asset}, not in {fill.symbol}")
         sign = 1.0 if fill.side is Side.BUY else -1.0
-        new_base = self._balances[instrument.base] + sign * fill.quantity
-        new_quote = self._balances[instrument.quote] - sign * fill.notional - fill.fee
-        base_floor = -BALANCE_TOLERANCE * max(1.0, fill.quantity)
-        quote_floor = -BALANCE_TOLERANCE * max(1.0, fill.notional + fill.fee)
-        if new_base < base_floor or new_quote < quote_floor:
+        new = {instrument.base: self._balances[instrument.base], instrument.quote: self._balances[instrument.quote]}
+        loans = dict(self._liabilities)
+        if fill.loan_asset is not None:
+            new[fill.loan_asset] += fill.loan_change
+            loans[fill.loan_asset] += fill.loan_change
+        new[instrument.base] += sign * fill.quantity
+        new[instrument.quote] -= sign * fill.notional + fill.fee
+        scale = max(1.0, fill.quantity, fill.notional + fill.fee, abs(fill.loan_change))
+        floor = -BALANCE_TOLERANCE * scale
+        if any(amount < floor for amount in new.values()) or any(amount < floor for amount in loans.values()):
             raise InsufficientBalanceError(
-                f"fill {fill.fill_id} ({fill.side} {fill.quantity} {fill.symbol} @ {fill.price}) "
-                f"would leave {instrument.base}={new_base}, {instrument.quote}={new_quote}"
+                f"fill {fill.fill_id} ({fill.side} {fill.quantity} {fill.symbol} @ {fill.price},"
+                f" loan {fill.loan_change} {fill.loan_asset}) would leave {new}, loans {loans}"
             )
         # Clamp the tolerated residue so balances never read as negative.
-        self._balances[instrument.base] = max(new_base, 0.0)
-        self._balances[instrument.quote] = max(new_quote, 0.0)
+        for asset, amount in new.items():
+            self._balances[asset] = max(amount, 0.0)
+        self._liabilities = {asset: max(amount, 0.0) for asset, amount in loans.items()}
 
     def snapshot(self, time: datetime, prices: Mapping[str, float]) -> PortfolioSnapshot:
         """The holdings and their USDT value at ``time``."""
@@ -106,4 +135,5 @@ class Portfolio:
             balances=self.balances,
             prices=dict(prices),
             equity_usdt=self.equity_usdt(prices),
+            liabilities={asset: amount for asset, amount in self._liabilities.items() if amount},
         )

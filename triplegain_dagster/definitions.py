@@ -4,22 +4,40 @@ from __future__ import annotations
 
 import dagster as dg
 
-from triplegain_dagster.assets.candles import candles_1m, candles_1m_consistent
+from triplegain_dagster.assets.candles import candles_1m
 from triplegain_dagster.assets.features import indicator_features
+from triplegain_dagster.assets.history import HISTORY_GROUP, ohlcv_history
 from triplegain_dagster.assets.report import portfolio_report
-from triplegain_dagster.resources import PostgresResource, RedisResource
+from triplegain_dagster.assets.trades import market_trades
+from triplegain_dagster.checks.market_quality import MARKET_QUALITY_CHECKS
+from triplegain_dagster.resources import (
+    DataQualityResource,
+    ExchangeResource,
+    PostgresResource,
+    RedisResource,
+)
+
+# Everything but the partitioned REST backfill, which runs per day and symbol (a backfill).
+ANALYTICS = dg.AssetSelection.all() - dg.AssetSelection.groups(HISTORY_GROUP)
 
 refresh_analytics = dg.define_asset_job(
     "refresh_analytics",
-    selection=dg.AssetSelection.all(),
-    description="Check the candles, recompute the indicator features, rebuild the report.",
+    selection=ANALYTICS,
+    description="Check the trades and candles, recompute the indicator features, rebuild the"
+                " report.",
 )
 
 defs = dg.Definitions(
-    assets=[candles_1m, indicator_features, portfolio_report],
-    asset_checks=[candles_1m_consistent],
+    assets=[market_trades, candles_1m, indicator_features, portfolio_report, ohlcv_history],
+    asset_checks=MARKET_QUALITY_CHECKS,
     jobs=[refresh_analytics],
-    # Unconfigured: both resolve from TRIPLEGAIN_* / the config file / the embedded servers at
-    # run time, so no URL (and no password in one) is ever part of the config the UI shows.
-    resources={"postgres": PostgresResource(), "redis": RedisResource()},
+    # Unconfigured: the database and Redis resolve from TRIPLEGAIN_* / the config file / the
+    # embedded servers at run time, so no URL (and no password in one) is ever part of the
+    # config the UI shows; the exchange is Kraken's own REST API, keys from the environment.
+    resources={
+        "postgres": PostgresResource(),
+        "redis": RedisResource(),
+        "exchange": ExchangeResource(),
+        "quality": DataQualityResource(),
+    },
 )

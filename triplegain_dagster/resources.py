@@ -1,8 +1,9 @@
-"""Dagster resources for the two meeting places of TripleGain: PostgreSQL and Redis.
+"""Dagster resources: the two meeting places of TripleGain (PostgreSQL and Redis), the
+exchange's REST API, and the data-quality settings.
 
-With no configuration both resolve like every other TripleGain process: ``TRIPLEGAIN_*``
-environment variables and the config file through ``load_settings``, else the embedded servers
-under the data directory. Connection URLs may hold passwords: leave the fields unset (the
+With no configuration the database and Redis resolve like every other TripleGain process:
+``TRIPLEGAIN_*`` environment variables and the config file through ``load_settings``, else the
+embedded servers under the data directory. Connection URLs may hold passwords: leave the fields unset (the
 environment is read at run time) or pass ``dagster.EnvVar("TRIPLEGAIN_DATABASE_URL")``, whose
 value the UI never shows, rather than a literal URL.
 """
@@ -12,7 +13,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import redis
@@ -22,6 +25,9 @@ from pydantic import Field
 from triplegain_core.config import Settings, load_settings
 from triplegain_core.storage import endpoints
 from triplegain_core.storage.migrate import migrate
+
+if TYPE_CHECKING:
+    from triplegain_core.exchange_rest import ExchangeRestConfig, RestMarketData
 
 # URLs already migrated by this process: migrating is idempotent but takes a lock and a round
 # trip, so each run worker does it once per database rather than once per asset.
@@ -85,3 +91,70 @@ class RedisResource(ConfigurableResource):
     def client(self) -> redis.Redis:
         """A client for the configured (or embedded) Redis; the caller closes it."""
         return redis.Redis.from_url(self.url())
+
+
+class ExchangeResource(ConfigurableResource):
+    """The exchange's public REST API through ccxt (Kraken by default).
+
+    ``base_url`` points ccxt at another host (the replay exchange's REST stand-in in tests and
+    demos). API keys are never fields: they are read from the environment variables named by
+    ``api_key_env`` / ``api_secret_env`` when a client is made, so neither the UI nor a log
+    ever shows them (public market data needs none).
+    """
+
+    exchange_id: str = Field(default="kraken", description="ccxt exchange id.")
+    base_url: str | None = Field(
+        default=None, description="REST base URL override; unset: the exchange's own host.",
+    )
+    rate_limit_ms: int | None = Field(
+        default=None, description="Minimum spacing of calls (ccxt rateLimit); unset: ccxt's.",
+    )
+    page_size: int = Field(default=1000, description="Trades per REST page (Kraken: <= 1000).")
+    max_retries: int = Field(default=6, description="Retries of a rate-limited or failed call.")
+    backoff_s: float = Field(default=1.0, description="First retry delay, doubled each retry.")
+    max_backoff_s: float = Field(default=60.0, description="Longest retry delay.")
+    api_key_env: str = Field(default="TRIPLEGAIN_EXCHANGE_API_KEY",
+                             description="Environment variable holding the API key, if any.")
+    api_secret_env: str = Field(default="TRIPLEGAIN_EXCHANGE_API_SECRET",
+                                description="Environment variable holding the API secret.")
+
+    def rest_config(self) -> ExchangeRestConfig:
+        """The validated adapter configuration of these fields."""
+        # Imported on use: ccxt takes a while to import, and only the backfill steps need it.
+        from triplegain_core.exchange_rest import ExchangeRestConfig
+
+        return ExchangeRestConfig(
+            exchange_id=self.exchange_id, base_url=self.base_url,
+            rate_limit_ms=self.rate_limit_ms, page_size=self.page_size,
+            max_retries=self.max_retries, backoff_s=self.backoff_s,
+            max_backoff_s=self.max_backoff_s, api_key_env=self.api_key_env,
+            api_secret_env=self.api_secret_env,
+        )
+
+    def client(self) -> RestMarketData:
+        """A new REST client (async); use it as ``async with`` so its session is closed."""
+        from triplegain_core.exchange_rest import RestMarketData
+
+        return RestMarketData(self.rest_config())
+
+
+class DataQualityResource(ConfigurableResource):
+    """Thresholds of the market-data quality checks."""
+
+    window_days: float = Field(
+        default=7.0, description="Rows checked: those within this many days of the latest one.",
+    )
+    max_staleness_minutes: float = Field(
+        default=15.0, description="The live stream is stale when its latest row is older.",
+    )
+    now: str | None = Field(
+        default=None,
+        description="ISO 8601 time to judge freshness at (replays, tests); unset: the clock.",
+    )
+
+    def current_time(self) -> datetime:
+        """The moment freshness is judged at, UTC-aware."""
+        if self.now is None:
+            return datetime.now(UTC)
+        moment = datetime.fromisoformat(self.now)
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

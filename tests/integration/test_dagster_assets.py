@@ -14,26 +14,44 @@ import pandas as pd
 import psycopg
 import pytest
 
+from triplegain_core.candles import build_candles
 from triplegain_core.indicators import indicator_frame
-from triplegain_core.market import US_PER_MINUTE, US_PER_SECOND, Asset, Candle, datetime_to_us
+from triplegain_core.market import (
+    US_PER_MINUTE,
+    US_PER_SECOND,
+    Asset,
+    Candle,
+    Trade,
+    datetime_to_us,
+    us_to_datetime,
+)
+from triplegain_core.market_sources import MarketSimulator
 from triplegain_core.orders import OrderPurpose
 from triplegain_core.portfolio import PortfolioSnapshot
 from triplegain_core.positions import Position, PositionStatus
 from triplegain_core.signals import Direction
 from triplegain_core.storage.market_store import MarketStore
 from triplegain_core.storage.trading_store import TradingStore
-from triplegain_dagster.assets.candles import candles_1m, candles_1m_consistent
+from triplegain_dagster.assets.candles import candles_1m
 from triplegain_dagster.assets.features import indicator_features
 from triplegain_dagster.assets.report import portfolio_report
+from triplegain_dagster.assets.trades import market_trades
+from triplegain_dagster.checks.market_quality import (
+    candles_1m_consistent,
+    candles_1m_fresh,
+    market_trades_consistent,
+    market_trades_fresh,
+)
 from triplegain_dagster.definitions import defs
-from triplegain_dagster.resources import PostgresResource, RedisResource
+from triplegain_dagster.resources import DataQualityResource, PostgresResource, RedisResource
 
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
 MINUTES = 300
 START_PRICES = {"BTC/USDT": 95_000.0, "XRP/USDT": 2.1, "XRP/BTC": 2.1 / 95_000.0}
-ALL_ASSETS = [candles_1m, candles_1m_consistent, indicator_features, portfolio_report]
+ALL_ASSETS = [candles_1m, candles_1m_consistent, candles_1m_fresh, indicator_features,
+              portfolio_report]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -110,12 +128,15 @@ def resources(database_url: str, redis_url: str, tmp_path: Path) -> dict[str, ob
     return {
         "postgres": PostgresResource(database_url=database_url, data_dir=str(tmp_path)),
         "redis": RedisResource(redis_url=redis_url),
+        # Freshness judged just after the synthetic market's last minute.
+        "quality": DataQualityResource(now=(T0 + timedelta(minutes=MINUTES + 1)).isoformat(),
+                                       window_days=3650),
     }
 
 
-def _check(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:
-    (evaluation,) = result.get_asset_check_evaluations()
-    assert evaluation.check_name == "candles_1m_consistent"
+def _check(result: dg.ExecuteInProcessResult,
+           name: str = "candles_1m_consistent") -> dg.AssetCheckEvaluation:
+    (evaluation,) = [e for e in result.get_asset_check_evaluations() if e.check_name == name]
     return evaluation
 
 
@@ -131,15 +152,19 @@ def _materialization(result: dg.ExecuteInProcessResult, node: str) -> dict[str, 
 def test_definitions_load() -> None:
     dg.Definitions.validate_loadable(defs)
     keys = {key.to_user_string() for key in defs.resolve_all_asset_keys()}
-    assert keys == {"candles_1m", "indicator_features", "portfolio_report"}
+    assert keys == {"market_trades", "candles_1m", "indicator_features", "portfolio_report",
+                    "ohlcv_history"}
     checks = defs.resolve_asset_graph().asset_check_keys
     assert {(key.asset_key.to_user_string(), key.name) for key in checks} == {
-        ("candles_1m", "candles_1m_consistent")
+        ("candles_1m", "candles_1m_consistent"), ("candles_1m", "candles_1m_fresh"),
+        ("market_trades", "market_trades_consistent"), ("market_trades", "market_trades_fresh"),
     }
+    # The analytics job leaves out the partitioned backfill, which runs per day and symbol.
     job = defs.resolve_job_def("refresh_analytics")
-    assert {key.to_user_string() for key in job.asset_layer.selected_asset_keys} == keys
+    assert {key.to_user_string() for key in job.asset_layer.selected_asset_keys} == (
+        keys - {"ohlcv_history"})
     assert job.asset_layer.asset_graph.asset_check_keys == checks
-    assert set(defs.resources) == {"postgres", "redis"}
+    assert set(defs.resources) == {"postgres", "redis", "exchange", "quality"}
 
 
 def test_refresh_analytics_builds_features_and_report(
@@ -259,7 +284,7 @@ def test_candle_check_fails_on_bad_rows(
     assert check.severity == severity
     metadata = _metadata(check)
     kinds = ("duplicate_minute_buckets", "misaligned_open_times", "gaps", "missing_minutes",
-             "high_below_body", "low_above_body", "negative_volume")
+             "high_below_body", "low_above_body", "non_positive_prices", "negative_volume")
     assert {kind: metadata[kind] for kind in kinds} == {k: expected.get(k, 0) for k in kinds}
     assert "BTC/USDT" in metadata["details"]
 
@@ -316,3 +341,106 @@ def test_gaps_of_real_data_warn_without_blocking(
     assert metadata["duplicate_minute_buckets"] == metadata["negative_volume"] == 0
     assert "XRP/ETH" in _materialization(result, "candles_1m")["coverage"]
     assert _materialization(result, "indicator_features")["rows_written"] > 0
+
+
+QUALITY_ASSETS = [market_trades, market_trades_consistent, market_trades_fresh, candles_1m,
+                  candles_1m_consistent, candles_1m_fresh, indicator_features]
+
+
+def _replayed_market(db: psycopg.Connection, minutes: int = 120) -> list[Trade]:
+    trades = list(MarketSimulator(seed=3, start_us=datetime_to_us(T0), duration_s=minutes * 60))
+    store = MarketStore(db)
+    store.write_trades(trades)
+    store.write_candles(build_candles(trades))
+    return trades
+
+
+def test_quality_checks_pass_on_a_replayed_market(
+    db: psycopg.Connection, database_url: str, tmp_path: Path
+) -> None:
+    trades = _replayed_market(db)
+    last = us_to_datetime(trades[-1].ts_us)
+    resources = {
+        "postgres": PostgresResource(database_url=database_url, data_dir=str(tmp_path)),
+        "quality": DataQualityResource(now=(last + timedelta(minutes=3)).isoformat(),
+                                       max_staleness_minutes=5),
+    }
+
+    result = dg.materialize(QUALITY_ASSETS, resources=resources)
+
+    assert result.success
+    for name in ("market_trades_consistent", "market_trades_fresh", "candles_1m_consistent",
+                 "candles_1m_fresh"):
+        assert _check(result, name).passed, _metadata(_check(result, name))
+    assert _metadata(_check(result, "market_trades_consistent"))["trades"] == len(trades)
+    assert _materialization(result, "market_trades")["rows"] == len(trades)
+    assert _materialization(result, "indicator_features")["rows_written"] > 0
+
+
+def test_stale_stream_warns_without_blocking(
+    db: psycopg.Connection, database_url: str, tmp_path: Path
+) -> None:
+    trades = _replayed_market(db)
+    now = us_to_datetime(trades[-1].ts_us) + timedelta(minutes=45)
+    resources = {
+        "postgres": PostgresResource(database_url=database_url, data_dir=str(tmp_path)),
+        "quality": DataQualityResource(now=now.isoformat(), max_staleness_minutes=30),
+    }
+
+    result = dg.materialize(QUALITY_ASSETS, resources=resources)
+
+    assert result.success
+    for name, table in (("market_trades_fresh", "trades"), ("candles_1m_fresh", "candles")):
+        check = _check(result, name)
+        assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+        metadata = _metadata(check)
+        assert metadata["stale_symbols"] == 3
+        assert metadata["max_age_minutes"] > 30
+        assert metadata["now"] == now.isoformat()
+    assert _materialization(result, "indicator_features")["rows_written"] > 0
+
+
+def _trade_back_in_time(trades: list[Trade]) -> Trade:
+    """A print of an old trade id one second after the last trade of its symbol."""
+    last = [t for t in trades if t.symbol == "XRP/USDT"][-1]
+    return dataclasses.replace(last, trade_id=5, ts_us=last.ts_us + US_PER_SECOND)
+
+
+def _negative_price(trades: list[Trade]) -> Trade:
+    last = [t for t in trades if t.symbol == "BTC/USDT"][-1]
+    return dataclasses.replace(last, trade_id=last.trade_id + 1, ts_us=last.ts_us + 1,
+                               price=-1.0)
+
+
+@pytest.mark.parametrize(
+    ("broken_row", "expected"),
+    [
+        (_trade_back_in_time, {"trade_ids_back_in_time": 1, "duplicate_trade_ids": 1}),
+        (_negative_price, {"non_positive_prices": 1}),
+    ],
+    ids=["id-back-in-time", "negative-price"],
+)
+def test_broken_trade_blocks_the_candles_and_what_follows(
+    db: psycopg.Connection, database_url: str, tmp_path: Path,
+    broken_row: Callable[[list[Trade]], Trade], expected: dict[str, int],
+) -> None:
+    trades = _replayed_market(db)
+    MarketStore(db).write_trades([broken_row(trades)])
+    resources = {
+        "postgres": PostgresResource(database_url=database_url, data_dir=str(tmp_path)),
+        "quality": DataQualityResource(now=us_to_datetime(trades[-1].ts_us).isoformat()),
+    }
+
+    result = dg.materialize(QUALITY_ASSETS, resources=resources, raise_on_error=False)
+
+    assert not result.success
+    check = _check(result, "market_trades_consistent")
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    metadata = _metadata(check)
+    kinds = ("non_positive_prices", "non_positive_quantities", "duplicate_trade_ids",
+             "trade_ids_back_in_time")
+    assert {kind: metadata[kind] for kind in kinds} == {k: expected.get(k, 0) for k in kinds}
+    # Blocking: nothing downstream of the trades ran.
+    assert result.asset_materializations_for_node("candles_1m") == []
+    assert result.asset_materializations_for_node("indicator_features") == []
+    assert db.execute("SELECT count(*) FROM indicator_features").fetchone()[0] == 0

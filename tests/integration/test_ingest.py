@@ -12,12 +12,20 @@ import pytest
 import redis
 from websockets.asyncio.server import ServerConnection, serve
 
-from streamer.ingest import StreamerStats, TradeStreamer
+from streamer.ingest import (
+    ConnectionPolicy,
+    MissedInterval,
+    StreamerStats,
+    TradeMark,
+    TradeStreamer,
+)
 from streamer.replay_exchange import ReplayExchange
+from streamer.replay_faults import ReplayFaults
 from triplegain_core.candles import build_candles
 from triplegain_core.config import Settings
 from triplegain_core.hot_state import HotStatePublisher, HotStateReader
 from triplegain_core.kraken_v2 import (
+    PingRequest,
     encode_pong,
     encode_status,
     encode_subscribe_ack,
@@ -85,6 +93,16 @@ def test_simulated_market_lands_in_postgres_and_redis(
     heartbeat = reader.heartbeat()
     assert heartbeat is not None
     assert (heartbeat["trades"], heartbeat["candles"]) == (len(trades), len(offline))
+    assert stats.book_checksum_failures == 0 and stats.book_updates > 100
+    assert stats.ohlc_checked >= len(offline) - 3 and stats.ohlc_mismatches == 0
+    books, tickers = reader.books(TRADED_SYMBOLS), reader.tickers(TRADED_SYMBOLS)
+    for symbol in TRADED_SYMBOLS:
+        last = [t for t in trades if t.symbol == symbol][-1]
+        book = books[symbol]
+        assert book.bids[0][0] < last.price < book.asks[0][0] and len(book.asks) == 10
+        assert tickers[symbol].last == last.price
+        assert (tickers[symbol].bid, tickers[symbol].ask) == (book.bids[0][0], book.asks[0][0])
+        assert MarketStore(db).book_snapshots(symbol)  # at most one a second, some stored
 
 
 def test_replaying_twice_stores_each_row_once(
@@ -121,7 +139,8 @@ def test_real_trades_give_the_exchange_candles_through_the_wire(
 def test_malformed_frames_are_counted_and_the_stream_goes_on(
     database_url: str, redis_client: redis.Redis, db: psycopg.Connection
 ) -> None:
-    """A hostile stand-in mixes garbage with good trades, then closes the connection."""
+    """A hostile stand-in mixes garbage with good trades, then closes the connection; the
+    streamer reconnects once and gets all of it again: the repeated trades are duplicates."""
     good = [Trade("XRP/USDT", i, START + i * 7_000_000, 0.5 + i / 1000, 1.0 + i, Side.BUY)
             for i in range(1, 31)]
     garbage = [
@@ -152,13 +171,16 @@ def test_malformed_frames_are_counted_and_the_stream_goes_on(
             settings = Settings(ws_url=f"ws://127.0.0.1:{port}/v2", symbols=("XRP/USDT",),
                                 write_batch_size=4)
             with psycopg.connect(database_url, autocommit=True) as conn:
-                streamer = TradeStreamer(settings, MarketStore(conn),
-                                         HotStatePublisher(redis_client))
+                streamer = TradeStreamer(
+                    settings, MarketStore(conn), HotStatePublisher(redis_client),
+                    policy=ConnectionPolicy(max_reconnects=1, backoff_initial_s=0.01))
                 return await streamer.run_until()
 
     stats = asyncio.run(scenario())
-    assert stats.rejected_frames == len(garbage)
+    assert stats.rejected_frames == 2 * len(garbage)
     assert stats.trades == len(good)
+    assert stats.duplicate_trades == len(good)
+    assert (stats.connections, stats.reconnects) == (2, 1)
     assert MarketStore(db).count_rows("trades") == len(good)
     assert _stored_candles(db) == _expected(build_candles(good))
 
@@ -185,3 +207,183 @@ def test_stop_flushes_forming_candles(
     assert stats.trades == len(trades)
     assert stats.batches == 1  # neither threshold was reached: everything in the final batch
     assert _stored_candles(db) == _expected(build_candles(trades))
+
+
+_FAULTS = {
+    "drop_connection": ReplayFaults(drop_connection_every_s=0.7),
+    "stall_heartbeats": ReplayFaults(stall_every_s=0.8, stall_for_s=0.5),
+    "drop_frames": ReplayFaults(drop_frame_rate=0.02),
+    "duplicate_frames": ReplayFaults(duplicate_frame_rate=0.05),
+    "reorder_frames": ReplayFaults(reorder_frame_rate=0.05),
+    "corrupt_checksum": ReplayFaults(corrupt_checksum_rate=0.03),
+    "malformed_json": ReplayFaults(malformed_frame_rate=0.02),
+    "all": ReplayFaults(seed=7, drop_connection_every_s=1.1, stall_every_s=1.7, stall_for_s=0.5,
+                        drop_frame_rate=0.01, duplicate_frame_rate=0.02,
+                        reorder_frame_rate=0.02, malformed_frame_rate=0.01,
+                        corrupt_checksum_rate=0.02),
+}
+_POLICY = ConnectionPolicy(stale_after_s=0.3, backoff_initial_s=0.01, backoff_max_s=0.05,
+                           gap_patience_s=0.05)
+
+
+def _stream_with_faults(trades: Sequence[Trade], symbols: Sequence[str], faults: ReplayFaults,
+                        speed: float, database_url: str, client: redis.Redis
+                        ) -> tuple[StreamerStats, ReplayExchange, list[MissedInterval]]:
+    missed: list[MissedInterval] = []
+
+    async def scenario() -> tuple[StreamerStats, ReplayExchange]:
+        async with ReplayExchange(trades, symbols, speed=speed, heartbeat_interval_s=0.1,
+                                  faults=faults) as exchange:
+            settings = Settings(ws_url=exchange.url, symbols=tuple(symbols),
+                                write_batch_size=400)
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                streamer = TradeStreamer(settings, MarketStore(conn), HotStatePublisher(client),
+                                         policy=_POLICY, on_missed_interval=missed.append)
+                stats = await streamer.run_until(exchange.finished)
+                return stats, exchange
+
+    stats, exchange = asyncio.run(scenario())
+    return stats, exchange, missed
+
+
+@pytest.mark.parametrize("fault", sorted(_FAULTS))
+def test_faults_lose_no_trade(fault: str, database_url: str, redis_client: redis.Redis,
+                              db: psycopg.Connection) -> None:
+    """Each fault of the replay exchange, over a simulated market of three pairs: the stored
+    candles are the candles built offline from the same trades."""
+    trades = list(MarketSimulator(seed=11, start_us=START, duration_s=40 * 60))
+    faults = _FAULTS[fault]
+    # Paced (40 minutes in about 3 s) so the wall-clock faults strike several times.
+    stats, exchange, missed = _stream_with_faults(trades, TRADED_SYMBOLS, faults, 800.0,
+                                                  database_url, redis_client)
+    injected = exchange.faults_injected
+    assert missed == [] and stats.missed_intervals == 0
+    assert stats.trades == len(trades)
+    assert _stored_candles(db) == _expected(build_candles(trades))
+    assert MarketStore(db).count_rows("trades") == len(trades)
+    assert stats.ohlc_mismatches == 0 and stats.ohlc_checked > 0
+    if fault == "drop_connection":
+        assert injected.connections_dropped >= 1 and stats.reconnects >= 1
+    elif fault == "stall_heartbeats":
+        assert injected.stalls >= 1 and stats.stale_connections >= 1
+    elif fault == "drop_frames":
+        assert injected.frames_dropped > 0 and stats.gap_resyncs > 0
+    elif fault == "duplicate_frames":
+        assert injected.frames_duplicated > 0 and stats.duplicate_trades > 0
+    elif fault == "reorder_frames":
+        assert injected.frames_reordered > 0 and stats.reordered_trades > 0
+    elif fault == "corrupt_checksum":
+        assert injected.checksums_corrupted > 0
+        # A corrupted update that reaches a book already awaiting its fresh snapshot is
+        # skipped, not checked; no failure comes without a corruption.
+        assert 0 < stats.book_checksum_failures <= injected.checksums_corrupted
+        assert stats.book_snapshots > len(TRADED_SYMBOLS)
+    elif fault == "malformed_json":
+        assert injected.frames_malformed > 0
+        assert stats.rejected_frames == injected.frames_malformed
+
+
+def test_real_trades_with_every_fault_give_the_exchange_candles(
+    shared_data: Path, database_url: str, redis_client: redis.Redis, db: psycopg.Connection
+) -> None:
+    """Binance XRP/ETH trades through a replay exchange with every fault on: still exactly
+    Binance's 1m candles."""
+    import pandas as pd
+
+    trades = list(trades_from_file(shared_data / "binance_xrp-eth_trades.parquet", "XRP/USDT"))
+    stats, exchange, missed = _stream_with_faults(trades, ["XRP/USDT"], _FAULTS["all"], 40_000.0,
+                                                  database_url, redis_client)
+    injected = exchange.faults_injected
+    assert injected.frames_dropped and injected.frames_duplicated and injected.frames_reordered
+    assert injected.frames_malformed and injected.checksums_corrupted
+    assert injected.connections_dropped and injected.stalls
+    assert missed == [] and stats.trades == len(trades) == 12_477
+    exchange_1m = pd.read_parquet(shared_data / "binance_xrp-eth_1m.parquet")
+    stored = _stored_candles(db)
+    assert [row[1:7] for row in stored] == list(zip(
+        exchange_1m["ts"].dt.as_unit("us").astype("int64").tolist(),
+        exchange_1m["open"].tolist(), exchange_1m["high"].tolist(),
+        exchange_1m["low"].tolist(), exchange_1m["close"].tolist(),
+        exchange_1m["volume"].tolist(), strict=True))
+
+
+def test_a_hole_longer_than_the_snapshot_is_handed_to_gap_repair(
+    database_url: str, redis_client: redis.Redis, db: psycopg.Connection
+) -> None:
+    """An exchange that loses 60 trades in a row: the 50-trade snapshot cannot bring them
+    back, so the streamer reports exactly that hole through its hook and goes on."""
+    trades = [Trade("XRP/USDT", i, START + i * 1_000_000, 0.5 + i / 10_000, 1.0, Side.BUY)
+              for i in range(1, 121)]
+    lost = range(11, 71)
+    done = asyncio.Event()
+
+    async def handler(connection: ServerConnection) -> None:
+        published: list[Trade] = []
+        await connection.send(encode_status())
+        async for raw in connection:
+            request = parse_client_message(raw)
+            if isinstance(request, PingRequest):
+                await connection.send(encode_pong(request.req_id))
+                continue
+            await connection.send(encode_subscribe_ack("XRP/USDT", req_id=request.req_id,
+                                                       method=request.method))
+            if request.method != "subscribe":
+                continue
+            if request.snapshot:
+                await connection.send(encode_trades(published[-50:], kind="snapshot"))
+            if not published:
+                for trade in trades:
+                    published.append(trade)
+                    if trade.trade_id not in lost:
+                        await connection.send(encode_trades([trade]))
+                done.set()
+
+    missed: list[MissedInterval] = []
+
+    async def scenario() -> StreamerStats:
+        async with serve(handler, "127.0.0.1", 0) as server:
+            port = server.sockets[0].getsockname()[1]
+            settings = Settings(ws_url=f"ws://127.0.0.1:{port}/v2", symbols=("XRP/USDT",))
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                streamer = TradeStreamer(
+                    settings, MarketStore(conn), HotStatePublisher(redis_client),
+                    policy=ConnectionPolicy(channels=("trade",), gap_patience_s=0.05),
+                    on_missed_interval=missed.append)
+                return await streamer.run_until(done)
+
+    stats = asyncio.run(scenario())
+    assert missed == [MissedInterval("XRP/USDT", trades[9].ts_us, trades[70].ts_us + 1, 11, 70,
+                                     "gap")]
+    assert missed[0].trades == 60
+    assert (stats.missed_intervals, stats.missed_trades) == (1, 60)
+    kept = [t for t in trades if t.trade_id not in lost]
+    assert stats.trades == len(kept)
+    assert MarketStore(db).count_rows("trades") == len(kept)
+    assert _stored_candles(db) == _expected(build_candles(kept))
+
+
+def test_resume_from_reports_the_hole_across_a_restart(
+    database_url: str, redis_client: redis.Redis
+) -> None:
+    """A streamer restarted with the last stored trade learns, from the first trade it sees,
+    which trades it missed while it was down."""
+    trades = [Trade("BTC/USDT", i, START + i * 500_000, 60_000.0 + i, 0.1, Side.SELL)
+              for i in range(1, 301)]
+    missed: list[MissedInterval] = []
+
+    async def scenario() -> StreamerStats:
+        async with ReplayExchange(trades[200:], ["BTC/USDT"], speed=0) as exchange:
+            settings = Settings(ws_url=exchange.url, symbols=("BTC/USDT",))
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                streamer = TradeStreamer(
+                    settings, MarketStore(conn), HotStatePublisher(redis_client),
+                    policy=ConnectionPolicy(gap_patience_s=0.05),
+                    on_missed_interval=missed.append,
+                    resume_from={"BTC/USDT": TradeMark(trades[149].trade_id,
+                                                       trades[149].ts_us)})
+                return await streamer.run_until(exchange.finished)
+
+    stats = asyncio.run(scenario())
+    assert missed == [MissedInterval("BTC/USDT", trades[149].ts_us, trades[200].ts_us + 1,
+                                     151, 200, "reconnect")]
+    assert stats.trades == 100 and stats.missed_trades == 50

@@ -55,3 +55,31 @@ def test_live_mode_needs_the_explicit_opt_in(tmp_path: Path) -> None:
         environ={"TRIPLEGAIN_MODE": "live", "TRIPLEGAIN_I_ACCEPT_LIVE_TRADING": "yes"}
     )
     assert live.mode == "live"
+
+
+def test_risk_limits_default_to_the_architecture_and_are_configurable(tmp_path: Path) -> None:
+    risk = load_settings(environ={}, data_dir=tmp_path).risk
+    assert (risk.risk_per_trade, risk.max_stop_distance, risk.max_drawdown, risk.daily_loss_limit) == (
+        0.01, 0.02, 0.10, 0.03)
+    assert (risk.trailing_activation_r, risk.consecutive_losses, risk.cooldown_minutes) == (1.5, 5, 30.0)
+    assert (risk.max_leverage, risk.long_leverage, risk.short_leverage) == (3.0, 1.5, 2.0)
+    assert (risk.max_correlated_positions, risk.btc_correlation_threshold) == (2, 0.8)
+    config = tmp_path / "tg.toml"
+    config.write_text("[risk]\nmax_leverage = 2.0\nconsecutive_losses = 3\nmax_holding_minutes = 240\n")
+    custom = load_settings(config, environ={}).risk
+    assert (custom.max_leverage, custom.consecutive_losses, custom.max_holding_minutes) == (2.0, 3, 240.0)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[risk]\nmax_leverage = 50.0\n", "max_leverage"),
+        ("[risk]\nconsecutive_losses = 0\n", "consecutive_losses"),
+        ("[risk]\nno_such_limit = 1\n", "no_such_limit"),
+    ],
+)
+def test_bad_risk_limits_are_clear_errors(tmp_path: Path, text: str, message: str) -> None:
+    config = tmp_path / "tg.toml"
+    config.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(config, environ={})

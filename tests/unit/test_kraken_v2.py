@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from triplegain_core.kraken_v2 import (
+    BookData,
+    BookMessage,
     ErrorReply,
+    InstrumentMessage,
+    InstrumentPair,
+    OhlcBar,
+    OhlcMessage,
+    Ticker,
+    TickerMessage,
     Heartbeat,
     KrakenFrameError,
     PingRequest,
@@ -18,13 +27,17 @@ from triplegain_core.kraken_v2 import (
     SubscribeAck,
     SubscribeRequest,
     TradeMessage,
+    encode_book,
     encode_error,
     encode_heartbeat,
+    encode_instrument,
+    encode_ohlc,
     encode_ping,
     encode_pong,
     encode_status,
     encode_subscribe,
     encode_subscribe_ack,
+    encode_ticker,
     encode_trades,
     parse_client_message,
     parse_server_message,
@@ -32,6 +45,7 @@ from triplegain_core.kraken_v2 import (
     us_to_rfc3339,
 )
 from triplegain_core.market import Side, Trade
+from triplegain_core.order_book import BookLevel
 
 # The example trade message of Kraken's v2 documentation (trade channel).
 DOC_TRADE = (
@@ -262,3 +276,105 @@ def test_random_json_only_raises_frame_error(value: object) -> None:
             parse(frame)
         except KrakenFrameError:
             pass
+
+
+# --- the other public channels --------------------------------------------------------------
+
+# Kraken's documented ohlc and ticker examples (spot WebSocket v2).
+DOC_OHLC = (
+    '{"channel":"ohlc","type":"update","timestamp":"2023-10-04T16:26:30.524394914Z","data":['
+    '{"symbol":"MATIC/USD","open":0.5624,"high":0.5628,"low":0.5622,"close":0.5627,'
+    '"trades":12,"volume":1468.78667473,"vwap":0.5626,"interval_begin":'
+    '"2023-10-04T16:25:00.000000000Z","interval":5,"timestamp":"2023-10-04T16:30:00.000000Z"}]}'
+)
+DOC_TICKER = (
+    '{"channel":"ticker","type":"snapshot","data":[{"symbol":"ALGO/USD","bid":0.10025,'
+    '"bid_qty":740.0,"ask":0.10036,"ask_qty":1361.44813783,"last":0.10035,'
+    '"volume":997038.98383185,"vwap":0.10148,"low":0.09979,"high":0.10285,"change":-0.00017,'
+    '"change_pct":-0.17}]}'
+)
+
+
+def test_documented_ohlc_and_ticker_parse() -> None:
+    ohlc = parse_server_message(DOC_OHLC)
+    assert ohlc == OhlcMessage("update", [OhlcBar(
+        "MATIC/USD", 0.5624, 0.5628, 0.5622, 0.5627, 12, 1468.78667473, 0.5626,
+        rfc3339_to_us("2023-10-04T16:25:00Z"), 5, rfc3339_to_us("2023-10-04T16:30:00Z"))])
+    ticker = parse_server_message(DOC_TICKER)
+    assert ticker == TickerMessage("snapshot", [Ticker(
+        "ALGO/USD", 0.10025, 740.0, 0.10036, 1361.44813783, 0.10035, 997038.98383185, 0.10148,
+        0.09979, 0.10285, -0.00017, -0.17)])
+
+
+def test_ohlc_ticker_instrument_and_book_round_trip() -> None:
+    bar = OhlcBar("XRP/USDT", 0.5, 0.6, 0.4, 0.55, 3, 12.5, 0.52, 1_767_571_200_000_000, 1,
+                  1_767_571_230_000_000)
+    assert parse_server_message(encode_ohlc([bar])) == OhlcMessage("update", [bar])
+    ticker = Ticker("BTC/USDT", 60_000.1, 1.5, 60_000.2, 0.25, 60_000.15, 100.0, 59_999.0,
+                    59_000.0, 61_000.0, -12.5, -0.02, 1_767_571_230_000_000)
+    assert parse_server_message(encode_ticker([ticker])) == TickerMessage("update", [ticker])
+    pair = InstrumentPair("XRP/BTC", "XRP", "BTC", "online", 8, 1e-8, 8, 1e-8, 1e-8, 0.00002)
+    assert parse_server_message(encode_instrument([pair])) == InstrumentMessage("snapshot",
+                                                                                [pair])
+    book = BookData("XRP/USDT", (BookLevel(Decimal("0.51230"), Decimal("10.00000000")),),
+                    (BookLevel(Decimal("0.51250"), Decimal("0")),), 42, 1_767_571_230_000_000)
+    frame = encode_book(book)
+    assert '"price":0.51230,"qty":10.00000000' in frame  # exact decimal text on the wire
+    parsed = parse_server_message(frame)
+    assert parsed == BookMessage("update", [book])
+    assert str(parsed.books[0].bids[0].qty) == "10.00000000"
+
+
+def test_channel_subscriptions_round_trip() -> None:
+    book = encode_subscribe(["BTC/USDT"], "book", snapshot=True, req_id=3, depth=25)
+    assert json.loads(book)["params"] == {"channel": "book", "symbol": ["BTC/USDT"],
+                                          "depth": 25, "snapshot": True}
+    assert parse_client_message(book) == SubscribeRequest("book", ("BTC/USDT",), True, 3,
+                                                          "subscribe", 25, None)
+    ohlc = parse_client_message(encode_subscribe(["XRP/BTC"], "ohlc", interval=1))
+    assert (ohlc.channel, ohlc.interval) == ("ohlc", 1)
+    instrument = encode_subscribe([], "instrument", snapshot=True)
+    assert "symbol" not in json.loads(instrument)["params"]
+    assert parse_client_message(instrument).symbols == ()
+    ack = parse_server_message(encode_subscribe_ack("BTC/USDT", "book", True, 3, depth=25))
+    assert (ack.channel, ack.symbol, ack.success) == ("book", "BTC/USDT", True)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        '{"channel":"book","type":"snapshot","data":[{"symbol":"A/B","bids":[],"asks":[]}]}',
+        '{"channel":"book","type":"update","data":[{"symbol":"A/B","bids":[{"price":-1,'
+        '"qty":1}],"asks":[],"checksum":1}]}',
+        '{"channel":"book","type":"update","data":[{"symbol":"A/B","bids":[{"price":1,'
+        '"qty":-0.5}],"asks":[],"checksum":1}]}',
+        '{"channel":"book","type":"update","data":[{"symbol":"A/B","bids":[],"asks":[{"price":'
+        '"1.0","qty":1}],"checksum":1}]}',
+        '{"channel":"book","type":"update","data":[{"symbol":"A/B","bids":[],"asks":[],'
+        '"checksum":4294967296}]}',
+        '{"channel":"book","type":"update","data":[{"symbol":"A/B","bids":[{"price":1e999999,'
+        '"qty":1}],"asks":[],"checksum":1}]}',
+        '{"channel":"book","type":"update","data":[{"symbol":"A/B","bids":[{"price":NaN,'
+        '"qty":1}],"asks":[],"checksum":1}]}',
+        DOC_OHLC.replace('"interval":5', '"interval":7'),
+        DOC_OHLC.replace('"trades":12', '"trades":-1'),
+        DOC_OHLC.replace('"open":0.5624', '"open":0'),
+        DOC_TICKER.replace('"bid":0.10025', '"bid":"0.1"'),
+        DOC_TICKER.replace('"change":-0.00017', '"change":null'),
+        '{"channel":"instrument","type":"snapshot","data":{"pairs":[{"symbol":"A/B"}]}}',
+        '{"channel":"instrument","type":"snapshot","data":[]}',
+    ],
+)
+def test_malformed_channel_frames_raise_frame_error(frame: str) -> None:
+    with pytest.raises(KrakenFrameError):
+        parse_server_message(frame)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    ['{"method":"subscribe","params":{"channel":"book","symbol":["A"],"depth":7}}',
+     '{"method":"subscribe","params":{"channel":"ohlc","symbol":["A"],"interval":2}}'],
+)
+def test_bad_depth_or_interval_is_refused(frame: str) -> None:
+    with pytest.raises(KrakenFrameError):
+        parse_client_message(frame)

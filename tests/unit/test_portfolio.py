@@ -97,3 +97,32 @@ def test_float_residue_is_tolerated_and_clamped() -> None:
     portfolio = Portfolio("a", {Asset.XRP: 1000.0})
     portfolio.apply_fill(_fill("XRP/USDT", Side.SELL, 1000.0 + 1e-10, 0.5, 0.0, Asset.USDT))
     assert portfolio.balance(Asset.XRP) == 0.0
+
+
+def _loan_fill(side: Side, qty: float, price: float, loan: float, loan_asset: Asset) -> Fill:
+    return Fill(
+        fill_id="f", order_id="o", account="a", time=T0, symbol="XRP/USDT", side=side, quantity=qty,
+        price=price, fee=0.0, fee_asset=Asset.USDT, loan_change=loan, loan_asset=loan_asset,
+    )
+
+
+def test_loans_are_liabilities_in_equity_and_snapshot() -> None:
+    portfolio = Portfolio("a", {Asset.USDT: 100.0})
+    portfolio.apply_fill(_loan_fill(Side.BUY, 300.0, 0.5, 50.0, Asset.USDT))  # 150 notional, 2x
+    assert portfolio.balance(Asset.USDT) == pytest.approx(0.0)
+    assert portfolio.liabilities == {Asset.USDT: 50.0, Asset.XRP: 0.0, Asset.BTC: 0.0}
+    assert portfolio.equity_usdt(PRICES) == pytest.approx(300 * 0.5 - 50.0)
+    assert portfolio.snapshot(T0, PRICES).liabilities == {Asset.USDT: 50.0}
+    portfolio.apply_fill(_loan_fill(Side.SELL, 300.0, 0.6, -50.0, Asset.USDT))  # proceeds repay the loan
+    assert portfolio.liabilities[Asset.USDT] == 0.0
+    assert portfolio.balance(Asset.USDT) == pytest.approx(180.0 - 50.0)
+
+
+def test_repaying_more_than_owed_or_held_changes_nothing() -> None:
+    portfolio = Portfolio("a", {Asset.USDT: 10.0, Asset.XRP: 10.0})
+    with pytest.raises(InsufficientBalanceError):
+        portfolio.apply_fill(_loan_fill(Side.SELL, 1.0, 0.5, -5.0, Asset.USDT))  # no loan to repay
+    with pytest.raises(ValueError):
+        portfolio.apply_fill(_loan_fill(Side.SELL, 1.0, 0.5, 5.0, Asset.BTC))  # loan in a foreign asset
+    assert portfolio.balances == {Asset.USDT: 10.0, Asset.XRP: 10.0, Asset.BTC: 0.0}
+    assert not any(portfolio.liabilities.values())

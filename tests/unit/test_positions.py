@@ -110,3 +110,53 @@ def test_unrealized_pnl() -> None:
     assert pnl == {"l": pytest.approx(1.0 - 0.1), "s": pytest.approx(-1.0 - 0.1)}
     with pytest.raises(MissingPriceError):
         tracker.unrealized_pnl({})
+
+
+# --- trailing stop, invalidation, holding time, USDT PnL
+
+from datetime import timedelta  # noqa: E402
+
+from triplegain_core.positions import holding_deadline  # noqa: E402
+
+
+def test_trailing_stop_starts_after_one_and_a_half_r_and_only_tightens() -> None:
+    tracker = PositionTracker("a")  # R = 0.02 (entry 1.0, stop 0.98)
+    tracker.open(_position())
+    assert tracker.trail("XRP/USDT", 1.0, 1.029) == []  # 1.45 R: not yet
+    moved = tracker.trail("XRP/USDT", 1.0, 1.03)  # 1.5 R: stop to best - 1 R
+    assert [p.stop_loss for p in moved] == [pytest.approx(1.01)]
+    assert tracker.get("p1").trailing_active and tracker.get("p1").initial_stop == 0.98
+    assert tracker.trail("XRP/USDT", 1.0, 1.02) == []  # a pullback never loosens it
+    assert tracker.get("p1").stop_loss == pytest.approx(1.01)
+    [trigger] = tracker.exits_triggered("XRP/USDT", 1.005, 1.02)
+    assert trigger.purpose is OrderPurpose.TRAILING_STOP and trigger.level == pytest.approx(1.01)
+
+
+def test_trailing_stop_of_a_short() -> None:
+    tracker = PositionTracker("a", trailing_activation_r=1.5, trailing_distance_r=0.5)
+    tracker.open(_position(direction=Direction.SHORT))  # entry 1.0, stop 1.02
+    [moved] = tracker.trail("XRP/USDT", 0.96, 1.0)  # 2 R in favour
+    assert moved.stop_loss == pytest.approx(0.97)
+
+
+def test_invalidation_level_and_condition_and_holding_time() -> None:
+    tracker = PositionTracker("a")
+    tracker.open(_position().model_copy(update={"invalidation": 0.99, "max_holding_until": T1}))
+    [trigger] = tracker.exits_triggered("XRP/USDT", 0.985, 1.0)
+    assert trigger.purpose is OrderPurpose.INVALIDATION and trigger.level == 0.99
+    assert tracker.exits_triggered("XRP/USDT", 0.975, 1.0)[0].purpose is OrderPurpose.STOP_LOSS  # stop is worse
+    assert tracker.exits_triggered("XRP/USDT", 1.0, 1.0, now=T0) == []
+    [held] = tracker.exits_triggered("XRP/USDT", 1.0, 1.0, now=T1)
+    assert held.purpose is OrderPurpose.MAX_HOLDING and held.level is None
+    other = PositionTracker("a")
+    other.open(_position("p2"), condition=lambda position, low, high: high - low > 0.015)
+    assert other.exits_triggered("XRP/USDT", 0.995, 1.005) == []
+    assert other.exits_triggered("XRP/USDT", 0.99, 1.01)[0].purpose is OrderPurpose.INVALIDATION
+    assert holding_deadline(T0, 3600.0) == T0 + timedelta(hours=1) and holding_deadline(T0, None) is None
+
+
+def test_close_values_pnl_in_usdt_and_clears_the_loan() -> None:
+    tracker = PositionTracker("a")
+    tracker.open(_position().model_copy(update={"loan": 50.0, "loan_asset": Asset.USDT, "leverage": 2.0}))
+    closed = tracker.close("p1", _fill(Side.SELL, 1.04), OrderPurpose.TAKE_PROFIT, quote_usdt=1.0)
+    assert closed.realized_pnl_usdt == pytest.approx(closed.realized_pnl) and closed.loan == 0.0

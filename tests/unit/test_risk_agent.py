@@ -13,13 +13,27 @@ from triplegain_core.orders import Order, OrderPurpose
 from triplegain_core.paper_executor import PaperExecutor
 from triplegain_core.portfolio import Portfolio
 from triplegain_core.positions import Position
-from triplegain_core.risk import RiskAgent, RiskCheck, RiskLimits, RiskReason
-from triplegain_core.signals import Direction, TechnicalSignal
+from triplegain_core.risk import (
+    MarketRisk,
+    RiskAdjustment,
+    RiskAgent,
+    RiskCheck,
+    RiskLimits,
+    RiskReason,
+    estimate_market_risk,
+)
+from triplegain_core.signals import Direction, IntentAction, TechnicalSignal, TradeIntent
 
 DAY1 = datetime(2024, 3, 1, 9, tzinfo=UTC)
 DAY2 = DAY1 + timedelta(days=1)
 FEE, SLIP = 0.001, 0.0005
 PRICES = {"BTC/USDT": 40_000.0, "XRP/USDT": 1.0, "XRP/BTC": 1.0 / 40_000.0}
+# A quiet, uncorrelated market: no correlation rule and no volatility rule binds.
+CALM = MarketRisk(
+    volatility={s: 0.02 for s in INSTRUMENTS},
+    correlations={frozenset(pair): 0.0 for pair in (("BTC/USDT", "XRP/USDT"), ("BTC/USDT", "XRP/BTC"),
+                                                     ("XRP/USDT", "XRP/BTC"))},
+)
 
 
 def _signal(
@@ -51,8 +65,9 @@ def _validate(
     prices: dict[str, float] = PRICES,
     positions: tuple[Position, ...] = (),
     now: datetime = DAY1,
+    market: MarketRisk = CALM,
 ) -> RiskCheck:
-    return agent.validate(signal, portfolio, prices, positions, now, check_id="chk")
+    return agent.validate(signal, portfolio, prices, positions, now, check_id="chk", market=market)
 
 
 def _usdt(amount: float) -> Portfolio:
@@ -196,6 +211,174 @@ def test_exits_are_always_allowed_even_when_paused() -> None:
     assert check.position_id == position.position_id and check.quantity == position.quantity
 
 
+def _intent(
+    symbol: str = "XRP/USDT", action: IntentAction = IntentAction.LONG, entry: float = 1.0,
+    stop: float | None = 0.99, take_profit: float | None = 1.02, **extra: object,
+) -> TradeIntent:
+    if action is IntentAction.SHORT and stop == 0.99 and take_profit == 1.02:
+        stop, take_profit = 1.01, 0.98
+    return TradeIntent(
+        intent_id="i1", strategy="s", symbol=symbol, time=DAY1, action=action, entry=entry,
+        stop_loss=stop, take_profit=take_profit, **extra,
+    )
+
+
+def _rejected_for(check: RiskCheck, reason: RiskReason) -> bool:
+    return not check.approved and reason in check.reasons and check.quantity == 0.0
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"entry": float("nan")}, RiskReason.INVALID_ENTRY),
+        ({"entry": -1.0}, RiskReason.INVALID_ENTRY),
+        ({"entry": 1e-300, "stop": 0.99e-300, "take_profit": 2e-300}, RiskReason.ENTRY_AWAY_FROM_MARKET),
+        ({"entry": 1.06, "stop": 1.05, "take_profit": 1.1}, RiskReason.ENTRY_AWAY_FROM_MARKET),
+        ({"stop": None}, RiskReason.STOP_MISSING),
+        ({"stop": float("inf")}, RiskReason.STOP_MISSING),
+        ({"stop": 1.01}, RiskReason.STOP_WRONG_SIDE),
+        ({"take_profit": 0.95}, RiskReason.TAKE_PROFIT_INVALID),
+        ({"take_profit": None}, RiskReason.TAKE_PROFIT_INVALID),
+        ({"invalidation": 1.05}, RiskReason.INVALIDATION_INVALID),
+        ({"max_holding_s": -5.0}, RiskReason.MAX_HOLDING_INVALID),
+        ({"size_fraction": float("nan")}, RiskReason.SIZE_INVALID),
+        ({"size_fraction": -0.1}, RiskReason.SIZE_INVALID),
+        ({"leverage": float("nan")}, RiskReason.LEVERAGE_INVALID),
+        ({"leverage": 0.5}, RiskReason.LEVERAGE_INVALID),
+        ({"symbol": "DOGE/USDT"}, RiskReason.UNKNOWN_SYMBOL),
+    ],
+)
+def test_malformed_intents_are_rejected_with_their_reason(fields: dict, reason: RiskReason) -> None:
+    check = _validate(RiskAgent(), _intent(**fields), _usdt(10_000.0))
+    assert _rejected_for(check, reason)
+
+
+def test_non_finite_market_is_rejected() -> None:
+    check = _validate(RiskAgent(), _intent(), _half_xrp(), {**PRICES, "XRP/USDT": float("nan")})
+    assert _rejected_for(check, RiskReason.INVALID_MARKET)
+
+
+def test_requested_size_is_kept_when_smaller_and_capped_when_larger() -> None:
+    agent = RiskAgent()
+    small = _validate(agent, _intent(size_fraction=0.05), _usdt(10_000.0))
+    assert small.approved and small.adjustments == ()
+    assert small.quantity == pytest.approx(500.0 / 1.0005)
+    huge = _validate(agent, _intent(size_fraction=1e12), _usdt(10_000.0))
+    assert huge.approved and RiskAdjustment.SIZE_CAPPED_BY_POSITION_LIMIT in huge.adjustments
+    assert huge.notional_usdt <= 2000.0
+
+
+def test_btc_correlation_halves_the_size() -> None:
+    agent = RiskAgent()
+    base = _validate(agent, _intent(), _usdt(10_000.0))
+    btc_like = MarketRisk(CALM.volatility, {**CALM.correlations, frozenset(("BTC/USDT", "XRP/USDT")): 0.85})
+    reduced = _validate(agent, _intent(), _usdt(10_000.0), market=btc_like)
+    assert RiskAdjustment.SIZE_REDUCED_BTC_CORRELATION in reduced.adjustments
+    assert RiskAdjustment.SIZE_REDUCED_BTC_CORRELATION not in base.adjustments
+    assert reduced.quantity == pytest.approx(0.5 * base.quantity)
+    # Unknown correlation counts as correlated; BTC/USDT itself is never reduced.
+    unknown = _validate(agent, _intent(), _usdt(10_000.0), market=MarketRisk())
+    assert unknown.quantity == pytest.approx(reduced.quantity)
+    btc = _validate(agent, _intent("BTC/USDT", entry=40_000.0, stop=39_600.0, take_profit=41_000.0),
+                    _usdt(10_000.0), market=MarketRisk())
+    assert RiskAdjustment.SIZE_REDUCED_BTC_CORRELATION not in btc.adjustments
+
+
+def test_at_most_two_correlated_positions() -> None:
+    agent = RiskAgent()
+    portfolio = Portfolio("a", {Asset.USDT: 10_000.0, Asset.BTC: 1.0})
+    held = (_position("BTC/USDT", quantity=0.01), _position("XRP/USDT"))
+    correlated = MarketRisk(CALM.volatility, {frozenset(("XRP/BTC", "BTC/USDT")): 0.9,
+                                              frozenset(("XRP/BTC", "XRP/USDT")): -0.75})
+    signal = _intent("XRP/BTC", entry=2.5e-5, stop=2.48e-5, take_profit=2.6e-5)
+    check = _validate(agent, signal, portfolio, positions=held, market=correlated)
+    assert _rejected_for(check, RiskReason.TOO_MANY_CORRELATED)
+    one_correlated = MarketRisk(CALM.volatility, {frozenset(("XRP/BTC", "BTC/USDT")): 0.9,
+                                                  frozenset(("XRP/BTC", "XRP/USDT")): 0.1})
+    assert _validate(agent, signal, portfolio, positions=held, market=one_correlated).approved
+    assert _rejected_for(_validate(agent, signal, portfolio, positions=held, market=MarketRisk()),
+                         RiskReason.TOO_MANY_CORRELATED)
+
+
+def test_five_losses_start_a_thirty_minute_cooldown() -> None:
+    agent = RiskAgent()
+    for minute in range(4):
+        agent.record_trade_result(DAY1 + timedelta(minutes=minute), -1.0)
+    assert _validate(agent, _intent(), _usdt(10_000.0)).approved
+    agent.record_trade_result(DAY1 + timedelta(minutes=4), -1.0)
+    during = _validate(agent, _intent(), _usdt(10_000.0), now=DAY1 + timedelta(minutes=33))
+    assert _rejected_for(during, RiskReason.LOSS_COOLDOWN)
+    assert _validate(agent, _intent(), _usdt(10_000.0), now=DAY1 + timedelta(minutes=34)).approved
+    # A win resets the streak.
+    for minute, pnl in enumerate([-1.0, -1.0, -1.0, -1.0, 2.0, -1.0]):
+        agent.record_trade_result(DAY1 + timedelta(minutes=40 + minute), pnl)
+    assert _validate(agent, _intent(), _usdt(10_000.0), now=DAY1 + timedelta(minutes=46)).approved
+
+
+def test_leverage_defaults_caps_and_reductions() -> None:
+    agent = RiskAgent()
+    portfolio = _usdt(10_000.0)
+    assert _validate(agent, _intent(tested=True), portfolio).leverage == 1.5
+    assert _validate(agent, _intent(action=IntentAction.SHORT, tested=True), portfolio).leverage == 2.0
+    huge = _validate(agent, _intent(tested=True, leverage=1e9), portfolio)
+    assert huge.approved and huge.leverage == 3.0
+    assert RiskAdjustment.LEVERAGE_CAPPED in huge.adjustments
+    untested = _validate(agent, _intent(tested=False, leverage=3.0), portfolio)
+    assert untested.leverage == 1.0 and RiskAdjustment.LEVERAGE_REMOVED_UNTESTED in untested.adjustments
+    wild = MarketRisk({**CALM.volatility, "XRP/USDT": 0.10}, CALM.correlations)
+    volatile = _validate(agent, _intent(tested=True, leverage=3.0), portfolio, market=wild)
+    assert volatile.leverage == pytest.approx(1.5)  # 3 * 0.05 / 0.10
+    assert RiskAdjustment.LEVERAGE_REDUCED_VOLATILITY in volatile.adjustments
+    unknown = _validate(agent, _intent(tested=True, leverage=3.0), portfolio, market=MarketRisk())
+    assert unknown.leverage == 1.0
+
+
+def test_leverage_lets_a_long_use_less_of_its_own_quote() -> None:
+    agent = RiskAgent()
+    portfolio = Portfolio("a", {Asset.USDT: 500.0, Asset.XRP: 9500.0})  # equity 10,000, little quote
+    spot = _validate(agent, _intent(), portfolio)
+    levered = _validate(agent, _intent(tested=True, leverage=3.0), portfolio)
+    assert RiskAdjustment.SIZE_CAPPED_BY_BALANCE in spot.adjustments
+    assert levered.quantity == pytest.approx(3 * spot.quantity, rel=0.01)
+    assert levered.notional_usdt <= 2000.0
+
+
+def test_leveraged_short_needs_no_inventory() -> None:
+    agent = RiskAgent()
+    no_xrp = _usdt(10_000.0)
+    spot = _validate(agent, _intent(action=IntentAction.SHORT), no_xrp)
+    assert _rejected_for(spot, RiskReason.INSUFFICIENT_BALANCE)
+    levered = _validate(agent, _intent(action=IntentAction.SHORT, tested=True), no_xrp)
+    assert levered.approved and levered.leverage == 2.0 and levered.notional_usdt <= 2000.0
+
+
+def test_close_intent_is_allowed_only_with_a_position() -> None:
+    agent = RiskAgent()
+    agent.observe_equity(DAY1, 10_000.0)
+    close = _intent(action=IntentAction.CLOSE, stop=None, take_profit=None)
+    assert _rejected_for(_validate(agent, close, _usdt(10_000.0)), RiskReason.NOTHING_TO_CLOSE)
+    held = _validate(agent, close, _usdt(5000.0), positions=(_position("XRP/USDT"),))
+    assert held.approved and held.reasons == (RiskReason.EXIT_ALWAYS_ALLOWED,)
+    assert held.position_id == "pos:XRP/USDT" and held.intent_id == "i1"
+
+
+def test_estimate_market_risk_from_closes() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    common = rng.normal(0, 0.001, 200)
+    own = rng.normal(0, 0.001, 200)
+    def series(returns: np.ndarray) -> list[tuple[int, float]]:
+        closes = np.exp(np.concatenate([[0.0], np.cumsum(returns)]))
+        return [(i * 60_000_000, float(c)) for i, c in enumerate(closes)]
+    estimate = estimate_market_risk({"BTC/USDT": series(common), "XRP/USDT": series(common + 0.1 * own),
+                                     "XRP/BTC": series(own)[:10]})
+    assert estimate.correlation("BTC/USDT", "XRP/USDT") > 0.95
+    assert estimate.correlation("BTC/USDT", "XRP/BTC") is None  # too short to estimate
+    assert estimate.volatility_of("BTC/USDT") == pytest.approx(np.std(common, ddof=1) * np.sqrt(1440), rel=1e-9)
+    assert estimate.volatility_of("XRP/BTC") is None
+
+
 # --- property: whatever the signal, portfolio and prices, an approved entry respects the limits
 
 
@@ -269,3 +452,15 @@ def test_approved_entries_respect_caps_and_balances_and_can_exit(
             quantity=position.quantity, purpose=OrderPurpose.STOP_LOSS, check_id="x", position_id=position.position_id,
         )
         executor.execute(order, position.stop_loss, portfolio)
+
+
+def test_an_intent_needs_an_aware_time_and_accepts_a_technical_signal() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        TradeIntent(intent_id="i", strategy="s", symbol="XRP/USDT", time=datetime(2024, 1, 1),
+                    action=IntentAction.LONG, entry=1.0)
+    intent = TradeIntent.from_signal(_signal(), tested=True)
+    assert (intent.intent_id, intent.signal_id, intent.action, intent.tested) == (
+        "sig:XRP/USDT", "sig:XRP/USDT", IntentAction.LONG, True)
+    assert intent.stop_loss == pytest.approx(0.99) and intent.take_profit == pytest.approx(1.02)

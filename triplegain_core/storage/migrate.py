@@ -1,7 +1,9 @@
 """Versioned schema migrations, applied in order, each exactly once.
 
 Migrations are the ``NNNN_name.sql`` files beside this module. Applied versions are recorded in
-``schema_migrations``; an advisory lock lets several processes start at once safely.
+``schema_migrations``; an advisory lock lets several processes start at once safely. Steps that
+need TimescaleDB sit in ``DO`` blocks that check for the extension, so the same migrations run
+on plain PostgreSQL, where those steps are skipped.
 """
 
 from __future__ import annotations
@@ -32,7 +34,12 @@ def available_migrations() -> list[Migration]:
         if entry.name.endswith(".sql"):
             version, _, name = entry.name.removesuffix(".sql").partition("_")
             found.append(Migration(int(version), name, entry.read_text()))
-    return sorted(found, key=lambda m: m.version)
+    found.sort(key=lambda m: m.version)
+    clashes = [f"{a.version:04d}_{a.name} / {b.name}"
+               for a, b in zip(found, found[1:]) if a.version == b.version]
+    if clashes:  # two branches picked the same number: refuse rather than apply one of them
+        raise RuntimeError(f"migration versions used twice: {', '.join(clashes)}")
+    return found
 
 
 def migrate(database_url: str) -> list[Migration]:
@@ -58,6 +65,12 @@ def migrate(database_url: str) -> list[Migration]:
                     )
                 log.info("applied migration %04d_%s", migration.version, migration.name)
                 applied_now.append(migration)
+            if applied_now:
+                timescale = conn.execute(
+                    "SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
+                log.info("schema at %04d on %s", available_migrations()[-1].version,
+                         "TimescaleDB (hypertables, compression, retention)" if timescale
+                         else "plain PostgreSQL (TimescaleDB steps skipped)")
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
     return applied_now

@@ -6,7 +6,8 @@ record twice (a retry, a restart) is a no-op rather than a duplicate.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from datetime import datetime
 
 import pandas as pd
 import psycopg
@@ -14,11 +15,12 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from triplegain_core.market import Asset
-from triplegain_core.orders import Fill, Order
+from triplegain_core.order_manager import ManagedOrder
+from triplegain_core.orders import Fill, Order, OrderEvent, OrderState
 from triplegain_core.portfolio import PortfolioSnapshot
 from triplegain_core.positions import Position
 from triplegain_core.risk import RiskCheck
-from triplegain_core.signals import TechnicalSignal
+from triplegain_core.signals import TechnicalSignal, TradeIntent
 
 
 class TradingStore:
@@ -37,57 +39,131 @@ class TradingStore:
              signal.take_profit, Jsonb(signal.indicators)),
         )
 
-    def record_risk_check(self, check: RiskCheck) -> None:
+    def record_intent(self, account: str, intent: TradeIntent) -> None:
+        """Keep a proposed trade as it came, whatever its values (the risk check judges it)."""
         self._conn.execute(
-            "INSERT INTO risk_checks (check_id, account, time, symbol, signal_id, position_id,"
-            " approved, reasons, quantity, notional_usdt, equity_usdt, risk_usdt)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            (check.check_id, check.account, check.time, check.symbol, check.signal_id,
-             check.position_id, check.approved, [r.value for r in check.reasons], check.quantity,
-             check.notional_usdt, check.equity_usdt, check.risk_usdt),
+            "INSERT INTO trade_intents (intent_id, account, source, strategy, tested, symbol, time,"
+            " action, entry, stop_loss, take_profit, size_fraction, leverage, confidence,"
+            " invalidation, max_holding_s, signal_id)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT DO NOTHING",
+            (intent.intent_id, account, intent.source, intent.strategy, intent.tested, intent.symbol,
+             intent.time, intent.action.value, intent.entry, intent.stop_loss, intent.take_profit,
+             intent.size_fraction, intent.leverage, intent.confidence, intent.invalidation,
+             intent.max_holding_s, intent.signal_id),
         )
 
-    def record_order(self, order: Order) -> None:
+    def record_risk_check(self, check: RiskCheck) -> None:
+        """Keep a risk verdict with its reasons, adjustments and the leverage it set."""
+        self._conn.execute(
+            "INSERT INTO risk_checks (check_id, account, time, symbol, signal_id, position_id,"
+            " approved, reasons, quantity, notional_usdt, equity_usdt, risk_usdt, adjustments,"
+            " leverage, intent_id, strategy, direction, entry, stop_loss, limit_price)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT DO NOTHING",
+            (check.check_id, check.account, check.time, check.symbol, check.signal_id,
+             check.position_id, check.approved, [r.value for r in check.reasons], check.quantity,
+             check.notional_usdt, check.equity_usdt, check.risk_usdt,
+             [a.value for a in check.adjustments], check.leverage, check.intent_id, check.strategy,
+             check.direction.value if check.direction else None, check.entry, check.stop_loss,
+             check.limit_price),
+        )
+
+    def record_order(self, order: Order | ManagedOrder) -> None:
+        """Upsert an order; a ManagedOrder also carries its state and filled quantity."""
+        managed = order if isinstance(order, ManagedOrder) else None
+        plain = order.order if isinstance(order, ManagedOrder) else order
+        state = managed.state if managed else OrderState.NEW
         self._conn.execute(
             "INSERT INTO orders (order_id, account, time, symbol, side, quantity, purpose,"
-            " check_id, position_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT DO NOTHING",
-            (order.order_id, order.account, order.time, order.symbol, order.side.value,
-             order.quantity, order.purpose.value, order.check_id, order.position_id),
+            " check_id, position_id, state, order_type, time_in_force, limit_price, stop_price,"
+            " leverage, repay_loan, filled_quantity, average_price)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (order_id) DO UPDATE SET quantity = EXCLUDED.quantity,"
+            " state = EXCLUDED.state, limit_price = EXCLUDED.limit_price,"
+            " stop_price = EXCLUDED.stop_price, filled_quantity = EXCLUDED.filled_quantity,"
+            " average_price = EXCLUDED.average_price"
+            " WHERE %s",  # a plain Order resend changes nothing; a ManagedOrder brings its state
+            (plain.order_id, plain.account, plain.time, plain.symbol, plain.side.value,
+             plain.quantity, plain.purpose.value, plain.check_id, plain.position_id, state.value,
+             plain.order_type.value, plain.time_in_force.value, plain.limit_price, plain.stop_price,
+             plain.leverage, plain.repay_loan, managed.filled_quantity if managed else 0.0,
+             managed.average_price if managed else None, managed is not None),
         )
+
+    def record_order_events(self, events: Iterable[OrderEvent]) -> None:
+        """Append order state changes; each (order, seq) is written once."""
+        rows = [(e.order_id, e.seq, e.time, e.state.value, e.filled_quantity, e.detail) for e in events]
+        if rows:
+            with self._conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO order_events (order_id, seq, time, state, filled_quantity, detail)"
+                    " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                    rows,
+                )
+
+    def order_events(self, order_id: str) -> list[OrderEvent]:
+        """The stored state changes of one order, in order."""
+        with self._conn.cursor(row_factory=dict_row) as cur:
+            rows = cur.execute(
+                "SELECT order_id, seq, time, state, filled_quantity, detail FROM order_events"
+                " WHERE order_id = %s ORDER BY seq",
+                (order_id,),
+            ).fetchall()
+        return [OrderEvent.model_validate(row) for row in rows]
+
+    def order_states(self, account: str) -> dict[str, OrderState]:
+        """The latest state of every order of the account, by client order id."""
+        rows = self._conn.execute(
+            "SELECT order_id, state FROM orders WHERE account = %s", (account,)
+        ).fetchall()
+        return {order_id: OrderState(state) for order_id, state in rows}
 
     def record_fill(self, fill: Fill) -> None:
         self._conn.execute(
             "INSERT INTO fills (fill_id, order_id, account, time, symbol, side, quantity, price,"
-            " fee, fee_asset) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " fee, fee_asset, loan_change, loan_asset)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT DO NOTHING",
             (fill.fill_id, fill.order_id, fill.account, fill.time, fill.symbol, fill.side.value,
-             fill.quantity, fill.price, fill.fee, fill.fee_asset.value),
+             fill.quantity, fill.price, fill.fee, fill.fee_asset.value, fill.loan_change,
+             fill.loan_asset.value if fill.loan_asset else None),
         )
 
-    def record_position(self, position: Position, event: str) -> None:
-        """Upsert the position's latest state and append the change to its history."""
+    def record_position(self, position: Position, event: str, time: datetime | None = None) -> None:
+        """Upsert the position's latest state and append the change to its history.
+
+        ``time`` stamps the change (default: the close, else the open).
+        """
         state = position.model_dump(mode="json")
         with self._conn.transaction():
             self._conn.execute(
                 "INSERT INTO positions (position_id, account, symbol, direction, quantity,"
                 " entry_price, stop_loss, take_profit, opened_at, entry_notional_usdt,"
                 " equity_at_entry_usdt, status, closed_at, exit_price, exit_reason, realized_pnl,"
-                " fees) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " fees, strategy, leverage, loan, loan_asset, initial_stop, trailing_active,"
+                " best_price, invalidation, max_holding_until, realized_pnl_usdt)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
+                " %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (position_id) DO UPDATE SET quantity = EXCLUDED.quantity,"
                 " stop_loss = EXCLUDED.stop_loss, take_profit = EXCLUDED.take_profit,"
                 " status = EXCLUDED.status, closed_at = EXCLUDED.closed_at,"
                 " exit_price = EXCLUDED.exit_price, exit_reason = EXCLUDED.exit_reason,"
-                " realized_pnl = EXCLUDED.realized_pnl, fees = EXCLUDED.fees",
+                " realized_pnl = EXCLUDED.realized_pnl, fees = EXCLUDED.fees,"
+                " loan = EXCLUDED.loan, trailing_active = EXCLUDED.trailing_active,"
+                " best_price = EXCLUDED.best_price, realized_pnl_usdt = EXCLUDED.realized_pnl_usdt",
                 (position.position_id, position.account, position.symbol,
                  position.direction.value, position.quantity, position.entry_price,
                  position.stop_loss, position.take_profit, position.opened_at,
                  position.entry_notional_usdt, position.equity_at_entry_usdt,
                  position.status.value, position.closed_at, position.exit_price,
                  position.exit_reason.value if position.exit_reason else None,
-                 position.realized_pnl, position.fees),
+                 position.realized_pnl, position.fees, position.strategy, position.leverage,
+                 position.loan, position.loan_asset.value if position.loan_asset else None,
+                 position.initial_stop, position.trailing_active, position.best_price,
+                 position.invalidation, position.max_holding_until, position.realized_pnl_usdt),
             )
-            event_time = position.closed_at or position.opened_at
+            event_time = time or position.closed_at or position.opened_at
             self._conn.execute(
                 "INSERT INTO position_events (position_id, time, event, state)"
                 " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
@@ -96,13 +172,15 @@ class TradingStore:
 
     def record_snapshot(self, snapshot: PortfolioSnapshot) -> None:
         self._conn.execute(
-            "INSERT INTO portfolio_snapshots (account, time, btc, usdt, xrp, prices, equity_usdt)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (account, time) DO UPDATE SET"
-            " btc = EXCLUDED.btc, usdt = EXCLUDED.usdt, xrp = EXCLUDED.xrp,"
-            " prices = EXCLUDED.prices, equity_usdt = EXCLUDED.equity_usdt",
+            "INSERT INTO portfolio_snapshots (account, time, btc, usdt, xrp, prices, equity_usdt,"
+            " liabilities) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (account, time)"
+            " DO UPDATE SET btc = EXCLUDED.btc, usdt = EXCLUDED.usdt, xrp = EXCLUDED.xrp,"
+            " prices = EXCLUDED.prices, equity_usdt = EXCLUDED.equity_usdt,"
+            " liabilities = EXCLUDED.liabilities",
             (snapshot.account, snapshot.time, snapshot.balances.get(Asset.BTC, 0.0),
              snapshot.balances.get(Asset.USDT, 0.0), snapshot.balances.get(Asset.XRP, 0.0),
-             Jsonb(snapshot.prices), snapshot.equity_usdt),
+             Jsonb(snapshot.prices), snapshot.equity_usdt,
+             Jsonb({asset.value: amount for asset, amount in snapshot.liabilities.items()})),
         )
 
     def snapshots(self, account: str) -> pd.DataFrame:
@@ -125,6 +203,16 @@ class TradingStore:
                 (account,),
             ).fetchall()
         return [Position.model_validate(row) for row in rows]
+
+    def risk_checks(self, account: str) -> list[RiskCheck]:
+        """Every risk check of the account, in time order."""
+        with self._conn.cursor(row_factory=dict_row) as cur:
+            rows = cur.execute(
+                f"SELECT {', '.join(RiskCheck.model_fields)} FROM risk_checks"
+                " WHERE account = %s ORDER BY time, check_id",
+                (account,),
+            ).fetchall()
+        return [RiskCheck.model_validate(row) for row in rows]
 
     def accounts(self) -> list[str]:
         """Accounts that have at least one portfolio snapshot."""

@@ -1,0 +1,104 @@
+"""LLM calls and recorded answers in PostgreSQL (tables of migration 0020).
+
+Async (psycopg ``AsyncConnection``) because it is written from inside the client's fan-out.
+It is both the client's :class:`~triplegain_core.llm.client.CallRecorder` and its
+:class:`~triplegain_core.llm.answer_cache.AnswerCache`. Writes are keyed (call id, prompt hash):
+writing the same record twice leaves one row, and the first recorded answer of a prompt stays.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from triplegain_core.llm.answer_cache import CachedAnswer
+from triplegain_core.llm.models import LLMCall, TokenUsage
+from triplegain_core.llm.trading_decision import Rejection, TradingDecision
+
+_CALL_COLUMNS = (
+    "call_id", "request_id", "time", "model_name", "provider", "model_id", "symbol", "purpose",
+    "prompt_hash", "system_prompt", "user_prompt", "raw_answer", "outcome", "decision",
+    "rejection_reason", "rejection_detail", "rejection_field", "failure", "error_detail", "http_attempts",
+    "latency_ms", "input_tokens", "output_tokens", "cost_usd", "from_cache",
+)
+
+
+class LLMStore:
+    """Writes and reads ``llm_calls`` and ``llm_answer_cache``."""
+
+    def __init__(self, conn: psycopg.AsyncConnection) -> None:
+        self._conn = conn
+
+    async def record_call(self, call: LLMCall) -> None:
+        """Store one call; a call id already stored is left as it is."""
+        values = (
+            call.call_id, call.request_id, call.time, call.model_name, call.provider.value,
+            call.model_id, call.symbol, call.purpose.value, call.prompt_hash, call.system_prompt,
+            call.user_prompt, call.raw_answer, call.outcome.value,
+            Jsonb(call.decision.model_dump(mode="json")) if call.decision else None,
+            call.rejection.reason.value if call.rejection else None,
+            call.rejection.detail if call.rejection else None,
+            call.rejection.field if call.rejection else None,
+            call.failure.value if call.failure else None, call.error_detail, call.http_attempts,
+            call.latency_ms, call.usage.input_tokens, call.usage.output_tokens, call.cost_usd,
+            call.from_cache,
+        )
+        placeholders = ", ".join(["%s"] * len(_CALL_COLUMNS))
+        await self._conn.execute(
+            f"INSERT INTO llm_calls ({', '.join(_CALL_COLUMNS)}) VALUES ({placeholders})"
+            " ON CONFLICT (call_id) DO NOTHING",
+            values,
+        )
+
+    async def calls(self, *, request_id: str | None = None, model_name: str | None = None) -> list[LLMCall]:
+        """Stored calls in time order, optionally of one request and/or one model."""
+        async with self._conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(
+                f"SELECT {', '.join(_CALL_COLUMNS)} FROM llm_calls"
+                " WHERE (%(r)s::text IS NULL OR request_id = %(r)s)"
+                " AND (%(m)s::text IS NULL OR model_name = %(m)s) ORDER BY time, call_id",
+                {"r": request_id, "m": model_name},
+            )
+            rows = await cur.fetchall()
+        return [_call_from_row(row) for row in rows]
+
+    async def get_answer(self, prompt_hash: str) -> CachedAnswer | None:
+        """The answer recorded for ``prompt_hash``, if any."""
+        async with self._conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(
+                "SELECT prompt_hash, provider, model_id, system_prompt, user_prompt, raw_answer,"
+                " input_tokens, output_tokens, recorded_at FROM llm_answer_cache"
+                " WHERE prompt_hash = %s",
+                (prompt_hash,),
+            )
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        usage = TokenUsage(input_tokens=row.pop("input_tokens"), output_tokens=row.pop("output_tokens"))
+        return CachedAnswer(usage=usage, **row)
+
+    async def put_answer(self, answer: CachedAnswer) -> None:
+        """Record an answer; the first one recorded for a prompt hash stays."""
+        await self._conn.execute(
+            "INSERT INTO llm_answer_cache (prompt_hash, provider, model_id, system_prompt,"
+            " user_prompt, raw_answer, input_tokens, output_tokens, recorded_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (prompt_hash) DO NOTHING",
+            (answer.prompt_hash, answer.provider, answer.model_id, answer.system_prompt,
+             answer.user_prompt, answer.raw_answer, answer.usage.input_tokens,
+             answer.usage.output_tokens, answer.recorded_at),
+        )
+
+
+def _call_from_row(row: dict[str, Any]) -> LLMCall:
+    decision = row.pop("decision")
+    reason, detail, field = row.pop("rejection_reason"), row.pop("rejection_detail"), row.pop("rejection_field")
+    usage = TokenUsage(input_tokens=row.pop("input_tokens"), output_tokens=row.pop("output_tokens"))
+    return LLMCall(
+        **row,
+        usage=usage,
+        decision=TradingDecision.model_validate(decision) if decision is not None else None,
+        rejection=Rejection(reason=reason, detail=detail, field=field) if reason is not None else None,
+    )

@@ -1,0 +1,62 @@
+"""The plugin contract every strategy fulfils, and the per-symbol state the runner keeps for it.
+
+A strategy is any module (or object) with:
+
+- ``NAME`` (str, unique) and ``VERSION`` (str);
+- ``SYMBOLS``: the traded symbols it runs on (a tuple, each one of ``market.TRADED_SYMBOLS``);
+- ``Config``: a pydantic model whose every field has a default (``Config()`` must build);
+- ``generate_signal(snapshot, config, state) -> StrategySignal | None``, a pure function of
+  its three arguments;
+- optionally ``READS``: the snapshot parts it reads (a subset of
+  ``market_snapshot.SNAPSHOT_PARTS``, all of them when absent). The runner calls it again only
+  when one of those parts, or its state, changed: a candle strategy costs nothing on the
+  cycles between two candle closes.
+
+The registry checks all of it on load; the runner calls ``generate_signal`` once per symbol
+per cycle with that symbol's :class:`StrategyState`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from pydantic import BaseModel
+
+from triplegain_core.market_snapshot import MarketSnapshot
+from triplegain_core.strategies.signal import SignalAction, StrategySignal
+
+
+@dataclass(slots=True)
+class StrategyState:
+    """What one strategy remembers about one symbol between cycles.
+
+    The runner owns it: it records every emitted signal (so a strategy knows whether it holds
+    an intent it may CLOSE or flip), and ``memory`` keeps a strategy's own scalars (e.g. the
+    last grid level it traded) across cycles.
+    """
+
+    symbol: str
+    open_action: SignalAction | None = None
+    open_entry: float | None = None
+    last_signal_id: str | None = None
+    signals_emitted: int = 0
+    memory: dict[str, float] = field(default_factory=dict)
+
+    def record(self, signal: StrategySignal) -> None:
+        """Note an emitted signal: an entry opens (or flips) the intent, CLOSE clears it."""
+        self.last_signal_id = signal.signal_id
+        self.signals_emitted += 1
+        if signal.action is SignalAction.CLOSE:
+            self.open_action, self.open_entry = None, None
+        else:
+            self.open_action, self.open_entry = signal.action, signal.entry
+
+
+@runtime_checkable
+class SignalGenerator(Protocol):
+    """The callable part of the contract."""
+
+    def __call__(
+        self, snapshot: MarketSnapshot, config: BaseModel, state: StrategyState
+    ) -> StrategySignal | None: ...
