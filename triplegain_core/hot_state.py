@@ -25,7 +25,7 @@ import redis
 from triplegain_core.market import TIMEFRAMES, Candle
 
 CONTRACT_VERSION = 1
-CONTRACT_REVISION = "1.1"
+CONTRACT_REVISION = "1.2"
 PREFIX = f"tg:v{CONTRACT_VERSION}:"
 
 PRICE_TTL_S = 60
@@ -36,6 +36,9 @@ RECENT_CANDLES_TTL_S = 2 * 86_400  # longer than a 1d candle, so a daily series 
 RECENT_CANDLES_CAP = 1000
 HEARTBEAT_TTL_S = 15
 CLOSED_CANDLES_MAXLEN = 100_000  # approximate (XADD MAXLEN ~)
+# The deliberation <-> executor streams (triplegain_core.decision_stream), approximate too.
+DECISIONS_MAXLEN = 10_000
+STRONG_SIGNALS_MAXLEN = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,8 @@ CONTRACT: tuple[KeySpec, ...] = (
     KeySpec("candles:{timeframe}:{symbol}", "zset", RECENT_CANDLES_TTL_S, RECENT_CANDLES_CAP),
     KeySpec("stream:candles:{timeframe}", "stream", None, CLOSED_CANDLES_MAXLEN),
     KeySpec("streamer:heartbeat", "string", HEARTBEAT_TTL_S, None),
+    KeySpec("stream:decisions", "stream", None, DECISIONS_MAXLEN),
+    KeySpec("stream:signals:strong", "stream", None, STRONG_SIGNALS_MAXLEN),
 )
 
 

@@ -12,8 +12,9 @@ import pytest
 import redis
 
 from streamer.executor import TradingLoop
-from triplegain_core import hot_state
+from triplegain_core import decision_stream, hot_state
 from triplegain_core.config import Settings
+from triplegain_core.decision_stream import DecisionStream, PublishedDecision, StrongSignal, StrongSignalStream
 from triplegain_core.hot_state import (
     CONTRACT,
     CONTRACT_REVISION,
@@ -28,10 +29,20 @@ from triplegain_core.hot_state import (
     Ticker,
 )
 from triplegain_core.market import TIMEFRAME_US, TIMEFRAMES, US_PER_MINUTE, Candle, datetime_to_us
+from triplegain_core.llm.trading_decision import Action, TradingDecision
+from triplegain_core.signals import Direction
 from triplegain_core.storage.trading_store import TradingStore
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "HOT_STATE.md"
 T0 = datetime_to_us(datetime(2026, 1, 5, tzinfo=UTC))
+DECISION = PublishedDecision.make(
+    "d-1", "llm:consensus", "consensus",
+    TradingDecision(action=Action.LONG, symbol="XRP/USDT", confidence=0.7, position_size_pct=5.0,
+                    leverage=1.0, entry=0.5, stop_loss=0.495, take_profit=0.52,
+                    invalidation="close below 0.49", reasoning="trend", model="consensus"),
+    T0)
+STRONG_SIGNAL = StrongSignal(signal_id="s-1", strategy="trend_momentum", symbol="XRP/USDT",
+                             direction=Direction.LONG, strength=0.9, ts_us=T0)
 
 
 def _candle(minute: int, close: float = 101.0, symbol: str = "BTC/USDT", timeframe: str = "1m"
@@ -73,7 +84,8 @@ def test_the_written_contract_equals_the_code() -> None:
     assert f"`{PREFIX}`" in text
     # Every name the module builds matches exactly one documented pattern.
     names = [hot_state.price_key("XRP/USDT"), hot_state.ticker_key("XRP/USDT"),
-             hot_state.book_key("XRP/USDT"), hot_state.HEARTBEAT_KEY]
+             hot_state.book_key("XRP/USDT"), hot_state.HEARTBEAT_KEY,
+             decision_stream.DECISIONS_STREAM, decision_stream.STRONG_SIGNALS_STREAM]
     for timeframe in TIMEFRAMES:
         names += [hot_state.forming_candle_key("XRP/BTC", timeframe),
                   hot_state.recent_candles_key("XRP/BTC", timeframe),
@@ -91,6 +103,8 @@ def test_every_key_has_its_documented_type_and_ttl(redis_client: redis.Redis) ->
         [_candle(0, timeframe="5m")], Heartbeat(T0, trades=3), tickers=[_ticker()],
         books=[_book()],
     )
+    DecisionStream(redis_client).publish(DECISION)
+    StrongSignalStream(redis_client).publish(STRONG_SIGNAL)
     keys = sorted(k.decode() for k in redis_client.keys(PREFIX + "*"))
     assert len(keys) == len(CONTRACT)  # one key of each kind
     for key in keys:
