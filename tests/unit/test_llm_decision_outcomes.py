@@ -1,4 +1,5 @@
-"""Scoring a decision against the candles that followed it, with outcomes worked out by hand."""
+"""Scoring decisions against the candles that followed them, and models over their decisions,
+with the figures worked out by hand."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from triplegain_core.llm.decision_outcomes import ExitKind, ScoringRules, score_decision
+from triplegain_core.llm.decision_outcomes import DecisionOutcome, ExitKind, ScoringRules, score_decision
+from triplegain_core.llm.model_performance import CallSummary, model_performance
+from triplegain_core.llm.models import CallOutcome
 from triplegain_core.llm.trading_decision import Action, TradingDecision
 from triplegain_core.market import US_PER_MINUTE, Candle, datetime_to_us
 
@@ -79,3 +82,23 @@ def test_candles_before_the_decision_are_ignored() -> None:
     outcome = score_decision("gpt", DECIDED, _decision(Action.LONG), before + after, RULES)
     assert outcome is not None and outcome.exit_kind is ExitKind.HORIZON
     assert outcome.return_pct == pytest.approx(1.0)
+
+
+def test_model_performance_adds_up_calls_and_outcomes_by_hand() -> None:
+    calls = [CallSummary(model_name="gpt", time=DECIDED, outcome=kind, latency_ms=ms, cost_usd=0.01)
+             for kind, ms in ((CallOutcome.DECIDED, 100.0), (CallOutcome.DECIDED, 300.0),
+                              (CallOutcome.REJECTED, 200.0), (CallOutcome.FAILED, 400.0))]
+    outcomes = [
+        DecisionOutcome(model_name="gpt", symbol="BTC/USDT", time=DECIDED, action=Action.LONG,
+                        confidence=0.9, exit_kind=ExitKind.TAKE_PROFIT, return_pct=4.0, correct=True),
+        DecisionOutcome(model_name="gpt", symbol="BTC/USDT", time=DECIDED, action=Action.SHORT,
+                        confidence=0.6, exit_kind=ExitKind.STOP_LOSS, return_pct=-2.0, correct=False),
+    ]
+    (card,) = model_performance(calls, outcomes)
+    assert (card.calls, card.decided, card.rejected, card.failed, card.scored) == (4, 2, 1, 1, 2)
+    assert card.hit_rate == 0.5 and card.mean_return_pct == pytest.approx(1.0)
+    # Brier: ((0.9 - 1)^2 + (0.6 - 0)^2) / 2 = (0.01 + 0.36) / 2
+    assert card.brier == pytest.approx(0.185)
+    assert card.cost_usd == pytest.approx(0.04) and card.mean_latency_ms == pytest.approx(250.0)
+    assert card.answer_rate == 0.5
+    assert model_performance([], []) == []

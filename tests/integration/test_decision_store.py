@@ -1,0 +1,78 @@
+"""``llm_decisions`` on a real PostgreSQL: round trip, idempotence, the schema's own guards."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+
+from triplegain_core.decision_stream import PublishedDecision
+from triplegain_core.llm.models import CallOutcome
+from triplegain_core.llm.trading_decision import Action, TradingDecision
+from triplegain_core.market import US_PER_MINUTE, datetime_to_us
+from triplegain_core.storage.decision_store import DecisionRecord, DecisionStore
+
+T0 = datetime_to_us(datetime(2026, 4, 1, 9, tzinfo=UTC))
+
+
+def _published(decision_id: str, source: str, minute: int, action: Action = Action.LONG) -> PublishedDecision:
+    levels = (0.5, 0.49, 0.53) if action is Action.LONG else (None, None, None)
+    decision = TradingDecision(action=action, symbol="XRP/USDT", confidence=0.7, position_size_pct=4.0,
+                               leverage=1.0, entry=levels[0], stop_loss=levels[1], take_profit=levels[2],
+                               invalidation="x", reasoning="y", model=source)
+    return PublishedDecision.make(decision_id, f"llm:{source}", source, decision, T0 + minute * US_PER_MINUTE)
+
+
+def test_decisions_round_trip_in_market_time_order(db: psycopg.Connection) -> None:
+    store = DecisionStore(db)
+    records = [
+        DecisionRecord(request_id="r2", mode="parallel", decision=_published("b", "gpt", 5)),
+        DecisionRecord(request_id="r1", mode="parallel", decision=_published("a", "claude", 1)),
+        DecisionRecord(request_id="r1", mode="parallel", decision=_published("c", "claude", 2, Action.HOLD),
+                       refusal="not_a_trade"),
+    ]
+    store.record(records)
+    store.record(records[:1])  # a rerun of the same round stores nothing twice
+    read = store.decisions()
+    assert [r.decision.decision_id for r in read] == ["a", "c", "b"]
+    assert read[0] == records[1] and read[1] == records[2] and not read[1].published
+    assert [r.decision.decision_id for r in store.decisions(source="claude")] == ["a", "c"]
+    since = datetime.fromtimestamp((T0 + 2 * US_PER_MINUTE) / 1e6, UTC)
+    assert [r.decision.decision_id for r in store.decisions(since=since)] == ["c", "b"]
+
+
+def test_a_published_decision_with_a_refusal_is_refused_by_the_schema(db: psycopg.Connection) -> None:
+    published = _published("x", "gpt", 0)
+    store = DecisionStore(db)
+    with pytest.raises(psycopg.errors.CheckViolation):
+        db.execute(
+            "INSERT INTO llm_decisions (decision_id, request_id, account, source, mode, symbol, market_time,"
+            " expires_at, action, confidence, decision, published, refusal)"
+            " SELECT 'x', 'r', 'a', 'gpt', 'parallel', 'XRP/USDT', now(), now() + interval '1 minute',"
+            " 'LONG', 0.7, '{}'::jsonb, true, 'expired'"
+        )
+    assert store.decisions() == []
+    store.record([DecisionRecord(request_id="r", mode="parallel", decision=published)])
+    assert store.decisions()[0].decision == published
+
+
+def test_call_summaries_read_every_outcome(db: psycopg.Connection) -> None:
+    for i, (outcome, decision, reason, failure) in enumerate([
+        ("decided", '{"action": "HOLD"}', None, None),
+        ("rejected", None, "invalid_json", None),
+        ("failed", None, None, "timeout"),
+    ]):
+        db.execute(
+            "INSERT INTO llm_calls (call_id, request_id, time, model_name, provider, model_id, symbol,"
+            " purpose, prompt_hash, system_prompt, user_prompt, outcome, decision, rejection_reason,"
+            " failure, http_attempts, latency_ms, input_tokens, output_tokens, cost_usd, from_cache)"
+            " VALUES (%s, 'r', %s, 'gpt', 'openai', 'gpt-4o', 'XRP/USDT', 'ask', 'h', 's', 'u', %s,"
+            " %s::jsonb, %s, %s, 1, %s, 10, 5, %s, false)",
+            (f"c{i}", datetime(2026, 4, 1, 9, i, tzinfo=UTC), outcome, decision, reason, failure,
+             100.0 * (i + 1), 0.01 * (i + 1)),
+        )
+    summaries = DecisionStore(db).call_summaries()
+    assert [s.outcome for s in summaries] == [CallOutcome.DECIDED, CallOutcome.REJECTED, CallOutcome.FAILED]
+    assert [s.latency_ms for s in summaries] == [100.0, 200.0, 300.0]
+    assert sum(s.cost_usd for s in summaries) == pytest.approx(0.06)
