@@ -106,6 +106,22 @@ class PublishedDecision(BaseModel):
         )
 
 
+class DecisionRecord(BaseModel):
+    """One decision of a round as stored: what it was, and whether it went to the executor."""
+
+    model_config = ConfigDict(frozen=True)
+
+    request_id: str
+    mode: str
+    decision: PublishedDecision
+    refusal: str | None = None
+
+    @property
+    def published(self) -> bool:
+        """Whether the decision was handed to the executor."""
+        return self.refusal is None
+
+
 class StrongSignal(BaseModel):
     """A technical signal strong enough to ask the models early."""
 

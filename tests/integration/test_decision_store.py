@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from triplegain_core.decision_stream import PublishedDecision
+from triplegain_core.decision_stream import DecisionRecord, PublishedDecision
 from triplegain_core.llm.models import CallOutcome
 from triplegain_core.llm.trading_decision import Action, TradingDecision
 from triplegain_core.market import US_PER_MINUTE, datetime_to_us
-from triplegain_core.storage.decision_store import DecisionRecord, DecisionStore
+from triplegain_core.storage.decision_store import DecisionStore
 
 T0 = datetime_to_us(datetime(2026, 4, 1, 9, tzinfo=UTC))
 

@@ -7,9 +7,8 @@ from datetime import datetime
 
 import psycopg
 from psycopg.types.json import Jsonb
-from pydantic import BaseModel, ConfigDict
 
-from triplegain_core.decision_stream import PublishedDecision
+from triplegain_core.decision_stream import DecisionRecord, PublishedDecision
 from triplegain_core.llm.model_performance import CallSummary
 from triplegain_core.llm.models import CallOutcome
 from triplegain_core.llm.trading_decision import TradingDecision
@@ -17,22 +16,6 @@ from triplegain_core.market import datetime_to_us, us_to_datetime
 
 _COLUMNS = ("decision_id", "request_id", "account", "source", "mode", "symbol", "market_time",
             "expires_at", "action", "confidence", "decision", "published", "refusal")
-
-
-class DecisionRecord(BaseModel):
-    """One decision of a round as stored: what it was, and whether it went to the executor."""
-
-    model_config = ConfigDict(frozen=True)
-
-    request_id: str
-    mode: str
-    decision: PublishedDecision
-    refusal: str | None = None
-
-    @property
-    def published(self) -> bool:
-        """Whether the decision was handed to the executor."""
-        return self.refusal is None
 
 
 class DecisionStore:
