@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from triplegain_core.llm.decision_outcomes import DecisionOutcome, ExitKind, ScoringRules, score_decision
-from triplegain_core.llm.model_performance import CallSummary, model_performance
+from triplegain_core.llm.model_performance import CallSummary, scorecards
 from triplegain_core.llm.models import CallOutcome
 from triplegain_core.llm.trading_decision import Action, TradingDecision
 from triplegain_core.market import US_PER_MINUTE, Candle, datetime_to_us
@@ -94,11 +94,11 @@ def test_model_performance_adds_up_calls_and_outcomes_by_hand() -> None:
         DecisionOutcome(model_name="gpt", symbol="BTC/USDT", time=DECIDED, action=Action.SHORT,
                         confidence=0.6, exit_kind=ExitKind.STOP_LOSS, return_pct=-2.0, correct=False),
     ]
-    (card,) = model_performance(calls, outcomes)
+    (card,) = scorecards(calls, outcomes)
     assert (card.calls, card.decided, card.rejected, card.failed, card.scored) == (4, 2, 1, 1, 2)
     assert card.hit_rate == 0.5 and card.mean_return_pct == pytest.approx(1.0)
     # Brier: ((0.9 - 1)^2 + (0.6 - 0)^2) / 2 = (0.01 + 0.36) / 2
     assert card.brier == pytest.approx(0.185)
     assert card.cost_usd == pytest.approx(0.04) and card.mean_latency_ms == pytest.approx(250.0)
     assert card.answer_rate == 0.5
-    assert model_performance([], []) == []
+    assert scorecards([], []) == []

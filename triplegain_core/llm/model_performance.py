@@ -57,7 +57,7 @@ def _mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def model_performance(calls: Iterable[CallSummary], outcomes: Iterable[DecisionOutcome]) -> list[ModelPerformance]:
+def scorecards(calls: Iterable[CallSummary], outcomes: Iterable[DecisionOutcome]) -> list[ModelPerformance]:
     """One scorecard per model that has calls or outcomes, sorted by name."""
     calls_by_model: dict[str, list[CallSummary]] = defaultdict(list)
     outcomes_by_model: dict[str, list[DecisionOutcome]] = defaultdict(list)

@@ -1,0 +1,121 @@
+"""The ``llm_deliberation`` asset: a parallel round of every configured model, handed to the executor.
+
+Runs hourly (``deliberation_schedule``) and when the executor publishes a strong technical signal
+(``strong_signal_sensor``). Each valid decision goes on the Redis decision stream for its own
+paper account, with an expiry in market time; every call and every decision is stored. With no
+model configured it says so, decides nothing, and the executor trades on its rules alone.
+"""
+
+import asyncio
+import uuid
+
+import dagster as dg
+import psycopg
+import redis.asyncio as aioredis
+
+from triplegain_core.config import Settings
+from triplegain_core.decision_stream import DecisionStream
+from triplegain_core.llm.client import LLMClient
+from triplegain_core.llm.deliberation_round import RoundResult, deliberate, model_account
+from triplegain_core.llm.models import LLMStatus
+from triplegain_core.llm.prompts import MarketContext
+from triplegain_core.llm.rate_limit import RedisRateLimiter
+from triplegain_core.llm.voting import CONSENSUS_MODEL
+from triplegain_core.reports import markdown_table
+from triplegain_core.storage.decision_store import DecisionStore
+from triplegain_core.storage.llm_store import LLMStore
+from triplegain_core.storage.market_context import market_contexts
+from triplegain_core.storage.model_scores import latest_weights
+from triplegain_dagster.assets.features import indicator_features
+from triplegain_dagster.assets.regime import market_regime
+from triplegain_dagster.resources import LLMResource, PostgresResource, RedisResource
+
+DELIBERATION_GROUP = "deliberation"
+
+
+async def _round(settings: Settings, llm: LLMResource, database_url: str, redis_url: str,
+                 contexts: list[MarketContext], request_id: str, weights: dict[str, float]) -> RoundResult:
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        store = LLMStore(conn)
+        shared = aioredis.Redis.from_url(redis_url)
+        try:
+            async with LLMClient(settings.llm, cache=store, cache_mode=llm.mode(), recorder=store,
+                                 rate_limiter=RedisRateLimiter(shared),
+                                 rate_limit_wait_s=llm.rate_limit_wait_s) as client:
+                return await deliberate(client, contexts, request_id, settings.deliberation, weights)
+        finally:
+            await shared.aclose()
+
+
+def _votes_table(result: RoundResult) -> str:
+    rows = []
+    for symbol_round in result.symbols:
+        for model_result in symbol_round.fan_out.results:
+            decision = model_result.decision
+            final = model_result.final
+            outcome = (f"{decision.action.value} @ {decision.confidence:.2f}" if decision is not None
+                       else f"{final.outcome.value}: "
+                            f"{final.rejection.reason.value if final.rejection else final.failure}")
+            rows.append([symbol_round.symbol, model_result.model_name, outcome,
+                         f"{model_result.latency_ms:.0f}", f"{model_result.cost_usd:.4f}"])
+        consensus = symbol_round.consensus
+        rows.append([symbol_round.symbol, f"**{CONSENSUS_MODEL}**", consensus.action.value, consensus.reason, ""])
+    return markdown_table(["symbol", "model", "answer", "latency ms", "cost USD"], rows)
+
+
+def _decisions_table(result: RoundResult) -> str:
+    rows = [[r.decision.decision.symbol, r.decision.account, r.decision.decision.action.value,
+             f"{r.decision.decision.confidence:.2f}", "published" if r.published else f"kept: {r.refusal}"]
+            for r in result.records]
+    return markdown_table(["symbol", "account", "action", "confidence", "status"], rows)
+
+
+@dg.asset(
+    group_name=DELIBERATION_GROUP,
+    deps=[indicator_features, market_regime],
+    kinds={"python", "postgres", "redis"},
+    description="A parallel round of every configured LLM on every symbol: per-model and consensus"
+                " decisions on the Redis decision stream (expiring), every call stored. The risk"
+                " rules still decide whether any of it is traded.",
+)
+def llm_deliberation(
+    context: dg.AssetExecutionContext, postgres: PostgresResource, redis: RedisResource,
+    llm: LLMResource,
+) -> dg.MaterializeResult:
+    """Ask the models, vote, publish the decisions for the executor, store everything."""
+    settings = postgres.settings()
+    request_id = f"round-{context.run.run_id[:8]}-{uuid.uuid4().hex[:6]}"
+    with postgres.connect() as conn:
+        contexts = market_contexts(conn, settings.symbols, model_account(CONSENSUS_MODEL))
+        weights = latest_weights(conn)
+    if not contexts:
+        return dg.MaterializeResult(metadata={
+            "status": "no market data", "published": 0,
+            "summary": dg.MetadataValue.md("No 1-minute candles stored yet: nothing to deliberate on."),
+        })
+    context.log.info("round %s on %s (weights: %s)", request_id, [c.symbol for c in contexts], weights or "neutral")
+    result = asyncio.run(_round(settings, llm, postgres.url(), redis.url(), contexts, request_id, weights))
+    if result.status is LLMStatus.NO_MODELS_CONFIGURED:
+        context.log.warning(result.availability.message)
+        return dg.MaterializeResult(metadata={
+            "status": result.status.value, "published": 0,
+            "summary": dg.MetadataValue.md(result.availability.message),
+        })
+    with postgres.connect() as conn:
+        DecisionStore(conn).record(result.records)
+    client = redis.client()
+    try:
+        stream = DecisionStream(client)
+        for decision in result.published:
+            stream.publish(decision)
+    finally:
+        client.close()
+    context.log.info("round %s: %d decisions, %d published", request_id, len(result.records), len(result.published))
+    return dg.MaterializeResult(metadata={
+        "status": result.status.value,
+        "request_id": request_id,
+        "models": ", ".join(result.availability.available),
+        "published": len(result.published),
+        "votes": dg.MetadataValue.md(_votes_table(result)),
+        "decisions": dg.MetadataValue.md(_decisions_table(result)),
+    })

@@ -1,0 +1,54 @@
+"""When a deliberation round runs: every hour, and early when the executor sees a strong signal."""
+
+import dagster as dg
+
+from triplegain_core.decision_stream import StrongSignalStream
+from triplegain_dagster.assets.deliberation import llm_deliberation
+from triplegain_dagster.assets.model_performance import model_performance
+from triplegain_dagster.resources import RedisResource
+
+deliberation_job = dg.define_asset_job(
+    "deliberation",
+    selection=dg.AssetSelection.assets(llm_deliberation, model_performance),
+    description="A deliberation round, then the scoring of every decision so far (whose weights"
+                " the next round votes with).",
+)
+
+deliberation_schedule = dg.ScheduleDefinition(
+    name="hourly_deliberation",
+    job=deliberation_job,
+    cron_schedule="0 * * * *",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="A deliberation round every hour (without a configured model it records that it"
+                " decided nothing).",
+)
+
+
+@dg.sensor(
+    job=deliberation_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Requests a deliberation round when the executor publishes a strong technical"
+                " signal on the Redis stream `stream:signals:strong`; the cursor is the stream id,"
+                " so each signal asks at most once, and a burst of signals asks once.",
+)
+def strong_signal_sensor(context: dg.SensorEvaluationContext, redis: RedisResource) -> dg.SensorResult:
+    """One run request for all strong signals since the cursor, tagged with what they were."""
+    client = redis.client()
+    try:
+        last_id, signals = StrongSignalStream(client).after(context.cursor or "0")
+    finally:
+        client.close()
+    if not signals:
+        return dg.SensorResult(skip_reason=dg.SkipReason("No new strong signal."), cursor=last_id)
+    strongest = max(signals, key=lambda s: s.strength)
+    summary = ", ".join(f"{s.strategy} {s.direction.value} {s.symbol} ({s.strength:.2f})" for s in signals[-5:])
+    context.log.info("%d strong signals: %s", len(signals), summary)
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(
+            run_key=f"strong-signal:{last_id}",
+            tags={"trigger": "strong_signal", "signal": strongest.signal_id[:60],
+                  "symbol": strongest.symbol, "strength": f"{strongest.strength:.2f}"},
+        )],
+        cursor=last_id,
+    )
