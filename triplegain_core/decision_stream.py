@@ -106,7 +106,7 @@ class PublishedDecision(BaseModel):
         )
 
 
-class DecisionRecord(BaseModel):
+class DeliberatedDecision(BaseModel):
     """One decision of a round as stored: what it was, and whether it went to the executor."""
 
     model_config = ConfigDict(frozen=True)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from triplegain_core.decision_stream import DecisionRecord, PublishedDecision
+from triplegain_core.decision_stream import DeliberatedDecision, PublishedDecision
 from triplegain_core.llm.models import CallOutcome
 from triplegain_core.llm.trading_decision import Action, TradingDecision
 from triplegain_core.market import US_PER_MINUTE, datetime_to_us
@@ -27,9 +27,9 @@ def _published(decision_id: str, source: str, minute: int, action: Action = Acti
 def test_decisions_round_trip_in_market_time_order(db: psycopg.Connection) -> None:
     store = DecisionStore(db)
     records = [
-        DecisionRecord(request_id="r2", mode="parallel", decision=_published("b", "gpt", 5)),
-        DecisionRecord(request_id="r1", mode="parallel", decision=_published("a", "claude", 1)),
-        DecisionRecord(request_id="r1", mode="parallel", decision=_published("c", "claude", 2, Action.HOLD),
+        DeliberatedDecision(request_id="r2", mode="parallel", decision=_published("b", "gpt", 5)),
+        DeliberatedDecision(request_id="r1", mode="parallel", decision=_published("a", "claude", 1)),
+        DeliberatedDecision(request_id="r1", mode="parallel", decision=_published("c", "claude", 2, Action.HOLD),
                        refusal="not_a_trade"),
     ]
     store.record(records)
@@ -53,7 +53,7 @@ def test_a_published_decision_with_a_refusal_is_refused_by_the_schema(db: psycop
             " 'LONG', 0.7, '{}'::jsonb, true, 'expired'"
         )
     assert store.decisions() == []
-    store.record([DecisionRecord(request_id="r", mode="parallel", decision=published)])
+    store.record([DeliberatedDecision(request_id="r", mode="parallel", decision=published)])
     assert store.decisions()[0].decision == published
 
 

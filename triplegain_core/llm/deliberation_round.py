@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from triplegain_core.decision_stream import (
     DEFAULT_DECISION_TTL_S,
     MIN_DECISION_CONFIDENCE,
-    DecisionRecord,
+    DeliberatedDecision,
     PublishedDecision,
 )
 from triplegain_core.llm.client import LLMClient
@@ -54,7 +54,7 @@ class SymbolRound(BaseModel):
     symbol: str
     fan_out: FanOutResult
     consensus: ConsensusResult
-    records: tuple[DecisionRecord, ...]
+    records: tuple[DeliberatedDecision, ...]
 
 
 class RoundResult(BaseModel):
@@ -72,7 +72,7 @@ class RoundResult(BaseModel):
         return self.availability.status
 
     @property
-    def records(self) -> list[DecisionRecord]:
+    def records(self) -> list[DeliberatedDecision]:
         """Every decision of the round, published or refused."""
         return [record for symbol in self.symbols for record in symbol.records]
 
@@ -83,18 +83,18 @@ class RoundResult(BaseModel):
 
 
 def _record(request_id: str, source: str, decision: TradingDecision, market_time_us: int,
-            config: RoundConfig) -> DecisionRecord:
+            config: RoundConfig) -> DeliberatedDecision:
     published = PublishedDecision.make(
         f"{request_id}:{decision.symbol}:{source}", model_account(source), source, decision,
         market_time_us, config.decision_ttl_s,
     )
     refusal = published.refusal(market_time_us, config.min_confidence)
-    return DecisionRecord(request_id=request_id, mode=PARALLEL_MODE, decision=published,
+    return DeliberatedDecision(request_id=request_id, mode=PARALLEL_MODE, decision=published,
                           refusal=None if refusal is None else refusal.value)
 
 
 def symbol_records(request_id: str, fan_out: FanOutResult, consensus: ConsensusResult,
-                   market_time_us: int, config: RoundConfig) -> tuple[DecisionRecord, ...]:
+                   market_time_us: int, config: RoundConfig) -> tuple[DeliberatedDecision, ...]:
     """One record per model decision and one for a trading consensus, in configuration order."""
     records = [_record(request_id, name, decision, market_time_us, config)
                for name, decision in fan_out.decisions.items()]

@@ -8,7 +8,7 @@ from datetime import datetime
 import psycopg
 from psycopg.types.json import Jsonb
 
-from triplegain_core.decision_stream import DecisionRecord, PublishedDecision
+from triplegain_core.decision_stream import DeliberatedDecision, PublishedDecision
 from triplegain_core.llm.model_performance import CallSummary
 from triplegain_core.llm.models import CallOutcome
 from triplegain_core.llm.trading_decision import TradingDecision
@@ -24,7 +24,7 @@ class DecisionStore:
     def __init__(self, conn: psycopg.Connection) -> None:
         self._conn = conn
 
-    def record(self, records: Sequence[DecisionRecord]) -> None:
+    def record(self, records: Sequence[DeliberatedDecision]) -> None:
         """Store ``records`` in one transaction; a decision id already stored is left as it is."""
         placeholders = ", ".join(["%s"] * len(_COLUMNS))
         with self._conn.transaction(), self._conn.cursor() as cur:
@@ -34,7 +34,7 @@ class DecisionStore:
                 [_row(record) for record in records],
             )
 
-    def decisions(self, *, since: datetime | None = None, source: str | None = None) -> list[DecisionRecord]:
+    def decisions(self, *, since: datetime | None = None, source: str | None = None) -> list[DeliberatedDecision]:
         """Stored decisions in market-time order, optionally from ``since`` and of one source."""
         rows = self._conn.execute(
             f"SELECT {', '.join(_COLUMNS)} FROM llm_decisions"
@@ -56,7 +56,7 @@ class DecisionStore:
                 for name, time, outcome, latency, cost in rows]
 
 
-def _row(record: DecisionRecord) -> tuple[object, ...]:
+def _row(record: DeliberatedDecision) -> tuple[object, ...]:
     published = record.decision
     decision = published.decision
     return (published.decision_id, record.request_id, published.account, published.source, record.mode,
@@ -65,7 +65,7 @@ def _row(record: DecisionRecord) -> tuple[object, ...]:
             record.published, record.refusal)
 
 
-def _record(row: tuple[object, ...]) -> DecisionRecord:
+def _record(row: tuple[object, ...]) -> DeliberatedDecision:
     values = dict(zip(_COLUMNS, row, strict=True))
     # Stored JSON is the lax form of the strict schema; it is validated again on the way out.
     decision = TradingDecision.model_validate(values["decision"], strict=False)
@@ -74,5 +74,5 @@ def _record(row: tuple[object, ...]) -> DecisionRecord:
         decision=decision, market_time_us=datetime_to_us(values["market_time"]),
         expires_us=datetime_to_us(values["expires_at"]),
     )
-    return DecisionRecord(request_id=values["request_id"], mode=values["mode"], decision=published,
+    return DeliberatedDecision(request_id=values["request_id"], mode=values["mode"], decision=published,
                           refusal=values["refusal"])
