@@ -117,8 +117,8 @@ class DeliberatedDecision(BaseModel):
     refusal: str | None = None
 
     @property
-    def published(self) -> bool:
-        """Whether the decision was handed to the executor."""
+    def tradeable(self) -> bool:
+        """Whether the decision may go to the executor (its lifecycle says whether it did)."""
         return self.refusal is None
 
 

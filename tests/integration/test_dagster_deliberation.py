@@ -16,8 +16,10 @@ import redis
 from llm_standins import TEST_KEYS, LLMStandIn, Reply
 
 from triplegain_core.decision_stream import DecisionStream, StrongSignal, StrongSignalStream
+from triplegain_core.llm.lifecycle import DecisionState
 from triplegain_core.market import US_PER_MINUTE, Candle, datetime_to_us
 from triplegain_core.signals import Direction
+from triplegain_core.storage.decision_events import DecisionEventStore
 from triplegain_core.storage.decision_store import DecisionStore
 from triplegain_core.storage.market_store import MarketStore
 from triplegain_core.storage.model_scores import latest_weights
@@ -111,7 +113,9 @@ def test_a_round_publishes_each_models_and_the_consensus_decision_and_scores_the
     close_of_last = T0 + MINUTES * US_PER_MINUTE
     assert {d.market_time_us for d in published} == {close_of_last}
     stored = DecisionStore(db).decisions()
-    assert len(stored) == len(published) and all(r.published for r in stored)
+    assert len(stored) == len(published) and all(r.tradeable for r in stored)
+    events = DecisionEventStore(db)
+    assert {events.state(r.decision.decision_id) for r in stored} == {DecisionState.APPROVED}
     calls = db.execute("SELECT count(*), count(*) FILTER (WHERE outcome = 'decided') FROM llm_calls").fetchone()
     assert calls == (2 * len(MODELS), 2 * len(MODELS))
     # No key reached the database: the calls hold prompts and answers only.

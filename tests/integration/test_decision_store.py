@@ -36,21 +36,21 @@ def test_decisions_round_trip_in_market_time_order(db: psycopg.Connection) -> No
     store.record(records[:1])  # a rerun of the same round stores nothing twice
     read = store.decisions()
     assert [r.decision.decision_id for r in read] == ["a", "c", "b"]
-    assert read[0] == records[1] and read[1] == records[2] and not read[1].published
+    assert read[0] == records[1] and read[1] == records[2] and not read[1].tradeable
     assert [r.decision.decision_id for r in store.decisions(source="claude")] == ["a", "c"]
     since = datetime.fromtimestamp((T0 + 2 * US_PER_MINUTE) / 1e6, UTC)
     assert [r.decision.decision_id for r in store.decisions(since=since)] == ["c", "b"]
 
 
-def test_a_published_decision_with_a_refusal_is_refused_by_the_schema(db: psycopg.Connection) -> None:
+def test_a_decision_expiring_before_it_is_made_is_refused_by_the_schema(db: psycopg.Connection) -> None:
     published = _published("x", "gpt", 0)
     store = DecisionStore(db)
     with pytest.raises(psycopg.errors.CheckViolation):
         db.execute(
             "INSERT INTO llm_decisions (decision_id, request_id, account, source, mode, symbol, market_time,"
-            " expires_at, action, confidence, decision, published, refusal)"
-            " SELECT 'x', 'r', 'a', 'gpt', 'parallel', 'XRP/USDT', now(), now() + interval '1 minute',"
-            " 'LONG', 0.7, '{}'::jsonb, true, 'expired'"
+            " expires_at, action, confidence, decision)"
+            " SELECT 'x', 'r', 'a', 'gpt', 'parallel', 'XRP/USDT', now(), now() - interval '1 minute',"
+            " 'LONG', 0.7, '{}'::jsonb"
         )
     assert store.decisions() == []
     store.record([DeliberatedDecision(request_id="r", mode="parallel", decision=published)])

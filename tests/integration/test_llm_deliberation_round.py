@@ -76,23 +76,23 @@ def test_each_model_and_the_consensus_get_their_own_decision(standin: LLMStandIn
     xrp, btc = result.symbols
     assert xrp.symbol == "XRP/USDT" and xrp.consensus.action is Action.LONG
     assert xrp.consensus.agreeing == 4 and xrp.consensus.required == 4  # 75% of 5, rounded up
-    published = {d.account: d for d in result.published if d.decision.symbol == "XRP/USDT"}
+    published = {d.account: d for d in result.tradeable if d.decision.symbol == "XRP/USDT"}
     assert set(published) == {"llm:claude", "llm:gpt", "llm:grok", "llm:deepseek", "llm:consensus"}
     consensus = published["llm:consensus"]
     assert consensus.decision_id == "round-1:XRP/USDT:consensus"
     assert consensus.market_time_us == datetime_to_us(MOMENT)
     assert consensus.expires_us == consensus.market_time_us + 15 * 60 * 1_000_000
     # No decision of the injected answer exists anywhere: it was rejected, never merged.
-    assert all(d.decision.leverage <= 3 for d in result.published)
+    assert all(d.decision.leverage <= 3 for d in result.tradeable)
     assert "qwen" not in xrp.fan_out.decisions
 
     # BTC: four HOLDs win the vote; the HOLDs are kept as refused records, the lone SHORT of
     # qwen is published for qwen's own account only.
     assert btc.consensus.no_trade is NoTradeReason.HOLD_WINS and btc.consensus.decision is None
-    refused = [r for r in btc.records if not r.published]
+    refused = [r for r in btc.records if not r.tradeable]
     assert {r.decision.source for r in refused} == {"claude", "gpt", "grok", "deepseek"}
     assert {r.refusal for r in refused} == {DecisionRefusal.NOT_A_TRADE.value}
-    assert [r.decision.account for r in btc.records if r.published] == ["llm:qwen"]
+    assert [r.decision.account for r in btc.records if r.tradeable] == ["llm:qwen"]
 
 
 def test_a_consensus_below_the_confidence_floor_is_kept_but_not_published(standin: LLMStandIn) -> None:
@@ -102,13 +102,13 @@ def test_a_consensus_below_the_confidence_floor_is_kept_but_not_published(standi
     xrp = result.symbols[0]
     assert xrp.consensus.decision is not None  # the vote's own floor (0.6) is met
     assert all(r.refusal == DecisionRefusal.LOW_CONFIDENCE.value for r in xrp.records)
-    assert [d for d in result.published if d.decision.symbol == "XRP/USDT"] == []
+    assert [d for d in result.tradeable if d.decision.symbol == "XRP/USDT"] == []
 
 
 def test_with_no_model_available_the_round_says_so_and_decides_nothing(standin: LLMStandIn) -> None:
     result = _round(standin_settings(standin.url), environ={"OLLAMA_HOST": "http://127.0.0.1:9"})
     assert result.status is LLMStatus.NO_MODELS_CONFIGURED
     assert "trading on the rules alone" in result.availability.message
-    assert result.symbols == () and result.published == []
+    assert result.symbols == () and result.tradeable == []
     # Nothing reached the stand-in: no model was pretended to answer.
     assert all(standin.requests_for(name) == [] for name in ("claude", "gpt", "grok", "deepseek", "qwen"))

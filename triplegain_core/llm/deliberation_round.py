@@ -3,7 +3,7 @@
 Each model's valid decision becomes a :class:`PublishedDecision` for that model's own paper
 account (``llm:<model>``), and a consensus decision one for ``llm:consensus``, so every model
 and the consensus trade the same market side by side. A decision the executor must not trade
-(HOLD, below the confidence floor) is kept with its refusal, not published. With no model
+(HOLD, below the confidence floor) is kept with its refusal, never published. With no model
 available the round says so and decides nothing: the system trades on its rules alone.
 """
 
@@ -36,7 +36,11 @@ def model_account(source: str) -> str:
 
 
 class RoundConfig(BaseModel):
-    """How a round asks and decides."""
+    """How a round asks and decides.
+
+    With ``require_human_approval`` a tradeable decision waits as pending until a person approves
+    it (``triplegain decision approve``); it still expires at its market-time deadline.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -44,6 +48,7 @@ class RoundConfig(BaseModel):
     consensus: ConsensusRule = ConsensusRule()
     decision_ttl_s: float = Field(default=DEFAULT_DECISION_TTL_S, gt=0.0)
     min_confidence: float = Field(default=MIN_DECISION_CONFIDENCE, ge=0.0, le=1.0)
+    require_human_approval: bool = False
 
 
 class SymbolRound(BaseModel):
@@ -73,13 +78,13 @@ class RoundResult(BaseModel):
 
     @property
     def records(self) -> list[DeliberatedDecision]:
-        """Every decision of the round, published or refused."""
+        """Every decision of the round, tradeable or refused."""
         return [record for symbol in self.symbols for record in symbol.records]
 
     @property
-    def published(self) -> list[PublishedDecision]:
-        """The decisions to hand to the executor."""
-        return [record.decision for record in self.records if record.published]
+    def tradeable(self) -> list[PublishedDecision]:
+        """The decisions that may be handed to the executor (once approved)."""
+        return [record.decision for record in self.records if record.tradeable]
 
 
 def _record(request_id: str, source: str, decision: TradingDecision, market_time_us: int,

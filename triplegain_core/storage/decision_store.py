@@ -15,7 +15,7 @@ from triplegain_core.llm.trading_decision import TradingDecision
 from triplegain_core.market import datetime_to_us, us_to_datetime
 
 _COLUMNS = ("decision_id", "request_id", "account", "source", "mode", "symbol", "market_time",
-            "expires_at", "action", "confidence", "decision", "published", "refusal")
+            "expires_at", "action", "confidence", "decision", "refusal")
 
 
 class DecisionStore:
@@ -62,7 +62,7 @@ def _row(record: DeliberatedDecision) -> tuple[object, ...]:
     return (published.decision_id, record.request_id, published.account, published.source, record.mode,
             decision.symbol, us_to_datetime(published.market_time_us), us_to_datetime(published.expires_us),
             decision.action.value, decision.confidence, Jsonb(decision.model_dump(mode="json")),
-            record.published, record.refusal)
+            record.refusal)
 
 
 def _record(row: tuple[object, ...]) -> DeliberatedDecision:

@@ -17,11 +17,14 @@ from triplegain_core.config import Settings
 from triplegain_core.decision_stream import DecisionStream
 from triplegain_core.llm.client import LLMClient
 from triplegain_core.llm.deliberation_round import RoundResult, deliberate, model_account
+from triplegain_core.llm.lifecycle import DecisionState
 from triplegain_core.llm.models import LLMStatus
 from triplegain_core.llm.prompts import MarketContext
 from triplegain_core.llm.rate_limit import RedisRateLimiter
 from triplegain_core.llm.voting import CONSENSUS_MODEL
+from triplegain_core.market import us_to_datetime
 from triplegain_core.reports import markdown_table
+from triplegain_core.storage.decision_events import DecisionEventStore
 from triplegain_core.storage.decision_store import DecisionStore
 from triplegain_core.storage.llm_store import LLMStore
 from triplegain_core.storage.market_context import market_contexts
@@ -63,11 +66,30 @@ def _votes_table(result: RoundResult) -> str:
     return markdown_table(["symbol", "model", "answer", "latency ms", "cost USD"], rows)
 
 
-def _decisions_table(result: RoundResult) -> str:
+def _decisions_table(result: RoundResult, states: dict[str, DecisionState]) -> str:
     rows = [[r.decision.decision.symbol, r.decision.account, r.decision.decision.action.value,
-             f"{r.decision.decision.confidence:.2f}", "published" if r.published else f"kept: {r.refusal}"]
+             f"{r.decision.decision.confidence:.2f}", states[r.decision.decision_id].value, r.refusal or ""]
             for r in result.records]
-    return markdown_table(["symbol", "account", "action", "confidence", "status"], rows)
+    return markdown_table(["symbol", "account", "action", "confidence", "state", "refused because"], rows)
+
+
+def _record_round(conn: psycopg.Connection, result: RoundResult, human_approval: bool) -> dict[str, DecisionState]:
+    """Store the round's decisions and start each one's lifecycle; returns their states."""
+    DecisionStore(conn).record(result.records)
+    events = DecisionEventStore(conn)
+    states = {}
+    for record in result.records:
+        published = record.decision
+        if not record.tradeable:
+            steps = [(DecisionState.PENDING, "deliberated"), (DecisionState.REJECTED, f"refused: {record.refusal}")]
+        elif human_approval:
+            steps = [(DecisionState.PENDING, "awaiting human approval")]
+        else:
+            steps = [(DecisionState.PENDING, "deliberated"), (DecisionState.APPROVED, "human approval is off")]
+        history = events.start(published.decision_id, us_to_datetime(published.market_time_us),
+                               published.source, steps)
+        states[published.decision_id] = history[-1].target
+    return states
 
 
 @dg.asset(
@@ -101,21 +123,25 @@ def llm_deliberation(
             "status": result.status.value, "published": 0,
             "summary": dg.MetadataValue.md(result.availability.message),
         })
+    human_approval = settings.deliberation.require_human_approval
     with postgres.connect() as conn:
-        DecisionStore(conn).record(result.records)
+        states = _record_round(conn, result, human_approval)
+    approved = [d for d in result.tradeable if states[d.decision_id] is DecisionState.APPROVED]
     client = redis.client()
     try:
         stream = DecisionStream(client)
-        for decision in result.published:
+        for decision in approved:
             stream.publish(decision)
     finally:
         client.close()
-    context.log.info("round %s: %d decisions, %d published", request_id, len(result.records), len(result.published))
+    context.log.info("round %s: %d decisions, %d published, %d awaiting approval", request_id,
+                     len(result.records), len(approved), len(result.tradeable) - len(approved))
     return dg.MaterializeResult(metadata={
         "status": result.status.value,
         "request_id": request_id,
         "models": ", ".join(result.availability.available),
-        "published": len(result.published),
+        "published": len(approved),
+        "awaiting_approval": len(result.tradeable) - len(approved),
         "votes": dg.MetadataValue.md(_votes_table(result)),
-        "decisions": dg.MetadataValue.md(_decisions_table(result)),
+        "decisions": dg.MetadataValue.md(_decisions_table(result, states)),
     })

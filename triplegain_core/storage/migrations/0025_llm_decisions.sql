@@ -1,7 +1,8 @@
 -- The decisions a deliberation round handed (or would have handed) to the executor: one row per
 -- model decision and per consensus, stamped with the market time it was deliberated on. The
 -- executor's intents reuse `decision_id` as their `intent_id`, which ties each decision to its
--- risk check, orders, fills and positions. `refusal` says why a decision was not published.
+-- risk check, orders, fills and positions. `refusal` says why a decision may not be traded;
+-- where it went after that is its lifecycle, in `decision_events`.
 
 CREATE TABLE llm_decisions (
     decision_id  text             PRIMARY KEY,
@@ -15,9 +16,7 @@ CREATE TABLE llm_decisions (
     action       text             NOT NULL CHECK (action IN ('LONG', 'SHORT', 'HOLD', 'CLOSE')),
     confidence   double precision NOT NULL CHECK (confidence BETWEEN 0 AND 1),
     decision     jsonb            NOT NULL,
-    published    boolean          NOT NULL,
-    refusal      text,
-    CHECK (published = (refusal IS NULL))
+    refusal      text
 );
 
 CREATE INDEX llm_decisions_source_time ON llm_decisions (source, market_time);
