@@ -132,6 +132,7 @@ def test_a_round_publishes_each_models_and_the_consensus_decision_and_scores_the
     rows = db.execute("SELECT model_name, scored, hit_rate FROM model_scores ORDER BY model_name").fetchall()
     assert rows == sorted([(m, 2, 1.0) for m in MODELS] + [("consensus", 2, 1.0)])
     assert set(latest_weights(db)) == {*MODELS, "consensus"}
+    assert "**consensus**" in meta["leaderboard"] and all(m in meta["leaderboard"] for m in MODELS)
 
 
 def test_with_no_model_configured_the_round_says_so_and_publishes_nothing(

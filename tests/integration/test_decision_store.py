@@ -8,10 +8,16 @@ import psycopg
 import pytest
 
 from triplegain_core.decision_stream import DeliberatedDecision, PublishedDecision
+from triplegain_core.llm.leaderboard import ScoredDecision
 from triplegain_core.llm.models import CallOutcome
 from triplegain_core.llm.trading_decision import Action, TradingDecision
 from triplegain_core.market import US_PER_MINUTE, datetime_to_us
+from triplegain_core.orders import OrderPurpose
+from triplegain_core.positions import Position, PositionStatus
+from triplegain_core.signals import Direction
 from triplegain_core.storage.decision_store import DecisionStore
+from triplegain_core.storage.model_accounts import model_accounts
+from triplegain_core.storage.trading_store import TradingStore
 
 T0 = datetime_to_us(datetime(2026, 4, 1, 9, tzinfo=UTC))
 
@@ -76,3 +82,21 @@ def test_call_summaries_read_every_outcome(db: psycopg.Connection) -> None:
     assert [s.outcome for s in summaries] == [CallOutcome.DECIDED, CallOutcome.REJECTED, CallOutcome.FAILED]
     assert [s.latency_ms for s in summaries] == [100.0, 200.0, 300.0]
     assert sum(s.cost_usd for s in summaries) == pytest.approx(0.06)
+
+
+def test_model_accounts_tie_closed_trades_to_their_decisions_confidence(db: psycopg.Connection) -> None:
+    store = DecisionStore(db)
+    store.record([DeliberatedDecision(request_id="r", mode="parallel", decision=_published("d9", "claude", 0))])
+    opened = datetime.fromtimestamp(T0 / 1e6, UTC)
+    trading = TradingStore(db)
+    for pid, pnl in (("llm:claude:d9", 1.5), ("llm:claude:other", -1.0)):
+        trading.record_position(Position(
+            position_id=pid, account="llm:claude", symbol="XRP/USDT", direction=Direction.LONG, quantity=10.0,
+            entry_price=0.5, stop_loss=0.49, take_profit=0.53, opened_at=opened, entry_notional_usdt=5.0,
+            equity_at_entry_usdt=1000.0, status=PositionStatus.CLOSED, closed_at=opened,
+            exit_price=0.53, exit_reason=OrderPurpose.TAKE_PROFIT, realized_pnl=pnl), "closed")
+    (account,) = model_accounts(db)
+    assert account.name == "claude" and not account.is_consensus
+    assert len(account.positions) == 2
+    # Only the position opened for a stored decision is scored, with that decision's confidence.
+    assert account.scored_decisions == (ScoredDecision(confidence=0.7, won=True),)

@@ -3,7 +3,8 @@
 Each stored decision (:mod:`triplegain_core.storage.decision_store`) is followed over the 1m
 candles after it; each model gets a scorecard (answer rate, hit rate, return, Brier
 calibration, cost, latency) and its paper account's return. The ModelSelector turns them into
-the voting weights and the primary model the next deliberation round uses.
+the voting weights and the primary model the next deliberation round uses. The leaderboard
+ranks the models' (and the consensus's) own paper accounts side by side.
 """
 
 from datetime import UTC, datetime, timedelta
@@ -13,12 +14,14 @@ import psycopg
 
 from triplegain_core.llm.decision_outcomes import DecisionOutcome, ScoringRules, score_decision
 from triplegain_core.llm.deliberation_round import model_account
+from triplegain_core.llm.leaderboard import leaderboard, render_markdown
 from triplegain_core.llm.model_performance import ModelPerformance, scorecards
 from triplegain_core.llm.model_selector import ModelScore, ModelSelector, Selection
 from triplegain_core.market import us_to_datetime
 from triplegain_core.reports import markdown_table
 from triplegain_core.storage.decision_store import DecisionStore
 from triplegain_core.storage.market_store import MarketStore
+from triplegain_core.storage.model_accounts import model_accounts
 from triplegain_core.storage.model_scores import ScoredModel, latest_primary, write_scores
 from triplegain_core.storage.trading_store import TradingStore
 from triplegain_dagster.assets.deliberation import DELIBERATION_GROUP, llm_deliberation
@@ -101,6 +104,7 @@ def model_performance(
         returns = {c.model_name: _account_return(trading, c.model_name) for c in cards}
         selection = _selection(cards, returns, latest_primary(conn))
         rows = write_scores(conn, computed_at, cards, returns, selection)
+        board = leaderboard(model_accounts(conn))
     context.log.info("scored %d decisions of %d models; primary %s (%s)",
                      len(outcomes), len(cards), selection.primary, selection.reason)
     return dg.MaterializeResult(metadata={
@@ -109,4 +113,5 @@ def model_performance(
         "primary": selection.primary or "-",
         "selection": selection.reason,
         "scores": dg.MetadataValue.md(_table(rows)),
+        "leaderboard": dg.MetadataValue.md(render_markdown(board)),
     })
