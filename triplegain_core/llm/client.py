@@ -19,12 +19,16 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Protocol
 
+from pydantic import BaseModel
+
 from triplegain_core.llm.answer_cache import AnswerCache, CachedAnswer, CacheMode, prompt_hash
+from triplegain_core.llm.answers import AnswerParser, AnswerT, DecisionParser, StructuredResult
 from triplegain_core.llm.cost import call_cost_usd
 from triplegain_core.llm.models import (
     DEFAULT_BASE_URLS,
     OLLAMA_HOST_ENV,
     PROVIDER_KEY_ENV,
+    TRADING_DECISION_KIND,
     CallOutcome,
     CallPurpose,
     ChainResult,
@@ -49,7 +53,7 @@ from triplegain_core.llm.providers import (
     ProviderError,
 )
 from triplegain_core.llm.rate_limit import RedisRateLimiter, rate_key
-from triplegain_core.llm.trading_decision import Rejection, parse_decision
+from triplegain_core.llm.trading_decision import Rejection, TradingDecision
 
 log = logging.getLogger(__name__)
 
@@ -171,21 +175,44 @@ class LLMClient:
 
     async def ask(self, model_name: str, prompt: Prompt, *, symbol: str, request_id: str) -> ModelResult:
         """Ask one model, within its deadline: the answer, or one retry after an invalid answer."""
+        result, _ = await self._ask_turn(model_name, prompt, DecisionParser(symbol), symbol, request_id)
+        return result
+
+    async def ask_for(
+        self, model_name: str, prompt: Prompt, parser: AnswerParser[AnswerT], *, symbol: str,
+        request_id: str, deadline_s: float | None = None,
+    ) -> StructuredResult[AnswerT]:
+        """Ask one model for an answer of ``parser``'s schema (a review, a verdict, a case).
+
+        Same turn as :meth:`ask` (rate limit, retries, one validation retry, every call recorded
+        under ``parser.kind``); ``deadline_s`` shortens the turn deadline for this ask.
+        """
+        result, answer = await self._ask_turn(model_name, prompt, parser, symbol, request_id, deadline_s)
+        return StructuredResult[parser.schema](result=result, answer=answer)  # type: ignore[name-defined]
+
+    async def _ask_turn(
+        self, model_name: str, prompt: Prompt, parser: AnswerParser[BaseModel], symbol: str,
+        request_id: str, deadline_s: float | None = None,
+    ) -> tuple[ModelResult, BaseModel | None]:
         model = self._settings.model(model_name)
         await self.availability()
+        deadline = self._settings.turn_deadline_s if deadline_s is None else min(
+            deadline_s, self._settings.turn_deadline_s)
         calls: list[LLMCall] = []
+        answers: list[BaseModel | None] = []
         try:
-            async with asyncio.timeout(self._settings.turn_deadline_s):
-                await self._turn(model, prompt, symbol, request_id, calls)
+            async with asyncio.timeout(deadline):
+                await self._turn(model, prompt, symbol, request_id, calls, parser, answers)
         except TimeoutError:
             late = self._failed_call(
                 model, prompt, symbol, request_id, _purpose(len(calls)), FailureKind.TIMEOUT,
-                f"no answer within the {self._settings.turn_deadline_s:g} s deadline",
-                http_attempts=1, latency_ms=self._settings.turn_deadline_s * 1000,
+                f"no answer within the {deadline:g} s deadline",
+                http_attempts=1, latency_ms=deadline * 1000, kind=parser.kind,
             )
             await self._record(late)
             calls.append(late)
-        return ModelResult(model_name=model.name, calls=tuple(calls))
+            answers.append(None)
+        return ModelResult(model_name=model.name, calls=tuple(calls)), answers[-1]
 
     async def fan_out(
         self, prompt: Prompt, *, symbol: str, request_id: str, models: Sequence[str] | None = None
@@ -246,19 +273,21 @@ class LLMClient:
                            results=tuple(results))
 
     async def _turn(self, model: ModelConfig, prompt: Prompt, symbol: str, request_id: str,
-                    calls: list[LLMCall]) -> None:
+                    calls: list[LLMCall], parser: AnswerParser[BaseModel],
+                    answers: list[BaseModel | None]) -> None:
         current = prompt
         for attempt in range(1 + self._settings.validation_retries):
-            call = await self._call(model, current, symbol, request_id, _purpose(attempt))
+            call, answer = await self._call(model, current, symbol, request_id, _purpose(attempt), parser)
             await self._record(call)
             calls.append(call)
+            answers.append(answer)
             if call.outcome is not CallOutcome.REJECTED:
                 return
             assert call.rejection is not None
             current = retry_prompt(prompt, call.rejection)
 
     async def _call(self, model: ModelConfig, prompt: Prompt, symbol: str, request_id: str,
-                    purpose: CallPurpose) -> LLMCall:
+                    purpose: CallPurpose, parser: AnswerParser[BaseModel]) -> tuple[LLMCall, BaseModel | None]:
         digest = prompt_hash(model, prompt.system, prompt.user)
         started_at = datetime.now(UTC)
         started = time.perf_counter()
@@ -271,8 +300,8 @@ class LLMClient:
                 return self._failed_call(
                     model, prompt, symbol, request_id, purpose, FailureKind.NOT_CACHED,
                     f"replay: no recorded answer of {model.name} for prompt {digest[:12]}",
-                    http_attempts=0, latency_ms=_ms_since(started), digest=digest,
-                )
+                    http_attempts=0, latency_ms=_ms_since(started), digest=digest, kind=parser.kind,
+                ), None
             completion, from_cache = Completion(cached.raw_answer, cached.usage), True
         else:
             endpoint = self._endpoints.get(model.name)
@@ -280,15 +309,16 @@ class LLMClient:
                 return self._failed_call(
                     model, prompt, symbol, request_id, purpose, FailureKind.NOT_CONFIGURED,
                     f"{model.name} is not available", http_attempts=0, latency_ms=0.0, digest=digest,
-                )
+                    kind=parser.kind,
+                ), None
             try:
                 completion, attempts = await self._request(model, endpoint, prompt)
             except _Exhausted as exc:
                 return self._failed_call(
                     model, prompt, symbol, request_id, purpose, exc.error.kind,
                     self._redact(exc.error.detail)[:2000], http_attempts=exc.attempts,
-                    latency_ms=_ms_since(started), digest=digest,
-                )
+                    latency_ms=_ms_since(started), digest=digest, kind=parser.kind,
+                ), None
         latency_ms = _ms_since(started)
         raw = self._redact(completion.text)
         if self._cache_mode is CacheMode.RECORD:
@@ -298,26 +328,32 @@ class LLMClient:
                 system_prompt=prompt.system, user_prompt=prompt.user, raw_answer=raw,
                 usage=completion.usage, recorded_at=datetime.now(UTC),
             ))
-        parsed = parse_decision(raw, model.name, symbol)
+        parsed = parser.parse(raw, model.name)
         rejection = parsed if isinstance(parsed, Rejection) else None
+        answer = None if rejection else parsed
+        decision = answer if isinstance(answer, TradingDecision) else None
         call = LLMCall(
             call_id=_call_id(request_id, model.name, purpose), request_id=request_id,
             time=started_at, model_name=model.name, provider=model.provider,
             model_id=model.model_id, symbol=symbol, purpose=purpose, prompt_hash=digest,
             system_prompt=prompt.system, user_prompt=prompt.user, raw_answer=raw,
             outcome=CallOutcome.REJECTED if rejection else CallOutcome.DECIDED,
-            decision=None if rejection else parsed, rejection=rejection,
+            decision=decision, rejection=rejection, answer_kind=parser.kind,
+            answer=answer.model_dump(mode="json") if answer is not None and decision is None else None,
             http_attempts=attempts, latency_ms=latency_ms, usage=completion.usage,
             cost_usd=0.0 if from_cache else call_cost_usd(completion.usage, model.prices),
             from_cache=from_cache,
         )
         if rejection is not None:
-            log.warning("%s answer rejected: %s (%s)", model.name, rejection.reason.value,
-                        rejection.detail[:200])
-        else:
-            log.info("%s decided %s %s in %.0f ms ($%.5f)", model.name, call.decision.action.value,
+            log.warning("%s %s answer rejected: %s (%s)", model.name, parser.kind,
+                        rejection.reason.value, rejection.detail[:200])
+        elif decision is not None:
+            log.info("%s decided %s %s in %.0f ms ($%.5f)", model.name, decision.action.value,
                      symbol, call.latency_ms, call.cost_usd)
-        return call
+        else:
+            log.info("%s answered a %s on %s in %.0f ms ($%.5f)", model.name, parser.kind,
+                     symbol, call.latency_ms, call.cost_usd)
+        return call, answer
 
     async def _request(self, model: ModelConfig, endpoint: ModelEndpoint,
                        prompt: Prompt) -> tuple[Completion, int]:
@@ -355,9 +391,10 @@ class LLMClient:
         return min(delay, self._settings.backoff_max_s)
 
     def _failed_call(self, model: ModelConfig, prompt: Prompt, symbol: str, request_id: str,
-                     purpose: CallPurpose, kind: FailureKind, detail: str, *, http_attempts: int,
-                     latency_ms: float, digest: str | None = None) -> LLMCall:
-        log.warning("%s call failed: %s (%s)", model.name, kind.value, detail[:200])
+                     purpose: CallPurpose, failure: FailureKind, detail: str, *, http_attempts: int,
+                     latency_ms: float, digest: str | None = None,
+                     kind: str = TRADING_DECISION_KIND) -> LLMCall:
+        log.warning("%s call failed: %s (%s)", model.name, failure.value, detail[:200])
         return LLMCall(
             call_id=_call_id(request_id, model.name, purpose), request_id=request_id,
             time=datetime.now(UTC) - timedelta(milliseconds=latency_ms), model_name=model.name,
@@ -365,8 +402,9 @@ class LLMClient:
             model_id=model.model_id, symbol=symbol, purpose=purpose,
             prompt_hash=digest or prompt_hash(model, prompt.system, prompt.user),
             system_prompt=prompt.system, user_prompt=prompt.user, raw_answer=None,
-            outcome=CallOutcome.FAILED, failure=kind, error_detail=detail,
+            outcome=CallOutcome.FAILED, failure=failure, error_detail=detail,
             http_attempts=http_attempts, latency_ms=latency_ms, usage=TokenUsage(), cost_usd=0.0,
+            answer_kind=kind,
         )
 
     async def _record(self, call: LLMCall) -> None:

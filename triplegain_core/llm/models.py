@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from triplegain_core.llm.trading_decision import Rejection, TradingDecision
 
@@ -177,10 +177,17 @@ class CallPurpose(StrEnum):
     VALIDATION_RETRY = "validation_retry"
 
 
+# The answer kind of a call asked for a TradingDecision (the default); other kinds are named by
+# the deliberation modules that define their answer schemas (reviews, verdicts, research cases).
+TRADING_DECISION_KIND = "trading_decision"
+
+
 class LLMCall(BaseModel):
     """One request to one model, as stored: what was asked, what came back, what it became.
 
-    Exactly one of ``decision`` (DECIDED), ``rejection`` (REJECTED) or ``failure`` (FAILED) is set.
+    Exactly one result is set: ``decision`` or ``answer`` (DECIDED), ``rejection`` (REJECTED) or
+    ``failure`` (FAILED). ``answer_kind`` names the schema asked for; a TradingDecision lands in
+    ``decision``, any other validated answer in ``answer`` as its JSON form.
     ``time`` is when the call started; ``http_attempts`` counts the HTTP requests behind it
     (retries after 429/5xx included);
     ``latency_ms`` is the wall time of all of them; a replayed answer costs nothing.
@@ -210,15 +217,20 @@ class LLMCall(BaseModel):
     usage: TokenUsage = TokenUsage()
     cost_usd: float = Field(default=0.0, ge=0.0)
     from_cache: bool = False
+    answer_kind: str = Field(default=TRADING_DECISION_KIND, pattern=r"^[a-z_]+$")
+    answer: JsonValue | None = None
 
     @model_validator(mode="after")
     def _one_result(self) -> LLMCall:
+        if self.decision is not None and self.answer is not None:
+            raise ValueError("a call carries a decision or an answer, not both")
         expected = {
             CallOutcome.DECIDED: (True, False, False),
             CallOutcome.REJECTED: (False, True, False),
             CallOutcome.FAILED: (False, False, True),
         }[self.outcome]
-        actual = (self.decision is not None, self.rejection is not None, self.failure is not None)
+        decided = self.decision is not None or self.answer is not None
+        actual = (decided, self.rejection is not None, self.failure is not None)
         if actual != expected:
             raise ValueError(f"{self.outcome} call must carry exactly its own result, got {actual}")
         return self

@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 import re
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from triplegain_core.market import TRADED_SYMBOLS
+
+SchemaT = TypeVar("SchemaT", bound=BaseModel)
 
 MAX_POSITION_SIZE_PCT = 20.0
 MIN_LEVERAGE = 1.0
@@ -304,3 +306,20 @@ def parse_decision(raw: str, model: str, symbol: str | None = None) -> TradingDe
         return validate_answer(extract_answer_object(raw), model, symbol)
     except _AnswerError as exc:
         return exc.rejection
+
+
+def parse_answer(raw: str, schema: type[SchemaT]) -> SchemaT | Rejection:
+    """A model's raw answer to any strict answer schema (a review, a verdict), or the Rejection.
+
+    The same road as :func:`parse_decision`: one JSON object found strictly in the text, then
+    validated by ``schema`` in strict JSON mode (no strings for numbers, no extra keys when the
+    schema forbids them). Never raises on any input text.
+    """
+    try:
+        value = extract_answer_object(raw)
+        # Validated from JSON text so that enum fields take their string values under strict mode.
+        return schema.model_validate_json(json.dumps(value), strict=True)
+    except _AnswerError as exc:
+        return exc.rejection
+    except ValidationError as exc:
+        return _rejection_from(exc)

@@ -1,4 +1,4 @@
-"""LLM calls and recorded answers in PostgreSQL (tables of migration 0020).
+"""LLM calls and recorded answers in PostgreSQL (tables of migrations 0020 and 0021).
 
 Async (psycopg ``AsyncConnection``) because it is written from inside the client's fan-out.
 It is both the client's :class:`~triplegain_core.llm.client.CallRecorder` and its
@@ -22,7 +22,7 @@ _CALL_COLUMNS = (
     "call_id", "request_id", "time", "model_name", "provider", "model_id", "symbol", "purpose",
     "prompt_hash", "system_prompt", "user_prompt", "raw_answer", "outcome", "decision",
     "rejection_reason", "rejection_detail", "rejection_field", "failure", "error_detail", "http_attempts",
-    "latency_ms", "input_tokens", "output_tokens", "cost_usd", "from_cache",
+    "latency_ms", "input_tokens", "output_tokens", "cost_usd", "from_cache", "answer_kind", "answer",
 )
 
 
@@ -44,7 +44,8 @@ class LLMStore:
             call.rejection.field if call.rejection else None,
             call.failure.value if call.failure else None, call.error_detail, call.http_attempts,
             call.latency_ms, call.usage.input_tokens, call.usage.output_tokens, call.cost_usd,
-            call.from_cache,
+            call.from_cache, call.answer_kind,
+            Jsonb(call.answer) if call.answer is not None else None,
         )
         placeholders = ", ".join(["%s"] * len(_CALL_COLUMNS))
         await self._conn.execute(
