@@ -49,10 +49,10 @@ def _answer(symbol: str, price: float) -> str:
                        "invalidation": "falls under the stop", "reasoning": "uptrend"})
 
 
-def _config(path: Path, url: str, models: tuple[str, ...]) -> Path:
+def _config(path: Path, url: str, models: tuple[str, ...], extra: str = "") -> Path:
     providers = {"claude": "anthropic", "gpt": "openai", "grok": "xai", "deepseek": "deepseek"}
     lines = [f'fallback_chain = ["{models[0]}"]', "backoff_s = 0.01", "backoff_max_s = 0.05"]
-    text = "[llm]\n" + "\n".join(lines) + "\n"
+    text = extra + "[llm]\n" + "\n".join(lines) + "\n"
     for name in models:
         base = url if providers[name] == "anthropic" else f"{url}/v1"
         text += (f'\n[[llm.models]]\nname = "{name}"\nprovider = "{providers[name]}"\nmodel_id = "{name}"\n'
@@ -174,3 +174,28 @@ def test_strong_signals_request_one_round_each_burst(redis_client: redis.Redis, 
     with dg.build_sensor_context(resources=resources, cursor=burst.cursor) as context:
         again = strong_signal_sensor(context)
     assert again.run_requests == []  # the same signals never ask twice
+
+
+def test_a_debate_round_configured_in_the_file_trades_the_debate_account(
+    standin: LLMStandIn, market: None, resources: dict[str, object], redis_client: redis.Redis,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    extra = '[deliberation]\nmode = "debate"\n\n'
+    monkeypatch.setenv("TRIPLEGAIN_CONFIG", str(_config(tmp_path / "t.toml", standin.url, MODELS[:3], extra)))
+    for name, value in TEST_KEYS.items():
+        monkeypatch.setenv(name, value)
+
+    def reply(body: dict) -> Reply:
+        text = json.dumps(body)
+        if "BULL researcher" in text or "BEAR researcher" in text:
+            stance = "bull" if "BULL researcher" in text else "bear"
+            return Reply(text=json.dumps({"stance": stance, "thesis": "t", "points": ["p"], "confidence": 0.6}))
+        return Reply(text=_answer("XRP/USDT", 0.5) if "XRP/USDT" in text else _answer("BTC/USDT", 60_000.0))
+    for name in MODELS[:3]:
+        standin.script(name, factory=reply)
+    result = dg.materialize([llm_deliberation], resources=resources)
+    meta = _metadata(result, "llm_deliberation")
+    assert meta["mode"] == "debate" and meta["published"] == 2
+    assert "manager: claude" in meta["panels"]
+    _, published = DecisionStream(redis_client).after("0")
+    assert {d.account for d in published} == {"llm:debate"}

@@ -1,18 +1,26 @@
-"""One parallel deliberation round: every configured model on every symbol, then the vote.
+"""One deliberation round on every symbol, in the configured mode.
 
-Each model's valid decision becomes a :class:`PublishedDecision` for that model's own paper
-account (``llm:<model>``), and a consensus decision one for ``llm:consensus``, so every model
-and the consensus trade the same market side by side. A decision the executor must not trade
-(HOLD, below the confidence floor) is kept with its refusal, never published. With no model
-available the round says so and decides nothing: the system trades on its rules alone.
+- parallel: every available model at once, then the confidence-weighted vote. Each model's valid
+  decision becomes a :class:`PublishedDecision` for that model's own paper account
+  (``llm:<model>``), and a consensus decision one for ``llm:consensus``, so every model and the
+  consensus trade the same market side by side.
+- debate: a bull and a bear researcher argue, a portfolio manager decides (``llm:debate``).
+- council: every model pitches, the others review the pitches anonymously, a chairman decides
+  (``llm:council``).
+
+Unconfigured roles go to the available models in configuration order, the ModelSelector's
+primary model taking the deciding role (manager, chairman). A decision the executor must not
+trade (HOLD, below the confidence floor) is kept with its refusal, never published. With no
+model available the round says so and decides nothing: the system trades on its rules alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
+from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from triplegain_core.decision_stream import (
     DEFAULT_DECISION_TTL_S,
@@ -21,13 +29,21 @@ from triplegain_core.decision_stream import (
     PublishedDecision,
 )
 from triplegain_core.llm.client import LLMClient
+from triplegain_core.llm.council import CouncilConfig, run_council
+from triplegain_core.llm.debate import DebateConfig, run_debate
 from triplegain_core.llm.models import FanOutResult, LLMAvailability, LLMStatus
 from triplegain_core.llm.prompts import MarketContext, PromptStyle, build_prompt
 from triplegain_core.llm.trading_decision import TradingDecision
-from triplegain_core.llm.voting import CONSENSUS_MODEL, ConsensusResult, ConsensusRule, tally_fan_out
+from triplegain_core.llm.voting import CONSENSUS_MODEL, ConsensusResult, ConsensusRule, parallel_round
 from triplegain_core.market import datetime_to_us
 
-PARALLEL_MODE = "parallel"
+
+class DeliberationMode(StrEnum):
+    """How a round reaches its decisions."""
+
+    PARALLEL = "parallel"
+    DEBATE = "debate"
+    COUNCIL = "council"
 
 
 def model_account(source: str) -> str:
@@ -49,6 +65,17 @@ class RoundConfig(BaseModel):
     decision_ttl_s: float = Field(default=DEFAULT_DECISION_TTL_S, gt=0.0)
     min_confidence: float = Field(default=MIN_DECISION_CONFIDENCE, ge=0.0, le=1.0)
     require_human_approval: bool = False
+    mode: DeliberationMode = DeliberationMode.PARALLEL
+    debate: DebateConfig | None = None
+    council: CouncilConfig | None = None
+
+    @model_validator(mode="after")
+    def _roles_of_the_mode(self) -> RoundConfig:
+        if self.debate is not None and self.mode is not DeliberationMode.DEBATE:
+            raise ValueError(f"debate roles are configured but the mode is {self.mode.value}")
+        if self.council is not None and self.mode is not DeliberationMode.COUNCIL:
+            raise ValueError(f"a council is configured but the mode is {self.mode.value}")
+        return self
 
 
 class SymbolRound(BaseModel):
@@ -62,6 +89,19 @@ class SymbolRound(BaseModel):
     records: tuple[DeliberatedDecision, ...]
 
 
+class PanelRound(BaseModel):
+    """A debate or a council on one symbol: one decision (or why none), for its own account."""
+
+    model_config = ConfigDict(frozen=True)
+
+    symbol: str
+    mode: DeliberationMode
+    roles: dict[str, str]
+    decision: TradingDecision | None
+    reason: str
+    records: tuple[DeliberatedDecision, ...]
+
+
 class RoundResult(BaseModel):
     """A whole round: which models could be asked, and each symbol's outcome."""
 
@@ -69,7 +109,9 @@ class RoundResult(BaseModel):
 
     request_id: str
     availability: LLMAvailability
-    symbols: tuple[SymbolRound, ...]
+    mode: DeliberationMode = DeliberationMode.PARALLEL
+    symbols: tuple[SymbolRound, ...] = ()
+    panels: tuple[PanelRound, ...] = ()
 
     @property
     def status(self) -> LLMStatus:
@@ -79,7 +121,8 @@ class RoundResult(BaseModel):
     @property
     def records(self) -> list[DeliberatedDecision]:
         """Every decision of the round, tradeable or refused."""
-        return [record for symbol in self.symbols for record in symbol.records]
+        return ([record for symbol in self.symbols for record in symbol.records]
+                + [record for panel in self.panels for record in panel.records])
 
     @property
     def tradeable(self) -> list[PublishedDecision]:
@@ -88,13 +131,13 @@ class RoundResult(BaseModel):
 
 
 def _record(request_id: str, source: str, decision: TradingDecision, market_time_us: int,
-            config: RoundConfig) -> DeliberatedDecision:
+            config: RoundConfig, mode: DeliberationMode = DeliberationMode.PARALLEL) -> DeliberatedDecision:
     published = PublishedDecision.make(
         f"{request_id}:{decision.symbol}:{source}", model_account(source), source, decision,
         market_time_us, config.decision_ttl_s,
     )
     refusal = published.refusal(market_time_us, config.min_confidence)
-    return DeliberatedDecision(request_id=request_id, mode=PARALLEL_MODE, decision=published,
+    return DeliberatedDecision(request_id=request_id, mode=mode.value, decision=published,
                           refusal=None if refusal is None else refusal.value)
 
 
@@ -108,26 +151,74 @@ def symbol_records(request_id: str, fan_out: FanOutResult, consensus: ConsensusR
     return tuple(records)
 
 
+def _roles(available: Sequence[str], primary: str | None) -> tuple[str, list[str]]:
+    """The deciding model (the primary when available) and the others, in configuration order."""
+    decider = primary if primary in available else available[0]
+    return decider, [name for name in available if name != decider] or [decider]
+
+
+def debate_roles(config: RoundConfig, available: Sequence[str], primary: str | None) -> DebateConfig:
+    """The configured debate, or one cast from the available models."""
+    if config.debate is not None:
+        return config.debate
+    manager, others = _roles(available, primary)
+    return DebateConfig(bull_model=others[0], bear_model=others[1 % len(others)], manager_model=manager,
+                        style=config.style)
+
+
+def council_roles(config: RoundConfig, available: Sequence[str], primary: str | None) -> CouncilConfig:
+    """The configured council, or every available model chaired by the primary."""
+    if config.council is not None:
+        return config.council
+    chairman, _ = _roles(available, primary)
+    return CouncilConfig(chairman=chairman, style=config.style)
+
+
+async def _panel(client: LLMClient, context: MarketContext, request_id: str, config: RoundConfig,
+                 primary: str | None) -> PanelRound:
+    available = (await client.availability()).available
+    symbol_request = f"{request_id}:{context.symbol}"
+    if config.mode is DeliberationMode.DEBATE:
+        debate = debate_roles(config, available, primary)
+        roles = {"bull": debate.bull_model, "bear": debate.bear_model, "manager": debate.manager_model}
+        outcome = await run_debate(client, context, debate, request_id=symbol_request)
+    else:
+        council = council_roles(config, available, primary)
+        roles = {"chairman": council.chairman, "members": ", ".join(council.members or available)}
+        outcome = await run_council(client, context, council, request_id=symbol_request)
+    records: tuple[DeliberatedDecision, ...] = ()
+    if outcome.decision is not None:
+        records = (_record(request_id, config.mode.value, outcome.decision, datetime_to_us(context.time),
+                           config, config.mode),)
+    return PanelRound(symbol=context.symbol, mode=config.mode, roles=roles, decision=outcome.decision,
+                      reason=outcome.reason, records=records)
+
+
 async def deliberate(
     client: LLMClient, contexts: Sequence[MarketContext], request_id: str,
     config: RoundConfig = RoundConfig(), weights: Mapping[str, float] | None = None,
+    primary: str | None = None,
 ) -> RoundResult:
-    """Ask every available model about every context at once, then vote per symbol.
+    """Deliberate on every context at once in ``config.mode``.
 
-    ``weights`` (model -> weight, e.g. from the ModelSelector) weigh the votes; a model missing
-    from it weighs 1.
+    ``weights`` (model -> weight, from the ModelSelector) weigh the parallel votes, a model
+    missing from it weighing 1; ``primary`` (the selector's primary model) takes the deciding
+    role of a debate or a council unless the configuration names one.
     """
     availability = await client.availability()
     if availability.status is LLMStatus.NO_MODELS_CONFIGURED:
-        return RoundResult(request_id=request_id, availability=availability, symbols=())
+        return RoundResult(request_id=request_id, availability=availability, mode=config.mode)
+    if config.mode is not DeliberationMode.PARALLEL:
+        panels = await asyncio.gather(*(_panel(client, c, request_id, config, primary) for c in contexts))
+        return RoundResult(request_id=request_id, availability=availability, mode=config.mode, panels=tuple(panels))
     budget = client.settings.prompt_token_budget
 
     async def one(context: MarketContext) -> SymbolRound:
-        prompt = build_prompt(context, config.style, budget)
-        fan_out = await client.fan_out(prompt, symbol=context.symbol, request_id=f"{request_id}:{context.symbol}")
-        consensus = tally_fan_out(fan_out, config.consensus, weights)
-        records = symbol_records(request_id, fan_out, consensus, datetime_to_us(context.time), config)
-        return SymbolRound(symbol=context.symbol, fan_out=fan_out, consensus=consensus, records=records)
+        voted = await parallel_round(client, build_prompt(context, config.style, budget), symbol=context.symbol,
+                                     request_id=f"{request_id}:{context.symbol}", rule=config.consensus,
+                                     weights=weights)
+        records = symbol_records(request_id, voted.fan_out, voted.consensus, datetime_to_us(context.time), config)
+        return SymbolRound(symbol=context.symbol, fan_out=voted.fan_out, consensus=voted.consensus, records=records)
 
     rounds = await asyncio.gather(*(one(context) for context in contexts))
-    return RoundResult(request_id=request_id, availability=availability, symbols=tuple(rounds))
+    return RoundResult(request_id=request_id, availability=availability, mode=config.mode, symbols=tuple(rounds))

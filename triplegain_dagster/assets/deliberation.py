@@ -1,4 +1,4 @@
-"""The ``llm_deliberation`` asset: a parallel round of every configured model, handed to the executor.
+"""The ``llm_deliberation`` asset: a round of the configured models, handed to the executor.
 
 Runs hourly (``deliberation_schedule``) and when the executor publishes a strong technical signal
 (``strong_signal_sensor``). Each valid decision goes on the Redis decision stream for its own
@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from triplegain_core.config import Settings
 from triplegain_core.decision_stream import DecisionStream
 from triplegain_core.llm.client import LLMClient
-from triplegain_core.llm.deliberation_round import RoundResult, deliberate, model_account
+from triplegain_core.llm.deliberation_round import DeliberationMode, RoundResult, deliberate, model_account
 from triplegain_core.llm.lifecycle import DecisionState
 from triplegain_core.llm.models import LLMStatus
 from triplegain_core.llm.prompts import MarketContext
@@ -28,7 +28,7 @@ from triplegain_core.storage.decision_events import DecisionEventStore
 from triplegain_core.storage.decision_store import DecisionStore
 from triplegain_core.storage.llm_store import LLMStore
 from triplegain_core.storage.market_context import market_contexts
-from triplegain_core.storage.model_scores import latest_weights
+from triplegain_core.storage.model_scores import latest_primary, latest_weights
 from triplegain_dagster.assets.features import indicator_features
 from triplegain_dagster.assets.regime import market_regime
 from triplegain_dagster.resources import LLMResource, PostgresResource, RedisResource
@@ -37,7 +37,8 @@ DELIBERATION_GROUP = "deliberation"
 
 
 async def _round(settings: Settings, llm: LLMResource, database_url: str, redis_url: str,
-                 contexts: list[MarketContext], request_id: str, weights: dict[str, float]) -> RoundResult:
+                 contexts: list[MarketContext], request_id: str, weights: dict[str, float],
+                 primary: str | None) -> RoundResult:
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         store = LLMStore(conn)
         shared = aioredis.Redis.from_url(redis_url)
@@ -45,9 +46,16 @@ async def _round(settings: Settings, llm: LLMResource, database_url: str, redis_
             async with LLMClient(settings.llm, cache=store, cache_mode=llm.mode(), recorder=store,
                                  rate_limiter=RedisRateLimiter(shared),
                                  rate_limit_wait_s=llm.rate_limit_wait_s) as client:
-                return await deliberate(client, contexts, request_id, settings.deliberation, weights)
+                return await deliberate(client, contexts, request_id, settings.deliberation, weights, primary)
         finally:
             await shared.aclose()
+
+
+def _panels_table(result: RoundResult) -> str:
+    rows = [[panel.symbol, ", ".join(f"{role}: {model}" for role, model in panel.roles.items()),
+             panel.decision.action.value if panel.decision else "none", panel.reason]
+            for panel in result.panels]
+    return markdown_table(["symbol", "roles", "decision", "why"], rows)
 
 
 def _votes_table(result: RoundResult) -> str:
@@ -96,9 +104,10 @@ def _record_round(conn: psycopg.Connection, result: RoundResult, human_approval:
     group_name=DELIBERATION_GROUP,
     deps=[indicator_features, market_regime],
     kinds={"python", "postgres", "redis"},
-    description="A parallel round of every configured LLM on every symbol: per-model and consensus"
-                " decisions on the Redis decision stream (expiring), every call stored. The risk"
-                " rules still decide whether any of it is traded.",
+    description="A deliberation round of the configured LLMs on every symbol (parallel vote, debate"
+                " or council): per-model and consensus decisions on the Redis decision stream"
+                " (expiring in market time), every call and lifecycle step stored. The risk rules"
+                " still decide whether any of it is traded.",
 )
 def llm_deliberation(
     context: dg.AssetExecutionContext, postgres: PostgresResource, redis: RedisResource,
@@ -107,16 +116,21 @@ def llm_deliberation(
     """Ask the models, vote, publish the decisions for the executor, store everything."""
     settings = postgres.settings()
     request_id = f"round-{context.run.run_id[:8]}-{uuid.uuid4().hex[:6]}"
+    mode = settings.deliberation.mode
+    # The account whose positions the models are shown: the one this mode's decisions trade.
+    deciding = CONSENSUS_MODEL if mode is DeliberationMode.PARALLEL else mode.value
     with postgres.connect() as conn:
-        contexts = market_contexts(conn, settings.symbols, model_account(CONSENSUS_MODEL))
+        contexts = market_contexts(conn, settings.symbols, model_account(deciding))
         weights = latest_weights(conn)
+        primary = latest_primary(conn)
     if not contexts:
         return dg.MaterializeResult(metadata={
             "status": "no market data", "published": 0,
             "summary": dg.MetadataValue.md("No 1-minute candles stored yet: nothing to deliberate on."),
         })
-    context.log.info("round %s on %s (weights: %s)", request_id, [c.symbol for c in contexts], weights or "neutral")
-    result = asyncio.run(_round(settings, llm, postgres.url(), redis.url(), contexts, request_id, weights))
+    context.log.info("%s round %s on %s (weights: %s, primary: %s)", mode.value, request_id,
+                     [c.symbol for c in contexts], weights or "neutral", primary or "none yet")
+    result = asyncio.run(_round(settings, llm, postgres.url(), redis.url(), contexts, request_id, weights, primary))
     if result.status is LLMStatus.NO_MODELS_CONFIGURED:
         context.log.warning(result.availability.message)
         return dg.MaterializeResult(metadata={
@@ -142,6 +156,8 @@ def llm_deliberation(
         "models": ", ".join(result.availability.available),
         "published": len(approved),
         "awaiting_approval": len(result.tradeable) - len(approved),
-        "votes": dg.MetadataValue.md(_votes_table(result)),
+        "mode": mode.value,
+        ("votes" if mode is DeliberationMode.PARALLEL else "panels"): dg.MetadataValue.md(
+            _votes_table(result) if mode is DeliberationMode.PARALLEL else _panels_table(result)),
         "decisions": dg.MetadataValue.md(_decisions_table(result, states)),
     })
