@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,8 +23,12 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from triplegain_core.config import Settings, load_settings
+from triplegain_core.llm.answer_cache import CacheMode
+from triplegain_core.market import Asset
+from triplegain_core.rebalancing import RebalanceConfig, RebalancingAgent
 from triplegain_core.storage import endpoints
 from triplegain_core.storage.migrate import migrate
+from triplegain_core.symbol_regime import DEFAULT_REGIME_TIMEFRAME
 
 if TYPE_CHECKING:
     from triplegain_core.exchange_rest import ExchangeRestConfig, RestMarketData
@@ -158,3 +162,69 @@ class DataQualityResource(ConfigurableResource):
             return datetime.now(UTC)
         moment = datetime.fromisoformat(self.now)
         return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _equal_thirds() -> dict[str, float]:
+    return {asset.value: 1.0 / len(Asset) for asset in Asset}
+
+
+class RebalancingResource(ConfigurableResource):
+    """The RebalancingAgent's settings, shared by ``rebalance_plan`` and its drift sensor so
+    that the sensor requests a plan exactly when the plan finds a trigger."""
+
+    target: dict[str, float] = Field(
+        default_factory=_equal_thirds, description="Target share per asset (BTC, USDT, XRP).",
+    )
+    drift_threshold: float = Field(
+        default=0.10, description="Drift trigger: |share - target| above this (0.10 = 10 points).",
+    )
+    max_asset_fraction: float = Field(
+        default=0.60, description="Concentration trigger: one asset above this share.",
+    )
+    gain_threshold: float = Field(
+        default=0.20, description="Gain trigger: BTC or XRP up more than this since the last rebalance.",
+    )
+    min_trade_usdt: float = Field(default=5.0, description="Smaller trades are not recommended.")
+    regime_symbol: str = Field(
+        default="BTC/USDT", description="Whose regime is the market's (the regime-change trigger).",
+    )
+    regime_timeframe: str = Field(
+        default=DEFAULT_REGIME_TIMEFRAME, description="Timeframe of that regime.",
+    )
+    replan_after_minutes: float = Field(
+        default=60.0,
+        description="The sensor re-requests a plan for unchanged triggers after this long.",
+    )
+
+    def replan_after(self) -> timedelta:
+        """How long the sensor waits before re-requesting a plan for unchanged triggers."""
+        return timedelta(minutes=self.replan_after_minutes)
+
+    def agent(self) -> RebalancingAgent:
+        """A RebalancingAgent with these settings (fees: the paper executor's 0.1%)."""
+        return RebalancingAgent(RebalanceConfig(
+            target={Asset(asset): share for asset, share in self.target.items()},
+            drift_threshold=self.drift_threshold, max_asset_fraction=self.max_asset_fraction,
+            gain_threshold=self.gain_threshold, min_trade_usdt=self.min_trade_usdt,
+        ))
+
+
+class LLMResource(ConfigurableResource):
+    """The language models of a deliberation round.
+
+    The models themselves are configuration (``[llm]`` in the config file, default: the five
+    of the product card); their keys are read from the environment when a client is made and are
+    never fields here, so the UI cannot show them. ``cache_mode`` ``record`` keeps every answer
+    by prompt hash, ``replay`` answers only from those recordings (deterministic and free).
+    """
+
+    cache_mode: str = Field(
+        default="live", description="live (ask the providers), record (ask and keep), replay (recorded only).",
+    )
+    rate_limit_wait_s: float = Field(
+        default=5.0, description="Longest wait for a model's shared (Redis) rate limit before giving up.",
+    )
+
+    def mode(self) -> CacheMode:
+        """The validated cache mode."""
+        return CacheMode(self.cache_mode)
