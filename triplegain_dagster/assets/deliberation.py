@@ -10,27 +10,19 @@ import asyncio
 import uuid
 
 import dagster as dg
-import psycopg
-import redis.asyncio as aioredis
 
 from triplegain_core.config import Settings
-from triplegain_core.decision_stream import DecisionStream
-from triplegain_core.llm.client import LLMClient
 from triplegain_core.llm.deliberation_round import DeliberationMode, RoundResult, deliberate, model_account
 from triplegain_core.llm.lifecycle import DecisionState
 from triplegain_core.llm.models import LLMStatus
 from triplegain_core.llm.prompts import MarketContext
-from triplegain_core.llm.rate_limit import RedisRateLimiter
 from triplegain_core.llm.voting import CONSENSUS_MODEL
-from triplegain_core.market import us_to_datetime
 from triplegain_core.reports import markdown_table
-from triplegain_core.storage.decision_events import DecisionEventStore
-from triplegain_core.storage.decision_store import DecisionStore
-from triplegain_core.storage.llm_store import LLMStore
 from triplegain_core.storage.market_context import market_contexts
 from triplegain_core.storage.model_scores import latest_primary, latest_weights
 from triplegain_dagster.assets.features import indicator_features
 from triplegain_dagster.assets.regime import market_regime
+from triplegain_dagster.decision_handover import decisions_table, hand_over, llm_client
 from triplegain_dagster.resources import LLMResource, PostgresResource, RedisResource
 
 DELIBERATION_GROUP = "deliberation"
@@ -39,16 +31,8 @@ DELIBERATION_GROUP = "deliberation"
 async def _round(settings: Settings, llm: LLMResource, database_url: str, redis_url: str,
                  contexts: list[MarketContext], request_id: str, weights: dict[str, float],
                  primary: str | None) -> RoundResult:
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        store = LLMStore(conn)
-        shared = aioredis.Redis.from_url(redis_url)
-        try:
-            async with LLMClient(settings.llm, cache=store, cache_mode=llm.mode(), recorder=store,
-                                 rate_limiter=RedisRateLimiter(shared),
-                                 rate_limit_wait_s=llm.rate_limit_wait_s) as client:
-                return await deliberate(client, contexts, request_id, settings.deliberation, weights, primary)
-        finally:
-            await shared.aclose()
+    async with llm_client(settings, llm, database_url, redis_url) as client:
+        return await deliberate(client, contexts, request_id, settings.deliberation, weights, primary)
 
 
 def _panels_table(result: RoundResult) -> str:
@@ -72,32 +56,6 @@ def _votes_table(result: RoundResult) -> str:
         consensus = symbol_round.consensus
         rows.append([symbol_round.symbol, f"**{CONSENSUS_MODEL}**", consensus.action.value, consensus.reason, ""])
     return markdown_table(["symbol", "model", "answer", "latency ms", "cost USD"], rows)
-
-
-def _decisions_table(result: RoundResult, states: dict[str, DecisionState]) -> str:
-    rows = [[r.decision.decision.symbol, r.decision.account, r.decision.decision.action.value,
-             f"{r.decision.decision.confidence:.2f}", states[r.decision.decision_id].value, r.refusal or ""]
-            for r in result.records]
-    return markdown_table(["symbol", "account", "action", "confidence", "state", "refused because"], rows)
-
-
-def _record_round(conn: psycopg.Connection, result: RoundResult, human_approval: bool) -> dict[str, DecisionState]:
-    """Store the round's decisions and start each one's lifecycle; returns their states."""
-    DecisionStore(conn).record(result.records)
-    events = DecisionEventStore(conn)
-    states = {}
-    for record in result.records:
-        published = record.decision
-        if not record.tradeable:
-            steps = [(DecisionState.PENDING, "deliberated"), (DecisionState.REJECTED, f"refused: {record.refusal}")]
-        elif human_approval:
-            steps = [(DecisionState.PENDING, "awaiting human approval")]
-        else:
-            steps = [(DecisionState.PENDING, "deliberated"), (DecisionState.APPROVED, "human approval is off")]
-        history = events.start(published.decision_id, us_to_datetime(published.market_time_us),
-                               published.source, steps)
-        states[published.decision_id] = history[-1].target
-    return states
 
 
 @dg.asset(
@@ -137,17 +95,8 @@ def llm_deliberation(
             "status": result.status.value, "published": 0,
             "summary": dg.MetadataValue.md(result.availability.message),
         })
-    human_approval = settings.deliberation.require_human_approval
-    with postgres.connect() as conn:
-        states = _record_round(conn, result, human_approval)
+    states = hand_over(postgres, redis, result.records, settings.deliberation.require_human_approval)
     approved = [d for d in result.tradeable if states[d.decision_id] is DecisionState.APPROVED]
-    client = redis.client()
-    try:
-        stream = DecisionStream(client)
-        for decision in approved:
-            stream.publish(decision)
-    finally:
-        client.close()
     context.log.info("round %s: %d decisions, %d published, %d awaiting approval", request_id,
                      len(result.records), len(approved), len(result.tradeable) - len(approved))
     return dg.MaterializeResult(metadata={
@@ -159,5 +108,5 @@ def llm_deliberation(
         "mode": mode.value,
         ("votes" if mode is DeliberationMode.PARALLEL else "panels"): dg.MetadataValue.md(
             _votes_table(result) if mode is DeliberationMode.PARALLEL else _panels_table(result)),
-        "decisions": dg.MetadataValue.md(_decisions_table(result, states)),
+        "decisions": dg.MetadataValue.md(decisions_table(result.records, states)),
     })
