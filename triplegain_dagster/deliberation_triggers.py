@@ -1,8 +1,10 @@
-"""When a deliberation round runs: every hour, and early when the executor sees a strong signal."""
+"""When the models are asked: a deliberation round every hour and early when the executor sees a
+strong signal; a checkpoint of the LLM accounts' open positions every four hours."""
 
 import dagster as dg
 
 from triplegain_core.decision_stream import StrongSignalStream
+from triplegain_dagster.assets.checkpoints import position_checkpoints
 from triplegain_dagster.assets.deliberation import llm_deliberation
 from triplegain_dagster.assets.model_performance import model_performance
 from triplegain_dagster.resources import RedisResource
@@ -21,6 +23,20 @@ deliberation_schedule = dg.ScheduleDefinition(
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="A deliberation round every hour (without a configured model it records that it"
                 " decided nothing).",
+)
+
+checkpoint_job = dg.define_asset_job(
+    "position_checkpoints",
+    selection=dg.AssetSelection.assets(position_checkpoints),
+    description="Re-evaluate every open position of the LLM accounts: STAY, EXIT, FLIP or REDUCE.",
+)
+
+checkpoint_schedule = dg.ScheduleDefinition(
+    name="position_checkpoints_every_4h",
+    job=checkpoint_job,
+    cron_schedule="0 */4 * * *",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="A checkpoint of the LLM accounts' open positions at 00, 04, 08, 12, 16 and 20 UTC.",
 )
 
 

@@ -1,6 +1,7 @@
 """The LLM side of Dagster on real servers: ``llm_deliberation`` through the real SDKs against
-the stand-ins, configured from a TOML file; ``model_performance`` scoring what followed; the
-strong-signal sensor; and the plain statement when no model is configured."""
+the stand-ins, configured from a TOML file; ``model_performance`` scoring what followed;
+``position_checkpoints``; the strong-signal sensor; and the plain statement when no model is
+configured."""
 
 from __future__ import annotations
 
@@ -18,11 +19,14 @@ from llm_standins import TEST_KEYS, LLMStandIn, Reply
 from triplegain_core.decision_stream import DecisionStream, StrongSignal, StrongSignalStream
 from triplegain_core.llm.lifecycle import DecisionState
 from triplegain_core.market import US_PER_MINUTE, Candle, datetime_to_us
+from triplegain_core.positions import Position
 from triplegain_core.signals import Direction
 from triplegain_core.storage.decision_events import DecisionEventStore
 from triplegain_core.storage.decision_store import DecisionStore
 from triplegain_core.storage.market_store import MarketStore
 from triplegain_core.storage.model_scores import latest_weights
+from triplegain_core.storage.trading_store import TradingStore
+from triplegain_dagster.assets.checkpoints import position_checkpoints
 from triplegain_dagster.assets.deliberation import llm_deliberation
 from triplegain_dagster.assets.model_performance import model_performance
 from triplegain_dagster.deliberation_triggers import strong_signal_sensor
@@ -199,3 +203,51 @@ def test_a_debate_round_configured_in_the_file_trades_the_debate_account(
     assert "manager: claude" in meta["panels"]
     _, published = DecisionStream(redis_client).after("0")
     assert {d.account for d in published} == {"llm:debate"}
+
+
+def _open_position(db: psycopg.Connection, account: str, pid: str, symbol: str, entry: float) -> None:
+    opened = datetime.fromtimestamp(T0 / 1e6, UTC)
+    TradingStore(db).record_position(Position(
+        position_id=pid, account=account, symbol=symbol, direction=Direction.LONG, quantity=1.0,
+        entry_price=entry, stop_loss=entry * 0.99, take_profit=entry * 1.02, opened_at=opened,
+        entry_notional_usdt=entry, equity_at_entry_usdt=1000.0), "opened")
+
+
+def _checkpoint_answer(action: str, reduce: float | None = None) -> str:
+    return json.dumps({"action": action, "confidence": 0.8, "reduce_fraction": reduce, "flip": None,
+                       "reasoning": "momentum faded"})
+
+
+def test_checkpoints_exit_and_flip_through_the_accounts_own_model_and_reduce_sends_nothing(
+    standin: LLMStandIn, market: None, resources: dict[str, object], db: psycopg.Connection,
+    redis_client: redis.Redis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TRIPLEGAIN_CONFIG", str(_config(tmp_path / "t.toml", standin.url, MODELS[:3])))
+    for name, value in TEST_KEYS.items():
+        monkeypatch.setenv(name, value)
+    _open_position(db, "llm:claude", "llm:claude:d1", "XRP/USDT", 0.5)
+    _open_position(db, "llm:gpt", "llm:gpt:d2", "BTC/USDT", 60_000.0)
+    _open_position(db, "llm:grok", "llm:grok:d3", "XRP/USDT", 0.5)
+    _open_position(db, "paper", "paper:s1", "BTC/USDT", 60_000.0)  # not an LLM account: not asked
+    standin.script("claude", default=Reply(text=_checkpoint_answer("EXIT")))
+    standin.script("gpt", default=Reply(text=_checkpoint_answer("REDUCE", 0.5)))
+    flip = json.loads(_checkpoint_answer("FLIP"))
+    flip["flip"] = {"position_size_pct": 5, "leverage": 1, "entry": 0.5, "stop_loss": 0.505, "take_profit": 0.49,
+                    "invalidation": "back above 0.505"}
+    standin.script("grok", default=Reply(text=json.dumps(flip)))
+
+    result = dg.materialize([position_checkpoints], resources=resources)
+    meta = _metadata(result, "position_checkpoints")
+    assert meta["positions"] == 3
+    assert all(verdict in meta["verdicts"] for verdict in ("EXIT", "REDUCE", "FLIP"))
+    _, published = DecisionStream(redis_client).after("0")
+    by_step = {(d.account, d.decision_id.rsplit(":", 1)[-1]): d for d in published}
+    assert sorted(by_step) == [("llm:claude", "close"), ("llm:grok", "close"), ("llm:grok", "flip")]
+    close = by_step[("llm:claude", "close")]
+    assert close.decision_id.endswith(":llm:claude:d1:close") and close.decision.action.value == "CLOSE"
+    assert close.decision.symbol == "XRP/USDT"
+    # The flip closes the long first, then opens the short: in that order on the stream.
+    assert [d.decision.action.value for d in published if d.account == "llm:grok"] == ["CLOSE", "SHORT"]
+    assert {DecisionEventStore(db).state(d.decision_id) for d in published} == {DecisionState.APPROVED}
+    # REDUCE asked for nothing: the paper executor closes whole positions only.
+    assert not any(d.account == "llm:gpt" for d in published)

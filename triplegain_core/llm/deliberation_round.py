@@ -46,9 +46,12 @@ class DeliberationMode(StrEnum):
     COUNCIL = "council"
 
 
+LLM_ACCOUNT_PREFIX = "llm:"
+
+
 def model_account(source: str) -> str:
     """The paper account that trades the decisions of ``source`` (a model or the consensus)."""
-    return f"llm:{source}"
+    return f"{LLM_ACCOUNT_PREFIX}{source}"
 
 
 class RoundConfig(BaseModel):

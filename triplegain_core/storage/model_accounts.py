@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import psycopg
 
-from triplegain_core.llm.deliberation_round import model_account
+from triplegain_core.llm.deliberation_round import LLM_ACCOUNT_PREFIX, model_account
 from triplegain_core.llm.leaderboard import ModelAccount, ScoredDecision
 from triplegain_core.llm.voting import CONSENSUS_MODEL
-from triplegain_core.positions import PositionStatus
+from triplegain_core.positions import Position, PositionStatus
 from triplegain_core.storage.decision_store import DecisionStore
 from triplegain_core.storage.trading_store import TradingStore
 
@@ -45,3 +45,14 @@ def model_accounts(conn: psycopg.Connection) -> list[ModelAccount]:
             is_consensus=source == CONSENSUS_MODEL,
         ))
     return accounts
+
+
+def open_llm_positions(conn: psycopg.Connection) -> dict[str, list[Position]]:
+    """The open positions of every LLM account (``llm:*``) that has one, by account."""
+    accounts = [row[0] for row in conn.execute(
+        "SELECT DISTINCT account FROM positions WHERE account LIKE %s AND status = 'open' ORDER BY 1",
+        (f"{LLM_ACCOUNT_PREFIX}%",),
+    ).fetchall()]
+    trading = TradingStore(conn)
+    return {account: [p for p in trading.positions(account) if p.status is PositionStatus.OPEN]
+            for account in accounts}
