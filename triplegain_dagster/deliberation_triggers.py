@@ -26,7 +26,7 @@ deliberation_schedule = dg.ScheduleDefinition(
 )
 
 checkpoint_job = dg.define_asset_job(
-    "position_checkpoints",
+    "checkpoints",
     selection=dg.AssetSelection.assets(position_checkpoints),
     description="Re-evaluate every open position of the LLM accounts: STAY, EXIT, FLIP or REDUCE.",
 )
