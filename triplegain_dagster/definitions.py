@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from triplegain_dagster.assets.candles import candles_1m
+from triplegain_dagster.assets.checkpoints import position_checkpoints
 from triplegain_dagster.assets.deliberation import DELIBERATION_GROUP, llm_deliberation
 from triplegain_dagster.assets.features import indicator_features
 from triplegain_dagster.assets.history import HISTORY_GROUP, ohlcv_history
@@ -16,6 +17,8 @@ from triplegain_dagster.assets.report import portfolio_report
 from triplegain_dagster.assets.trades import market_trades
 from triplegain_dagster.checks.market_quality import MARKET_QUALITY_CHECKS
 from triplegain_dagster.deliberation_triggers import (
+    checkpoint_job,
+    checkpoint_schedule,
     deliberation_job,
     deliberation_schedule,
     strong_signal_sensor,
@@ -43,10 +46,11 @@ refresh_analytics = dg.define_asset_job(
 
 defs = dg.Definitions(
     assets=[market_trades, candles_1m, indicator_features, portfolio_report, ohlcv_history,
-            market_regime, portfolio_snapshots, rebalance_plan, llm_deliberation, model_performance],
+            market_regime, portfolio_snapshots, rebalance_plan, llm_deliberation, model_performance,
+            position_checkpoints],
     asset_checks=MARKET_QUALITY_CHECKS,
-    jobs=[refresh_analytics, deliberation_job],
-    schedules=[deliberation_schedule],
+    jobs=[refresh_analytics, deliberation_job, checkpoint_job],
+    schedules=[deliberation_schedule, checkpoint_schedule],
     sensors=[rebalance_drift_sensor, strong_signal_sensor],
     # Unconfigured: the database and Redis resolve from TRIPLEGAIN_* / the config file / the
     # embedded servers at run time, so no URL (and no password in one) is ever part of the

@@ -154,7 +154,7 @@ def test_definitions_load() -> None:
     keys = {key.to_user_string() for key in defs.resolve_all_asset_keys()}
     assert keys == {"market_trades", "candles_1m", "indicator_features", "portfolio_report",
                     "ohlcv_history", "market_regime", "portfolio_snapshots", "rebalance_plan",
-                    "llm_deliberation", "model_performance"}
+                    "llm_deliberation", "model_performance", "position_checkpoints"}
     checks = defs.resolve_asset_graph().asset_check_keys
     assert {(key.asset_key.to_user_string(), key.name) for key in checks} == {
         ("candles_1m", "candles_1m_consistent"), ("candles_1m", "candles_1m_fresh"),
@@ -164,7 +164,7 @@ def test_definitions_load() -> None:
     # the LLM rounds, which have their own schedule and sensor.
     job = defs.resolve_job_def("refresh_analytics")
     assert {key.to_user_string() for key in job.asset_layer.selected_asset_keys} == (
-        keys - {"ohlcv_history", "llm_deliberation", "model_performance"})
+        keys - {"ohlcv_history", "llm_deliberation", "model_performance", "position_checkpoints"})
     assert job.asset_layer.asset_graph.asset_check_keys == checks
     assert set(defs.resources) == {"postgres", "redis", "exchange", "quality", "rebalancing", "llm"}
 
