@@ -15,7 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -27,6 +27,7 @@ from streamer.executor import ExecutorStats, TradingLoop
 from streamer.ingest import TradeStreamer
 from streamer.replay_exchange import ReplayExchange
 from streamer.replay_source import ReplaySource, replay_source
+from triplegain_core.account_metrics import AccountMetrics
 from triplegain_core.config import Settings
 from triplegain_core.embedded import (
     drop_database,
@@ -61,6 +62,8 @@ class DemoResult:
     start_equity_usdt: float
     final_equity_usdt: float
     report_image: Path | None
+    # The scorecard of every account the executor traded: the base one and one per strategy.
+    accounts: dict[str, AccountMetrics] = field(default_factory=dict)
 
 
 def run_demo_command(settings: Settings, args: argparse.Namespace) -> int:
@@ -128,6 +131,7 @@ async def run_demo(
                 start_equity_usdt=float(snapshots["equity_usdt"].iloc[0]) if len(snapshots) else 0.0,
                 final_equity_usdt=float(snapshots["equity_usdt"].iloc[-1]) if len(snapshots) else 0.0,
                 report_image=None,
+                accounts={a.name: trading.account_metrics(a.name) for a in loop.accounts},
             )
 
 
@@ -177,10 +181,17 @@ def print_summary(result: DemoResult, data_dir: Path) -> None:
             f"{result.final_balances.get(asset, 0.0):,.8g}" for asset in Asset),
         f"value (USDT)        {result.start_equity_usdt:,.2f} -> {result.final_equity_usdt:,.2f} "
         f"({pnl:+,.2f}, {pct:+.2f} %)",
+        f"{'accounts':<36}{'trades':>6}  {'win rate':>8}  {'realized PnL (USDT)':>19}  {'max drawdown':>12}",
+        *(f"  {name:<34}{m.trades:>6}  {_percent(m.win_rate):>8}  {m.realized_pnl_usdt:>19,.2f}"
+          f"  {100 * m.max_drawdown:>10.2f} %" for name, m in result.accounts.items()),
         f"report image        {image if image.exists() else '(not materialized)'}",
         f"Dagster UI          make ui   (DAGSTER_HOME={data_dir / 'dagster'}), then http://127.0.0.1:3000",
     ]
     print("\n".join(lines))
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f} %"
 
 
 def _with_database(url: str, database: str) -> str:

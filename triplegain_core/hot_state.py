@@ -293,3 +293,24 @@ class HotStateReader:
             return None
         known = {f.name for f in fields(Heartbeat)}
         return Heartbeat(**{k: v for k, v in data.items() if k in known})
+
+    def poll(
+        self, last_id: str, symbols: Sequence[str], count: int = 1000, *, timeframe: str = "1m"
+    ) -> tuple[str, list[Candle], dict[str, LastPrice], dict[str, BookSnapshot]]:
+        """One round trip for a trading-loop cycle: the closed candles after ``last_id`` (as
+        :meth:`closed_candles_after`), and the latest prices and books of ``symbols`` (as
+        :meth:`last_prices` and :meth:`books`)."""
+        pipe = self._client.pipeline(transaction=False)
+        pipe.xread({closed_candles_stream(timeframe): last_id}, count=count)
+        pipe.mget([price_key(s) for s in symbols])
+        pipe.mget([book_key(s) for s in symbols])
+        reply, raw_prices, raw_books = pipe.execute()
+        newest, candles = last_id, []
+        if reply:
+            entries = reply[0][1]
+            candles = [Candle(**json.loads(fields[b"c"])) for _, fields in entries]
+            last = entries[-1][0]
+            newest = last.decode() if isinstance(last, bytes) else last
+        prices = [LastPrice(**json.loads(raw)) for raw in raw_prices if raw is not None]
+        books = [BookSnapshot.from_json(raw) for raw in raw_books if raw is not None]
+        return newest, candles, {p.symbol: p for p in prices}, {b.symbol: b for b in books}

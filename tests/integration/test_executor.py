@@ -9,10 +9,11 @@ import psycopg
 import pytest
 
 from streamer.executor import TradingLoop
-from triplegain_core.config import Settings
+from triplegain_core.config import Settings, StrategySettings
 from triplegain_core.hot_state import HotStatePublisher, HotStateReader, LastPrice
 from triplegain_core.market import US_PER_MINUTE, Candle, datetime_to_us
-from triplegain_core.orders import OrderPurpose
+from triplegain_core.orders import Fill, OrderPurpose
+from triplegain_core.portfolio import Portfolio
 from triplegain_core.positions import PositionStatus
 from triplegain_core.signals import Direction
 from triplegain_core.storage.trading_store import TradingStore
@@ -48,7 +49,8 @@ def test_loop_trades_real_candles_within_the_risk_rules(
     assert loop.stats.candles == len(candles)
     store = TradingStore(db)
     counts = store.activity_counts("paper")
-    assert counts["signals"] == loop.stats.signals > 0
+    technical = db.execute("SELECT count(*) FROM technical_signals WHERE strategy = 'technical_trend'").fetchone()[0]
+    assert technical == loop.stats.accounts["paper"].signals > 0
     assert counts["fills"] > 0
     assert all(approved for _, _, approved in store.fills_with_checks("paper"))
 
@@ -65,7 +67,8 @@ def test_loop_trades_real_candles_within_the_risk_rules(
                 assert exit_candle.high >= position.stop_loss
 
     # every position change was persisted, and every close came with its exit fill
-    events = db.execute("SELECT event, count(*) FROM position_events GROUP BY event").fetchall()
+    events = db.execute("SELECT event, count(*) FROM position_events JOIN positions USING (position_id)"
+                        " WHERE account = 'paper' GROUP BY event").fetchall()
     closed = sum(p.status is PositionStatus.CLOSED for p in store.positions("paper"))
     assert dict(events).get("closed", 0) == closed
     assert counts["fills"] == counts["orders"] == len(store.positions("paper")) + closed
@@ -266,3 +269,110 @@ def test_a_replayed_intent_enters_once(loop: TradingLoop, redis_client, db: psyc
     loop.on_intent(intent)  # approved again by risk, but the client order id is already used
     assert db.execute("SELECT count(*) FROM orders WHERE order_id = 'paper:once:entry'").fetchone()[0] == 1
     assert loop.positions.open_positions() == []
+
+
+# --- every enabled strategy on its own isolated paper account
+
+
+def _stored_fills(db: psycopg.Connection, account: str) -> list[Fill]:
+    rows = db.execute(
+        "SELECT fill_id, order_id, account, time, symbol, side, quantity, price, fee, fee_asset, loan_change,"
+        " loan_asset FROM fills WHERE account = %s ORDER BY time, fill_id", (account,)).fetchall()
+    names = ("fill_id", "order_id", "account", "time", "symbol", "side", "quantity", "price", "fee", "fee_asset",
+             "loan_change", "loan_asset")
+    return [Fill(**dict(zip(names, row, strict=True))) for row in rows]
+
+
+def test_every_strategy_trades_its_own_isolated_account(
+    loop: TradingLoop, redis_client, db: psycopg.Connection, shared_data
+) -> None:
+    candles = _real_candles(shared_data)
+    publisher = HotStatePublisher(redis_client)
+    for start in range(0, len(candles), 250):
+        publisher.publish([], [], candles[start:start + 250], {"ts_us": 0})
+    while loop.cycle():
+        pass
+    loop.record_snapshot()
+
+    names = {s.name for s in loop.strategies}
+    # Every built-in that trades XRP/USDT runs; ratio trading (XRP/BTC only) is reported, not run.
+    assert len(names) >= 9 and "ratio_trading" not in names
+    assert any(r.name == "ratio_trading" and not r.loaded for r in loop.strategy_reports)
+    assert [a.name for a in loop.accounts] == ["paper", *(f"paper:{s.name}" for s in loop.strategies)]
+    store = TradingStore(db)
+    traded = [a for a in loop.accounts[1:] if a.stats.fills]
+    assert len(traded) >= 3, "the real candles must make several strategies trade"
+    for account in loop.accounts:
+        positions = store.positions(account.name)
+        assert all(p.strategy == (account.strategy or "technical_trend") for p in positions)
+        assert db.execute("SELECT count(*) FROM fills WHERE account = %s", (account.name,)).fetchone()[0] \
+            == account.stats.fills
+        assert all(approved for _, _, approved in store.fills_with_checks(account.name))
+        # Isolation: the account's own stored fills, replayed on the starting balances, give
+        # exactly its holdings; no other account's trade moved them.
+        replayed = Portfolio(account.name, Settings().starting_balances)
+        for fill in _stored_fills(db, account.name):
+            replayed.apply_fill(fill)
+        assert replayed.balances == pytest.approx(account.portfolio.balances, rel=1e-12, abs=1e-12)
+        metrics = store.account_metrics(account.name)
+        closed = [p for p in positions if p.status is PositionStatus.CLOSED]
+        assert metrics.trades == len(closed)
+        assert metrics.realized_pnl_usdt == pytest.approx(sum(p.realized_pnl for p in closed), abs=1e-9)
+        assert metrics.end_equity_usdt == pytest.approx(account.portfolio.equity_usdt({"XRP/USDT": candles[-1].close}))
+    # Each account has its own equity curve.
+    assert set(store.accounts()) == {a.name for a in loop.accounts}
+
+
+def test_configuration_chooses_the_strategies(redis_client, db: psycopg.Connection) -> None:
+    settings = Settings(symbols=("XRP/USDT",),
+                        strategies=StrategySettings(enabled=("wavetrend", "no_such_strategy"), technical_agent=False,
+                                                    tested=("wavetrend",)))
+    loop = TradingLoop(settings, HotStateReader(redis_client), TradingStore(db), start_stream_id="0")
+    assert [s.name for s in loop.strategies] == ["wavetrend"]
+    assert [(a.name, a.tested) for a in loop.accounts] == [("paper", False), ("paper:wavetrend", True)]
+    reports = {r.name: r for r in loop.strategy_reports if not r.loaded}
+    assert reports["no_such_strategy"].reason == "enabled by configuration but not loaded"
+    assert reports["trend_momentum"].reason == "not enabled by configuration"
+    _warm(loop, redis_client)
+    assert loop.stats.accounts["paper"].signals == 0  # no TechnicalAgent: the base account only takes intents
+
+
+PLUGINS = {
+    "exploding_import": "raise RuntimeError('plugin exploded at import')\n",
+    "raising": (
+        "from pydantic import BaseModel\n"
+        "NAME = 'raising'\nVERSION = '1'\nSYMBOLS = ('XRP/USDT',)\nREADS = frozenset({'candles'})\n"
+        "class Config(BaseModel):\n    timeframe: str = '1m'\n"
+        "def generate_signal(snapshot, config, state):\n    raise ZeroDivisionError('strategy bug')\n"
+    ),
+}
+
+
+def test_broken_strategies_are_reported_and_the_others_trade_on(
+    redis_client, db: psycopg.Connection, shared_data, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uuid
+
+    from triplegain_core.strategies.registry import BUILTIN_PACKAGE
+    from triplegain_core.strategy_selection import select_strategies
+
+    package = f"tg_loop_plugins_{uuid.uuid4().hex[:8]}"
+    (tmp_path / package).mkdir()
+    (tmp_path / package / "__init__.py").write_text("")
+    for module, source in PLUGINS.items():
+        (tmp_path / package / f"{module}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    settings = Settings(symbols=("XRP/USDT",), strategies=StrategySettings(enabled=("raising", "momentum_scalp")))
+    catalog = select_strategies(settings.strategies, settings.symbols, packages=(BUILTIN_PACKAGE, package),
+                                entry_point_group=None)
+    assert any("plugin exploded at import" in r.reason for r in catalog.failures)
+    loop = TradingLoop(settings, HotStateReader(redis_client), TradingStore(db), strategies=catalog.strategies,
+                       start_stream_id="0")
+    HotStatePublisher(redis_client).publish([], [], _real_candles(shared_data)[:400], {"ts_us": 0})
+    while loop.cycle():  # the raising strategy fails on every candle; the loop goes on
+        pass
+    assert loop.stats.candles == 400
+    assert loop.account("paper:raising").stats.signals == 0
+    assert loop.strategy_failures["raising"] == 400  # called on every candle, failed every time
+    assert loop.account("paper:momentum_scalp").stats.signals > 0
+    assert loop.stats.accounts["paper"].signals > 0

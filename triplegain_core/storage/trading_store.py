@@ -7,6 +7,7 @@ record twice (a retry, a restart) is a no-op rather than a duplicate.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 
 import pandas as pd
@@ -14,6 +15,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from triplegain_core.account_metrics import AccountMetrics, account_metrics
 from triplegain_core.market import Asset
 from triplegain_core.order_manager import ManagedOrder
 from triplegain_core.orders import Fill, Order, OrderEvent, OrderState
@@ -183,6 +185,34 @@ class TradingStore:
              Jsonb({asset.value: amount for asset, amount in snapshot.liabilities.items()})),
         )
 
+    def record_snapshots(self, snapshots: Sequence[PortfolioSnapshot]) -> None:
+        """Upsert several accounts' snapshots in one statement (one round trip, not one per account)."""
+        if not snapshots:
+            return
+        params: list[object] = []
+        for s in snapshots:
+            params += [s.account, s.time, s.balances.get(Asset.BTC, 0.0), s.balances.get(Asset.USDT, 0.0),
+                       s.balances.get(Asset.XRP, 0.0), Jsonb(s.prices), s.equity_usdt,
+                       Jsonb({asset.value: amount for asset, amount in s.liabilities.items()})]
+        values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s)"] * len(snapshots))
+        self._conn.execute(
+            "INSERT INTO portfolio_snapshots (account, time, btc, usdt, xrp, prices, equity_usdt,"
+            f" liabilities) VALUES {values} ON CONFLICT (account, time)"
+            " DO UPDATE SET btc = EXCLUDED.btc, usdt = EXCLUDED.usdt, xrp = EXCLUDED.xrp,"
+            " prices = EXCLUDED.prices, equity_usdt = EXCLUDED.equity_usdt,"
+            " liabilities = EXCLUDED.liabilities",
+            params,
+        )
+
+    def pipeline(self) -> AbstractContextManager[psycopg.Pipeline]:
+        """A block whose writes are sent without waiting for each reply, and synced at its end.
+
+        The trading loop writes a cycle's trail (often a dozen statements) in one such block:
+        one round trip to the server instead of one per statement. An error surfaces at the
+        latest when the block ends.
+        """
+        return self._conn.pipeline()
+
     def snapshots(self, account: str) -> pd.DataFrame:
         """The account's portfolio snapshots in time order (time, btc, usdt, xrp, equity_usdt, prices)."""
         rows = self._conn.execute(
@@ -247,3 +277,16 @@ class TradingStore:
             " WHERE f.account = %s",
             (account,),
         ).fetchall()
+
+    def equity_curve(self, account: str) -> list[tuple[datetime, float]]:
+        """(time, equity in USDT) of every stored snapshot of the account, oldest first."""
+        rows = self._conn.execute(
+            "SELECT time, equity_usdt FROM portfolio_snapshots WHERE account = %s ORDER BY time",
+            (account,),
+        ).fetchall()
+        return [(time, float(equity)) for time, equity in rows]
+
+    def account_metrics(self, account: str) -> AccountMetrics:
+        """The account's scorecard (trades, win rate, PnL by symbol, drawdown, Sharpe, Sortino)
+        from its stored positions and equity snapshots."""
+        return account_metrics(account, self.positions(account), self.equity_curve(account))

@@ -1,0 +1,152 @@
+"""The trading loop's own view of the market, kept up to date from the hot state.
+
+Fed the closed 1-minute candles (in stream order), the latest trade prices and the published
+books, it keeps per symbol: the 1m candle history the TechnicalAgent and the risk estimates
+read, bounded :class:`~triplegain_core.market_snapshot.CandleBuffer` rings of every timeframe
+the strategies need (the higher ones built from the 1m candles by
+:class:`~triplegain_core.timeframes.CandleResampler`, so they exist whether or not the streamer
+publishes them, and equal the exchange's own), the latest prices and books. It cuts them into
+:class:`~triplegain_core.market_snapshot.MarketSnapshot` s; a window is copied only after its
+series changed, so a snapshot between two candle closes costs no copy at all.
+
+The hot-state contract carries no trade tape (only the last price), so snapshots hold no
+recent trades: a strategy that needs them (order flow) stays silent.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+
+from triplegain_core.hot_state import BookSnapshot, LastPrice
+from triplegain_core.market import Candle, us_to_datetime
+from triplegain_core.market_snapshot import BookLevel, BookTop, CandleBuffer, CandleWindow, MarketSnapshot
+from triplegain_core.risk import MarketRisk, estimate_market_risk
+from triplegain_core.timeframes import CandleResampler
+
+SOURCE_TIMEFRAME = "1m"
+# A published book belongs to a snapshot (or fills an order) only this close to its time: a
+# replayed backlog of candles must not trade against the book of a later moment.
+BOOK_MAX_AGE_US = 5_000_000
+
+
+def book_top(snapshot: BookSnapshot) -> BookTop | None:
+    """The hot-state book as a :class:`BookTop`, or None when it is one-sided or crossed."""
+    try:
+        return BookTop(
+            snapshot.symbol, snapshot.ts_us,
+            tuple(BookLevel(price, qty) for price, qty in snapshot.bids),
+            tuple(BookLevel(price, qty) for price, qty in snapshot.asks),
+        )
+    except ValueError:  # not a book anyone could trade against
+        return None
+
+
+class LiveMarket:
+    """Candles, prices and books of the traded symbols, as the loop has seen them."""
+
+    def __init__(
+        self,
+        symbols: Iterable[str],
+        timeframes: Iterable[str] = (SOURCE_TIMEFRAME,),
+        capacity: int = 300,
+        history_length: int = 300,
+    ) -> None:
+        self.symbols = tuple(symbols)
+        self.timeframes = tuple(dict.fromkeys((SOURCE_TIMEFRAME, *timeframes)))
+        self.prices: dict[str, float] = {}
+        self.candle_time_us: int | None = None
+        self.tick_time_us: int | None = None
+        self._history = {symbol: deque[Candle](maxlen=history_length) for symbol in self.symbols}
+        self._buffers = {(s, tf): CandleBuffer(s, tf, capacity) for s in self.symbols for tf in self.timeframes}
+        self._resamplers = {(s, tf): CandleResampler(s, tf, SOURCE_TIMEFRAME)
+                            for s in self.symbols for tf in self.timeframes if tf != SOURCE_TIMEFRAME}
+        self._windows: dict[tuple[str, str], CandleWindow] = {}
+        self._books: dict[str, BookTop] = {}
+        self._risk: MarketRisk | None = None
+
+    @property
+    def market_time(self) -> datetime | None:
+        """Latest close time of the candles seen: the market time snapshots are stamped with."""
+        return None if self.candle_time_us is None else us_to_datetime(self.candle_time_us)
+
+    def add_candle(self, candle: Candle) -> bool:
+        """Take the next closed 1m candle; False (ignored) when it is not ours or not newer.
+
+        A correction of a candle already used is not newer: what was traded on it stands.
+        """
+        history = self._history.get(candle.symbol)
+        if candle.timeframe != SOURCE_TIMEFRAME or history is None or (
+            history and candle.open_time_us <= history[-1].open_time_us
+        ):
+            return False
+        history.append(candle)
+        self._append(candle)
+        for timeframe in self.timeframes[1:]:
+            for closed in self._resamplers[(candle.symbol, timeframe)].add(candle):
+                self._append(closed)
+        self.prices[candle.symbol] = candle.close
+        # The latest close of any symbol: a late symbol's candle does not move time backwards.
+        self.candle_time_us = max(self.candle_time_us or candle.close_time_us, candle.close_time_us)
+        self._risk = None
+        return True
+
+    def _append(self, candle: Candle) -> None:
+        key = (candle.symbol, candle.timeframe)
+        self._buffers[key].append(candle)
+        self._windows.pop(key, None)
+
+    def observe_tick(self, last: LastPrice) -> bool:
+        """Take a trade price; False (ignored) when it is older than the latest candle."""
+        if last.symbol not in self._history or self.candle_time_us is None or last.ts_us < self.candle_time_us:
+            return False
+        self.prices[last.symbol] = last.price
+        self.tick_time_us = max(self.tick_time_us or last.ts_us, last.ts_us)
+        return True
+
+    def set_books(self, books: Mapping[str, BookSnapshot]) -> None:
+        """Replace the known books with the latest published ones (unusable books are dropped)."""
+        kept: dict[str, BookTop] = {}
+        for symbol, book in books.items():
+            known = self._books.get(symbol)
+            if known is not None and known.ts_us == book.ts_us:
+                kept[symbol] = known  # the same publication: no need to rebuild it
+            elif symbol in self._history and (top := book_top(book)) is not None:
+                kept[symbol] = top
+        self._books = kept
+
+    def history(self, symbol: str) -> list[Candle]:
+        """The 1m candles of ``symbol`` held, oldest first."""
+        return list(self._history[symbol])
+
+    def now_us(self) -> int | None:
+        """The latest moment the loop knows of: the newest candle close or trade."""
+        if self.candle_time_us is None:
+            return None
+        return max(self.candle_time_us, self.tick_time_us or self.candle_time_us)
+
+    def snapshot(self, ts_us: int, timeframe: str | None = None) -> MarketSnapshot:
+        """What strategies may read at ``ts_us``: the non-empty windows (of ``timeframe`` only,
+        when given, so a snapshot changes only when that series does), the books of that moment."""
+        candles: dict[tuple[str, str], CandleWindow] = {}
+        for key, buffer in self._buffers.items():
+            if timeframe is not None and key[1] != timeframe:
+                continue
+            window = self._windows.get(key)
+            if window is None:
+                window = buffer.window()
+                if window is None:
+                    continue
+                self._windows[key] = window
+            candles[key] = window
+        books = {symbol: book for symbol, book in self._books.items() if abs(book.ts_us - ts_us) <= BOOK_MAX_AGE_US}
+        return MarketSnapshot(ts_us=ts_us, candles=candles, books=books, prices=dict(self.prices))
+
+    def market_risk(self) -> MarketRisk:
+        """Volatility and correlations from the 1m history; recomputed only after a new candle."""
+        if self._risk is None:
+            self._risk = estimate_market_risk({
+                symbol: [(c.open_time_us, c.close) for c in history] for symbol, history in self._history.items()
+            })
+        return self._risk
