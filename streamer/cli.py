@@ -5,6 +5,9 @@
     triplegain replay                serve a replayed market over Kraken's WebSocket v2 protocol
     triplegain stream                ingest trades from the exchange WebSocket into PostgreSQL/Redis
     triplegain execute               run the 100 ms trading loop on the paper account
+    triplegain decision list         the deliberated decisions waiting for a person
+    triplegain decision approve ID   approve one (published to the executor unless expired)
+    triplegain decision reject ID    reject one
     triplegain demo                  the whole loop end to end on the embedded servers
 """
 
@@ -68,16 +71,31 @@ def _parser() -> argparse.ArgumentParser:
     _add_source_arguments(replay)
     replay.add_argument("--host", default="127.0.0.1")
     replay.add_argument("--port", type=int, default=8765)
+    replay.add_argument("--rest-port", type=int, default=None,
+                        help="also serve Kraken's public REST on the replayed history here")
     replay.set_defaults(handler=_replay)
 
     stream = commands.add_parser("stream", help="run the market-data streamer")
     stream.add_argument("--ws-url", default=None, help="exchange WebSocket URL (default: config)")
+    stream.add_argument("--rest-url", default=None,
+                        help="exchange REST host for gap repair (default: config, else Kraken)")
     stream.set_defaults(handler=_stream)
 
     execute = commands.add_parser("execute", help="run the trading loop (paper)")
     execute.add_argument("--from-start", action="store_true",
                          help="process the closed-candle stream from its beginning")
     execute.set_defaults(handler=_execute)
+
+    decision = commands.add_parser("decision", help="human approval of deliberated decisions")
+    decision_commands = decision.add_subparsers(required=True, metavar="ACTION")
+    decision_commands.add_parser("list", help="decisions awaiting approval").set_defaults(handler=_decision_list)
+    for action, handler in (("approve", _decision_approve), ("reject", _decision_reject)):
+        command = decision_commands.add_parser(action, help=f"{action} a pending decision")
+        command.add_argument("decision_id")
+        command.add_argument("--by", required=True, help="who decides (recorded in its lifecycle)")
+        if action == "reject":
+            command.add_argument("--reason", required=True)
+        command.set_defaults(handler=handler)
 
     demo = commands.add_parser("demo", help="the whole loop end to end on the embedded servers")
     _add_source_arguments(demo)
@@ -117,26 +135,42 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
 
     async def run() -> None:
         await run_replay_exchange(source.trades, source.symbols, host=args.host, port=args.port,
-                                  speed=args.speed or None, stop=_stop_on_signals())
+                                  speed=args.speed or None, stop=_stop_on_signals(),
+                                  rest_port=args.rest_port)
 
     asyncio.run(run())
     return 0
 
 
 def _stream(args: argparse.Namespace, settings: Settings) -> int:
+    from streamer.gap_repair import RestBackfill, resume_state
     from streamer.ingest import TradeStreamer
+    from triplegain_core.exchange_rest import ExchangeRestConfig, RestMarketData
 
-    if args.ws_url:
-        settings = settings.model_copy(update={"ws_url": args.ws_url})
+    updates = {key: value for key, value in (("ws_url", args.ws_url),
+                                             ("rest_url", args.rest_url)) if value}
+    settings = settings.model_copy(update=updates)
     db_url = database_url(settings)
     migrate(db_url)
 
     async def run() -> None:
         stop = _stop_on_signals()
         with psycopg.connect(db_url, autocommit=True) as conn:
-            streamer = TradeStreamer(settings, MarketStore(conn),
-                                     HotStatePublisher(redis.Redis.from_url(redis_url(settings))))
-            print(await streamer.run_until(stop))
+            store = MarketStore(conn)
+            # Go on from what is stored: a restart (a crash included) leaves no hole behind.
+            resume = resume_state(store, settings.symbols)
+            for symbol, mark in sorted(resume.marks.items()):
+                log.info("resuming %s after stored trade %d (%d stored trades of its open "
+                         "candles)", symbol, mark.trade_id,
+                         sum(t.symbol == symbol for t in resume.warm_up))
+            rest_config = ExchangeRestConfig(base_url=settings.rest_url,
+                                             rate_limit_ms=settings.rest_rate_limit_ms)
+            async with RestMarketData(rest_config) as rest:
+                streamer = TradeStreamer(
+                    settings, store, HotStatePublisher(redis.Redis.from_url(redis_url(settings))),
+                    resume_from=resume.marks, warm_up=resume.warm_up,
+                    backfill=RestBackfill(rest))
+                print(await streamer.run_until(stop))
 
     asyncio.run(run())
     return 0
@@ -144,6 +178,9 @@ def _stream(args: argparse.Namespace, settings: Settings) -> int:
 
 def _execute(args: argparse.Namespace, settings: Settings) -> int:
     from streamer.executor import TradingLoop
+    from triplegain_core.decision_intake import DecisionIntake
+    from triplegain_core.decision_stream import DecisionStream, StrongSignalStream
+    from triplegain_core.storage.decision_events import DecisionEventStore
 
     if settings.mode != "paper":
         print("live execution is not part of this version: the executor trades on paper only",
@@ -154,16 +191,73 @@ def _execute(args: argparse.Namespace, settings: Settings) -> int:
 
     async def run() -> None:
         stop = _stop_on_signals()
+        client = redis.Redis.from_url(redis_url(settings))
         with psycopg.connect(db_url, autocommit=True) as conn:
+            # Decisions are read from the stream's start: expired ones are refused, handled ones
+            # (before a restart) skipped by their stored lifecycle, so none is lost or repeated.
+            intake = DecisionIntake(DecisionStream(client), DecisionEventStore(conn),
+                                    min_confidence=settings.deliberation.min_confidence, start_id="0")
             loop = TradingLoop(
                 settings,
-                HotStateReader(redis.Redis.from_url(redis_url(settings))),
+                HotStateReader(client),
                 TradingStore(conn),
                 start_stream_id="0" if args.from_start else "$",
+                decisions=intake,
+                strong_signals=StrongSignalStream(client),
             )
-            print(await loop.run(stop))
+            for account in loop.accounts:
+                log.info("account %s trades %s", account.name, account.strategy or "the TechnicalAgent")
+            for report in loop.strategy_reports:
+                if not report.loaded:
+                    log.warning("strategy %s not run: %s", report.name or report.source, report.reason)
+            stats = await loop.run(stop)
+            print(stats)
+            for account in loop.accounts:
+                print(account.name, account.stats)
+            print("decisions", intake.stats)
 
     asyncio.run(run())
+    return 0
+
+
+def _decision_list(args: argparse.Namespace, settings: Settings) -> int:
+    from triplegain_core.decision_approval import pending_decisions
+    from triplegain_core.market import us_to_datetime
+
+    with psycopg.connect(database_url(settings), autocommit=True) as conn:
+        pending = pending_decisions(conn)
+    if not pending:
+        print("no decision is waiting for approval")
+    for item in pending:
+        d = item.decision
+        print(f"{item.decision_id}  {item.account}  {d.action.value} {d.symbol} confidence {d.confidence:.2f}"
+              f" size {d.position_size_pct:g}%  expires {us_to_datetime(item.expires_us):%Y-%m-%d %H:%M} UTC")
+        print(f"    {d.reasoning}")
+    return 0
+
+
+def _decision_approve(args: argparse.Namespace, settings: Settings) -> int:
+    from triplegain_core.decision_approval import ApprovalOutcome, approve
+
+    with psycopg.connect(database_url(settings), autocommit=True) as conn:
+        try:
+            result = approve(conn, redis.Redis.from_url(redis_url(settings)), args.decision_id, args.by)
+        except (KeyError, ValueError) as exc:
+            print(f"cannot approve: {exc}", file=sys.stderr)
+            return 2
+    print(result.message)
+    return 0 if result.outcome is ApprovalOutcome.APPROVED else 1
+
+
+def _decision_reject(args: argparse.Namespace, settings: Settings) -> int:
+    from triplegain_core.decision_approval import reject
+
+    with psycopg.connect(database_url(settings), autocommit=True) as conn:
+        try:
+            print(reject(conn, args.decision_id, args.by, args.reason).message)
+        except (KeyError, ValueError) as exc:
+            print(f"cannot reject: {exc}", file=sys.stderr)
+            return 2
     return 0
 
 

@@ -13,6 +13,13 @@ base account (``Settings.account``), each strategy ``<account>:<strategy>``. Onc
 backlog is drained it does the exit checks against the latest trade prices and runs the
 strategies that read more than candles (books, time) on the latest snapshot.
 
+Deliberated decisions arrive on the Redis decision stream (a
+:class:`~triplegain_core.decision_intake.DecisionIntake`): each goes through the RiskAgent of
+its own LLM paper account (``llm:<model>``, ``llm:consensus``, ...), opened on its first
+decision with the configured starting balances, exactly like any strategy's intent. A signal
+at least as strong as ``deliberation.strong_signal_strength`` is published on the strong-signal
+stream, where a Dagster sensor asks the models early.
+
 Market time (candle and trade timestamps), not the wall clock, stamps every record, so a
 replay gives the same trail as the live run.
 """
@@ -28,6 +35,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from triplegain_core.config import Settings
+from triplegain_core.decision_intake import DecisionIntake
+from triplegain_core.decision_stream import LLM_ACCOUNT_PREFIX, PublishedDecision, StrongSignal, StrongSignalStream
 from triplegain_core.hot_state import HotStateReader, LastPrice
 from triplegain_core.indicators import MIN_HISTORY
 from triplegain_core.live_market import BOOK_MAX_AGE_US, LiveMarket, book_top
@@ -37,7 +46,7 @@ from triplegain_core.order_manager import OrderManager
 from triplegain_core.portfolio import Portfolio
 from triplegain_core.positions import PositionTracker
 from triplegain_core.risk import MarketRisk, RiskCheck
-from triplegain_core.signals import TradeIntent
+from triplegain_core.signals import Direction, TechnicalSignal, TradeIntent
 from triplegain_core.storage.trading_store import TradingStore
 from triplegain_core.strategies.registry import LoadedStrategy, LoadReport
 from triplegain_core.strategies.runner import StrategyRunner
@@ -125,6 +134,8 @@ class TradingLoop:
         agent: TechnicalAgent | None = None,
         strategies: Iterable[LoadedStrategy] | None = None,
         start_stream_id: str = "$",
+        decisions: DecisionIntake | None = None,
+        strong_signals: StrongSignalStream | None = None,
     ) -> None:
         self._settings = settings
         self._hot_state = hot_state
@@ -150,6 +161,10 @@ class TradingLoop:
         needs = candle_needs(strategies, HISTORY_LENGTH)
         self._market = LiveMarket(settings.symbols, needs.timeframes, needs.capacity, HISTORY_LENGTH)
         view = _HotStateMarket(self._market, hot_state)
+        self._view = view
+        self._intake = decisions
+        self._strong_signals = strong_signals
+        self._llm_accounts: dict[str, StrategyAccount] = {}
         self._agent = (agent or TechnicalAgent()) if settings.strategies.technical_agent else None
         tested = set(settings.strategies.tested)
         self._base = StrategyAccount(settings.account, settings, store, view)
@@ -158,7 +173,7 @@ class TradingLoop:
                                     strategy=s.name, tested=s.name in tested)
             for s in strategies
         }
-        self._accounts = (self._base, *self._by_strategy.values())
+        self._accounts: tuple[StrategyAccount, ...] = (self._base, *self._by_strategy.values())
         self._last_snapshot_minute: int | None = None
         self._stream_id = start_stream_id
         self.stats = ExecutorStats(accounts={a.name: a.stats for a in self._accounts})
@@ -190,7 +205,8 @@ class TradingLoop:
 
     @property
     def accounts(self) -> tuple[StrategyAccount, ...]:
-        """Every account the loop trades: the base account first, then one per strategy."""
+        """Every account the loop trades: the base account first, then one per strategy, then
+        the LLM accounts in the order their first decision arrived."""
         return self._accounts
 
     def account(self, name: str) -> StrategyAccount:
@@ -236,6 +252,8 @@ class TradingLoop:
                     deciding += self._on_moment(moment)
         else:
             deciding += self._on_ticks(prices)
+        if self._intake is not None:
+            self._on_decisions(self._intake)
         self.stats.cycles += 1
         self.stats.cycle_ms.append((time.perf_counter() - started) * 1000)
         self.stats.decision_ms.append(deciding * 1000)
@@ -267,8 +285,60 @@ class TradingLoop:
             self._base.on_signal(signal)
         for signal in signals:
             self._by_strategy[signal.strategy].on_signal(signal)
+        self._publish_strong([*technical, *signals])
         self._maybe_snapshot(now_us)
         return deciding
+
+    def _publish_strong(self, signals: Sequence[TechnicalSignal | StrategySignal]) -> None:
+        """Announce the strong entries of this moment, so the models may be asked early."""
+        if self._strong_signals is None:
+            return
+        threshold = self._settings.deliberation.strong_signal_strength
+        for signal in signals:
+            direction = signal.direction
+            if direction is None or signal.strength < threshold:
+                continue
+            ts_us = datetime_to_us(signal.time)
+            self._strong_signals.publish(StrongSignal(
+                signal_id=signal.signal_id, strategy=signal.strategy, symbol=signal.symbol,
+                direction=Direction(direction), strength=signal.strength, ts_us=ts_us))
+
+    def _llm_account(self, name: str) -> StrategyAccount | None:
+        """The LLM account ``name``, opened on its first decision; None for a non-LLM name."""
+        if not name.startswith(LLM_ACCOUNT_PREFIX):
+            return None
+        account = self._llm_accounts.get(name)
+        if account is None:
+            account = StrategyAccount(name, self._settings, self._store, self._view, strategy=name)
+            self._llm_accounts[name] = account
+            self._accounts = (*self._accounts, account)
+            self.stats.accounts[name] = account.stats
+            log.info("account %s opened for its first decision", name)
+        return account
+
+    def _on_decisions(self, intake: DecisionIntake) -> None:
+        """Risk-check and trade the fresh decisions, each on its own account; follow their positions."""
+        now_us = self._market.now_us()
+        if now_us is None:
+            return  # no market seen yet: the decisions wait in the stream, unread
+        now = us_to_datetime(now_us)
+        for decision in intake.poll(now_us):
+            self._trade_decision(intake, decision, now)
+        if self._llm_accounts:
+            open_ids = {p.position_id for a in self._llm_accounts.values() for p in a.positions.open_positions()}
+            intake.track_closes(open_ids, now)
+
+    def _trade_decision(self, intake: DecisionIntake, decision: PublishedDecision, now: datetime) -> None:
+        account = self._llm_account(decision.account)
+        if account is None:
+            # Decisions trade LLM accounts only: never the base or a strategy's account.
+            intake.refuse(decision, f"{decision.account} is not an LLM account", now)
+            return
+        account.observe_equity(now)
+        intent = decision.intent()
+        check = account.on_intent(intent)
+        open_ids = {p.position_id for p in account.positions.open_positions()}
+        intake.record_outcome(decision, check, f"{account.name}:{intent.intent_id}", open_ids, now)
 
     def _decide(self, runners: Sequence[tuple[str | None, StrategyRunner]], ts_us: int) -> list[StrategySignal]:
         """The new signals of ``runners`` on the market as of ``ts_us``."""

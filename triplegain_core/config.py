@@ -11,10 +11,12 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from triplegain_core.llm.deliberation_config import RoundConfig
+from triplegain_core.llm.models import LLMSettings, default_llm_settings
 from triplegain_core.market import TRADED_SYMBOLS, Asset
 from triplegain_core.risk import RiskLimits
 
@@ -29,6 +31,7 @@ ENV_OVERRIDES = {
     "TRIPLEGAIN_REDIS_URL": "redis_url",
     "TRIPLEGAIN_DATA_DIR": "data_dir",
     "TRIPLEGAIN_WS_URL": "ws_url",
+    "TRIPLEGAIN_REST_URL": "rest_url",
     "TRIPLEGAIN_ACCOUNT": "account",
     "TRIPLEGAIN_MODE": "mode",
 }
@@ -36,6 +39,39 @@ ENV_OVERRIDES = {
 
 class ConfigError(ValueError):
     """The configuration file or environment is invalid; the message says where and why."""
+
+
+class StrategySettings(BaseModel):
+    """Which strategies the executor runs, each on its own paper account, and their configs.
+
+    ``enabled`` None runs every strategy discovery loads; a tuple runs only those named.
+    ``disabled`` names strategies never to run. ``config`` maps a strategy name to overrides
+    of its own Config model (validated by it at load). ``tested`` names strategies with a
+    track record: only those may get leverage. ``technical_agent`` keeps the TechnicalAgent
+    trading the base account (``Settings.account``); the strategy accounts are named
+    ``<account>:<strategy>``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: tuple[str, ...] | None = None
+    disabled: tuple[str, ...] = ()
+    config: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    tested: tuple[str, ...] = ()
+    technical_agent: bool = True
+
+    @model_validator(mode="after")
+    def _consistent_names(self) -> StrategySettings:
+        named = [*(self.enabled or ()), *self.disabled, *self.config, *self.tested]
+        if any(not name.strip() for name in named):
+            raise ValueError("strategy names must be non-empty")
+        for label, names in (("enabled", self.enabled or ()), ("disabled", self.disabled)):
+            if len(set(names)) != len(names):
+                raise ValueError(f"strategies.{label} names a strategy twice: {list(names)}")
+        both = set(self.enabled or ()) & set(self.disabled)
+        if both:
+            raise ValueError(f"strategies {sorted(both)} are both enabled and disabled")
+        return self
 
 
 class Settings(BaseModel):
@@ -47,6 +83,10 @@ class Settings(BaseModel):
     redis_url: str | None = None
     data_dir: Path = Path(".triplegain")
     ws_url: str = KRAKEN_WS_V2_URL
+    # The exchange's REST host for gap repair (ccxt's default, Kraken's own, when unset),
+    # and the spacing of its calls (unset: ccxt's, which keeps within Kraken's public limit).
+    rest_url: str | None = None
+    rest_rate_limit_ms: int | None = Field(default=None, ge=0)
     symbols: tuple[str, ...] = TRADED_SYMBOLS
     account: str = Field(default="paper", min_length=1)
     mode: Literal["paper", "live"] = "paper"
@@ -56,9 +96,15 @@ class Settings(BaseModel):
     fee_rate: float = Field(default=0.001, ge=0.0, le=0.01)
     slippage: float = Field(default=0.0005, ge=0.0, le=0.01)
     loop_interval_s: float = Field(default=0.1, gt=0.0, le=5.0)
-    write_batch_size: int = Field(default=500, ge=1)
+    # Trades per database transaction at most: under a backlog (catch-up after a restart, a
+    # replay) full batches amortise the commit; a live stream is cut by write_interval_s.
+    write_batch_size: int = Field(default=5000, ge=1)
     write_interval_s: float = Field(default=0.25, gt=0.0)
     risk: RiskLimits = RiskLimits()
+    strategies: StrategySettings = StrategySettings()
+    # The models (keys from the environment only) and how a deliberation round decides.
+    llm: LLMSettings = Field(default_factory=default_llm_settings)
+    deliberation: RoundConfig = RoundConfig()
 
     @model_validator(mode="after")
     def _known_symbols(self) -> Settings:

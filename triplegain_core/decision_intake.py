@@ -6,6 +6,10 @@ counted and marked FAILED in its lifecycle: it never reaches the RiskAgent, let 
 Every other one goes to the RiskAgent of its own account; what became of it is written back:
 EXECUTED then OPEN (an entry) or CLOSED (a close), else FAILED with the risk check's reasons.
 Positions opened for a decision are watched, so their decision is CLOSED when they close.
+
+With a lifecycle store, a decision whose stored state is past APPROVED was already handled (by
+this process before a restart, say) and is skipped: reading the stream from its start never
+trades a decision twice.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ class IntakeStats:
     """What the intake did over a run."""
 
     received: int = 0
+    skipped: int = 0
     refused: int = 0
     risk_rejected: int = 0
     executed: int = 0
@@ -57,6 +62,9 @@ class DecisionIntake:
         fresh = []
         for decision in decisions:
             self.stats.received += 1
+            if self._handled(decision):
+                self.stats.skipped += 1
+                continue
             refusal = decision.refusal(now_us, self._min_confidence)
             if refusal is None:
                 fresh.append(decision)
@@ -68,6 +76,19 @@ class DecisionIntake:
             self._move(decision.decision_id, DecisionState.FAILED, us_to_datetime(max(now_us, decision.market_time_us)),
                        f"refused by the executor: {refusal.value}")
         return fresh
+
+    def _handled(self, decision: PublishedDecision) -> bool:
+        if self._events is None:
+            return False
+        state = self._events.state(decision.decision_id)
+        return state is not None and state not in (DecisionState.PENDING, DecisionState.APPROVED)
+
+    def refuse(self, decision: PublishedDecision, reason: str, at: datetime) -> None:
+        """Refuse a decision the executor cannot route (it names no LLM account): FAILED, logged."""
+        self.stats.refused += 1
+        self.stats.refusals[reason] = self.stats.refusals.get(reason, 0) + 1
+        log.error("decision %s refused: %s", decision.decision_id, reason)
+        self._move(decision.decision_id, DecisionState.FAILED, at, f"refused by the executor: {reason}")
 
     def record_outcome(self, decision: PublishedDecision, check: RiskCheck, position_id: str,
                        open_positions: Collection[str], at: datetime) -> DecisionState:

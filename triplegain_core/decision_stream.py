@@ -31,6 +31,12 @@ STRONG_SIGNALS_STREAM = PREFIX + "stream:signals:strong"
 # The design's floor: a model decision below this confidence is not traded.
 MIN_DECISION_CONFIDENCE = 0.6
 DEFAULT_DECISION_TTL_S = 15 * 60
+LLM_ACCOUNT_PREFIX = "llm:"
+
+
+def model_account(source: str) -> str:
+    """The paper account that trades the decisions of ``source`` (a model, the consensus, a panel)."""
+    return f"{LLM_ACCOUNT_PREFIX}{source}"
 
 
 class DecisionRefusal(StrEnum):

@@ -9,6 +9,7 @@ import psycopg
 import pytest
 import redis
 
+from streamer.cli import main
 from triplegain_core.decision_approval import ApprovalOutcome, approve, pending_decisions, reject
 from triplegain_core.decision_stream import DecisionStream, DeliberatedDecision, PublishedDecision
 from triplegain_core.llm.lifecycle import DecisionState
@@ -63,3 +64,23 @@ def test_a_rejected_decision_is_never_published(db: psycopg.Connection, redis_cl
     assert DecisionStream(redis_client).after("0") == ("0", [])
     with pytest.raises(KeyError):
         approve(db, redis_client, "nope", by="carol")
+
+
+def test_the_cli_lists_approves_and_refuses_clearly(
+    db: psycopg.Connection, redis_client: redis.Redis, database_url: str, redis_url: str,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("TRIPLEGAIN_DATABASE_URL", database_url)
+    monkeypatch.setenv("TRIPLEGAIN_REDIS_URL", redis_url)
+    monkeypatch.delenv("TRIPLEGAIN_CONFIG", raising=False)
+    _pending(db, "d5")
+    assert main(["decision", "list"]) == 0
+    assert "d5  llm:claude  LONG XRP/USDT" in capsys.readouterr().out
+    assert main(["decision", "approve", "d5", "--by", "dana"]) == 0
+    assert "approved by dana" in capsys.readouterr().out
+    assert [d.decision_id for d in DecisionStream(redis_client).after("0")[1]] == ["d5"]
+    assert main(["decision", "approve", "d5", "--by", "dana"]) == 2
+    assert "not pending" in capsys.readouterr().err
+    assert main(["decision", "reject", "nope", "--by", "dana", "--reason", "x"]) == 2
+    assert main(["decision", "list"]) == 0
+    assert "no decision is waiting" in capsys.readouterr().out

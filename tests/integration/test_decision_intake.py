@@ -59,6 +59,10 @@ def test_refusals_happen_before_risk_and_are_written_to_the_lifecycle(
     assert "expired" in events.history("stale")[-1].reason and events.history("stale")[-1].by == "executor"
     assert events.state("weak") is DecisionState.FAILED
     assert intake.poll(T0 + 3 * US_PER_MINUTE) == []  # each decision is read once
+    # A restarted executor reads the stream from its start: what was handled is skipped.
+    intake.record_outcome(fresh[0], _check(True), "llm:claude:fresh", {"llm:claude:fresh"}, MADE)
+    restarted = DecisionIntake(stream, events, start_id="0")
+    assert restarted.poll(T0 + 2 * US_PER_MINUTE) == [] and restarted.stats.skipped == 3
 
 
 def test_an_entry_opens_then_closes_and_a_rejected_one_fails(

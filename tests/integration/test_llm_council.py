@@ -24,7 +24,8 @@ from llm_standins import (
 )
 
 from triplegain_core.llm.client import LLMClient
-from triplegain_core.llm.council import REVIEW_KIND, CouncilConfig, CouncilResult, run_council
+from triplegain_core.llm.council import REVIEW_KIND, CouncilResult, run_council
+from triplegain_core.llm.deliberation_config import CouncilConfig
 from triplegain_core.llm.models import CallOutcome
 from triplegain_core.llm.prompts import MarketContext
 from triplegain_core.llm.trading_decision import Action, RejectionReason

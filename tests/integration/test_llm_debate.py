@@ -24,12 +24,13 @@ from llm_standins import (
 )
 
 from triplegain_core.llm.client import LLMClient
-from triplegain_core.llm.debate import RESEARCH_CASE_KIND, DebateConfig, DebateResult, ResearchCase, run_debate
+from triplegain_core.llm.debate import RESEARCH_CASE_KIND, DebateResult, ResearchCase, run_debate
+from triplegain_core.llm.deliberation_config import ConsensusRule, DebateConfig
 from triplegain_core.llm.model_selector import ModelScore, select
 from triplegain_core.llm.models import CallOutcome, LLMSettings
 from triplegain_core.llm.prompts import MarketContext, PromptStyle, build_prompt
 from triplegain_core.llm.trading_decision import Action, RejectionReason
-from triplegain_core.llm.voting import ConsensusRule, NoTradeReason, ParallelRound, parallel_round
+from triplegain_core.llm.voting import NoTradeReason, ParallelRound, parallel_round
 from triplegain_core.storage.llm_store import LLMStore
 
 pytestmark = pytest.mark.integration

@@ -13,8 +13,8 @@ from llm_standins import TEST_KEYS, LLMStandIn, Reply, standin_settings, system_
 
 from triplegain_core.decision_stream import DecisionRefusal
 from triplegain_core.llm.client import LLMClient
-from triplegain_core.llm.debate import DebateConfig
-from triplegain_core.llm.deliberation_round import DeliberationMode, RoundConfig, RoundResult, deliberate
+from triplegain_core.llm.deliberation_config import DebateConfig, DeliberationMode, RoundConfig
+from triplegain_core.llm.deliberation_round import RoundResult, deliberate
 from triplegain_core.llm.models import LLMSettings, LLMStatus
 from triplegain_core.llm.prompts import MarketContext
 from triplegain_core.llm.trading_decision import Action

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from triplegain_core.llm.deliberation_config import ConsensusRule
 from triplegain_core.llm.model_selector import ModelScore, ModelSelector, SelectorConfig, composite, select
 from triplegain_core.llm.trading_decision import Action, TradingDecision
 from triplegain_core.llm.voting import (
     CONSENSUS_MODEL,
-    ConsensusRule,
     ConsensusStatus,
     NoTradeReason,
     Vote,

@@ -14,7 +14,13 @@ from typing import Generic, Protocol, TypeVar
 from pydantic import BaseModel, ConfigDict
 
 from triplegain_core.llm.models import TRADING_DECISION_KIND, ModelResult
-from triplegain_core.llm.trading_decision import Rejection, RejectionReason, TradingDecision, parse_answer, parse_decision
+from triplegain_core.llm.trading_decision import (
+    Rejection,
+    RejectionReason,
+    TradingDecision,
+    parse_answer,
+    parse_decision,
+)
 
 AnswerT = TypeVar("AnswerT", bound=BaseModel)
 AnswerT_co = TypeVar("AnswerT_co", bound=BaseModel, covariant=True)

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from triplegain_core.decision_stream import MIN_DECISION_CONFIDENCE, DeliberatedDecision, PublishedDecision
+from triplegain_core.decision_stream import (
+    LLM_ACCOUNT_PREFIX,
+    MIN_DECISION_CONFIDENCE,
+    DeliberatedDecision,
+    PublishedDecision,
+)
 from triplegain_core.llm.checkpoints import CheckpointAction, CheckpointVerdict
-from triplegain_core.llm.deliberation_round import LLM_ACCOUNT_PREFIX
 from triplegain_core.llm.trading_decision import Action, TradingDecision
 
 CHECKPOINT_MODE = "checkpoint"

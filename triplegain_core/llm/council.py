@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from triplegain_core.llm.answers import SchemaParser, StructuredResult
 from triplegain_core.llm.client import LLMClient
+from triplegain_core.llm.deliberation_config import CouncilConfig
 from triplegain_core.llm.models import FanOutResult, ModelResult
 from triplegain_core.llm.prompts import MarketContext, Prompt, PromptStyle, build_prompt, estimate_tokens, system_prompt
 from triplegain_core.llm.trading_decision import TradingDecision
@@ -117,16 +118,6 @@ class PitchStanding(BaseModel):
     criteria: dict[str, float]
     overall: float | None
     comments: tuple[str, ...]
-
-
-class CouncilConfig(BaseModel):
-    """The council's models (None: every available one) and its chairman."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    chairman: str
-    members: tuple[str, ...] | None = None
-    style: PromptStyle = PromptStyle.STANDARD
 
 
 class CouncilResult(BaseModel):

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from triplegain_core.llm.answers import SchemaParser, StructuredResult
 from triplegain_core.llm.client import LLMClient
+from triplegain_core.llm.deliberation_config import DebateConfig
 from triplegain_core.llm.models import ModelResult
 from triplegain_core.llm.prompts import MarketContext, Prompt, PromptStyle, build_prompt, estimate_tokens, system_prompt
 from triplegain_core.llm.trading_decision import TradingDecision
@@ -97,17 +98,6 @@ def manager_prompt(context: MarketContext, bull: ResearchCase, bear: ResearchCas
     system = f"{system_prompt(style)}\n\n{MANAGER_INSTRUCTIONS}"
     return Prompt(style=style, system=system, user=user,
                   estimated_tokens=estimate_tokens(system) + estimate_tokens(user), trimmed=base.trimmed)
-
-
-class DebateConfig(BaseModel):
-    """Which configured model plays each role (one model may play several)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    bull_model: str
-    bear_model: str
-    manager_model: str
-    style: PromptStyle = PromptStyle.STANDARD
 
 
 class DebateResult(BaseModel):

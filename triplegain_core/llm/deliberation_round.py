@@ -18,67 +18,28 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict
 
 from triplegain_core.decision_stream import (
-    DEFAULT_DECISION_TTL_S,
-    MIN_DECISION_CONFIDENCE,
     DeliberatedDecision,
     PublishedDecision,
+    model_account,
 )
 from triplegain_core.llm.client import LLMClient
-from triplegain_core.llm.council import CouncilConfig, run_council
-from triplegain_core.llm.debate import DebateConfig, run_debate
+from triplegain_core.llm.council import run_council
+from triplegain_core.llm.debate import run_debate
+from triplegain_core.llm.deliberation_config import (
+    CouncilConfig,
+    DebateConfig,
+    DeliberationMode,
+    RoundConfig,
+)
 from triplegain_core.llm.models import FanOutResult, LLMAvailability, LLMStatus
-from triplegain_core.llm.prompts import MarketContext, PromptStyle, build_prompt
+from triplegain_core.llm.prompts import MarketContext, build_prompt
 from triplegain_core.llm.trading_decision import TradingDecision
-from triplegain_core.llm.voting import CONSENSUS_MODEL, ConsensusResult, ConsensusRule, parallel_round
+from triplegain_core.llm.voting import CONSENSUS_MODEL, ConsensusResult, parallel_round
 from triplegain_core.market import datetime_to_us
-
-
-class DeliberationMode(StrEnum):
-    """How a round reaches its decisions."""
-
-    PARALLEL = "parallel"
-    DEBATE = "debate"
-    COUNCIL = "council"
-
-
-LLM_ACCOUNT_PREFIX = "llm:"
-
-
-def model_account(source: str) -> str:
-    """The paper account that trades the decisions of ``source`` (a model or the consensus)."""
-    return f"{LLM_ACCOUNT_PREFIX}{source}"
-
-
-class RoundConfig(BaseModel):
-    """How a round asks and decides.
-
-    With ``require_human_approval`` a tradeable decision waits as pending until a person approves
-    it (``triplegain decision approve``); it still expires at its market-time deadline.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    style: PromptStyle = PromptStyle.STANDARD
-    consensus: ConsensusRule = ConsensusRule()
-    decision_ttl_s: float = Field(default=DEFAULT_DECISION_TTL_S, gt=0.0)
-    min_confidence: float = Field(default=MIN_DECISION_CONFIDENCE, ge=0.0, le=1.0)
-    require_human_approval: bool = False
-    mode: DeliberationMode = DeliberationMode.PARALLEL
-    debate: DebateConfig | None = None
-    council: CouncilConfig | None = None
-
-    @model_validator(mode="after")
-    def _roles_of_the_mode(self) -> RoundConfig:
-        if self.debate is not None and self.mode is not DeliberationMode.DEBATE:
-            raise ValueError(f"debate roles are configured but the mode is {self.mode.value}")
-        if self.council is not None and self.mode is not DeliberationMode.COUNCIL:
-            raise ValueError(f"a council is configured but the mode is {self.mode.value}")
-        return self
 
 
 class SymbolRound(BaseModel):

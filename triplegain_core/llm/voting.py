@@ -10,13 +10,13 @@ consensus merges the agreeing decisions into one TradingDecision, validated like
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from triplegain_core.llm.client import LLMClient
+from triplegain_core.llm.deliberation_config import ConsensusRule
 from triplegain_core.llm.models import FanOutResult, ModelResult
 from triplegain_core.llm.prompts import Prompt
 from triplegain_core.llm.trading_decision import Action, TradingDecision
@@ -24,37 +24,6 @@ from triplegain_core.llm.trading_decision import Action, TradingDecision
 CONSENSUS_MODEL = "consensus"
 # Two actions whose weighted support differs by less than this are a tie: no side wins.
 TIE_TOLERANCE = 1e-9
-
-
-class ConsensusRule(BaseModel):
-    """How much agreement a consensus needs.
-
-    ``min_agreeing`` is a count of models; ``min_fraction`` a fraction of the models asked
-    (rounded up). When both are set the stricter applies. ``min_confidence`` is the floor on the
-    agreeing votes' weighted mean confidence (0.6, the decision path's threshold).
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    min_agreeing: int | None = Field(default=None, ge=1)
-    min_fraction: float | None = Field(default=0.75, gt=0.0, le=1.0)
-    min_confidence: float = Field(default=0.6, ge=0.0, le=1.0)
-
-    @model_validator(mode="after")
-    def _some_threshold(self) -> ConsensusRule:
-        if self.min_agreeing is None and self.min_fraction is None:
-            raise ValueError("a consensus rule needs min_agreeing or min_fraction")
-        return self
-
-    def required(self, voters: int) -> int:
-        """How many of ``voters`` models must agree (at least 1)."""
-        needed = [1]
-        if self.min_agreeing is not None:
-            needed.append(self.min_agreeing)
-        if self.min_fraction is not None:
-            # The epsilon keeps 0.75 * 4 at 3, not 4, despite binary floating point.
-            needed.append(math.ceil(self.min_fraction * voters - 1e-9))
-        return max(needed)
 
 
 class Vote(BaseModel):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import psycopg
 
-from triplegain_core.llm.deliberation_round import LLM_ACCOUNT_PREFIX, model_account
+from triplegain_core.decision_stream import LLM_ACCOUNT_PREFIX, model_account
 from triplegain_core.llm.leaderboard import ModelAccount, ScoredDecision
 from triplegain_core.llm.voting import CONSENSUS_MODEL
 from triplegain_core.positions import Position, PositionStatus

@@ -13,10 +13,9 @@ import uuid
 import dagster as dg
 
 from triplegain_core.config import Settings
-from triplegain_core.decision_stream import DeliberatedDecision
+from triplegain_core.decision_stream import LLM_ACCOUNT_PREFIX, DeliberatedDecision
 from triplegain_core.llm.checkpoint_decisions import checkpoint_decisions
 from triplegain_core.llm.checkpoints import CheckpointVerdict, run_checkpoint
-from triplegain_core.llm.deliberation_round import LLM_ACCOUNT_PREFIX
 from triplegain_core.llm.models import LLMStatus
 from triplegain_core.llm.prompts import MarketContext
 from triplegain_core.market import datetime_to_us

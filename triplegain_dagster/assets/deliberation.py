@@ -12,7 +12,9 @@ import uuid
 import dagster as dg
 
 from triplegain_core.config import Settings
-from triplegain_core.llm.deliberation_round import DeliberationMode, RoundResult, deliberate, model_account
+from triplegain_core.decision_stream import model_account
+from triplegain_core.llm.deliberation_config import DeliberationMode
+from triplegain_core.llm.deliberation_round import RoundResult, deliberate
 from triplegain_core.llm.lifecycle import DecisionState
 from triplegain_core.llm.models import LLMStatus
 from triplegain_core.llm.prompts import MarketContext

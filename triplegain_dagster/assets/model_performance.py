@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import psycopg
 
+from triplegain_core.decision_stream import model_account
 from triplegain_core.llm.decision_outcomes import DecisionOutcome, ScoringRules, score_decision
-from triplegain_core.llm.deliberation_round import model_account
 from triplegain_core.llm.leaderboard import leaderboard, render_markdown
 from triplegain_core.llm.model_performance import ModelPerformance, scorecards
 from triplegain_core.llm.model_selector import ModelScore, ModelSelector, Selection
