@@ -50,11 +50,8 @@ checkpoint_schedule = dg.ScheduleDefinition(
 )
 def strong_signal_sensor(context: dg.SensorEvaluationContext, redis: RedisResource) -> dg.SensorResult:
     """One run request for all strong signals since the cursor, tagged with what they were."""
-    client = redis.client()
-    try:
+    with redis.connected() as client:
         last_id, signals = StrongSignalStream(client).after(context.cursor or "0")
-    finally:
-        client.close()
     if not signals:
         return dg.SensorResult(skip_reason=dg.SkipReason("No new strong signal."), cursor=last_id)
     strongest = max(signals, key=lambda s: s.strength)

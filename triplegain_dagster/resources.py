@@ -96,6 +96,15 @@ class RedisResource(ConfigurableResource):
         """A client for the configured (or embedded) Redis; the caller closes it."""
         return redis.Redis.from_url(self.url())
 
+    @contextmanager
+    def connected(self) -> Iterator[redis.Redis]:
+        """A client, closed on exit."""
+        client = self.client()
+        try:
+            yield client
+        finally:
+            client.close()
+
 
 class ExchangeResource(ConfigurableResource):
     """The exchange's public REST API through ccxt (Kraken by default).

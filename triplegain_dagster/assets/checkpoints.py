@@ -13,11 +13,13 @@ import uuid
 import dagster as dg
 
 from triplegain_core.config import Settings
+from triplegain_core.decision_handover import decisions_table, hand_over
 from triplegain_core.decision_stream import LLM_ACCOUNT_PREFIX, DeliberatedDecision
 from triplegain_core.llm.checkpoint_decisions import checkpoint_decisions
 from triplegain_core.llm.checkpoints import CheckpointVerdict, run_checkpoint
 from triplegain_core.llm.models import LLMStatus
 from triplegain_core.llm.prompts import MarketContext
+from triplegain_core.llm.recorded_client import recorded_client
 from triplegain_core.market import datetime_to_us
 from triplegain_core.positions import Position
 from triplegain_core.reports import markdown_table
@@ -25,7 +27,6 @@ from triplegain_core.storage.market_context import market_contexts
 from triplegain_core.storage.model_accounts import open_llm_positions
 from triplegain_core.storage.model_scores import latest_primary
 from triplegain_dagster.assets.deliberation import DELIBERATION_GROUP
-from triplegain_dagster.decision_handover import decisions_table, hand_over, llm_client
 from triplegain_dagster.resources import LLMResource, PostgresResource, RedisResource
 
 AccountBook = dict[str, tuple[list[Position], dict[str, MarketContext]]]
@@ -46,7 +47,7 @@ def _model_for(account: str, available: tuple[str, ...], primary: str | None) ->
 
 async def _checkpoint(settings: Settings, llm: LLMResource, database_url: str, redis_url: str, book: AccountBook,
                       request_id: str, primary: str | None) -> tuple[str, list[tuple[str, CheckpointVerdict]]]:
-    async with llm_client(settings, llm, database_url, redis_url) as client:
+    async with recorded_client(settings.llm, database_url, redis_url, llm.mode(), llm.rate_limit_wait_s) as client:
         availability = await client.availability()
         if availability.status is LLMStatus.NO_MODELS_CONFIGURED:
             return availability.message, []
@@ -101,7 +102,8 @@ def position_checkpoints(
         market_time_us = max(datetime_to_us(c.time) for c in contexts.values())
         records.extend(checkpoint_decisions(own, account, market_time_us, request_id,
                                             settings.deliberation.decision_ttl_s, settings.deliberation.min_confidence))
-    states = hand_over(postgres, redis, records, settings.deliberation.require_human_approval)
+    with postgres.connect() as conn, redis.connected() as client:
+        states = hand_over(conn, client, records, settings.deliberation.require_human_approval)
     context.log.info("checkpoint %s: %d verdicts, %d decisions handed over", request_id, len(verdicts), len(records))
     return dg.MaterializeResult(metadata={
         "positions": len(verdicts),

@@ -12,19 +12,20 @@ import uuid
 import dagster as dg
 
 from triplegain_core.config import Settings
+from triplegain_core.decision_handover import decisions_table, hand_over
 from triplegain_core.decision_stream import model_account
 from triplegain_core.llm.deliberation_config import DeliberationMode
 from triplegain_core.llm.deliberation_round import RoundResult, deliberate
 from triplegain_core.llm.lifecycle import DecisionState
 from triplegain_core.llm.models import LLMStatus
 from triplegain_core.llm.prompts import MarketContext
+from triplegain_core.llm.recorded_client import recorded_client
 from triplegain_core.llm.voting import CONSENSUS_MODEL
 from triplegain_core.reports import markdown_table
 from triplegain_core.storage.market_context import market_contexts
 from triplegain_core.storage.model_scores import latest_primary, latest_weights
 from triplegain_dagster.assets.features import indicator_features
 from triplegain_dagster.assets.regime import market_regime
-from triplegain_dagster.decision_handover import decisions_table, hand_over, llm_client
 from triplegain_dagster.resources import LLMResource, PostgresResource, RedisResource
 
 DELIBERATION_GROUP = "deliberation"
@@ -33,7 +34,7 @@ DELIBERATION_GROUP = "deliberation"
 async def _round(settings: Settings, llm: LLMResource, database_url: str, redis_url: str,
                  contexts: list[MarketContext], request_id: str, weights: dict[str, float],
                  primary: str | None) -> RoundResult:
-    async with llm_client(settings, llm, database_url, redis_url) as client:
+    async with recorded_client(settings.llm, database_url, redis_url, llm.mode(), llm.rate_limit_wait_s) as client:
         return await deliberate(client, contexts, request_id, settings.deliberation, weights, primary)
 
 
@@ -97,7 +98,8 @@ def llm_deliberation(
             "status": result.status.value, "published": 0,
             "summary": dg.MetadataValue.md(result.availability.message),
         })
-    states = hand_over(postgres, redis, result.records, settings.deliberation.require_human_approval)
+    with postgres.connect() as conn, redis.connected() as client:
+        states = hand_over(conn, client, result.records, settings.deliberation.require_human_approval)
     approved = [d for d in result.tradeable if states[d.decision_id] is DecisionState.APPROVED]
     context.log.info("round %s: %d decisions, %d published, %d awaiting approval", request_id,
                      len(result.records), len(approved), len(result.tradeable) - len(approved))
