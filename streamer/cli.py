@@ -100,6 +100,8 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="the whole loop end to end on the embedded servers")
     _add_source_arguments(demo)
     demo.add_argument("--no-dagster", action="store_true", help="skip materializing the assets")
+    demo.add_argument("--deliberate-every", type=int, default=60, metavar="MINUTES",
+                      help="market minutes between the models' rounds, when a model is configured")
     demo.set_defaults(handler=_demo)
     return parser
 

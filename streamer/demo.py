@@ -23,12 +23,15 @@ import redis
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from tqdm import tqdm
 
+from streamer.demo_deliberation import DeliberationLog, DemoDeliberation
 from streamer.executor import ExecutorStats, TradingLoop
 from streamer.ingest import TradeStreamer
 from streamer.replay_exchange import ReplayExchange
 from streamer.replay_source import ReplaySource, replay_source
 from triplegain_core.account_metrics import AccountMetrics
 from triplegain_core.config import Settings
+from triplegain_core.decision_intake import DecisionIntake
+from triplegain_core.decision_stream import DecisionStream, StrongSignalStream
 from triplegain_core.embedded import (
     drop_database,
     embedded_postgres_url,
@@ -36,9 +39,12 @@ from triplegain_core.embedded import (
     ensure_database,
 )
 from triplegain_core.hot_state import HotStatePublisher, HotStateReader
+from triplegain_core.llm.leaderboard import Leaderboard, leaderboard, render_markdown
 from triplegain_core.market import Asset
+from triplegain_core.storage.decision_events import DecisionEventStore
 from triplegain_core.storage.market_store import MarketStore
 from triplegain_core.storage.migrate import migrate
+from triplegain_core.storage.model_accounts import model_accounts
 from triplegain_core.storage.trading_store import TradingStore
 
 DEMO_DATABASE = "triplegain"
@@ -62,8 +68,11 @@ class DemoResult:
     start_equity_usdt: float
     final_equity_usdt: float
     report_image: Path | None
-    # The scorecard of every account the executor traded: the base one and one per strategy.
+    # The scorecard of every account the executor traded: the base one, one per strategy, and
+    # one per model (and the consensus) when models deliberated.
     accounts: dict[str, AccountMetrics] = field(default_factory=dict)
+    deliberation: DeliberationLog = field(default_factory=DeliberationLog)
+    leaderboard: Leaderboard | None = None
 
 
 def run_demo_command(settings: Settings, args: argparse.Namespace) -> int:
@@ -77,7 +86,8 @@ def run_demo_command(settings: Settings, args: argparse.Namespace) -> int:
     db_url = _with_database(admin_url, DEMO_DATABASE)
     source = replay_source(args.source, args.symbol, hours=args.hours, seed=args.seed)
     result = asyncio.run(
-        run_demo(settings, source, db_url, embedded_redis_url(data_dir), speed=args.speed)
+        run_demo(settings, source, db_url, embedded_redis_url(data_dir), speed=args.speed,
+                 deliberate_every_minutes=args.deliberate_every)
     )
     if not args.no_dagster:
         materialize_assets(result, data_dir)
@@ -92,8 +102,10 @@ async def run_demo(
     redis_url: str,
     speed: float = 0.0,
     progress: bool = True,
+    deliberate_every_minutes: int = 60,
 ) -> DemoResult:
-    """Replay ``source`` through exchange, streamer and executor; return what happened."""
+    """Replay ``source`` through exchange, streamer and executor, the models deliberating every
+    ``deliberate_every_minutes`` of market time when any is configured; return what happened."""
     migrate(database_url)
     redis.Redis.from_url(redis_url).flushdb()
     settings = settings.model_copy(update={"symbols": source.symbols})
@@ -105,16 +117,23 @@ async def run_demo(
             redis_client = redis.Redis.from_url(redis_url)
             streamer = TradeStreamer(settings, MarketStore(market_conn),
                                      HotStatePublisher(redis_client))
+            intake = DecisionIntake(DecisionStream(redis_client), DecisionEventStore(trading_conn),
+                                    min_confidence=settings.deliberation.min_confidence, start_id="0")
             loop = TradingLoop(settings, HotStateReader(redis_client), TradingStore(trading_conn),
-                               start_stream_id="0")
+                               start_stream_id="0", decisions=intake,
+                               strong_signals=StrongSignalStream(redis_client))
             start_balances = loop.portfolio.balances
             executor_stop = asyncio.Event()
             executor_task = asyncio.create_task(loop.run(executor_stop))
+            rounds = DemoDeliberation(settings, database_url, redis_url, deliberate_every_minutes)
+            rounds_task = asyncio.create_task(rounds.run(exchange, loop))
             with _ProgressBar(source, streamer, enabled=progress):
                 ingest = await streamer.run_until(exchange.finished)
+            deliberation = await rounds_task
             executor_stop.set()
             executor_stats = await executor_task
             trading = TradingStore(trading_conn)
+            models = model_accounts(trading_conn)
             snapshots = trading.snapshots(settings.account)
             candles = MarketStore(market_conn).read_candles()
             return DemoResult(
@@ -132,6 +151,8 @@ async def run_demo(
                 final_equity_usdt=float(snapshots["equity_usdt"].iloc[-1]) if len(snapshots) else 0.0,
                 report_image=None,
                 accounts={a.name: trading.account_metrics(a.name) for a in loop.accounts},
+                deliberation=deliberation,
+                leaderboard=leaderboard(models) if models else None,
             )
 
 
@@ -150,8 +171,11 @@ def materialize_assets(result: DemoResult, data_dir: Path) -> DemoResult:
     }
     print("materializing the Dagster assets ...", flush=True)
     completed = subprocess.run(
+        # The demo's own rounds already asked the models: no extra (paid) round after the
+        # replay, whose decisions nobody would trade. Their scores and leaderboard are built.
         [sys.executable, "-m", "dagster", "asset", "materialize",
-         "-m", "triplegain_dagster.definitions", "--select", "not group:history"],
+         "-m", "triplegain_dagster.definitions", "--select",
+         "not group:history and not key:llm_deliberation and not key:position_checkpoints"],
         env=env, cwd=REPO_ROOT, capture_output=True, text=True,
     )
     if completed.returncode != 0:
@@ -184,6 +208,11 @@ def print_summary(result: DemoResult, data_dir: Path) -> None:
         f"{'accounts':<36}{'trades':>6}  {'win rate':>8}  {'realized PnL (USDT)':>19}  {'max drawdown':>12}",
         *(f"  {name:<34}{m.trades:>6}  {_percent(m.win_rate):>8}  {m.realized_pnl_usdt:>19,.2f}"
           f"  {100 * m.max_drawdown:>10.2f} %" for name, m in result.accounts.items()),
+        f"models              {result.deliberation.message}",
+        *([f"deliberation        {result.deliberation.rounds} rounds, {result.deliberation.decisions} decisions,"
+           f" {result.deliberation.published} handed to the executor"] if result.deliberation.rounds else []),
+        *(["leaderboard (each model's own paper account):", render_markdown(result.leaderboard)]
+          if result.leaderboard is not None else []),
         f"report image        {image if image.exists() else '(not materialized)'}",
         f"Dagster UI          make ui   (DAGSTER_HOME={data_dir / 'dagster'}), then http://127.0.0.1:3000",
     ]

@@ -20,6 +20,10 @@ decision with the configured starting balances, exactly like any strategy's inte
 at least as strong as ``deliberation.strong_signal_strength`` is published on the strong-signal
 stream, where a Dagster sensor asks the models early.
 
+A loop started at the stream's end ("$") first warms up (:meth:`TradingLoop.warm_start`): its
+history is filled from the hot state's recent closed candles, without deciding on any of them,
+so it trades on the next new candle as a loop that had seen the whole stream would.
+
 Market time (candle and trade timestamps), not the wall clock, stamps every record, so a
 replay gives the same trail as the live run.
 """
@@ -37,7 +41,7 @@ from datetime import datetime
 from triplegain_core.config import Settings
 from triplegain_core.decision_intake import DecisionIntake
 from triplegain_core.decision_stream import LLM_ACCOUNT_PREFIX, PublishedDecision, StrongSignal, StrongSignalStream
-from triplegain_core.hot_state import HotStateReader, LastPrice
+from triplegain_core.hot_state import RECENT_CANDLES_CAP, HotStateReader, LastPrice
 from triplegain_core.indicators import MIN_HISTORY
 from triplegain_core.live_market import BOOK_MAX_AGE_US, LiveMarket, book_top
 from triplegain_core.market import Candle, datetime_to_us, us_to_datetime
@@ -58,6 +62,8 @@ from triplegain_core.technical_agent import TechnicalAgent
 log = logging.getLogger(__name__)
 
 HISTORY_LENGTH = max(MIN_HISTORY * 3, 300)
+# All the recent candles the hot state keeps: the longest history a restart can have.
+WARM_START_CANDLES = RECENT_CANDLES_CAP
 CYCLE_SAMPLES = 10_000
 
 
@@ -67,6 +73,8 @@ class ExecutorStats:
 
     cycles: int = 0
     candles: int = 0
+    # Closed candles taken at start from the hot state's recent candles: history only, not traded.
+    warm_candles: int = 0
     accounts: dict[str, AccountStats] = field(default_factory=dict)
     # The latest cycle times only: a service runs for months and must not grow with them.
     cycle_ms: deque[float] = field(default_factory=lambda: deque(maxlen=CYCLE_SAMPLES))
@@ -194,6 +202,11 @@ class TradingLoop:
         return self._base.orders
 
     @property
+    def market(self) -> LiveMarket:
+        """The loop's view of the market: its candle history, prices and books."""
+        return self._market
+
+    @property
     def strategies(self) -> tuple[LoadedStrategy, ...]:
         """The strategies the loop runs, each on its own account."""
         return self._strategies
@@ -208,6 +221,16 @@ class TradingLoop:
         """Every account the loop trades: the base account first, then one per strategy, then
         the LLM accounts in the order their first decision arrived."""
         return self._accounts
+
+    @property
+    def market_time_us(self) -> int | None:
+        """The close of the newest candle the loop has processed (None before the first)."""
+        return self._market.candle_time_us
+
+    @property
+    def intake(self) -> DecisionIntake | None:
+        """Where the loop reads deliberated decisions from, if anywhere."""
+        return self._intake
 
     def account(self, name: str) -> StrategyAccount:
         """The account called ``name``; KeyError when the loop has none."""
@@ -238,9 +261,32 @@ class TradingLoop:
         await asyncio.to_thread(self.record_snapshot)
         return self.stats
 
+    def warm_start(self) -> int:
+        """Fill the market history from the hot state's recent closed candles, so the 5m and 1h
+        strategies need not wait hours for theirs; the number of candles taken.
+
+        Only a loop that starts at the stream's end ("$") warms up, once: it then reads the
+        stream from the newest entry the recent candles include. Nothing is decided on these
+        candles (no signal, no order); the next new candle is decided on a full history.
+        """
+        if self._stream_id != "$":
+            return 0
+        self._stream_id, history = self._hot_state.recent_history(self._settings.symbols, WARM_START_CANDLES)
+        taken = self._market.seed(history)
+        now_us = self._market.candle_time_us
+        if now_us is not None:
+            # As a loop that had seen the whole stream: it decided on these candles already.
+            for timeframe, runner in self._runners:
+                runner.prime(self._market.snapshot(now_us, timeframe))
+        self.stats.warm_candles += taken
+        log.info("warm start: %d recent candles taken, reading the stream after %s", taken, self._stream_id)
+        return taken
+
     def cycle(self) -> int:
         """One pass of the loop; returns the number of closed candles processed."""
         started = time.perf_counter()
+        if self._stream_id == "$":
+            self.warm_start()
         self._stream_id, candles, prices, books = self._hot_state.poll(self._stream_id, self._settings.symbols)
         self._market.set_books(books)
         deciding = 0.0

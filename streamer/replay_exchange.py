@@ -35,6 +35,7 @@ When all trades are sent, ``finished`` is set; the server keeps running until st
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import math
@@ -56,6 +57,7 @@ from streamer.replay_faults import (
     ReplayFaults,
     malformed,
 )
+from streamer.replay_rest import ReplayRestExchange
 from triplegain_core.kraken_v2 import (
     BOOK_CHANNEL,
     INSTRUMENT_CHANNEL,
@@ -243,6 +245,9 @@ class ReplayExchange:
     ``speed`` is a factor on the trades' own clock (2.0 = twice real time); ``None`` or 0
     replays as fast as the clients read. ``faults`` switches fault injection on
     (:class:`~streamer.replay_faults.ReplayFaults`); ``faults_injected`` counts what was done.
+    ``trades_sent`` counts the trades published, ``trade_subscriptions`` the ``trade``
+    subscriptions acknowledged (a client that came back shows there, even once the replay is
+    over).
     Use ``async with`` or ``start()`` / ``stop()``; ``url`` is known once started.
     """
 
@@ -273,8 +278,34 @@ class ReplayExchange:
         self._markets = {symbol: _SymbolMarket(symbol) for symbol in self.symbols}
         self.finished = asyncio.Event()
         self.trades_sent = 0
+        self.trade_subscriptions = 0
+        self._playing = asyncio.Event()
+        self._playing.set()
+        self._hold_at: int | None = None
         self._server: Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
+
+    def hold_at(self, ts_us: int) -> None:
+        """Stop before the first trade at or after ``ts_us`` until :meth:`release`: the market's
+        clock stands still there, as it must while a demo's models deliberate on it."""
+        self._hold_at = ts_us
+
+    @property
+    def held(self) -> bool:
+        """Whether the replay stands at its hold mark."""
+        return not self._playing.is_set()
+
+    def release(self) -> None:
+        """Send trades again after a hold."""
+        self._hold_at = None
+        self._playing.set()
+
+    @property
+    def now_us(self) -> int:
+        """The replayed market's present: the time of the last trade sent (0 before any), so
+        a REST stand-in beside it serves no trade the stream has not printed yet."""
+        return max((m.last.ts_us for m in self._markets.values() if m.last is not None),
+                   default=0)
 
     @property
     def url(self) -> str:
@@ -393,6 +424,7 @@ class ReplayExchange:
             await client.send(encode_subscribe_ack(symbol, request.channel, request.snapshot,
                                                    request.req_id, time_in, request.method,
                                                    depth, interval))
+            self.trade_subscriptions += subscribe and request.channel == TRADE_CHANNEL
             if subscribe:
                 await self._snapshot(client, request, symbol)
 
@@ -484,11 +516,14 @@ class ReplayExchange:
         started = False
         for sent, batch in enumerate(self._batches()):
             symbol = batch[0].symbol
-            if not (self._subscribed() and self._recoverable(symbol, len(batch))):
+            if self._hold_at is not None and batch[0].ts_us >= self._hold_at:
+                self._playing.clear()
+            if not (self._playing.is_set() and self._subscribed() and self._recoverable(symbol, len(batch))):
                 paused = time.monotonic()
-                while not (self._subscribed() and self._recoverable(symbol, len(batch))):
+                while not (self._playing.is_set() and self._subscribed()
+                           and self._recoverable(symbol, len(batch))):
                     await asyncio.sleep(0.005)
-                log.debug("replay paused %.3f s (waiting for subscribers)",
+                log.debug("replay paused %.3f s (held, or waiting for subscribers)",
                           time.monotonic() - paused)
                 if clock_start is not None:  # a pause does not count as replay time
                     clock_start = (clock_start[0] + time.monotonic() - paused, clock_start[1])
@@ -635,12 +670,23 @@ async def run_replay_exchange(
     stop: asyncio.Event | None = None,
     *,
     faults: ReplayFaults = NO_FAULTS,
+    rest_port: int | None = None,
 ) -> int:
-    """Serve the replay until ``stop`` is set (forever without one); returns trades sent."""
-    async with ReplayExchange(trades, symbols, speed=speed, host=host, port=port,
-                              faults=faults) as exchange:
+    """Serve the replay until ``stop`` is set (forever without one); returns trades sent.
+
+    With ``rest_port``, Kraken's public REST (:class:`~streamer.replay_rest.ReplayRestExchange`)
+    is served beside it on the trades replayed so far, for the streamer's gap repair."""
+    if rest_port is not None:
+        trades = list(trades)  # played twice over: the stream and the REST history
+    async with contextlib.AsyncExitStack() as servers:
+        exchange = await servers.enter_async_context(ReplayExchange(
+            trades, symbols, speed=speed, host=host, port=port, faults=faults))
         print(f"replay exchange on {exchange.url} for {', '.join(symbols)}; "
               f"waiting for a subscriber to every symbol", flush=True)
+        if rest_port is not None:
+            rest = await servers.enter_async_context(ReplayRestExchange(
+                trades, symbols, host=host, port=rest_port, now_us=lambda: exchange.now_us))
+            print(f"Kraken REST stand-in on {rest.url}", flush=True)
         finished = asyncio.create_task(exchange.finished.wait())
         finished.add_done_callback(
             lambda task: task.cancelled()

@@ -2,8 +2,9 @@
 
 For each symbol: its latest 1m candles, the latest indicator features, the latest regime (when
 the ``market_regime`` asset has run), and the deliberating account's open positions, recently
-closed trades and balances. The moment of the context is the close of the latest 1m candle: the
-market time a decision is made at, which its expiry counts from.
+closed trades and balances. The streamer stores the forming candle too, so the newest stored
+candle of a symbol is not used: a context ends at the latest candle another one followed, whose
+close is the market time the decision is made at, which its expiry counts from.
 """
 
 from __future__ import annotations
@@ -53,21 +54,25 @@ def market_contexts(conn: psycopg.Connection, symbols: Sequence[str], account: s
                     candles: int = CONTEXT_CANDLES) -> list[MarketContext]:
     """One context per symbol that has 1m candles stored, in ``symbols`` order."""
     store = MarketStore(conn)
-    latest = store.last_candles(symbols)
+    newest = store.last_candles(symbols)
     positions = TradingStore(conn).positions(account)
     balances, equity = _latest_balances(conn, account)
     contexts = []
     for symbol in symbols:
-        last = latest.get(symbol)
-        if last is None:
+        forming = newest.get(symbol)
+        if forming is None:
             continue
-        start: datetime = us_to_datetime(last.open_time_us - (candles - 1) * 60_000_000)
+        start: datetime = us_to_datetime(forming.open_time_us - candles * 60_000_000)
+        closed = store.candles(symbol, "1m", start, us_to_datetime(forming.open_time_us))
+        if not closed:
+            continue
+        last = closed[-1]
         own = [p for p in positions if p.symbol == symbol]
         contexts.append(MarketContext(
             symbol=symbol,
             time=us_to_datetime(last.close_time_us),
             price=last.close,
-            candles=tuple(store.candles(symbol, "1m", start)),
+            candles=tuple(closed),
             indicators=_latest_features(conn, symbol),
             regime=_latest_regime(conn, symbol),
             positions=tuple(p for p in own if p.status is PositionStatus.OPEN),
