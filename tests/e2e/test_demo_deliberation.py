@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import dagster as dg
 import psycopg
 import pytest
 from llm_standins import TEST_KEYS, LLMStandIn, Reply, standin_settings, user_text
@@ -20,6 +21,8 @@ from streamer.replay_source import replay_source
 from triplegain_core.config import Settings, StrategySettings
 from triplegain_core.llm.models import LLMStatus
 from triplegain_core.storage.trading_store import TradingStore
+from triplegain_dagster.assets.report import portfolio_report
+from triplegain_dagster.resources import PostgresResource
 
 pytestmark = pytest.mark.e2e
 
@@ -101,3 +104,13 @@ def test_the_leaderboard_ranks_each_models_account_and_the_consensus(demo: DemoR
     consensus = next(row for row in board.rows if row.name == "consensus")
     assert consensus.is_consensus and consensus.cost_usd == 0.0
     assert all(row.cost_usd > 0 for row in board.rows if row.name in {"claude", "gpt", "grok", "deepseek"})
+
+
+def test_the_report_shows_the_leaderboard(demo: DemoResult, tmp_path: Path) -> None:
+    result = dg.materialize([portfolio_report], resources={
+        "postgres": PostgresResource(database_url=demo.database_url, data_dir=str(tmp_path))})
+    (materialization,) = result.asset_materializations_for_node("portfolio_report")
+    board = materialization.metadata["llm_leaderboard"].value
+    assert "**consensus**" in board and "| claude |" in board
+    # qwen never gave a valid answer: it is listed at the bottom, with its cost and no return.
+    assert board.splitlines()[-1].startswith("| 6 | qwen | - |")

@@ -5,12 +5,14 @@ import base64
 import dagster as dg
 from pydantic import Field
 
+from triplegain_core.llm.leaderboard import leaderboard, render_markdown
 from triplegain_core.reports import (
     holdings_markdown,
     plot_equity_curve,
     snapshot_from_record,
     summarize,
 )
+from triplegain_core.storage.model_accounts import model_accounts
 from triplegain_core.storage.trading_store import TradingStore
 from triplegain_dagster.assets.candles import candles_1m
 from triplegain_dagster.resources import PostgresResource
@@ -33,7 +35,8 @@ class PortfolioReportConfig(dg.Config):
     # same market prices, so a report is not published over market data known to be broken.
     deps=[candles_1m],
     kinds={"python"},
-    description="Holdings per asset, equity, PnL and the equity curve of one trading account.",
+    description="Holdings per asset, equity, PnL and the equity curve of one trading account, beside"
+                " the leaderboard of the models' own paper accounts when models trade.",
 )
 def portfolio_report(
     context: dg.AssetExecutionContext, config: PortfolioReportConfig, postgres: PostgresResource
@@ -45,6 +48,7 @@ def portfolio_report(
         store = TradingStore(conn)
         snapshots = store.snapshots(account)
         positions = store.positions(account)
+        models = model_accounts(conn)
     if snapshots.empty:
         message = f"No portfolio snapshots for account `{account}` yet: nothing to report."
         context.log.info(message)
@@ -77,4 +81,6 @@ def portfolio_report(
     }
     if summary.win_rate is not None:  # undefined before the first closed trade
         metadata["win_rate"] = summary.win_rate
+    if models:  # the models' own paper accounts, side by side with this one
+        metadata["llm_leaderboard"] = dg.MetadataValue.md(render_markdown(leaderboard(models)))
     return dg.MaterializeResult(metadata=metadata)
