@@ -83,3 +83,26 @@ def test_bad_risk_limits_are_clear_errors(tmp_path: Path, text: str, message: st
     config.write_text(text)
     with pytest.raises(ConfigError, match=message):
         load_settings(config, environ={})
+
+
+def test_the_readmes_example_configuration_loads_as_documented(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    example = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    config = tmp_path / "triplegain.toml"
+    config.write_text(example)
+    settings = load_settings(config, environ={})
+    assert [m.name for m in settings.llm.models] == ["claude", "qwen"]
+    assert settings.llm.model("qwen").provider.value == "ollama"
+    assert settings.deliberation.mode.value == "parallel" and settings.deliberation.decision_ttl_s == 900
+    assert settings.strategies.disabled == ("market_making",)
+    assert settings.risk.max_drawdown == 0.10
+
+
+def test_a_misconfigured_deliberation_is_a_clear_error(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text('[deliberation]\nmode = "parliament"\n')
+    with pytest.raises(ConfigError, match="deliberation.mode"):
+        load_settings(config, environ={})
+    config.write_text('[[llm.models]]\nname = "x"\nprovider = "anthropic"\nmodel_id = "m"\napi_key = "sk-1"\n')
+    with pytest.raises(ConfigError, match="api_key"):  # keys are never configuration
+        load_settings(config, environ={})
