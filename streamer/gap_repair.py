@@ -1,14 +1,21 @@
-"""Repairing a hole in the stored trades and 1m candles from the exchange's REST history.
+"""Repairing holes in the stored trades and candles from the exchange's REST history.
 
-The edge around :mod:`triplegain_core.gap_repair`: fetch the trades of the missed minutes
-over REST (ccxt, through :class:`RestMarketData`), read the stored trades of every touched
-bucket (up to the day of a ``1d`` candle), write the fetched trades (insert-or-ignore) and
-upsert the candles of every timeframe rebuilt from the union. Running it twice changes
-nothing; afterwards the stored candles are those of an uninterrupted stream.
+In the stream: :class:`RestBackfill` is the streamer's ``backfill``, fetching a hole's trades
+so they are applied in order with the live ones; :func:`resume_state` is what a restarted
+streamer needs to go on from the stored data (the last stored trade per symbol, and the stored
+trades of the buckets still open at it).
 
-Call it once the minute holding the resumed stream has closed and its live candle has been
-written: the repaired candle of that minute then replaces the partial live one, rather than
-being overwritten by it.
+Out of band, for a hole left in the store (one the stream could not backfill, REST being
+down): :class:`GapRepairer`, the edge around :mod:`triplegain_core.gap_repair`. It fetches the
+trades of the missed minutes over REST (ccxt, through :class:`RestMarketData`), reads the
+stored trades of every touched bucket (up to the day of a ``1d`` candle), writes the fetched
+trades (insert-or-ignore) and upserts the candles of every timeframe rebuilt from the union.
+Running it twice changes nothing; afterwards the stored candles are those of an uninterrupted
+stream.
+
+Call it once every bucket the hole touches has closed in the live stream and its live candle
+has been written (for ``1d``, the next day): the repaired candles then replace the partial
+live ones, rather than being overwritten by them.
 """
 
 from __future__ import annotations
@@ -16,10 +23,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
 
+from streamer.ingest import MissedInterval as StreamHole
+from streamer.ingest import TradeMark
 from triplegain_core.exchange_rest import RestMarketData
 from triplegain_core.gap_repair import (
     MissedInterval,
@@ -27,16 +36,48 @@ from triplegain_core.gap_repair import (
     repair_span,
     repaired_candles,
 )
-from triplegain_core.market import TIMEFRAMES, Side, Trade, datetime_to_us, us_to_datetime
+from triplegain_core.market import TIMEFRAME_US, TIMEFRAMES, Trade, us_to_datetime
 from triplegain_core.storage.market_store import MarketStore
 
 log = logging.getLogger(__name__)
 
-# MarketStore has no trade reader yet: the repair reads the stored trades of its minutes here.
-_STORED_TRADES_SQL = """
-SELECT ts, trade_id, price, qty, side, ord_type FROM trades
-WHERE symbol = %s AND ts >= %s AND ts < %s ORDER BY ts, trade_id
-"""
+
+@dataclass(frozen=True, slots=True)
+class ResumeState:
+    """Where a restarted streamer resumes: ``marks`` (symbol -> last stored trade) and
+    ``warm_up`` (the stored trades since the start of the widest open bucket of each symbol,
+    symbol after symbol, each in time order)."""
+
+    marks: dict[str, TradeMark] = field(default_factory=dict)
+    warm_up: list[Trade] = field(default_factory=list)
+
+
+def resume_state(store: MarketStore, symbols: Sequence[str],
+                 timeframes: Sequence[str] = TIMEFRAMES) -> ResumeState:
+    """The stored state the streamer of ``symbols`` resumes from (empty when nothing is
+    stored). Every candle of ``timeframes`` open at the last stored trade is rebuilt from
+    these trades, so it goes on exactly where an uninterrupted stream would stand."""
+    widest = max(TIMEFRAME_US[tf] for tf in timeframes)
+    state = ResumeState()
+    for symbol, last in store.last_trades(symbols).items():
+        state.marks[symbol] = TradeMark(last.trade_id, last.ts_us)
+        start = last.ts_us - last.ts_us % widest
+        state.warm_up.extend(store.trades(symbol, start=us_to_datetime(start)))
+    return state
+
+
+class RestBackfill:
+    """The streamer's ``backfill`` over REST: every trade of a hole's time span, paged."""
+
+    def __init__(self, rest: RestMarketData) -> None:
+        self._rest = rest
+
+    async def __call__(self, hole: StreamHole) -> list[Trade]:
+        """The trades of ``hole.symbol`` in ``[hole.from_us, hole.to_us)``."""
+        trades: list[Trade] = []
+        async for page in self._rest.trade_pages(hole.symbol, hole.from_us, hole.to_us):
+            trades.extend(page.trades)
+        return trades
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +95,7 @@ class GapRepairReport:
 def stored_trades(conn: psycopg.Connection, symbol: str, start_us: int, end_us: int
                   ) -> list[Trade]:
     """The stored trades of ``symbol`` with ``start_us <= ts < end_us``, in time order."""
-    rows = conn.execute(_STORED_TRADES_SQL,
-                        (symbol, us_to_datetime(start_us), us_to_datetime(end_us))).fetchall()
-    return [Trade(symbol, trade_id, datetime_to_us(ts), price, qty, Side(side), ord_type)
-            for ts, trade_id, price, qty, side, ord_type in rows]
+    return MarketStore(conn).trades(symbol, us_to_datetime(start_us), us_to_datetime(end_us))
 
 
 class GapRepairer:

@@ -9,9 +9,18 @@ sequencer: a trade already applied is a duplicate (counted, dropped); one that c
 held until the ids before it arrive (frames reordered); a gap that does not close within
 ``gap_patience_trades`` or ``gap_patience_s`` is repaired by resubscribing the symbol with a
 snapshot (the last 50 trades). What even the snapshot cannot bring back becomes a
-:class:`MissedInterval`, counted, logged and handed to the ``on_missed_interval`` hook for REST
-gap repair, and the stream goes on after it. So the aggregator sees each trade once, in id
-order.
+:class:`MissedInterval`, counted and logged. With a ``backfill`` (REST through ccxt), the
+trades after the hole wait while the missing ones are fetched, then all are applied in id
+order; without one, or for what REST cannot bring back either, the hole is handed to the
+``on_missed_interval`` hook (out-of-band REST gap repair) and the stream goes on after it. So
+the aggregator sees each trade once, in id order.
+
+Restart. ``resume_from`` (the last stored trade per symbol) and ``warm_up`` (the stored
+trades of the buckets still open at that trade, see :func:`streamer.gap_repair.resume_state`)
+let a restarted streamer go on where the stored data stands: the candles of every timeframe
+continue from their stored trades, and the hole left while it was down (the trades it held in
+memory when it died and those printed since) is found at the first trade received and
+backfilled like any other.
 
 Book. A checksum mismatch invalidates the local book (nobody can read it), is counted and
 logged, and a fresh snapshot is requested (unsubscribe + subscribe).
@@ -40,7 +49,7 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -74,7 +83,7 @@ from triplegain_core.kraken_v2 import (
     encode_subscribe,
     parse_server_message,
 )
-from triplegain_core.market import US_PER_MINUTE, Candle, Trade
+from triplegain_core.market import TIMEFRAMES, US_PER_MINUTE, Candle, Trade
 from triplegain_core.order_book import BookChecksumError, InvalidBookError, OrderBook, TopOfBook
 from triplegain_core.storage.market_store import MarketStore
 
@@ -152,6 +161,11 @@ class MissedInterval:
         return self.last_trade_id - self.first_trade_id + 1
 
 
+Backfill = Callable[[MissedInterval], Awaitable[Sequence[Trade]]]
+"""Fetches the trades of a :class:`MissedInterval` (REST): any trades of its time span; the
+streamer keeps those of the missing ids."""
+
+
 @dataclass(frozen=True, slots=True)
 class TradeMark:
     """The last trade stored for a symbol, to resume its sequence after a restart."""
@@ -175,6 +189,8 @@ class StreamerStats:
     gap_resyncs: int = 0  # trade snapshots asked to close a gap
     missed_intervals: int = 0
     missed_trades: int = 0
+    backfilled_trades: int = 0  # missed trades brought back by the backfill, in order
+    resumed_trades: int = 0  # stored trades replayed into the candles at start (warm_up)
     connections: int = 0
     reconnects: int = 0
     stale_connections: int = 0
@@ -201,7 +217,7 @@ class _Sequence:
     """One symbol's trade-id sequencer."""
 
     __slots__ = ("next_id", "last_ts", "held", "gap_since", "resync_at", "resyncs",
-                 "reconnected")
+                 "reconnected", "filling")
 
     def __init__(self) -> None:
         self.next_id: int | None = None
@@ -211,6 +227,7 @@ class _Sequence:
         self.resync_at = 0.0  # when a snapshot was asked; 0 when none is awaited
         self.resyncs = 0  # snapshots asked for the current gap
         self.reconnected = False  # a hole found next spans a reconnection
+        self.filling = False  # a backfill of the hole before ``held`` is due or under way
 
 
 class _StaleConnection(Exception):
@@ -222,8 +239,11 @@ class TradeStreamer:
 
     Call :meth:`run_until` once; ``stats`` is live meanwhile. Keyword arguments:
     ``policy`` (:class:`ConnectionPolicy`), ``on_missed_interval`` (called in the event loop
-    with each :class:`MissedInterval`; keep it quick), ``resume_from`` (symbol ->
-    :class:`TradeMark` of the last stored trade, so a hole across a restart is reported too).
+    with each :class:`MissedInterval` that is not backfilled; keep it quick), ``backfill``
+    (:data:`Backfill`, awaited before the trades after a hole are applied), ``resume_from``
+    (symbol -> :class:`TradeMark` of the last stored trade, so a hole across a restart is
+    found too) and ``warm_up`` (the stored trades of the buckets open at that mark, in order,
+    fed to the candle aggregator only: they are stored already).
     """
 
     def __init__(
@@ -235,17 +255,26 @@ class TradeStreamer:
         policy: ConnectionPolicy | None = None,
         on_missed_interval: Callable[[MissedInterval], None] | None = None,
         resume_from: Mapping[str, TradeMark] | None = None,
+        backfill: Backfill | None = None,
+        warm_up: Iterable[Trade] = (),
     ) -> None:
         self._settings = settings
         self._store = market_store
         self._publisher = publisher
         self.policy = policy or ConnectionPolicy()
         self._on_missed = on_missed_interval
+        self._backfill = backfill
+        self._fill_wanted: deque[MissedInterval] = deque()
+        self._filling = False
         self._symbols = frozenset(settings.symbols)
         # The sequencer already drops duplicates by id, so the aggregator's own id window
         # can stay small (its memory is per symbol).
-        self._aggregator = CandleAggregator("1m", trade_id_window=AGGREGATOR_ID_WINDOW)
+        self._aggregator = CandleAggregator(TIMEFRAMES, trade_id_window=AGGREGATOR_ID_WINDOW)
         self.stats = StreamerStats()
+        for trade in warm_up:
+            # The candles these trades close were stored with them: only the open ones matter.
+            self._aggregator.add(trade)
+            self.stats.resumed_trades += 1
         self.missed_intervals: deque[MissedInterval] = deque(maxlen=10_000)
         self._sequences = {symbol: _Sequence() for symbol in settings.symbols}
         for symbol, mark in (resume_from or {}).items():
@@ -315,7 +344,7 @@ class TradeStreamer:
                     sequence.reconnected = True
         finally:
             if not writer.done():
-                self._end_of_stream()
+                await self._end_of_stream()
                 await writer
             else:
                 writer.result()
@@ -417,7 +446,8 @@ class TradeStreamer:
         while True:
             await asyncio.sleep(period)
             now = time.monotonic()
-            if now - self._last_message > policy.stale_after_s:
+            # A backfill holds the reader back: the silence is ours, not the exchange's.
+            if not self._filling and now - self._last_message > policy.stale_after_s:
                 self.stats.stale_connections += 1
                 raise _StaleConnection(f"no message for {policy.stale_after_s:.1f} s")
             await self._check_gaps(ws, now)
@@ -425,7 +455,7 @@ class TradeStreamer:
     async def _check_gaps(self, ws: ClientConnection, now: float) -> None:
         policy = self.policy
         for symbol, sequence in self._sequences.items():
-            if not sequence.held:
+            if not sequence.held or sequence.filling:
                 continue
             if sequence.resync_at:
                 if now - sequence.resync_at > policy.resync_timeout_s:
@@ -478,8 +508,14 @@ class TradeStreamer:
 
     async def _read(self, ws: ClientConnection) -> None:
         try:
+            if self._fill_wanted:  # a backfill the previous connection did not finish
+                await self._fill_holes()
             async for frame in ws:
                 self.on_frame(frame)
+                if self._fill_wanted:
+                    # Reading waits for the backfill: the trades after the hole queue up in
+                    # the socket (TCP back-pressure) rather than in memory.
+                    await self._fill_holes()
                 if len(self._pending) >= self._cap:
                     self.stats.backpressure_waits += 1
                     self._room.clear()
@@ -575,13 +611,13 @@ class TradeStreamer:
         if len(sequence.held) > _MAX_HELD_TRADES:
             self._give_up_gap(trade.symbol, sequence)
 
-    def _release(self, sequence: _Sequence, ready: list[Trade]) -> None:
+    def _release(self, sequence: _Sequence, ready: list[Trade], reordered: bool = True) -> None:
         held = sequence.held
         next_id = sequence.next_id
         while next_id in held:
             trade = held.pop(next_id)
             ready.append(trade)
-            self.stats.reordered_trades += 1
+            self.stats.reordered_trades += reordered
             next_id += 1
             sequence.last_ts = trade.ts_us
         sequence.next_id = next_id
@@ -599,7 +635,8 @@ class TradeStreamer:
             for trade_id, trade in sequence.held.items():
                 merged.setdefault(trade_id, trade)
             sequence.held.clear()
-            for trade_id in sorted(merged):
+            ids = sorted(merged)
+            for index, trade_id in enumerate(ids):
                 next_id = sequence.next_id
                 if next_id is not None and trade_id < next_id:
                     self.stats.duplicate_trades += 1
@@ -607,6 +644,9 @@ class TradeStreamer:
                 trade = merged[trade_id]
                 if next_id is not None and trade_id > next_id:
                     self._missed(sequence, symbol, trade, next_id)
+                    if sequence.filling:  # the rest waits for the backfill of the hole
+                        sequence.held.update((i, merged[i]) for i in ids[index:])
+                        break
                 ready.append(trade)
                 sequence.next_id = trade_id + 1
                 sequence.last_ts = trade.ts_us
@@ -633,6 +673,9 @@ class TradeStreamer:
             first = min(sequence.held)
             if next_id is not None and first > next_id:
                 self._missed(sequence, symbol, sequence.held[first], next_id)
+                if sequence.filling:
+                    sequence.reconnected = False
+                    return
             sequence.next_id = first
             self._release(sequence, ready)
         sequence.reconnected = False
@@ -644,17 +687,78 @@ class TradeStreamer:
             self._apply(ready)
 
     def _missed(self, sequence: _Sequence, symbol: str, after: Trade, first_id: int) -> None:
+        """Record the hole before ``after``; with a backfill, mark the symbol ``filling`` (the
+        caller then holds ``after`` and what follows), else hand the hole on."""
         hole = MissedInterval(symbol, sequence.last_ts, after.ts_us + 1, first_id,
                               after.trade_id - 1,
                               "reconnect" if sequence.reconnected else "gap")
         self.stats.missed_intervals += 1
         self.stats.missed_trades += hole.trades
         self.missed_intervals.append(hole)
+        if self._backfill is not None:
+            log.info("missed %d %s trades (ids %d..%d) between %d and %d us (%s): "
+                     "backfilling them", hole.trades, symbol, hole.first_trade_id,
+                     hole.last_trade_id, hole.from_us, hole.to_us, hole.reason)
+            sequence.filling = True
+            self._fill_wanted.append(hole)
+            return
         log.warning("missed %d %s trades (ids %d..%d) between %d and %d us (%s): "
                     "left to REST gap repair", hole.trades, symbol, hole.first_trade_id,
                     hole.last_trade_id, hole.from_us, hole.to_us, hole.reason)
         if self._on_missed is not None:
             self._on_missed(hole)
+
+    async def _fill_holes(self) -> None:
+        """Backfill the holes found, each before the trades held after it; what the backfill
+        cannot bring back is handed to the ``on_missed_interval`` hook."""
+        assert self._backfill is not None
+        self._filling = True
+        try:
+            while self._fill_wanted:
+                hole = self._fill_wanted[0]
+                try:
+                    fetched = await self._backfill(hole)
+                except Exception as exc:  # a failing REST must not stop the stream
+                    log.error("backfill of %s ids %d..%d failed: %s", hole.symbol,
+                              hole.first_trade_id, hole.last_trade_id, exc)
+                    fetched = ()
+                self._fill_wanted.popleft()
+                self._merge_backfill(hole, fetched)
+        finally:
+            self._filling = False
+            self._last_message = time.monotonic()
+
+    def _merge_backfill(self, hole: MissedInterval, fetched: Sequence[Trade]) -> None:
+        sequence = self._sequences[hole.symbol]
+        held = sequence.held
+        brought = 0
+        for trade in fetched:
+            if (trade.symbol == hole.symbol
+                    and hole.first_trade_id <= trade.trade_id <= hole.last_trade_id
+                    and trade.trade_id not in held):
+                held[trade.trade_id] = trade
+                brought += 1
+        self.stats.backfilled_trades += brought
+        sequence.filling = False
+        ready: list[Trade] = []
+        self._release(sequence, ready, reordered=False)
+        if held:
+            first = min(held)
+            if first > sequence.next_id:
+                rest = MissedInterval(hole.symbol, sequence.last_ts, held[first].ts_us + 1,
+                                      sequence.next_id, first - 1, hole.reason)
+                log.warning("backfill left %d %s trades (ids %d..%d) missing: "
+                            "left to REST gap repair", rest.trades, rest.symbol,
+                            rest.first_trade_id, rest.last_trade_id)
+                if self._on_missed is not None:
+                    self._on_missed(rest)
+                sequence.next_id = first
+            self._release(sequence, ready, reordered=False)
+        if brought:
+            log.info("backfilled %d %s trades (ids %d..%d)", brought, hole.symbol,
+                     hole.first_trade_id, hole.last_trade_id)
+        if ready:
+            self._apply(ready)
 
     def _apply(self, trades: list[Trade]) -> None:
         aggregator, prices, closed = self._aggregator, self._prices, self._closed
@@ -721,13 +825,15 @@ class TradeStreamer:
 
     # --- writing ----------------------------------------------------------------------------
 
-    def _end_of_stream(self) -> None:
+    async def _end_of_stream(self) -> None:
         ready: list[Trade] = []
         for symbol, sequence in self._sequences.items():
-            if sequence.held:
+            if sequence.held and not sequence.filling:
                 self._settle_after_snapshot(symbol, sequence, ready)
         if ready:
             self._apply(ready)
+        if self._fill_wanted:  # REST needs no socket: the last holes are backfilled too
+            await self._fill_holes()
         self._closed.extend(self._aggregator.flush())
         self._ended = True
         self._wake.set()

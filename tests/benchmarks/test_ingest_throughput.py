@@ -1,6 +1,7 @@
 """BENCH ingest_frames_per_s: Kraken v2 trade frames parsed and aggregated into candles per
-second on one core (parse + CandleAggregator, no network, no database); also through the
-streamer's whole frame handler (parse + trade-id sequencer + aggregator + batching queue).
+second on one core (parse + CandleAggregator of the streamer's five timeframes, no network,
+no database); also through the streamer's whole frame handler (parse + trade-id sequencer +
+aggregator + batching queue).
 Rates are per CPU second of this process (``time.process_time``), the best of a few rounds,
 so a busy machine does not lower them; the wall-clock rate is printed beside them.
 
@@ -26,7 +27,7 @@ from triplegain_core.candles import CandleAggregator
 from triplegain_core.config import Settings
 from triplegain_core.hot_state import HotStatePublisher
 from triplegain_core.kraken_v2 import encode_trades, parse_server_message
-from triplegain_core.market import TRADED_SYMBOLS, US_PER_SECOND
+from triplegain_core.market import TIMEFRAMES, TRADED_SYMBOLS, US_PER_SECOND
 from triplegain_core.market_sources import MarketSimulator
 from triplegain_core.storage.market_store import MarketStore
 
@@ -45,7 +46,7 @@ def test_ingest_frames_per_s(database_url: str, redis_url: str) -> None:
     frames = _frames()
     best = best_wall = 0.0
     for _ in range(ROUNDS):
-        aggregator = CandleAggregator("1m")
+        aggregator = CandleAggregator(TIMEFRAMES)
         gc.collect()
         cpu, wall = time.process_time(), time.perf_counter()
         for frame in frames:

@@ -8,7 +8,8 @@ import asyncio
 import psycopg
 import pytest
 
-from streamer.gap_repair import GapRepairer, GapRepairReport, stored_trades
+from streamer.gap_repair import GapRepairer, GapRepairReport, resume_state, stored_trades
+from streamer.ingest import TradeMark
 from streamer.replay_rest import ReplayRestExchange, RestFault
 from triplegain_core.candles import build_candles
 from triplegain_core.exchange_rest import ExchangeRestConfig, RestMarketData
@@ -104,3 +105,23 @@ def test_repaired_candles_equal_those_of_the_uninterrupted_stream(
     assert all(report.new_trades == 0 for report in again)
     assert db.execute(all_candles).fetchall() == before
     assert MarketStore(db).count_rows("trades") == trade_rows == len(trades)
+
+
+def test_resume_state_is_the_last_stored_trade_and_the_trades_of_its_open_day(
+    db: psycopg.Connection,
+) -> None:
+    store = MarketStore(db)
+    assert resume_state(store, TRADED_SYMBOLS).marks == {}
+    # Two hours either side of midnight: only the new day's trades are in open buckets.
+    trades = list(MarketSimulator(seed=5, start_us=START - 2 * 3600 * US_PER_SECOND,
+                                  duration_s=4 * 3600))
+    store.write_trades(trades)
+
+    state = resume_state(store, ("BTC/USDT", "XRP/BTC"))
+
+    for symbol in ("BTC/USDT", "XRP/BTC"):
+        last = [t for t in trades if t.symbol == symbol][-1]
+        assert state.marks[symbol] == TradeMark(last.trade_id, last.ts_us)
+        assert [t for t in state.warm_up if t.symbol == symbol] == [
+            t for t in trades if t.symbol == symbol and t.ts_us >= START]
+    assert set(state.marks) == {t.symbol for t in state.warm_up} == {"BTC/USDT", "XRP/BTC"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import psycopg
@@ -19,10 +19,13 @@ from streamer.ingest import (
     TradeMark,
     TradeStreamer,
 )
+from streamer.gap_repair import RestBackfill
 from streamer.replay_exchange import ReplayExchange
+from streamer.replay_rest import ReplayRestExchange, RestFault
 from streamer.replay_faults import ReplayFaults
 from triplegain_core.candles import build_candles
 from triplegain_core.config import Settings
+from triplegain_core.exchange_rest import ExchangeRestConfig, RestMarketData
 from triplegain_core.hot_state import HotStatePublisher, HotStateReader
 from triplegain_core.kraken_v2 import (
     PingRequest,
@@ -32,7 +35,7 @@ from triplegain_core.kraken_v2 import (
     encode_trades,
     parse_client_message,
 )
-from triplegain_core.market import TRADED_SYMBOLS, Candle, Side, Trade
+from triplegain_core.market import TIMEFRAMES, TRADED_SYMBOLS, Candle, Side, Trade
 from triplegain_core.market_sources import MarketSimulator, trades_from_file
 from triplegain_core.storage.market_store import MarketStore
 
@@ -54,8 +57,8 @@ def _stream(trades: Sequence[Trade], symbols: Sequence[str], database_url: str,
     return asyncio.run(scenario())
 
 
-def _stored_candles(conn: psycopg.Connection) -> list[tuple]:
-    frame = MarketStore(conn).read_candles()
+def _stored_candles(conn: psycopg.Connection, timeframe: str = "1m") -> list[tuple]:
+    frame = MarketStore(conn).read_candles(timeframe=timeframe)
     return sorted(
         (r.symbol, int(r.open_time.value // 1000), r.open, r.high, r.low, r.close, r.volume,
          r.trade_count) for r in frame.itertuples()
@@ -74,12 +77,16 @@ def test_simulated_market_lands_in_postgres_and_redis(
     stats = _stream(trades, TRADED_SYMBOLS, database_url, redis_client, batch_size=300)
 
     offline = build_candles(trades)
+    every_timeframe = build_candles(trades, TIMEFRAMES)
     assert stats.trades == len(trades)
-    assert stats.candles == len(offline) == 2 * 60 * 3
+    assert len(offline) == 2 * 60 * 3
+    assert stats.candles == len(every_timeframe)  # 1m, 5m, 15m, 1h and 1d
     assert stats.rejected_frames == 0 and stats.late_trades == 0
     assert stats.batches >= 2  # the size threshold cut batches before the end
     assert stats.last_trade_ts_us == trades[-1].ts_us
-    assert _stored_candles(db) == _expected(offline)
+    for timeframe in TIMEFRAMES:
+        assert _stored_candles(db, timeframe) == _expected(
+            [c for c in every_timeframe if c.timeframe == timeframe]), timeframe
     assert MarketStore(db).count_rows("trades") == len(trades)
 
     reader = HotStateReader(redis_client)
@@ -92,7 +99,7 @@ def test_simulated_market_lands_in_postgres_and_redis(
         offline, key=lambda c: (c.symbol, c.open_time_us))
     heartbeat = reader.heartbeat()
     assert heartbeat is not None
-    assert (heartbeat["trades"], heartbeat["candles"]) == (len(trades), len(offline))
+    assert (heartbeat["trades"], heartbeat["candles"]) == (len(trades), len(every_timeframe))
     assert stats.book_checksum_failures == 0 and stats.book_updates > 100
     assert stats.ohlc_checked >= len(offline) - 3 and stats.ohlc_mismatches == 0
     books, tickers = reader.books(TRADED_SYMBOLS), reader.tickers(TRADED_SYMBOLS)
@@ -307,15 +314,15 @@ def test_real_trades_with_every_fault_give_the_exchange_candles(
         exchange_1m["volume"].tolist(), strict=True))
 
 
-def test_a_hole_longer_than_the_snapshot_is_handed_to_gap_repair(
-    database_url: str, redis_client: redis.Redis, db: psycopg.Connection
-) -> None:
-    """An exchange that loses 60 trades in a row: the 50-trade snapshot cannot bring them
-    back, so the streamer reports exactly that hole through its hook and goes on."""
-    trades = [Trade("XRP/USDT", i, START + i * 1_000_000, 0.5 + i / 10_000, 1.0, Side.BUY)
-              for i in range(1, 121)]
-    lost = range(11, 71)
-    done = asyncio.Event()
+_HOLE_TRADES = [Trade("XRP/USDT", i, START + i * 1_000_000, 0.5 + i / 10_000, 1.0, Side.BUY)
+                for i in range(1, 121)]
+_LOST = range(11, 71)
+
+
+def _lossy_exchange(trades: list[Trade], lost: range, done: asyncio.Event
+                    ) -> Callable[[ServerConnection], Awaitable[None]]:
+    """A one-symbol exchange that publishes ``trades`` once per connection but never sends
+    those of ids ``lost``, then sets ``done``; its snapshots hold the last 50 published."""
 
     async def handler(connection: ServerConnection) -> None:
         published: list[Trade] = []
@@ -338,6 +345,16 @@ def test_a_hole_longer_than_the_snapshot_is_handed_to_gap_repair(
                         await connection.send(encode_trades([trade]))
                 done.set()
 
+    return handler
+
+
+def test_a_hole_longer_than_the_snapshot_is_handed_to_gap_repair(
+    database_url: str, redis_client: redis.Redis, db: psycopg.Connection
+) -> None:
+    """An exchange that loses 60 trades in a row: the 50-trade snapshot cannot bring them
+    back, so the streamer reports exactly that hole through its hook and goes on."""
+    trades, lost, done = _HOLE_TRADES, _LOST, asyncio.Event()
+    handler = _lossy_exchange(trades, lost, done)
     missed: list[MissedInterval] = []
 
     async def scenario() -> StreamerStats:
@@ -360,6 +377,44 @@ def test_a_hole_longer_than_the_snapshot_is_handed_to_gap_repair(
     assert stats.trades == len(kept)
     assert MarketStore(db).count_rows("trades") == len(kept)
     assert _stored_candles(db) == _expected(build_candles(kept))
+
+
+def test_a_hole_longer_than_the_snapshot_is_backfilled_over_rest_in_order(
+    database_url: str, redis_client: redis.Redis, db: psycopg.Connection
+) -> None:
+    """The same lost 60 trades, with a REST backfill (real ccxt against the REST stand-in,
+    answering an HTTP 500 first): the trades after the hole wait for the missing ones, so
+    every candle is that of the full stream and nothing is left to out-of-band repair."""
+    trades, lost, done = _HOLE_TRADES, _LOST, asyncio.Event()
+    handler = _lossy_exchange(trades, lost, done)
+    missed: list[MissedInterval] = []
+
+    async def scenario() -> tuple[StreamerStats, int]:
+        async with serve(handler, "127.0.0.1", 0) as server, \
+                ReplayRestExchange(trades, ["XRP/USDT"]) as rest_server:
+            rest_server.inject(RestFault.HTTP_500, endpoint="Trades")
+            port = server.sockets[0].getsockname()[1]
+            settings = Settings(ws_url=f"ws://127.0.0.1:{port}/v2", symbols=("XRP/USDT",))
+            config = ExchangeRestConfig(base_url=rest_server.url, rate_limit_ms=1,
+                                        backoff_s=0.001, page_size=25)
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                async with RestMarketData(config) as rest:
+                    streamer = TradeStreamer(
+                        settings, MarketStore(conn), HotStatePublisher(redis_client),
+                        policy=ConnectionPolicy(channels=("trade",), gap_patience_s=0.05),
+                        on_missed_interval=missed.append, backfill=RestBackfill(rest))
+                    stats = await streamer.run_until(done)
+            return stats, rest_server.requests["Trades"]
+
+    stats, trade_calls = asyncio.run(scenario())
+    assert missed == []
+    assert (stats.missed_intervals, stats.missed_trades, stats.backfilled_trades) == (1, 60, 60)
+    assert trade_calls >= 4  # the 500, then 25-trade pages
+    assert stats.trades == len(trades)
+    assert MarketStore(db).trades("XRP/USDT") == trades
+    for timeframe in TIMEFRAMES:
+        assert _stored_candles(db, timeframe) == _expected(
+            [c for c in build_candles(trades, TIMEFRAMES) if c.timeframe == timeframe])
 
 
 def test_resume_from_reports_the_hole_across_a_restart(

@@ -282,3 +282,19 @@ def test_timescale_statements_parse_and_name_real_tables_and_columns(
                 " ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)"
                 " WHERE i.indrelid = %s::regclass AND i.indisprimary", (name,))}
             assert key <= set(named), statement
+
+
+def test_timescale_policies_cover_the_market_data_tables() -> None:
+    """Every compressed hypertable has its compression policy; raw trades and book snapshots
+    are dropped after a while, the candles (the source of truth, every timeframe) never."""
+    targets: dict[str, set[str]] = {}
+    for _, statement in _timescale_statements():
+        match = re.match(
+            r"(?:PERFORM (\w+)\('(\w+)'|ALTER TABLE (\w+) SET \(timescaledb\.compress)", statement)
+        if match is not None:
+            kind = match.group(1) or "compress"
+            targets.setdefault(kind, set()).add(match.group(2) or match.group(3))
+    market = {"candles", "trades", "book_snapshots"}
+    assert market <= targets["create_hypertable"]
+    assert targets["compress"] == targets["add_compression_policy"] == market
+    assert targets["add_retention_policy"] == {"trades", "book_snapshots"}
