@@ -19,6 +19,7 @@ from triplegain_core.llm.deliberation_config import RoundConfig
 from triplegain_core.llm.models import LLMSettings, default_llm_settings
 from triplegain_core.market import TRADED_SYMBOLS, Asset
 from triplegain_core.risk import RiskLimits
+from triplegain_core.strategies.gate import GatePolicy
 
 KRAKEN_WS_V2_URL = "wss://ws.kraken.com/v2"
 CONFIG_FILE_ENV = "TRIPLEGAIN_CONFIG"
@@ -49,7 +50,10 @@ class StrategySettings(BaseModel):
     of its own Config model (validated by it at load). ``tested`` names strategies with a
     track record: only those may get leverage. ``technical_agent`` keeps the TechnicalAgent
     trading the base account (``Settings.account``); the strategy accounts are named
-    ``<account>:<strategy>``.
+    ``<account>:<strategy>``. ``gated`` strategies pass each signal through the confirmation
+    gate first: the LLM ``gate_model`` (default: the first of the LLM fallback chain) may only
+    confirm or veto it, off the trading loop; a gate that fails or answers after
+    ``gate_wait_s`` is resolved by ``gate_policy`` (a late answer always vetoes).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -59,6 +63,10 @@ class StrategySettings(BaseModel):
     config: dict[str, dict[str, Any]] = Field(default_factory=dict)
     tested: tuple[str, ...] = ()
     technical_agent: bool = True
+    gated: tuple[str, ...] = ()
+    gate_model: str | None = None
+    gate_policy: GatePolicy = GatePolicy.VETO
+    gate_wait_s: float = Field(default=15.0, gt=0.0, le=300.0)
 
     @model_validator(mode="after")
     def _consistent_names(self) -> StrategySettings:
@@ -113,7 +121,18 @@ class Settings(BaseModel):
             raise ValueError(f"unknown symbols {sorted(unknown)}; known: {list(TRADED_SYMBOLS)}")
         if any(value < 0 for value in self.starting_balances.values()):
             raise ValueError("starting balances must be >= 0")
+        gate_model = self.gate_model()
+        if self.strategies.gated and gate_model is None:
+            raise ValueError("strategies.gated needs strategies.gate_model or an llm.fallback_chain")
+        if gate_model is not None and gate_model not in {m.name for m in self.llm.models}:
+            raise ValueError(f"strategies.gate_model {gate_model!r} is not a configured llm model")
         return self
+
+    def gate_model(self) -> str | None:
+        """The model that confirms or vetoes gated signals (None: no gate configured)."""
+        if not self.strategies.gated:
+            return None
+        return self.strategies.gate_model or next(iter(self.llm.fallback_chain), None)
 
 
 def load_settings(

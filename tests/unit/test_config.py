@@ -106,3 +106,15 @@ def test_a_misconfigured_deliberation_is_a_clear_error(tmp_path: Path) -> None:
     config.write_text('[[llm.models]]\nname = "x"\nprovider = "anthropic"\nmodel_id = "m"\napi_key = "sk-1"\n')
     with pytest.raises(ConfigError, match="api_key"):  # keys are never configuration
         load_settings(config, environ={})
+
+
+def test_gated_strategies_need_a_configured_gate_model(tmp_path: Path) -> None:
+    config = tmp_path / "gate.toml"
+    config.write_text('[strategies]\ngated = ["trend_momentum"]\n')
+    assert load_settings(config, environ={}).gate_model() == "claude"  # the fallback chain's primary
+    config.write_text('[strategies]\ngated = ["trend_momentum"]\ngate_model = "gpt"\ngate_policy = "baseline"\n')
+    settings = load_settings(config, environ={})
+    assert settings.gate_model() == "gpt" and settings.strategies.gate_policy.value == "baseline"
+    config.write_text('[strategies]\ngated = ["trend_momentum"]\ngate_model = "oracle"\n')
+    with pytest.raises(ConfigError, match="'oracle' is not a configured llm model"):
+        load_settings(config, environ={})
