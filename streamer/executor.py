@@ -31,6 +31,7 @@ replay gives the same trail as the live run.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections import deque
@@ -242,6 +243,8 @@ class TradingLoop:
     async def run(self, stop: asyncio.Event, drain_before_stop: bool = True) -> ExecutorStats:
         """Cycle every ``loop_interval_s`` until ``stop`` is set, then drain what is left."""
         interval = self._settings.loop_interval_s
+        await asyncio.to_thread(self.warm_start)
+        settle_heap()
         next_tick = time.monotonic()
         while not stop.is_set():
             await asyncio.to_thread(self.cycle)
@@ -277,7 +280,7 @@ class TradingLoop:
         if now_us is not None:
             # As a loop that had seen the whole stream: it decided on these candles already.
             for timeframe, runner in self._runners:
-                runner.prime(self._market.snapshot(now_us, timeframe))
+                runner.prime(self._market.snapshot(now_us, timeframe, candles="candles" in runner.reads))
         self.stats.warm_candles += taken
         log.info("warm start: %d recent candles taken, reading the stream after %s", taken, self._stream_id)
         return taken
@@ -324,7 +327,10 @@ class TradingLoop:
         started = time.perf_counter()
         technical = []
         if self._agent is not None and base_valued:
-            technical = [s for c in fresh if (s := self._agent.analyze(c.symbol, self._market.history(c.symbol)))]
+            # The agent reads the last HISTORY_LENGTH candles from the 1m window the strategies
+            # share (its ring holds at least as many: candle_needs's minimum capacity).
+            technical = [s for c in fresh if (w := self._market.recent(c.symbol, HISTORY_LENGTH)) is not None
+                         and (s := self._agent.analyze_window(w))]
         signals = self._decide(self._runners, now_us)
         deciding = time.perf_counter() - started
         for signal in technical:
@@ -390,18 +396,20 @@ class TradingLoop:
         """The new signals of ``runners`` on the market as of ``ts_us``."""
         signals: list[StrategySignal] = []
         for timeframe, runner in runners:
-            signals += runner.run(self._market.snapshot(ts_us, timeframe))
+            signals += runner.run(self._market.snapshot(ts_us, timeframe, candles="candles" in runner.reads))
         return signals
 
     def _on_ticks(self, prices: Mapping[str, LastPrice]) -> float:
         """Exits against the latest trade prices, then the strategies that read more than candles."""
         if self._market.candle_time_us is None:
             return 0.0
+        # Most accounts hold nothing most of the time: only those holding a position watch ticks.
+        holding = [account for account in self._accounts if account.positions.open_positions()]
         for symbol, last in prices.items():
-            if not self._market.observe_tick(last):
-                continue  # older than what the candles already told us
+            if not self._market.observe_tick(last) or not holding:
+                continue  # older than what the candles already told us, or nothing to watch
             when = us_to_datetime(last.ts_us)
-            for account in self._accounts:
+            for account in holding:
                 account.manage_exits(symbol, last.price, last.price, last.price, when)
         if not self._tick_runners:
             return 0.0
@@ -435,6 +443,18 @@ class TradingLoop:
             return
         snapshots = [s for account in self._accounts if (s := account.snapshot(now)) is not None]
         self._store.record_snapshots(snapshots)
+
+
+def settle_heap() -> None:
+    """Collect once, then exempt everything alive from later collections (``gc.freeze``).
+
+    Called once the loop is set up and warm: the imported modules, the configuration and the
+    candle history are what the heap mostly holds, and a full collection walking them all
+    stalls a cycle for tens of milliseconds. Frozen, they are never walked again; what the
+    loop allocates later is collected as usual.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _moments(candles: Sequence[Candle]) -> Iterator[list[Candle]]:

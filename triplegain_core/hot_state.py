@@ -268,6 +268,29 @@ class HotStateReader:
         raw = self._client.zrange(recent_candles_key(symbol, timeframe), -limit, -1)
         return [Candle(**json.loads(value)) for value in raw]
 
+    def recent_history(
+        self, symbols: Sequence[str], limit: int = RECENT_CANDLES_CAP, *, timeframe: str = "1m"
+    ) -> tuple[str, dict[str, list[Candle]]]:
+        """Where to start reading the closed-candle stream, and the recent closed candles of
+        each of ``symbols`` (as :meth:`recent_candles`) up to that point.
+
+        Read in one MULTI/EXEC: the publisher writes a candle to the stream and to its recent
+        set in one transaction too, so every candle returned is at or before the returned
+        stream id and every later one comes after it. The id is "0" for a stream not yet
+        written.
+        """
+        pipe = self._client.pipeline(transaction=True)
+        pipe.xrevrange(closed_candles_stream(timeframe), count=1)
+        for symbol in symbols:
+            pipe.zrange(recent_candles_key(symbol, timeframe), -limit, -1)
+        newest, *sets = pipe.execute()
+        last_id = "0"
+        if newest:
+            entry_id = newest[0][0]
+            last_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+        history = {symbol: [Candle(**json.loads(value)) for value in raw] for symbol, raw in zip(symbols, sets)}
+        return last_id, history
+
     def closed_candles_after(
         self, last_id: str, count: int = 1000, *, timeframe: str = "1m"
     ) -> tuple[str, list[Candle]]:

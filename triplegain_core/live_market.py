@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from triplegain_core.hot_state import BookSnapshot, LastPrice
-from triplegain_core.market import Candle, us_to_datetime
+from triplegain_core.market import TIMEFRAME_US, Candle, us_to_datetime
 from triplegain_core.market_snapshot import BookLevel, BookTop, CandleBuffer, CandleWindow, MarketSnapshot
 from triplegain_core.risk import MarketRisk, estimate_market_risk
 from triplegain_core.timeframes import CandleResampler
@@ -76,21 +76,56 @@ class LiveMarket:
 
         A correction of a candle already used is not newer: what was traded on it stands.
         """
-        history = self._history.get(candle.symbol)
-        if candle.timeframe != SOURCE_TIMEFRAME or history is None or (
-            history and candle.open_time_us <= history[-1].open_time_us
-        ):
+        if not self._is_next(candle):
             return False
-        history.append(candle)
+        self._history[candle.symbol].append(candle)
         self._append(candle)
         for timeframe in self.timeframes[1:]:
-            for closed in self._resamplers[(candle.symbol, timeframe)].add(candle):
-                self._append(closed)
+            self._resample(candle, timeframe)
+        self._took(candle)
+        return True
+
+    def seed(self, history: Mapping[str, Iterable[Candle]]) -> int:
+        """Fill the history with candles closed before the loop started (each symbol's oldest
+        first), as :meth:`add_candle` would, and return how many were taken.
+
+        Only the history is filled: nothing is decided on these candles. A higher timeframe is
+        built from the first candle that opens one of its buckets, so its first candle is whole
+        (the partial bucket the seed starts inside of is left out rather than taken as a candle).
+        """
+        taken = 0
+        for candles in history.values():
+            started: set[str] = set()
+            for candle in candles:
+                if not self._is_next(candle):
+                    continue
+                self._history[candle.symbol].append(candle)
+                self._append(candle)
+                for timeframe in self.timeframes[1:]:
+                    if timeframe not in started and candle.open_time_us % TIMEFRAME_US[timeframe]:
+                        continue
+                    started.add(timeframe)
+                    self._resample(candle, timeframe)
+                self._took(candle)
+                taken += 1
+        return taken
+
+    def _is_next(self, candle: Candle) -> bool:
+        """A 1m candle of ours, newer than the last one taken."""
+        history = self._history.get(candle.symbol)
+        return candle.timeframe == SOURCE_TIMEFRAME and history is not None and not (
+            history and candle.open_time_us <= history[-1].open_time_us
+        )
+
+    def _resample(self, candle: Candle, timeframe: str) -> None:
+        for closed in self._resamplers[(candle.symbol, timeframe)].add(candle):
+            self._append(closed)
+
+    def _took(self, candle: Candle) -> None:
         self.prices[candle.symbol] = candle.close
         # The latest close of any symbol: a late symbol's candle does not move time backwards.
         self.candle_time_us = max(self.candle_time_us or candle.close_time_us, candle.close_time_us)
         self._risk = None
-        return True
 
     def _append(self, candle: Candle) -> None:
         key = (candle.symbol, candle.timeframe)
@@ -120,28 +155,40 @@ class LiveMarket:
         """The 1m candles of ``symbol`` held, oldest first."""
         return list(self._history[symbol])
 
+    def recent(self, symbol: str, count: int) -> CandleWindow | None:
+        """The last ``count`` 1m candles of ``symbol`` (fewer while the loop has seen fewer) as
+        a window, or None before the first; the same memory the snapshots share, no copy."""
+        window = self._window((symbol, SOURCE_TIMEFRAME))
+        return None if window is None else window.tail(count)
+
+    def _window(self, key: tuple[str, str]) -> CandleWindow | None:
+        """The window of ``key``, cut from its buffer only after the buffer changed."""
+        window = self._windows.get(key)
+        if window is None:
+            window = self._buffers[key].window()
+            if window is not None:
+                self._windows[key] = window
+        return window
+
     def now_us(self) -> int | None:
         """The latest moment the loop knows of: the newest candle close or trade."""
         if self.candle_time_us is None:
             return None
         return max(self.candle_time_us, self.tick_time_us or self.candle_time_us)
 
-    def snapshot(self, ts_us: int, timeframe: str | None = None) -> MarketSnapshot:
+    def snapshot(self, ts_us: int, timeframe: str | None = None, *, candles: bool = True) -> MarketSnapshot:
         """What strategies may read at ``ts_us``: the non-empty windows (of ``timeframe`` only,
-        when given, so a snapshot changes only when that series does), the books of that moment."""
-        candles: dict[tuple[str, str], CandleWindow] = {}
-        for key, buffer in self._buffers.items():
+        when given, so a snapshot changes only when that series does; none without ``candles``,
+        for strategies that read no candles), the books of that moment."""
+        windows: dict[tuple[str, str], CandleWindow] = {}
+        for key in self._buffers if candles else ():
             if timeframe is not None and key[1] != timeframe:
                 continue
-            window = self._windows.get(key)
-            if window is None:
-                window = buffer.window()
-                if window is None:
-                    continue
-                self._windows[key] = window
-            candles[key] = window
+            window = self._window(key)
+            if window is not None:
+                windows[key] = window
         books = {symbol: book for symbol, book in self._books.items() if abs(book.ts_us - ts_us) <= BOOK_MAX_AGE_US}
-        return MarketSnapshot(ts_us=ts_us, candles=candles, books=books, prices=dict(self.prices))
+        return MarketSnapshot(ts_us=ts_us, candles=windows, books=books, prices=dict(self.prices))
 
     def market_risk(self) -> MarketRisk:
         """Volatility and correlations from the 1m history; recomputed only after a new candle."""

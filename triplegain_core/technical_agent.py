@@ -14,12 +14,16 @@ Dividing by ATR makes the momentum and spread scores comparable across symbols a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from triplegain_core.indicators import latest_indicators
+from triplegain_core.indicators import MIN_HISTORY, latest_indicators
+from triplegain_core.indicators import _compute as compute_indicators
 from triplegain_core.market import Candle, us_to_datetime
+from triplegain_core.market_snapshot import CandleWindow
 from triplegain_core.signals import Direction, TechnicalSignal
 
 STRATEGY = "technical_trend"
@@ -59,6 +63,15 @@ class TechnicalAgentConfig(BaseModel):
         return self
 
 
+def _latest(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> dict[str, float] | None:
+    """The indicator values at the last bar, or None while any is NaN; exactly
+    :func:`~triplegain_core.indicators.latest_indicators`, whose computation it shares."""
+    latest = {name: float(values[-1]) for name, values in compute_indicators(high, low, close).items()}
+    if any(math.isnan(value) for value in latest.values()):
+        return None
+    return latest
+
+
 def _clip01(value: float) -> float:
     return min(1.0, max(0.0, value))
 
@@ -83,24 +96,44 @@ class TechnicalAgent:
         values = latest_indicators(candles)
         if values is None:
             return None
+        return self._signal(symbol, last.timeframe, last.open_time_us, last.close_time_us, last.close, values)
+
+    def analyze_window(self, window: CandleWindow) -> TechnicalSignal | None:
+        """:meth:`analyze` on the candles of ``window``: the same signal, read from its columns.
+
+        The trading loop's hot path: the indicators run on the window's float64 arrays as they
+        are, where :meth:`analyze` first gathers them from candle objects.
+        """
+        if len(window) < MIN_HISTORY:
+            return None
+        values = _latest(window.high, window.low, window.close)
+        if values is None:
+            return None
+        return self._signal(window.symbol, window.timeframe, window.last_open_time_us, window.last_close_time_us,
+                            float(window.close[-1]), values)
+
+    def _signal(
+        self, symbol: str, timeframe: str, open_time_us: int, close_time_us: int, entry: float,
+        values: dict[str, float],
+    ) -> TechnicalSignal | None:
+        """The signal on the candle opening at ``open_time_us`` with these indicator values."""
         direction = self._direction(values)
         if direction is None:
             return None
         strength = self.strength(values)
         if strength < self.config.min_strength:
             return None
-        entry = last.close
         stop_distance = min(
             max(self.config.stop_atr_multiple * values["atr_14"], self.config.min_stop_distance * entry),
             self.config.max_stop_distance * entry,
         )
         sign = 1.0 if direction is Direction.LONG else -1.0
         return TechnicalSignal(
-            signal_id=f"{STRATEGY}:{symbol}:{last.timeframe}:{last.open_time_us}",
+            signal_id=f"{STRATEGY}:{symbol}:{timeframe}:{open_time_us}",
             strategy=STRATEGY,
             symbol=symbol,
-            timeframe=last.timeframe,
-            time=us_to_datetime(last.close_time_us),
+            timeframe=timeframe,
+            time=us_to_datetime(close_time_us),
             direction=direction,
             strength=strength,
             entry=entry,

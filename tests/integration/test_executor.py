@@ -376,3 +376,87 @@ def test_broken_strategies_are_reported_and_the_others_trade_on(
     assert loop.strategy_failures["raising"] == 400  # called on every candle, failed every time
     assert loop.account("paper:momentum_scalp").stats.signals > 0
     assert loop.stats.accounts["paper"].signals > 0
+
+
+# --- warm start: a loop started at the stream's end fills its history from the hot state
+
+import dataclasses  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+
+from triplegain_core.strategy_account import StrategyAccount  # noqa: E402
+
+US_PER_HOUR = 60 * US_PER_MINUTE
+
+
+def _hour_aligned(candles: list[Candle]) -> list[Candle]:
+    """The candles moved to start on an hour, so 5m and 1h buckets begin with the first one."""
+    shift = candles[0].open_time_us % US_PER_HOUR
+    return [dataclasses.replace(c, open_time_us=c.open_time_us - shift) for c in candles]
+
+
+def _signals_by_account(monkeypatch: pytest.MonkeyPatch) -> dict[str, list]:
+    """Every signal any account is handed, by account name (the record the comparison reads)."""
+    seen: dict[str, list] = {}
+    handed: Callable = StrategyAccount.on_signal
+
+    def record(account: StrategyAccount, signal):
+        seen.setdefault(account.name, []).append(signal)
+        return handed(account, signal)
+
+    monkeypatch.setattr(StrategyAccount, "on_signal", record)
+    return seen
+
+
+def _on(seen: dict[str, list], prefix: str, close_time_us: int) -> dict[str, list]:
+    """The signals of the accounts named ``prefix``... on the candle closing at ``close_time_us``,
+    by account name without the prefix."""
+    when = us_to_datetime(close_time_us)
+    on = {name.removeprefix(prefix): [s for s in signals if s.time == when]
+          for name, signals in seen.items() if name.startswith(prefix)}
+    return {name: signals for name, signals in on.items() if signals}
+
+
+def test_a_restarted_loop_starts_warm_and_trades_the_next_candle_as_a_whole_stream_loop(
+    redis_client, db: psycopg.Connection, shared_data, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    candles = _hour_aligned(_real_candles(shared_data))
+    history = 999  # within the 1000 recent candles the hot state keeps: both loops hold the same history
+    seen = _signals_by_account(monkeypatch)
+    publisher = HotStatePublisher(redis_client)
+    for start in range(0, history, 250):
+        publisher.publish([], [], candles[start:min(start + 250, history)], {"ts_us": 0})
+    whole = TradingLoop(Settings(symbols=("XRP/USDT",), account="whole"), HotStateReader(redis_client),
+                        TradingStore(db), start_stream_id="0")
+    while whole.cycle():
+        pass
+    assert whole.stats.candles == history
+
+    restarted = TradingLoop(Settings(symbols=("XRP/USDT",), account="restarted"), HotStateReader(redis_client),
+                            TradingStore(db))
+    assert restarted.cycle() == 0  # the warm-up reads the history; no candle is traded on it
+    assert restarted.stats.warm_candles == history
+    assert restarted.stats.candles == restarted.stats.signals == 0
+    assert not any(name.startswith("restarted") for name in seen)
+    assert TradingStore(db).activity_counts("restarted")["orders"] == 0
+    # Every series the strategies read is the whole-stream loop's, 5m and 1h included.
+    now_us = candles[history - 1].close_time_us
+    warm, full = restarted.market.snapshot(now_us), whole.market.snapshot(now_us)
+    assert warm.candles.keys() == full.candles.keys()
+    assert {tf for _, tf in warm.candles} >= {"1m", "5m", "1h"}
+    for key, window in full.candles.items():
+        for column in ("open_time_us", "open", "high", "low", "close", "volume"):
+            assert np.array_equal(getattr(warm.candles[key], column), getattr(window, column)), (key, column)
+    assert restarted.market.history("XRP/USDT") == whole.market.history("XRP/USDT")
+
+    # The next new candles: the first one either loop signals on is signalled alike by both.
+    for candle in candles[history:]:
+        publisher.publish([], [], [candle], {"ts_us": 0})
+        assert whole.cycle() == restarted.cycle() == 1
+        expected = _on(seen, "whole", candle.close_time_us)
+        got = _on(seen, "restarted", candle.close_time_us)
+        if expected or got:
+            break
+    assert expected
+    assert got == expected
+    # and it signalled nothing else: no signal on a candle of the warm-up history.
+    assert restarted.stats.signals == sum(len(signals) for signals in got.values())

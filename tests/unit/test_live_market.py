@@ -78,3 +78,25 @@ def test_market_risk_is_estimated_once_per_candle() -> None:
     assert market.market_risk() is first and first.volatility_of("XRP/USDT") is not None
     market.add_candle(_candle(40, close=1.2))
     assert market.market_risk() is not first
+
+
+def test_seeded_history_starts_higher_timeframes_on_a_whole_bucket() -> None:
+    # T0 opens an hour; the seed starts 3 minutes into a 5m bucket.
+    seeded = LiveMarket(("XRP/USDT",), ("5m",))
+    history = [_candle(minute, close=1.0 + minute / 100) for minute in range(3, 23)]
+    assert seeded.seed({"XRP/USDT": history, "BTC/USDT": [_candle(0, symbol="BTC/USDT")]}) == len(history)
+    fed = LiveMarket(("XRP/USDT",), ("5m",))
+    for candle in history[2:]:  # from the first whole bucket, minute 5
+        fed.add_candle(candle)
+    now_us = history[-1].close_time_us
+    window = seeded.snapshot(now_us, "5m").window("XRP/USDT", "5m")
+    expected = fed.snapshot(now_us, "5m").window("XRP/USDT", "5m")
+    assert window is not None and expected is not None
+    assert list(window.open_time_us) == [T0 + m * US_PER_MINUTE for m in (5, 10, 15)]
+    assert np.array_equal(window.close, expected.close) and np.array_equal(window.high, expected.high)
+    # The 1m history is all of it, and the market stands at the seed's last candle.
+    assert seeded.history("XRP/USDT") == history
+    assert seeded.candle_time_us == now_us and seeded.prices == {"XRP/USDT": history[-1].close}
+    # Live candles go on from there; the seed's own candles are not taken twice.
+    assert not seeded.add_candle(history[-1])
+    assert seeded.add_candle(_candle(23))

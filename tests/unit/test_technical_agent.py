@@ -104,3 +104,21 @@ def test_stop_clamped_to_max_distance(candles: list[Candle]) -> None:
 def test_rejects_candles_of_another_symbol(candles: list[Candle]) -> None:
     with pytest.raises(ValueError):
         TechnicalAgent().analyze("BTC/USDT", candles[:WINDOW])
+
+
+def test_window_analysis_is_the_candle_analysis(candles: list[Candle]) -> None:
+    # The loop's hot path reads a ring's window; it must decide exactly as the candle path,
+    # on every candle of the replay (short histories, no signal, and both directions).
+    from triplegain_core.market_snapshot import CandleBuffer
+
+    agent = TechnicalAgent(TechnicalAgentConfig(min_strength=0.0))
+    buffer = CandleBuffer(candles[0].symbol, "5m", capacity=WINDOW + 50)
+    signals = 0
+    for end, candle in enumerate(candles, start=1):
+        buffer.append(candle)
+        window = buffer.window()
+        assert window is not None
+        expected = agent.analyze(candle.symbol, candles[max(0, end - WINDOW) : end])
+        assert agent.analyze_window(window.tail(WINDOW)) == expected
+        signals += expected is not None
+    assert signals > 0

@@ -25,6 +25,22 @@ from triplegain_core.risk import RiskCheck
 from triplegain_core.signals import TechnicalSignal, TradeIntent
 
 
+_SNAPSHOT_UPSERT = (
+    "INSERT INTO portfolio_snapshots (account, time, btc, usdt, xrp, prices, equity_usdt,"
+    " liabilities) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (account, time)"
+    " DO UPDATE SET btc = EXCLUDED.btc, usdt = EXCLUDED.usdt, xrp = EXCLUDED.xrp,"
+    " prices = EXCLUDED.prices, equity_usdt = EXCLUDED.equity_usdt,"
+    " liabilities = EXCLUDED.liabilities"
+)
+
+
+def _snapshot_params(snapshot: PortfolioSnapshot) -> tuple[object, ...]:
+    return (snapshot.account, snapshot.time, snapshot.balances.get(Asset.BTC, 0.0),
+            snapshot.balances.get(Asset.USDT, 0.0), snapshot.balances.get(Asset.XRP, 0.0),
+            Jsonb(snapshot.prices), snapshot.equity_usdt,
+            Jsonb({asset.value: amount for asset, amount in snapshot.liabilities.items()}))
+
+
 class TradingStore:
     """Writes and reads the trading tables of the schema."""
 
@@ -173,36 +189,19 @@ class TradingStore:
             )
 
     def record_snapshot(self, snapshot: PortfolioSnapshot) -> None:
-        self._conn.execute(
-            "INSERT INTO portfolio_snapshots (account, time, btc, usdt, xrp, prices, equity_usdt,"
-            " liabilities) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (account, time)"
-            " DO UPDATE SET btc = EXCLUDED.btc, usdt = EXCLUDED.usdt, xrp = EXCLUDED.xrp,"
-            " prices = EXCLUDED.prices, equity_usdt = EXCLUDED.equity_usdt,"
-            " liabilities = EXCLUDED.liabilities",
-            (snapshot.account, snapshot.time, snapshot.balances.get(Asset.BTC, 0.0),
-             snapshot.balances.get(Asset.USDT, 0.0), snapshot.balances.get(Asset.XRP, 0.0),
-             Jsonb(snapshot.prices), snapshot.equity_usdt,
-             Jsonb({asset.value: amount for asset, amount in snapshot.liabilities.items()})),
-        )
+        self._conn.execute(_SNAPSHOT_UPSERT, _snapshot_params(snapshot))
 
     def record_snapshots(self, snapshots: Sequence[PortfolioSnapshot]) -> None:
-        """Upsert several accounts' snapshots in one statement (one round trip, not one per account)."""
+        """Upsert several accounts' snapshots, pipelined (one round trip, not one per account).
+
+        One single-row statement for all rows, rather than one multi-row statement: psycopg
+        parses a statement of that many parameters afresh on every call, while this one it
+        parses once and reuses.
+        """
         if not snapshots:
             return
-        params: list[object] = []
-        for s in snapshots:
-            params += [s.account, s.time, s.balances.get(Asset.BTC, 0.0), s.balances.get(Asset.USDT, 0.0),
-                       s.balances.get(Asset.XRP, 0.0), Jsonb(s.prices), s.equity_usdt,
-                       Jsonb({asset.value: amount for asset, amount in s.liabilities.items()})]
-        values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s)"] * len(snapshots))
-        self._conn.execute(
-            "INSERT INTO portfolio_snapshots (account, time, btc, usdt, xrp, prices, equity_usdt,"
-            f" liabilities) VALUES {values} ON CONFLICT (account, time)"
-            " DO UPDATE SET btc = EXCLUDED.btc, usdt = EXCLUDED.usdt, xrp = EXCLUDED.xrp,"
-            " prices = EXCLUDED.prices, equity_usdt = EXCLUDED.equity_usdt,"
-            " liabilities = EXCLUDED.liabilities",
-            params,
-        )
+        with self._conn.cursor() as cur:
+            cur.executemany(_SNAPSHOT_UPSERT, [_snapshot_params(s) for s in snapshots])
 
     def pipeline(self) -> AbstractContextManager[psycopg.Pipeline]:
         """A block whose writes are sent without waiting for each reply, and synced at its end.

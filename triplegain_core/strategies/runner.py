@@ -65,6 +65,8 @@ class StrategyRunner:
         names = [s.name for s in self.strategies]
         if len(names) != len(set(names)):
             raise ValueError(f"strategy names must be unique, got {names}")
+        # Every snapshot part any of the strategies reads: a producer may leave out the others.
+        self.reads: frozenset[str] = frozenset().union(*(s.reads for s in self.strategies))
         self.gate = gate
         self.gate_policy = gate_policy
         self.states: dict[tuple[str, str], StrategyState] = {
@@ -85,6 +87,21 @@ class StrategyRunner:
         report.failures.append(StrategyFailure(strategy.name, symbol, error))
         if count == 1 or count % _LOG_EVERY == 0:
             log.error("strategy %s failed on %s (%d failures so far): %s", strategy.name, symbol, count, error)
+
+    def prime(self, snapshot: MarketSnapshot) -> None:
+        """Take ``snapshot`` as already decided on, without calling any strategy.
+
+        Each strategy is called again only once the parts it reads change: a loop that filled
+        its history at start must not signal on candles that closed before it ran.
+        """
+        fingerprints: dict[frozenset[str], tuple[object, ...]] = {}
+        for strategy in self.strategies:
+            fingerprint = fingerprints.get(strategy.reads)
+            if fingerprint is None:
+                fingerprint = fingerprints[strategy.reads] = snapshot.fingerprint(strategy.reads)
+            for symbol in strategy.symbols:
+                state = self.states[(strategy.name, symbol)]
+                self._input_keys[(strategy.name, symbol)] = (fingerprint, state.signals_emitted, state.last_signal_id)
 
     def run(self, snapshot: MarketSnapshot) -> list[StrategySignal]:
         """The new signals of this cycle, in strategy then symbol order."""
