@@ -185,6 +185,10 @@ class TradingLoop:
         self._accounts: tuple[StrategyAccount, ...] = (self._base, *self._by_strategy.values())
         self._last_snapshot_minute: int | None = None
         self._stream_id = start_stream_id
+        # The public tape is read only when some strategy reads it (order flow), from the same
+        # point as the candles: all of a replay, or only what is new to a live loop.
+        reads_tape = any("trades" in s.reads for s in strategies)
+        self._trades_id: str | None = ("0" if start_stream_id == "0" else "$") if reads_tape else None
         self.stats = ExecutorStats(accounts={a.name: a.stats for a in self._accounts})
 
     @property
@@ -290,8 +294,12 @@ class TradingLoop:
         started = time.perf_counter()
         if self._stream_id == "$":
             self.warm_start()
-        self._stream_id, candles, prices, books = self._hot_state.poll(self._stream_id, self._settings.symbols)
-        self._market.set_books(books)
+        polled = self._hot_state.poll(self._stream_id, self._settings.symbols, trades_after=self._trades_id)
+        self._stream_id, self._trades_id = polled.last_id, polled.trades_id
+        candles, prices = polled.candles, polled.prices
+        self._market.set_books(polled.books)
+        if polled.trades:
+            self._market.add_trades(polled.trades)
         deciding = 0.0
         if candles:
             # A candle cycle writes a trail (snapshots, signals, checks, orders, fills): all of it

@@ -906,4 +906,4 @@ class TradeStreamer:
             stats.duplicate_trades, stats.rejected_frames, stats.reconnects,
             stats.missed_intervals, stats.last_trade_ts_us)
         self._publisher.publish(batch.prices, batch.forming, batch.closed, heartbeat,
-                                tickers=batch.tickers, books=batch.books)
+                                tickers=batch.tickers, books=batch.books, trades=batch.trades)

@@ -18,14 +18,14 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 import redis
 
-from triplegain_core.market import TIMEFRAMES, Candle
+from triplegain_core.market import TIMEFRAMES, Candle, Side, Trade
 
 CONTRACT_VERSION = 1
-CONTRACT_REVISION = "1.2"
+CONTRACT_REVISION = "1.3"
 PREFIX = f"tg:v{CONTRACT_VERSION}:"
 
 PRICE_TTL_S = 60
@@ -38,6 +38,8 @@ HEARTBEAT_TTL_S = 15
 CLOSED_CANDLES_MAXLEN = 100_000  # approximate (XADD MAXLEN ~)
 # The deliberation <-> executor streams (triplegain_core.decision_stream), approximate too.
 DECISIONS_MAXLEN = 10_000
+# Public trades, one entry per streamer batch, for the strategies that read the tape.
+TRADE_BATCHES_MAXLEN = 1000
 STRONG_SIGNALS_MAXLEN = 10_000
 
 
@@ -59,6 +61,7 @@ CONTRACT: tuple[KeySpec, ...] = (
     KeySpec("candles:{timeframe}:{symbol}", "zset", RECENT_CANDLES_TTL_S, RECENT_CANDLES_CAP),
     KeySpec("stream:candles:{timeframe}", "stream", None, CLOSED_CANDLES_MAXLEN),
     KeySpec("streamer:heartbeat", "string", HEARTBEAT_TTL_S, None),
+    KeySpec("stream:trades", "stream", None, TRADE_BATCHES_MAXLEN),
     KeySpec("stream:decisions", "stream", None, DECISIONS_MAXLEN),
     KeySpec("stream:signals:strong", "stream", None, STRONG_SIGNALS_MAXLEN),
 )
@@ -167,11 +170,38 @@ def closed_candles_stream(timeframe: str = "1m") -> str:
 
 
 HEARTBEAT_KEY = PREFIX + "streamer:heartbeat"
+TRADES_STREAM = PREFIX + "stream:trades"
 CLOSED_CANDLES_STREAM = closed_candles_stream("1m")
 
 
 def _candle_json(candle: Candle) -> str:
     return json.dumps(asdict(candle))
+
+
+def _trade_row(trade: Trade) -> list[object]:
+    return [trade.symbol, trade.trade_id, trade.ts_us, trade.price, trade.qty, trade.side.value]
+
+
+def _trades(raw: bytes | str) -> list[Trade]:
+    return [Trade(symbol, trade_id, ts_us, price, qty, Side(side))
+            for symbol, trade_id, ts_us, price, qty, side in json.loads(raw)]
+
+
+def _entry_id(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
+@dataclass(slots=True)
+class CyclePoll:
+    """What one trading-loop cycle read: new closed candles and trades (with the stream ids to
+    read after next time), and the latest prices and books."""
+
+    last_id: str
+    trades_id: str | None
+    candles: list[Candle] = field(default_factory=list)
+    trades: list[Trade] = field(default_factory=list)
+    prices: dict[str, LastPrice] = field(default_factory=dict)
+    books: dict[str, BookSnapshot] = field(default_factory=dict)
 
 
 class HotStatePublisher:
@@ -189,6 +219,7 @@ class HotStatePublisher:
         *,
         tickers: Sequence[Ticker] = (),
         books: Sequence[BookSnapshot] = (),
+        trades: Sequence[Trade] = (),
     ) -> None:
         """Publish one batch in a single round trip, atomically (MULTI/EXEC): a reader sees
         all of it or none of it.
@@ -224,6 +255,10 @@ class HotStatePublisher:
         for key in recent_keys:
             pipe.zremrangebyrank(key, 0, -RECENT_CANDLES_CAP - 1)
             pipe.expire(key, RECENT_CANDLES_TTL_S)
+        if trades:
+            # One entry per batch: the consumer reads the tape batch by batch, not trade by trade.
+            pipe.xadd(TRADES_STREAM, {"t": json.dumps([_trade_row(t) for t in trades])},
+                      maxlen=TRADE_BATCHES_MAXLEN, approximate=True)
         pipe.set(HEARTBEAT_KEY, json.dumps(beat), ex=HEARTBEAT_TTL_S)
         pipe.execute()
 
@@ -318,22 +353,37 @@ class HotStateReader:
         return Heartbeat(**{k: v for k, v in data.items() if k in known})
 
     def poll(
-        self, last_id: str, symbols: Sequence[str], count: int = 1000, *, timeframe: str = "1m"
-    ) -> tuple[str, list[Candle], dict[str, LastPrice], dict[str, BookSnapshot]]:
+        self, last_id: str, symbols: Sequence[str], count: int = 1000, *, timeframe: str = "1m",
+        trades_after: str | None = None,
+    ) -> CyclePoll:
         """One round trip for a trading-loop cycle: the closed candles after ``last_id`` (as
-        :meth:`closed_candles_after`), and the latest prices and books of ``symbols`` (as
-        :meth:`last_prices` and :meth:`books`)."""
+        :meth:`closed_candles_after`), the latest prices and books of ``symbols`` (as
+        :meth:`last_prices` and :meth:`books`), and, with ``trades_after``, the public trades
+        published after that id of the trade stream ("$" on a first call: only new ones)."""
+        candle_stream = closed_candles_stream(timeframe)
+        streams = {candle_stream: last_id}
+        if trades_after is not None:
+            streams[TRADES_STREAM] = trades_after
         pipe = self._client.pipeline(transaction=False)
-        pipe.xread({closed_candles_stream(timeframe): last_id}, count=count)
-        pipe.mget([price_key(s) for s in symbols])
-        pipe.mget([book_key(s) for s in symbols])
-        reply, raw_prices, raw_books = pipe.execute()
-        newest, candles = last_id, []
-        if reply:
-            entries = reply[0][1]
-            candles = [Candle(**json.loads(fields[b"c"])) for _, fields in entries]
-            last = entries[-1][0]
-            newest = last.decode() if isinstance(last, bytes) else last
-        prices = [LastPrice(**json.loads(raw)) for raw in raw_prices if raw is not None]
-        books = [BookSnapshot.from_json(raw) for raw in raw_books if raw is not None]
-        return newest, candles, {p.symbol: p for p in prices}, {b.symbol: b for b in books}
+        pipe.xread(streams, count=count)
+        if trades_after == "$":  # "$" returns nothing without blocking: anchor on the newest id
+            pipe.xrevrange(TRADES_STREAM, count=1)
+        pipe.mget([price_key(s) for s in symbols] + [book_key(s) for s in symbols])
+        replies = pipe.execute()
+        reply, values = replies[0], replies[-1]
+        result = CyclePoll(last_id=last_id, trades_id=trades_after)
+        if trades_after == "$":
+            newest_trades = replies[1]
+            result.trades_id = _entry_id(newest_trades[0][0]) if newest_trades else "0"
+        for stream, entries in reply or ():
+            name = stream.decode() if isinstance(stream, bytes) else stream
+            if name == candle_stream:
+                result.candles = [Candle(**json.loads(fields[b"c"])) for _, fields in entries]
+                result.last_id = _entry_id(entries[-1][0])
+            else:
+                result.trades = [trade for _, fields in entries for trade in _trades(fields[b"t"])]
+                result.trades_id = _entry_id(entries[-1][0])
+        raw_prices, raw_books = values[:len(symbols)], values[len(symbols):]
+        result.prices = {p.symbol: p for p in (LastPrice(**json.loads(raw)) for raw in raw_prices if raw is not None)}
+        result.books = {b.symbol: b for b in (BookSnapshot.from_json(raw) for raw in raw_books if raw is not None)}
+        return result

@@ -20,8 +20,16 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from triplegain_core.hot_state import BookSnapshot, LastPrice
-from triplegain_core.market import TIMEFRAME_US, Candle, us_to_datetime
-from triplegain_core.market_snapshot import BookLevel, BookTop, CandleBuffer, CandleWindow, MarketSnapshot
+from triplegain_core.market import TIMEFRAME_US, Candle, Trade, us_to_datetime
+from triplegain_core.market_snapshot import (
+    BookLevel,
+    BookTop,
+    CandleBuffer,
+    CandleWindow,
+    MarketSnapshot,
+    TradeBuffer,
+    TradeWindow,
+)
 from triplegain_core.risk import MarketRisk, estimate_market_risk
 from triplegain_core.timeframes import CandleResampler
 
@@ -29,6 +37,8 @@ SOURCE_TIMEFRAME = "1m"
 # A published book belongs to a snapshot (or fills an order) only this close to its time: a
 # replayed backlog of candles must not trade against the book of a later moment.
 BOOK_MAX_AGE_US = 5_000_000
+# Public trades kept per symbol for the strategies that read the tape.
+TRADES_KEPT = 1000
 
 
 def book_top(snapshot: BookSnapshot) -> BookTop | None:
@@ -64,6 +74,8 @@ class LiveMarket:
                             for s in self.symbols for tf in self.timeframes if tf != SOURCE_TIMEFRAME}
         self._windows: dict[tuple[str, str], CandleWindow] = {}
         self._books: dict[str, BookTop] = {}
+        self._tapes = {symbol: TradeBuffer(symbol, TRADES_KEPT) for symbol in self.symbols}
+        self._tape_windows: dict[str, TradeWindow] = {}
         self._risk: MarketRisk | None = None
 
     @property
@@ -140,6 +152,21 @@ class LiveMarket:
         self.tick_time_us = max(self.tick_time_us or last.ts_us, last.ts_us)
         return True
 
+    def add_trades(self, trades: Iterable[Trade]) -> int:
+        """Take the next public trades (in stream order); returns how many were ours and new.
+
+        A trade not newer than the last kept of its symbol (a replayed batch) is skipped.
+        """
+        taken = 0
+        for trade in trades:
+            tape = self._tapes.get(trade.symbol)
+            if tape is None or not tape.follows(trade):
+                continue
+            tape.append(trade)
+            self._tape_windows.pop(trade.symbol, None)
+            taken += 1
+        return taken
+
     def set_books(self, books: Mapping[str, BookSnapshot]) -> None:
         """Replace the known books with the latest published ones (unusable books are dropped)."""
         kept: dict[str, BookTop] = {}
@@ -188,7 +215,16 @@ class LiveMarket:
             if window is not None:
                 windows[key] = window
         books = {symbol: book for symbol, book in self._books.items() if abs(book.ts_us - ts_us) <= BOOK_MAX_AGE_US}
-        return MarketSnapshot(ts_us=ts_us, candles=windows, books=books, prices=dict(self.prices))
+        return MarketSnapshot(ts_us=ts_us, candles=windows, books=books, trades=self._trade_windows(),
+                              prices=dict(self.prices))
+
+    def _trade_windows(self) -> dict[str, TradeWindow]:
+        for symbol, tape in self._tapes.items():
+            if symbol not in self._tape_windows and len(tape):
+                window = tape.window()
+                assert window is not None
+                self._tape_windows[symbol] = window
+        return dict(self._tape_windows)
 
     def market_risk(self) -> MarketRisk:
         """Volatility and correlations from the 1m history; recomputed only after a new candle."""

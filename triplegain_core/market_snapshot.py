@@ -305,6 +305,11 @@ class TradeBuffer:
         self._ring.append((trade.ts_us, trade.trade_id),
                           (trade.price, trade.qty, 1.0 if trade.side is Side.BUY else -1.0))
 
+    def follows(self, trade: Trade) -> bool:
+        """Whether ``trade`` comes after every buffered one (newer id, not older in time)."""
+        return not len(self._ring) or (trade.trade_id > self._ring.last_int(1)
+                                       and trade.ts_us >= self._ring.last_int(0))
+
     def extend(self, trades: Iterable[Trade]) -> None:
         """Append each trade in order."""
         for trade in trades:

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import math
+from collections.abc import Callable
 
+import numpy as np
 import pandas as pd
 import psycopg
 import pytest
 
 from streamer.executor import TradingLoop
 from triplegain_core.config import Settings, StrategySettings
-from triplegain_core.hot_state import HotStatePublisher, HotStateReader, LastPrice
-from triplegain_core.market import US_PER_MINUTE, Candle, datetime_to_us
-from triplegain_core.orders import Fill, OrderPurpose
+from triplegain_core.hot_state import BookSnapshot, HotStatePublisher, HotStateReader, LastPrice
+from triplegain_core.market import US_PER_MINUTE, Candle, Side, Trade, datetime_to_us, us_to_datetime
+from triplegain_core.orders import Fill, OrderPurpose, OrderState
 from triplegain_core.portfolio import Portfolio
 from triplegain_core.positions import PositionStatus
-from triplegain_core.signals import Direction
+from triplegain_core.risk import RiskAdjustment, RiskReason
+from triplegain_core.signals import Direction, IntentAction, TradeIntent
 from triplegain_core.storage.trading_store import TradingStore
+from triplegain_core.strategy_account import StrategyAccount
 
 
 def _real_candles(shared_data, symbol: str = "XRP/USDT") -> list[Candle]:
@@ -114,13 +120,6 @@ def test_run_stops_cleanly_and_records_a_final_snapshot(loop: TradingLoop, redis
 
 # --- trade intents: leverage, exits managed each tick, every step stored
 
-import math  # noqa: E402
-import numpy as np  # noqa: E402
-
-from triplegain_core.market import us_to_datetime  # noqa: E402
-from triplegain_core.orders import OrderState  # noqa: E402
-from triplegain_core.risk import RiskAdjustment, RiskReason  # noqa: E402
-from triplegain_core.signals import IntentAction, TradeIntent  # noqa: E402
 
 START_US = 1_700_000_000 * 1_000_000
 
@@ -380,10 +379,6 @@ def test_broken_strategies_are_reported_and_the_others_trade_on(
 
 # --- warm start: a loop started at the stream's end fills its history from the hot state
 
-import dataclasses  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-
-from triplegain_core.strategy_account import StrategyAccount  # noqa: E402
 
 US_PER_HOUR = 60 * US_PER_MINUTE
 
@@ -460,3 +455,29 @@ def test_a_restarted_loop_starts_warm_and_trades_the_next_candle_as_a_whole_stre
     assert got == expected
     # and it signalled nothing else: no signal on a candle of the warm-up history.
     assert restarted.stats.signals == sum(len(signals) for signals in got.values())
+
+
+def test_order_flow_trades_live_on_the_published_tape_and_book(
+    db: psycopg.Connection, redis_client,
+) -> None:
+    settings = Settings(symbols=("XRP/USDT",),
+                        strategies=StrategySettings(enabled=("order_flow",), technical_agent=False))
+    loop = TradingLoop(settings, HotStateReader(redis_client), TradingStore(db), start_stream_id="0")
+    publisher = HotStatePublisher(redis_client)
+    t0 = 1_790_000_000 * 1_000_000
+    price = 0.5
+    publisher.publish([], [], [Candle("XRP/USDT", "1m", t0 - US_PER_MINUTE, price, price, price, price, 100.0, 5)],
+                      {"ts_us": 0})
+    loop.cycle()
+    # Aggressive buying on the tape, and a book leaning the same way (bids far deeper than asks).
+    tape = [Trade("XRP/USDT", i, t0 + i * 1_000_000, price, 50.0 if i % 4 else 5.0,
+                  Side.BUY if i % 4 else Side.SELL) for i in range(1, 25)]
+    now = t0 + 25 * 1_000_000
+    book = BookSnapshot("XRP/USDT", now, 10, tuple((price - 0.0001 * (i + 1), 5000.0) for i in range(10)),
+                        tuple((price + 0.0001 * (i + 1), 500.0) for i in range(10)))
+    publisher.publish([LastPrice("XRP/USDT", price, now)], [], [], {"ts_us": 0}, books=[book], trades=tape)
+    loop.cycle()
+    store = TradingStore(db)
+    (position,) = store.positions("paper:order_flow")
+    assert position.direction is Direction.LONG and position.strategy == "order_flow"
+    assert all(approved for _, _, approved in store.fills_with_checks("paper:order_flow"))

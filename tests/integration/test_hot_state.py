@@ -28,7 +28,7 @@ from triplegain_core.hot_state import (
     LastPrice,
     Ticker,
 )
-from triplegain_core.market import TIMEFRAME_US, TIMEFRAMES, US_PER_MINUTE, Candle, datetime_to_us
+from triplegain_core.market import TIMEFRAME_US, TIMEFRAMES, US_PER_MINUTE, Candle, Side, Trade, datetime_to_us
 from triplegain_core.llm.trading_decision import Action, TradingDecision
 from triplegain_core.signals import Direction
 from triplegain_core.storage.trading_store import TradingStore
@@ -85,7 +85,7 @@ def test_the_written_contract_equals_the_code() -> None:
     # Every name the module builds matches exactly one documented pattern.
     names = [hot_state.price_key("XRP/USDT"), hot_state.ticker_key("XRP/USDT"),
              hot_state.book_key("XRP/USDT"), hot_state.HEARTBEAT_KEY,
-             decision_stream.DECISIONS_STREAM, decision_stream.STRONG_SIGNALS_STREAM]
+             decision_stream.DECISIONS_STREAM, decision_stream.STRONG_SIGNALS_STREAM, hot_state.TRADES_STREAM]
     for timeframe in TIMEFRAMES:
         names += [hot_state.forming_candle_key("XRP/BTC", timeframe),
                   hot_state.recent_candles_key("XRP/BTC", timeframe),
@@ -101,7 +101,7 @@ def test_every_key_has_its_documented_type_and_ttl(redis_client: redis.Redis) ->
     HotStatePublisher(redis_client).publish(
         [LastPrice("XRP/USDT", 0.5, T0)], [_candle(0, timeframe="5m")],
         [_candle(0, timeframe="5m")], Heartbeat(T0, trades=3), tickers=[_ticker()],
-        books=[_book()],
+        books=[_book()], trades=[Trade("XRP/USDT", 1, T0, 0.5, 10.0, Side.BUY)],
     )
     DecisionStream(redis_client).publish(DECISION)
     StrongSignalStream(redis_client).publish(STRONG_SIGNAL)
@@ -206,3 +206,22 @@ def test_malformed_books_are_refused() -> None:
         BookSnapshot("XRP/USDT", T0, 5, ((0.5, float("nan")),), ())
     with pytest.raises(ValueError, match="positive"):
         BookSnapshot("XRP/USDT", T0, 5, (), ((-1.0, 1.0),))
+
+
+def test_one_poll_reads_new_candles_new_trades_prices_and_books(redis_client: redis.Redis) -> None:
+    publisher, reader = HotStatePublisher(redis_client), HotStateReader(redis_client)
+    tape = [Trade("XRP/USDT", i, T0 + i, 0.5 + i / 1000, 1.0 + i, Side.BUY if i % 2 else Side.SELL)
+            for i in range(1, 4)]
+    publisher.publish([LastPrice("XRP/USDT", 0.503, T0 + 3)], [], [_candle(0, symbol="XRP/USDT")],
+                      Heartbeat(T0), books=[_book()], trades=tape[:2])
+    first = reader.poll("0", ["XRP/USDT", "BTC/USDT"], trades_after="0")
+    assert first.candles == [_candle(0, symbol="XRP/USDT")] and first.trades == tape[:2]
+    assert set(first.prices) == {"XRP/USDT"} and first.books == {"XRP/USDT": _book()}
+    publisher.publish([], [], [], Heartbeat(T0), trades=tape[2:])
+    second = reader.poll(first.last_id, ["XRP/USDT"], trades_after=first.trades_id)
+    assert second.candles == [] and second.trades == tape[2:] and second.last_id == first.last_id
+    # A live loop starting at "$" is anchored on the newest batch: it reads only what follows.
+    live = reader.poll("0", ["XRP/USDT"], trades_after="$")
+    assert live.trades == [] and live.trades_id == second.trades_id
+    # Without trades_after the tape is not read at all.
+    assert reader.poll("0", ["XRP/USDT"]).trades == []
