@@ -19,6 +19,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import redis
@@ -30,6 +31,9 @@ from triplegain_core.storage.endpoints import database_url, redis_url
 from triplegain_core.storage.market_store import MarketStore
 from triplegain_core.storage.migrate import migrate
 from triplegain_core.storage.trading_store import TradingStore
+
+if TYPE_CHECKING:
+    from triplegain_core.gate_queue import GateQueue
 
 log = logging.getLogger("triplegain")
 
@@ -183,6 +187,7 @@ def _execute(args: argparse.Namespace, settings: Settings) -> int:
     from triplegain_core.decision_intake import DecisionIntake
     from triplegain_core.decision_stream import DecisionStream, StrongSignalStream
     from triplegain_core.storage.decision_events import DecisionEventStore
+    from triplegain_core.storage.gate_store import GateStore
 
     if settings.mode != "paper":
         print("live execution is not part of this version: the executor trades on paper only",
@@ -199,6 +204,7 @@ def _execute(args: argparse.Namespace, settings: Settings) -> int:
             # (before a restart) skipped by their stored lifecycle, so none is lost or repeated.
             intake = DecisionIntake(DecisionStream(client), DecisionEventStore(conn),
                                     min_confidence=settings.deliberation.min_confidence, start_id="0")
+            gate = _gate_queue(settings, db_url)
             loop = TradingLoop(
                 settings,
                 HotStateReader(client),
@@ -206,13 +212,19 @@ def _execute(args: argparse.Namespace, settings: Settings) -> int:
                 start_stream_id="0" if args.from_start else "$",
                 decisions=intake,
                 strong_signals=StrongSignalStream(client),
+                gate=gate,
+                gate_store=GateStore(conn),
             )
             for account in loop.accounts:
                 log.info("account %s trades %s", account.name, account.strategy or "the TechnicalAgent")
             for report in loop.strategy_reports:
                 if not report.loaded:
                     log.warning("strategy %s not run: %s", report.name or report.source, report.reason)
-            stats = await loop.run(stop)
+            try:
+                stats = await loop.run(stop)
+            finally:
+                if gate is not None:
+                    gate.close()
             print(stats)
             for account in loop.accounts:
                 print(account.name, account.stats)
@@ -220,6 +232,25 @@ def _execute(args: argparse.Namespace, settings: Settings) -> int:
 
     asyncio.run(run())
     return 0
+
+
+def _gate_queue(settings: Settings, db_url: str) -> GateQueue | None:
+    """The LLM confirmation gate of the gated strategies, off the loop (None: nothing gated)."""
+    model = settings.gate_model()
+    if model is None:
+        return None
+    # Imported only here: the executor loads no LLM SDK unless a strategy is gated.
+    from triplegain_core.gate_queue import GateQueue
+    from triplegain_core.llm.client import LLMClient
+    from triplegain_core.llm.llm_gate import LLMSignalGate
+    from triplegain_core.llm.recorded_client import DatabaseRecorder
+
+    gating = settings.strategies
+    log.info("strategies %s are gated by %s (%s on failure)", ", ".join(gating.gated), model,
+             gating.gate_policy.value)
+    gate = LLMSignalGate(lambda: LLMClient(settings.llm, recorder=DatabaseRecorder(db_url)), model,
+                         min_confidence=settings.deliberation.min_confidence, deadline_s=gating.gate_wait_s)
+    return GateQueue(gate, gating.gate_policy, max_wait_s=gating.gate_wait_s + 5.0)
 
 
 def _decision_list(args: argparse.Namespace, settings: Settings) -> int:

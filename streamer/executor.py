@@ -18,7 +18,9 @@ Deliberated decisions arrive on the Redis decision stream (a
 its own LLM paper account (``llm:<model>``, ``llm:consensus``, ...), opened on its first
 decision with the configured starting balances, exactly like any strategy's intent. A signal
 at least as strong as ``deliberation.strong_signal_strength`` is published on the strong-signal
-stream, where a Dagster sensor asks the models early.
+stream, where a Dagster sensor asks the models early. The signals of gated strategies go to
+the confirmation gate (a :class:`~triplegain_core.gate_queue.GateQueue`, off the loop) and are
+traded on a later cycle only if it confirms them; every verdict is stored.
 
 A loop started at the stream's end ("$") first warms up (:meth:`TradingLoop.warm_start`): its
 history is filled from the hot state's recent closed candles, without deciding on any of them,
@@ -42,6 +44,7 @@ from datetime import datetime
 from triplegain_core.config import Settings
 from triplegain_core.decision_intake import DecisionIntake
 from triplegain_core.decision_stream import LLM_ACCOUNT_PREFIX, PublishedDecision, StrongSignal, StrongSignalStream
+from triplegain_core.gate_queue import GateQueue
 from triplegain_core.hot_state import RECENT_CANDLES_CAP, HotStateReader, LastPrice
 from triplegain_core.indicators import MIN_HISTORY
 from triplegain_core.live_market import BOOK_MAX_AGE_US, LiveMarket, book_top
@@ -52,6 +55,7 @@ from triplegain_core.portfolio import Portfolio
 from triplegain_core.positions import PositionTracker
 from triplegain_core.risk import MarketRisk, RiskCheck
 from triplegain_core.signals import Direction, TechnicalSignal, TradeIntent
+from triplegain_core.storage.gate_store import GateStore
 from triplegain_core.storage.trading_store import TradingStore
 from triplegain_core.strategies.registry import LoadedStrategy, LoadReport
 from triplegain_core.strategies.runner import StrategyRunner
@@ -145,6 +149,8 @@ class TradingLoop:
         start_stream_id: str = "$",
         decisions: DecisionIntake | None = None,
         strong_signals: StrongSignalStream | None = None,
+        gate: GateQueue | None = None,
+        gate_store: GateStore | None = None,
     ) -> None:
         self._settings = settings
         self._hot_state = hot_state
@@ -173,6 +179,9 @@ class TradingLoop:
         self._view = view
         self._intake = decisions
         self._strong_signals = strong_signals
+        self._gate = gate
+        self._gate_store = gate_store
+        self._gated = frozenset(settings.strategies.gated)
         self._llm_accounts: dict[str, StrategyAccount] = {}
         self._agent = (agent or TechnicalAgent()) if settings.strategies.technical_agent else None
         tested = set(settings.strategies.tested)
@@ -309,6 +318,8 @@ class TradingLoop:
                     deciding += self._on_moment(moment)
         else:
             deciding += self._on_ticks(prices)
+        if self._gate is not None:
+            self._on_gate_decisions(self._gate)
         if self._intake is not None:
             self._on_decisions(self._intake)
         self.stats.cycles += 1
@@ -343,8 +354,7 @@ class TradingLoop:
         deciding = time.perf_counter() - started
         for signal in technical:
             self._base.on_signal(signal)
-        for signal in signals:
-            self._by_strategy[signal.strategy].on_signal(signal)
+        self._route(signals, now_us)
         self._publish_strong([*technical, *signals])
         self._maybe_snapshot(now_us)
         return deciding
@@ -426,9 +436,30 @@ class TradingLoop:
         started = time.perf_counter()
         signals = self._decide(self._tick_runners, now_us)
         deciding = time.perf_counter() - started
-        for signal in signals:
-            self._by_strategy[signal.strategy].on_signal(signal)
+        self._route(signals, now_us)
         return deciding
+
+    def _route(self, signals: Sequence[StrategySignal], now_us: int) -> None:
+        """Each signal to its strategy's account, through the confirmation gate when it is gated."""
+        for signal in signals:
+            if self._gate is not None and signal.strategy in self._gated:
+                self._gate.submit(signal, self._market.snapshot(now_us))
+            else:
+                self._by_strategy[signal.strategy].on_signal(signal)
+
+    def _on_gate_decisions(self, gate: GateQueue) -> None:
+        """Trade the gated signals the gate let through; store every verdict and its reasons."""
+        decided = gate.collect()
+        if not decided:
+            return
+        if self._gate_store is not None:
+            self._gate_store.record(decided)
+        for decision in decided:
+            if decision.final_signal is not None:
+                self._by_strategy[decision.strategy].on_signal(decision.final_signal)
+            else:
+                log.info("gated signal %s held back: %s (%s)", decision.signal_id, decision.outcome.value,
+                         decision.gate_reason)
 
     def on_intent(self, intent: TradeIntent) -> RiskCheck:
         """Risk-check ``intent`` on the base account and, when approved, trade it."""

@@ -71,9 +71,12 @@ class GateQueue:
         return decided
 
     def close(self) -> None:
-        """Stop the workers: reviews not started are dropped, those in flight are waited for
-        (each is bounded by the gate's own deadline), so the gate can be closed after."""
+        """Stop the workers (reviews not started are dropped, those in flight are waited for,
+        each bounded by the gate's own deadline), then close the gate if it holds resources."""
         self._pool.shutdown(wait=True, cancel_futures=True)
+        close_gate = getattr(self._gate, "close", None)
+        if callable(close_gate):
+            close_gate()
 
     def __enter__(self) -> GateQueue:
         return self

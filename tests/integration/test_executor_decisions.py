@@ -3,22 +3,30 @@ own account, the risk rules over any model output, expiry, lifecycles, strong si
 
 from __future__ import annotations
 
+import json
+import time
+
 import pandas as pd
 import psycopg
 import pytest
 import redis
+from llm_standins import TEST_KEYS, LLMStandIn, Reply, standin_settings
 
 from streamer.executor import TradingLoop
 from triplegain_core.config import Settings, StrategySettings
 from triplegain_core.decision_intake import DecisionIntake
 from triplegain_core.decision_stream import DecisionStream, PublishedDecision, StrongSignalStream
-from triplegain_core.hot_state import HotStatePublisher, HotStateReader
+from triplegain_core.gate_queue import GateQueue
+from triplegain_core.hot_state import BookSnapshot, HotStatePublisher, HotStateReader, LastPrice
+from triplegain_core.llm.client import LLMClient
 from triplegain_core.llm.deliberation_config import RoundConfig
 from triplegain_core.llm.lifecycle import DecisionState
+from triplegain_core.llm.llm_gate import LLMSignalGate
 from triplegain_core.llm.trading_decision import Action, TradingDecision
-from triplegain_core.market import US_PER_MINUTE, Candle, us_to_datetime
+from triplegain_core.market import US_PER_MINUTE, Candle, Side, Trade, us_to_datetime
 from triplegain_core.positions import PositionStatus
 from triplegain_core.storage.decision_events import DecisionEventStore
+from triplegain_core.storage.gate_store import GateStore
 from triplegain_core.storage.trading_store import TradingStore
 
 T0 = 1_780_000_000 * 1_000_000 // US_PER_MINUTE * US_PER_MINUTE
@@ -139,3 +147,50 @@ def test_strong_signals_are_announced_and_weak_ones_are_not(
     assert 0 < len(strong) < len(stored)  # the real market gives both kinds
     assert [s.signal_id for s in announced] == strong
     assert all(s.strength >= threshold and s.symbol == "XRP/USDT" for s in announced)
+
+
+def _tape_and_book(publisher: HotStatePublisher, t0: int) -> None:
+    """A minute's candle, then a tape of aggressive buying and a book leaning the same way."""
+    publisher.publish([], [], [Candle("XRP/USDT", "1m", t0 - US_PER_MINUTE, PRICE, PRICE, PRICE, PRICE, 100.0, 5)],
+                      {"ts_us": 0})
+    tape = [Trade("XRP/USDT", i, t0 + i * 1_000_000, PRICE, 50.0 if i % 4 else 5.0,
+                  Side.BUY if i % 4 else Side.SELL) for i in range(1, 25)]
+    now = t0 + 25 * 1_000_000
+    book = BookSnapshot("XRP/USDT", now, 10, tuple((PRICE - 0.0001 * (i + 1), 5000.0) for i in range(10)),
+                        tuple((PRICE + 0.0001 * (i + 1), 500.0) for i in range(10)))
+    publisher.publish([LastPrice("XRP/USDT", PRICE, now)], [], [], {"ts_us": 0}, books=[book], trades=tape)
+
+
+@pytest.mark.parametrize(("answer", "trades"), [("LONG", True), ("HOLD", False)])
+def test_a_gated_strategy_trades_only_what_the_llm_gate_confirms(
+    answer: str, trades: bool, db: psycopg.Connection, redis_client: redis.Redis,
+) -> None:
+    levels = {"entry": PRICE, "stop_loss": PRICE * 0.99, "take_profit": PRICE * 1.02} if answer == "LONG" \
+        else {"entry": None, "stop_loss": None, "take_profit": None}
+    with LLMStandIn() as standin:
+        standin.script("claude", default=Reply(text=json.dumps({
+            "action": answer, "symbol": "XRP/USDT", "confidence": 0.9, "position_size_pct": 20, "leverage": 3,
+            **levels, "invalidation": "x", "reasoning": "the tape agrees" if trades else "too thin"})))
+        settings = Settings(symbols=("XRP/USDT",), llm=standin_settings(standin.url),
+                            strategies=StrategySettings(enabled=("order_flow",), gated=("order_flow",),
+                                                        technical_agent=False))
+        gate = LLMSignalGate(lambda: LLMClient(settings.llm, environ=TEST_KEYS), settings.gate_model())
+        with GateQueue(gate) as queue:
+            loop = TradingLoop(settings, HotStateReader(redis_client), TradingStore(db), start_stream_id="0",
+                               gate=queue, gate_store=GateStore(db))
+            loop.cycle()
+            _tape_and_book(HotStatePublisher(redis_client), T0 + 60 * US_PER_MINUTE)
+            loop.cycle()
+            # The signal waits for the gate; the loop goes on cycling meanwhile.
+            assert TradingStore(db).positions("paper:order_flow") == []
+            for _ in range(500):
+                loop.cycle()
+                if GateStore(db).decisions():
+                    break
+                time.sleep(0.01)
+    (decision,) = GateStore(db).decisions("order_flow")
+    assert decision.passed is trades and decision.gate_verdict.value == ("confirm" if trades else "veto")
+    positions = TradingStore(db).positions("paper:order_flow")
+    assert len(positions) == (1 if trades else 0)
+    if trades:  # the baseline's own signal, whatever size and leverage the model proposed
+        assert positions[0].leverage == 1.0 and positions[0].entry_notional_usdt <= 0.2 * 1250

@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 
 from triplegain_core.llm.answer_cache import CacheMode
 from triplegain_core.llm.client import LLMClient
-from triplegain_core.llm.models import LLMSettings
+from triplegain_core.llm.models import LLMCall, LLMSettings
 from triplegain_core.llm.rate_limit import RedisRateLimiter
 from triplegain_core.storage.llm_store import LLMStore
 
@@ -31,3 +31,19 @@ async def recorded_client(settings: LLMSettings, database_url: str, redis_url: s
                 yield client
         finally:
             await shared.aclose()
+
+
+class DatabaseRecorder:
+    """A CallRecorder that opens its connection on first use, on the event loop that records
+    (a client built inside another thread's loop, like the gate's, records there)."""
+
+    def __init__(self, database_url: str) -> None:
+        self._database_url = database_url
+        self._store: LLMStore | None = None
+
+    async def record_call(self, call: LLMCall) -> None:
+        """Store ``call`` (idempotently, by call id)."""
+        if self._store is None:
+            conn = await psycopg.AsyncConnection.connect(self._database_url, autocommit=True)
+            self._store = LLMStore(conn)
+        await self._store.record_call(call)
