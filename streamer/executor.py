@@ -43,7 +43,13 @@ from datetime import datetime
 
 from triplegain_core.config import Settings
 from triplegain_core.decision_intake import DecisionIntake
-from triplegain_core.decision_stream import LLM_ACCOUNT_PREFIX, PublishedDecision, StrongSignal, StrongSignalStream
+from triplegain_core.decision_stream import (
+    DECISIONS_STREAM,
+    LLM_ACCOUNT_PREFIX,
+    PublishedDecision,
+    StrongSignal,
+    StrongSignalStream,
+)
 from triplegain_core.gate_queue import GateQueue
 from triplegain_core.hot_state import RECENT_CANDLES_CAP, HotStateReader, LastPrice
 from triplegain_core.indicators import MIN_HISTORY
@@ -303,7 +309,12 @@ class TradingLoop:
         started = time.perf_counter()
         if self._stream_id == "$":
             self.warm_start()
-        polled = self._hot_state.poll(self._stream_id, self._settings.symbols, trades_after=self._trades_id)
+        # Decisions are read in the same round trip once the loop knows the market's time (an
+        # entry read before that could not be judged for expiry).
+        reads_decisions = self._intake is not None and self._market.now_us() is not None
+        extra = {DECISIONS_STREAM: self._intake.last_id} if reads_decisions else None
+        polled = self._hot_state.poll(self._stream_id, self._settings.symbols, trades_after=self._trades_id,
+                                      extra_streams=extra)
         self._stream_id, self._trades_id = polled.last_id, polled.trades_id
         candles, prices = polled.candles, polled.prices
         self._market.set_books(polled.books)
@@ -320,8 +331,8 @@ class TradingLoop:
             deciding += self._on_ticks(prices)
         if self._gate is not None:
             self._on_gate_decisions(self._gate)
-        if self._intake is not None:
-            self._on_decisions(self._intake)
+        if reads_decisions:
+            self._on_decisions(self._intake, polled.extra.get(DECISIONS_STREAM, []))
         self.stats.cycles += 1
         self.stats.cycle_ms.append((time.perf_counter() - started) * 1000)
         self.stats.decision_ms.append(deciding * 1000)
@@ -386,13 +397,12 @@ class TradingLoop:
             log.info("account %s opened for its first decision", name)
         return account
 
-    def _on_decisions(self, intake: DecisionIntake) -> None:
+    def _on_decisions(self, intake: DecisionIntake, entries: Sequence[tuple[bytes, Mapping[bytes, bytes]]]) -> None:
         """Risk-check and trade the fresh decisions, each on its own account; follow their positions."""
         now_us = self._market.now_us()
-        if now_us is None:
-            return  # no market seen yet: the decisions wait in the stream, unread
+        assert now_us is not None  # decisions are only read once the market's time is known
         now = us_to_datetime(now_us)
-        for decision in intake.poll(now_us):
+        for decision in intake.poll(now_us, entries):
             self._trade_decision(intake, decision, now)
         if self._llm_accounts:
             open_ids = {p.position_id for a in self._llm_accounts.values() for p in a.positions.open_positions()}

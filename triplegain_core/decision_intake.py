@@ -15,7 +15,7 @@ trades a decision twice.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -55,9 +55,22 @@ class DecisionIntake:
         self._watched: dict[str, str] = {}  # position id -> decision id
         self.stats = IntakeStats()
 
-    def poll(self, now_us: int) -> list[PublishedDecision]:
-        """The decisions to risk-check now, oldest first; refused ones are recorded and dropped."""
-        self._last_id, decisions = self._stream.after(self._last_id)
+    @property
+    def last_id(self) -> str:
+        """The decision stream id read up to."""
+        return self._last_id
+
+    def poll(self, now_us: int, entries: Sequence[tuple[bytes, Mapping[bytes, bytes]]] | None = None
+             ) -> list[PublishedDecision]:
+        """The decisions to risk-check now, oldest first; refused ones are recorded and dropped.
+
+        ``entries`` are the raw stream entries after :attr:`last_id` when the caller read them in
+        its own round trip (the executor's poll); without them the intake reads the stream.
+        """
+        if entries is None:
+            self._last_id, decisions = self._stream.after(self._last_id)
+        else:
+            self._last_id, decisions = self._stream.parse(entries, self._last_id)
         self.stats.malformed = self._stream.rejected
         fresh = []
         for decision in decisions:

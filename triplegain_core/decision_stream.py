@@ -13,6 +13,7 @@ logged and skipped by the reader: it is never an order and never stops the strea
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Generic, TypeVar
 
@@ -165,7 +166,10 @@ class _StreamReader(Generic[T]):
         reply = self._client.xread({self._stream: last_id}, count=count)
         if not reply:
             return last_id, []
-        entries = reply[0][1]
+        return self.parse(reply[0][1], last_id)
+
+    def parse(self, entries: Sequence[tuple[bytes, Mapping[bytes, bytes]]], last_id: str) -> tuple[str, list[T]]:
+        """The models of raw stream ``entries`` (as XREAD returns them) and the id to read after."""
         found: list[T] = []
         for entry_id, fields in entries:
             try:
@@ -173,6 +177,8 @@ class _StreamReader(Generic[T]):
             except (KeyError, ValidationError) as exc:
                 self.rejected += 1
                 log.error("%s entry %s refused: %s", self._stream, entry_id, str(exc)[:300])
+        if not entries:
+            return last_id, found
         newest = entries[-1][0]
         return newest.decode() if isinstance(newest, bytes) else newest, found
 
@@ -198,6 +204,11 @@ class DecisionStream:
     def after(self, last_id: str, count: int = 1000) -> tuple[str, list[PublishedDecision]]:
         """Decisions published after ``last_id``, oldest first."""
         return self._reader.after(last_id, count)
+
+    def parse(self, entries: Sequence[tuple[bytes, Mapping[bytes, bytes]]],
+              last_id: str) -> tuple[str, list[PublishedDecision]]:
+        """Decisions of raw entries read elsewhere (the executor's one poll), and the id after them."""
+        return self._reader.parse(entries, last_id)
 
 
 class StrongSignalStream:

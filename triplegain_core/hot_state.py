@@ -202,6 +202,7 @@ class CyclePoll:
     trades: list[Trade] = field(default_factory=list)
     prices: dict[str, LastPrice] = field(default_factory=dict)
     books: dict[str, BookSnapshot] = field(default_factory=dict)
+    extra: dict[str, list[tuple[bytes, dict[bytes, bytes]]]] = field(default_factory=dict)
 
 
 class HotStatePublisher:
@@ -354,16 +355,19 @@ class HotStateReader:
 
     def poll(
         self, last_id: str, symbols: Sequence[str], count: int = 1000, *, timeframe: str = "1m",
-        trades_after: str | None = None,
+        trades_after: str | None = None, extra_streams: Mapping[str, str] | None = None,
     ) -> CyclePoll:
         """One round trip for a trading-loop cycle: the closed candles after ``last_id`` (as
         :meth:`closed_candles_after`), the latest prices and books of ``symbols`` (as
         :meth:`last_prices` and :meth:`books`), and, with ``trades_after``, the public trades
-        published after that id of the trade stream ("$" on a first call: only new ones)."""
+        published after that id of the trade stream ("$" on a first call: only new ones);
+        ``extra_streams`` (name -> id) are read in the same XREAD, their raw entries returned
+        for their own readers (the decision stream)."""
         candle_stream = closed_candles_stream(timeframe)
         streams = {candle_stream: last_id}
         if trades_after is not None:
             streams[TRADES_STREAM] = trades_after
+        streams.update(extra_streams or {})
         pipe = self._client.pipeline(transaction=False)
         pipe.xread(streams, count=count)
         if trades_after == "$":  # "$" returns nothing without blocking: anchor on the newest id
@@ -380,9 +384,11 @@ class HotStateReader:
             if name == candle_stream:
                 result.candles = [Candle(**json.loads(fields[b"c"])) for _, fields in entries]
                 result.last_id = _entry_id(entries[-1][0])
-            else:
+            elif name == TRADES_STREAM:
                 result.trades = [trade for _, fields in entries for trade in _trades(fields[b"t"])]
                 result.trades_id = _entry_id(entries[-1][0])
+            else:
+                result.extra[name] = entries
         raw_prices, raw_books = values[:len(symbols)], values[len(symbols):]
         result.prices = {p.symbol: p for p in (LastPrice(**json.loads(raw)) for raw in raw_prices if raw is not None)}
         result.books = {b.symbol: b for b in (BookSnapshot.from_json(raw) for raw in raw_books if raw is not None)}

@@ -41,8 +41,11 @@ import psycopg
 
 from streamer.executor import TradingLoop, settle_heap
 from triplegain_core.config import Settings
+from triplegain_core.decision_intake import DecisionIntake
+from triplegain_core.decision_stream import DecisionStream
 from triplegain_core.hot_state import BookSnapshot, HotStatePublisher, HotStateReader, LastPrice
 from triplegain_core.market import US_PER_MINUTE, Candle, datetime_to_us
+from triplegain_core.storage.decision_events import DecisionEventStore
 from triplegain_core.storage.trading_store import TradingStore
 
 PAIRS = {"BTC/USDT": 50_000.0, "XRP/USDT": 1.0, "XRP/BTC": 2e-5}
@@ -78,7 +81,10 @@ def _book(candle: Candle, ts_us: int) -> BookSnapshot:
 def test_executor_cycle(shared_data: Path, redis_client, db: psycopg.Connection) -> None:
     minutes = _minutes(shared_data)
     publisher = HotStatePublisher(redis_client)
-    loop = TradingLoop(Settings(), HotStateReader(redis_client), TradingStore(db), start_stream_id="0")
+    # As `triplegain execute` runs it: reading the decision stream too, in the same poll.
+    intake = DecisionIntake(DecisionStream(redis_client), DecisionEventStore(db), start_id="0")
+    loop = TradingLoop(Settings(), HotStateReader(redis_client), TradingStore(db), start_stream_id="0",
+                       decisions=intake)
     for start in range(0, WARM_MINUTES, 100):
         publisher.publish([], [], [c for minute in minutes[start:start + 100] for c in minute], {"ts_us": 0})
     while loop.cycle():

@@ -57,6 +57,7 @@ def world(db: psycopg.Connection, redis_client: redis.Redis) -> tuple[TradingLoo
     loop = TradingLoop(settings, HotStateReader(redis_client), TradingStore(db), start_stream_id="0",
                        decisions=intake, strong_signals=StrongSignalStream(redis_client))
     HotStatePublisher(redis_client).publish([], [], _candles(11), {"ts_us": 0})
+    loop.cycle()  # the market's time is known from here on: decisions can be judged
     return loop, stream, events
 
 
