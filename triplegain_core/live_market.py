@@ -22,7 +22,6 @@ from datetime import datetime
 from triplegain_core.hot_state import BookSnapshot, LastPrice
 from triplegain_core.market import TIMEFRAME_US, Candle, Trade, us_to_datetime
 from triplegain_core.market_snapshot import (
-    BookLevel,
     BookTop,
     CandleBuffer,
     CandleWindow,
@@ -42,15 +41,10 @@ TRADES_KEPT = 1000
 
 
 def book_top(snapshot: BookSnapshot) -> BookTop | None:
-    """The hot-state book as a :class:`BookTop`, or None when it is one-sided or crossed."""
-    try:
-        return BookTop(
-            snapshot.symbol, snapshot.ts_us,
-            tuple(BookLevel(price, qty) for price, qty in snapshot.bids),
-            tuple(BookLevel(price, qty) for price, qty in snapshot.asks),
-        )
-    except ValueError:  # not a book anyone could trade against
-        return None
+    """The hot-state book as a :class:`BookTop`, or None when it is one-sided or crossed.
+
+    A BookSnapshot checked its levels when it was read: they are not checked twice."""
+    return BookTop.from_checked_levels(snapshot.symbol, snapshot.ts_us, snapshot.bids, snapshot.asks)
 
 
 class LiveMarket:

@@ -354,6 +354,17 @@ class BookTop:
         if self.bids[0].price >= self.asks[0].price:
             raise ValueError(f"{self.symbol} book is crossed: bid {self.bids[0].price} >= ask {self.asks[0].price}")
 
+    @classmethod
+    def from_checked_levels(cls, symbol: str, ts_us: int, bids: Sequence[tuple[float, float]],
+                            asks: Sequence[tuple[float, float]]) -> BookTop | None:
+        """A book from levels already checked finite, positive and strictly ordered (a hot-state
+        ``BookSnapshot``'s), without checking them again; None when one-sided or crossed."""
+        if not bids or not asks or bids[0][0] >= asks[0][0]:
+            return None
+        return _unchecked(cls, symbol=symbol, ts_us=ts_us,
+                          bids=tuple(_unchecked(BookLevel, price=p, qty=q) for p, q in bids),
+                          asks=tuple(_unchecked(BookLevel, price=p, qty=q) for p, q in asks))
+
     @property
     def best_bid(self) -> float:
         return self.bids[0].price

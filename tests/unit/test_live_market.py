@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 
 from triplegain_core.hot_state import BookSnapshot, LastPrice
-from triplegain_core.live_market import BOOK_MAX_AGE_US, LiveMarket
+from triplegain_core.live_market import BOOK_MAX_AGE_US, LiveMarket, book_top
 from triplegain_core.market import US_PER_MINUTE, Candle, datetime_to_us
+from triplegain_core.market_snapshot import BookLevel, BookTop
 
 T0 = 1_700_000_040 * 1_000_000 - (1_700_000_040 * 1_000_000) % (60 * US_PER_MINUTE)
 
@@ -100,3 +101,13 @@ def test_seeded_history_starts_higher_timeframes_on_a_whole_bucket() -> None:
     # Live candles go on from there; the seed's own candles are not taken twice.
     assert not seeded.add_candle(history[-1])
     assert seeded.add_candle(_candle(23))
+
+
+def test_a_published_book_becomes_the_same_book_top_without_a_second_check() -> None:
+    snapshot = BookSnapshot("XRP/USDT", 5, 3, ((0.5, 10.0), (0.49, 20.0)), ((0.51, 5.0), (0.52, 1.0)))
+    checked = BookTop("XRP/USDT", 5, (BookLevel(0.5, 10.0), BookLevel(0.49, 20.0)),
+                      (BookLevel(0.51, 5.0), BookLevel(0.52, 1.0)))
+    assert book_top(snapshot) == checked
+    crossed = BookSnapshot("XRP/USDT", 5, 3, ((0.52, 1.0),), ((0.51, 5.0),))
+    one_sided = BookSnapshot("XRP/USDT", 5, 3, ((0.5, 1.0),), ())
+    assert book_top(crossed) is None and book_top(one_sided) is None
