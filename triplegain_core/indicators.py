@@ -2,7 +2,7 @@
 
 Two sets live here:
 
-- the core set (``INDICATOR_NAMES``) of the TechnicalAgent: one computation (:func:`_compute`)
+- the core set (``INDICATOR_NAMES``) of the TechnicalAgent: one computation (:func:`core_indicator_arrays`)
   feeds both the whole-history frame and the latest-values dict of the hot path;
 - the full set (``FEATURE_NAMES``, :class:`IndicatorValues`) of issue #4: 38 series from 28
   indicators, batch here (:func:`feature_frame`), incremental in
@@ -43,7 +43,7 @@ INDICATOR_NAMES: tuple[str, ...] = (
 MIN_HISTORY: int = 60
 
 
-def _compute(
+def core_indicator_arrays(
     high: np.ndarray, low: np.ndarray, close: np.ndarray
 ) -> dict[str, np.ndarray]:
     """Every indicator of INDICATOR_NAMES as a float64 array aligned with the inputs."""
@@ -71,7 +71,7 @@ def indicator_frame(candles: pd.DataFrame) -> pd.DataFrame:
     ``candles`` needs float columns ``high``, ``low`` and ``close`` (``open`` and ``volume``
     may be present and are not used). Values are NaN during each indicator's warm-up.
     """
-    arrays = _compute(
+    arrays = core_indicator_arrays(
         candles["high"].to_numpy(dtype=np.float64),
         candles["low"].to_numpy(dtype=np.float64),
         candles["close"].to_numpy(dtype=np.float64),
@@ -86,7 +86,7 @@ def latest_indicators(candles: Sequence[Candle]) -> dict[str, float] | None:
     high = np.fromiter((c.high for c in candles), dtype=np.float64, count=len(candles))
     low = np.fromiter((c.low for c in candles), dtype=np.float64, count=len(candles))
     close = np.fromiter((c.close for c in candles), dtype=np.float64, count=len(candles))
-    latest = {name: float(values[-1]) for name, values in _compute(high, low, close).items()}
+    latest = {name: float(values[-1]) for name, values in core_indicator_arrays(high, low, close).items()}
     if any(math.isnan(value) for value in latest.values()):
         return None
     return latest

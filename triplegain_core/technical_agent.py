@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from triplegain_core.indicators import MIN_HISTORY, latest_indicators
-from triplegain_core.indicators import _compute as compute_indicators
+from triplegain_core.indicators import core_indicator_arrays
 from triplegain_core.market import Candle, us_to_datetime
 from triplegain_core.market_snapshot import CandleWindow
 from triplegain_core.signals import Direction, TechnicalSignal
@@ -66,7 +66,7 @@ class TechnicalAgentConfig(BaseModel):
 def _latest(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> dict[str, float] | None:
     """The indicator values at the last bar, or None while any is NaN; exactly
     :func:`~triplegain_core.indicators.latest_indicators`, whose computation it shares."""
-    latest = {name: float(values[-1]) for name, values in compute_indicators(high, low, close).items()}
+    latest = {name: float(values[-1]) for name, values in core_indicator_arrays(high, low, close).items()}
     if any(math.isnan(value) for value in latest.values()):
         return None
     return latest
