@@ -20,8 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from triplegain_core.indicators import MIN_HISTORY, latest_indicators
-from triplegain_core.indicators import core_indicator_arrays
+from triplegain_core.indicators import MIN_HISTORY, core_indicator_arrays, latest_indicators
 from triplegain_core.market import Candle, us_to_datetime
 from triplegain_core.market_snapshot import CandleWindow
 from triplegain_core.signals import Direction, TechnicalSignal
