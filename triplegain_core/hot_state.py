@@ -20,6 +20,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 
+import orjson
 import redis
 
 from triplegain_core.market import TIMEFRAMES, Candle, Side, Trade
@@ -121,7 +122,7 @@ class BookSnapshot:
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> BookSnapshot:
-        data = json.loads(raw)
+        data = _loads(raw)
         return cls(data["symbol"], data["ts_us"], data["depth"],
                    tuple((p, q) for p, q in data["bids"]), tuple((p, q) for p, q in data["asks"]))
 
@@ -140,6 +141,15 @@ class Heartbeat:
     missed_intervals: int = 0
     last_trade_ts_us: int = 0
     contract: str = CONTRACT_REVISION
+
+
+def _loads(raw: bytes | str) -> object:
+    """orjson first (several times faster on the loop's hot path); Python's json for what it
+    refuses (NaN, say), so a value reads exactly as before, just sooner."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
 
 
 def price_key(symbol: str) -> str:
@@ -184,7 +194,7 @@ def _trade_row(trade: Trade) -> list[object]:
 
 def _trades(raw: bytes | str) -> list[Trade]:
     return [Trade(symbol, trade_id, ts_us, price, qty, Side(side))
-            for symbol, trade_id, ts_us, price, qty, side in json.loads(raw)]
+            for symbol, trade_id, ts_us, price, qty, side in _loads(raw)]
 
 
 def _entry_id(raw: bytes | str) -> str:
@@ -276,14 +286,14 @@ class HotStateReader:
         found = {}
         for raw in values:
             if raw is not None:
-                last = LastPrice(**json.loads(raw))
+                last = LastPrice(**_loads(raw))
                 found[last.symbol] = last
         return found
 
     def tickers(self, symbols: Sequence[str]) -> dict[str, Ticker]:
         """Latest ticker per symbol; symbols with no fresh ticker are absent."""
         values = self._client.mget([ticker_key(s) for s in symbols])
-        found = [Ticker(**json.loads(raw)) for raw in values if raw is not None]
+        found = [Ticker(**_loads(raw)) for raw in values if raw is not None]
         return {ticker.symbol: ticker for ticker in found}
 
     def books(self, symbols: Sequence[str]) -> dict[str, BookSnapshot]:
@@ -295,14 +305,14 @@ class HotStateReader:
     def forming_candle(self, symbol: str, timeframe: str = "1m") -> Candle | None:
         """The candle still forming for ``symbol`` and ``timeframe``, if fresh."""
         raw = self._client.get(forming_candle_key(symbol, timeframe))
-        return None if raw is None else Candle(**json.loads(raw))
+        return None if raw is None else Candle(**_loads(raw))
 
     def recent_candles(self, symbol: str, timeframe: str = "1m",
                        limit: int = RECENT_CANDLES_CAP) -> list[Candle]:
         """The last ``limit`` closed candles of ``symbol`` and ``timeframe``, oldest first,
         each in its latest (corrected) version."""
         raw = self._client.zrange(recent_candles_key(symbol, timeframe), -limit, -1)
-        return [Candle(**json.loads(value)) for value in raw]
+        return [Candle(**_loads(value)) for value in raw]
 
     def recent_history(
         self, symbols: Sequence[str], limit: int = RECENT_CANDLES_CAP, *, timeframe: str = "1m"
@@ -324,7 +334,7 @@ class HotStateReader:
         if newest:
             entry_id = newest[0][0]
             last_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-        history = {symbol: [Candle(**json.loads(value)) for value in raw] for symbol, raw in zip(symbols, sets)}
+        history = {symbol: [Candle(**_loads(value)) for value in raw] for symbol, raw in zip(symbols, sets)}
         return last_id, history
 
     def closed_candles_after(
@@ -336,14 +346,14 @@ class HotStateReader:
         if not reply:
             return last_id, []
         entries = reply[0][1]
-        candles = [Candle(**json.loads(fields[b"c"])) for _, fields in entries]
+        candles = [Candle(**_loads(fields[b"c"])) for _, fields in entries]
         newest = entries[-1][0]
         return newest.decode() if isinstance(newest, bytes) else newest, candles
 
     def heartbeat(self) -> dict[str, int | str] | None:
         """The streamer's heartbeat as a JSON object (see :meth:`streamer_heartbeat`)."""
         raw = self._client.get(HEARTBEAT_KEY)
-        return None if raw is None else json.loads(raw)
+        return None if raw is None else _loads(raw)
 
     def streamer_heartbeat(self) -> Heartbeat | None:
         """The streamer's heartbeat, typed; fields of a newer revision are ignored."""
@@ -382,7 +392,7 @@ class HotStateReader:
         for stream, entries in reply or ():
             name = stream.decode() if isinstance(stream, bytes) else stream
             if name == candle_stream:
-                result.candles = [Candle(**json.loads(fields[b"c"])) for _, fields in entries]
+                result.candles = [Candle(**_loads(fields[b"c"])) for _, fields in entries]
                 result.last_id = _entry_id(entries[-1][0])
             elif name == TRADES_STREAM:
                 result.trades = [trade for _, fields in entries for trade in _trades(fields[b"t"])]
@@ -390,6 +400,6 @@ class HotStateReader:
             else:
                 result.extra[name] = entries
         raw_prices, raw_books = values[:len(symbols)], values[len(symbols):]
-        result.prices = {p.symbol: p for p in (LastPrice(**json.loads(raw)) for raw in raw_prices if raw is not None)}
+        result.prices = {p.symbol: p for p in (LastPrice(**_loads(raw)) for raw in raw_prices if raw is not None)}
         result.books = {b.symbol: b for b in (BookSnapshot.from_json(raw) for raw in raw_books if raw is not None)}
         return result

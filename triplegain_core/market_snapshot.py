@@ -335,6 +335,14 @@ class BookLevel:
             raise ValueError(f"book level needs a positive price and quantity, got {self.price} x {self.qty}")
 
 
+def _checked_level(price: float, qty: float) -> BookLevel:
+    """A BookLevel of values already checked (every level of every book, on every cycle)."""
+    level = object.__new__(BookLevel)
+    object.__setattr__(level, "price", price)
+    object.__setattr__(level, "qty", qty)
+    return level
+
+
 @dataclass(frozen=True, slots=True)
 class BookTop:
     """The top levels of one symbol's book: bids best (highest) first, asks best (lowest) first."""
@@ -362,8 +370,8 @@ class BookTop:
         if not bids or not asks or bids[0][0] >= asks[0][0]:
             return None
         return _unchecked(cls, symbol=symbol, ts_us=ts_us,
-                          bids=tuple(_unchecked(BookLevel, price=p, qty=q) for p, q in bids),
-                          asks=tuple(_unchecked(BookLevel, price=p, qty=q) for p, q in asks))
+                          bids=tuple(_checked_level(p, q) for p, q in bids),
+                          asks=tuple(_checked_level(p, q) for p, q in asks))
 
     @property
     def best_bid(self) -> float:
