@@ -49,13 +49,12 @@ def _market_now_us(conn: psycopg.Connection, symbol: str) -> int | None:
 
 def pending_decisions(conn: psycopg.Connection) -> list[PublishedDecision]:
     """Decisions waiting for a person, oldest first."""
-    events = DecisionEventStore(conn)
-    return [r.decision for r in DecisionStore(conn).decisions()
-            if events.state(r.decision.decision_id) is DecisionState.PENDING]
+    pending = DecisionEventStore(conn).in_state(DecisionState.PENDING)
+    return [r.decision for r in DecisionStore(conn).decisions(ids=pending)] if pending else []
 
 
 def _pending(conn: psycopg.Connection, decision_id: str) -> PublishedDecision:
-    found = [r.decision for r in DecisionStore(conn).decisions() if r.decision.decision_id == decision_id]
+    found = [r.decision for r in DecisionStore(conn).decisions(ids=[decision_id])]
     if not found:
         raise KeyError(f"no decision {decision_id!r}")
     state = DecisionEventStore(conn).state(decision_id)

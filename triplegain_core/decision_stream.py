@@ -151,15 +151,23 @@ class StrongSignal(BaseModel):
 T = TypeVar("T", bound=BaseModel)
 
 
-class _StreamReader(Generic[T]):
-    """Reads one stream of JSON models after a stream id, skipping (and counting) bad entries."""
+class _ModelStream(Generic[T]):
+    """One Redis stream of JSON models: appended with a cap, read after a stream id, bad entries
+    skipped and counted (never raised: a malformed entry must not stop its reader)."""
 
-    def __init__(self, client: redis.Redis, stream: str, field: bytes, model: type[T]) -> None:
+    def __init__(self, client: redis.Redis, stream: str, field: str, model: type[T], maxlen: int) -> None:
         self._client = client
         self._stream = stream
         self._field = field
         self._model = model
+        self._maxlen = maxlen
         self.rejected = 0
+
+    def publish(self, item: T) -> str:
+        """Append ``item``; returns its stream id."""
+        entry_id = self._client.xadd(self._stream, {self._field: item.model_dump_json()},
+                                     maxlen=self._maxlen, approximate=True)
+        return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
 
     def after(self, last_id: str, count: int = 1000) -> tuple[str, list[T]]:
         """Entries published after ``last_id`` ("0" for all), oldest first, and the new last id."""
@@ -169,11 +177,13 @@ class _StreamReader(Generic[T]):
         return self.parse(reply[0][1], last_id)
 
     def parse(self, entries: Sequence[tuple[bytes, Mapping[bytes, bytes]]], last_id: str) -> tuple[str, list[T]]:
-        """The models of raw stream ``entries`` (as XREAD returns them) and the id to read after."""
+        """The models of raw stream ``entries`` read elsewhere (the executor's one poll, as XREAD
+        returns them) and the id to read after them."""
         found: list[T] = []
+        field = self._field.encode()
         for entry_id, fields in entries:
             try:
-                found.append(self._model.model_validate_json(fields[self._field]))
+                found.append(self._model.model_validate_json(fields[field]))
             except (KeyError, ValidationError) as exc:
                 self.rejected += 1
                 log.error("%s entry %s refused: %s", self._stream, entry_id, str(exc)[:300])
@@ -183,52 +193,15 @@ class _StreamReader(Generic[T]):
         return newest.decode() if isinstance(newest, bytes) else newest, found
 
 
-class DecisionStream:
-    """Publishes decisions (the deliberation's side) and reads them (the executor's side)."""
+class DecisionStream(_ModelStream[PublishedDecision]):
+    """Decisions: published by the deliberation, read by the executor."""
 
     def __init__(self, client: redis.Redis) -> None:
-        self._client = client
-        self._reader = _StreamReader(client, DECISIONS_STREAM, b"d", PublishedDecision)
-
-    @property
-    def rejected(self) -> int:
-        """Malformed entries skipped by this reader so far."""
-        return self._reader.rejected
-
-    def publish(self, decision: PublishedDecision) -> str:
-        """Append ``decision``; returns its stream id."""
-        entry_id = self._client.xadd(DECISIONS_STREAM, {"d": decision.model_dump_json()},
-                                     maxlen=DECISIONS_MAXLEN, approximate=True)
-        return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-
-    def after(self, last_id: str, count: int = 1000) -> tuple[str, list[PublishedDecision]]:
-        """Decisions published after ``last_id``, oldest first."""
-        return self._reader.after(last_id, count)
-
-    def parse(self, entries: Sequence[tuple[bytes, Mapping[bytes, bytes]]],
-              last_id: str) -> tuple[str, list[PublishedDecision]]:
-        """Decisions of raw entries read elsewhere (the executor's one poll), and the id after them."""
-        return self._reader.parse(entries, last_id)
+        super().__init__(client, DECISIONS_STREAM, "d", PublishedDecision, DECISIONS_MAXLEN)
 
 
-class StrongSignalStream:
-    """Publishes strong technical signals (the executor's side) and reads them (the sensor's)."""
+class StrongSignalStream(_ModelStream[StrongSignal]):
+    """Strong technical signals: published by the executor, read by the Dagster sensor."""
 
     def __init__(self, client: redis.Redis) -> None:
-        self._client = client
-        self._reader = _StreamReader(client, STRONG_SIGNALS_STREAM, b"s", StrongSignal)
-
-    @property
-    def rejected(self) -> int:
-        """Malformed entries skipped by this reader so far."""
-        return self._reader.rejected
-
-    def publish(self, signal: StrongSignal) -> str:
-        """Append ``signal``; returns its stream id."""
-        entry_id = self._client.xadd(STRONG_SIGNALS_STREAM, {"s": signal.model_dump_json()},
-                                     maxlen=STRONG_SIGNALS_MAXLEN, approximate=True)
-        return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-
-    def after(self, last_id: str, count: int = 1000) -> tuple[str, list[StrongSignal]]:
-        """Strong signals published after ``last_id``, oldest first."""
-        return self._reader.after(last_id, count)
+        super().__init__(client, STRONG_SIGNALS_STREAM, "s", StrongSignal, STRONG_SIGNALS_MAXLEN)

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import psycopg
 import pytest
+from candle_feed import feed_and_drain
 
 from streamer.executor import TradingLoop
 from triplegain_core.config import Settings, StrategySettings
@@ -46,11 +47,7 @@ def test_loop_trades_real_candles_within_the_risk_rules(
     loop: TradingLoop, redis_client, db: psycopg.Connection, shared_data
 ) -> None:
     candles = _real_candles(shared_data)
-    publisher = HotStatePublisher(redis_client)
-    for start in range(0, len(candles), 250):
-        publisher.publish([], [], candles[start:start + 250], {"ts_us": 0})
-    while loop.cycle():
-        pass
+    feed_and_drain(loop, redis_client, candles)
 
     assert loop.stats.candles == len(candles)
     store = TradingStore(db)
@@ -286,11 +283,7 @@ def test_every_strategy_trades_its_own_isolated_account(
     loop: TradingLoop, redis_client, db: psycopg.Connection, shared_data
 ) -> None:
     candles = _real_candles(shared_data)
-    publisher = HotStatePublisher(redis_client)
-    for start in range(0, len(candles), 250):
-        publisher.publish([], [], candles[start:start + 250], {"ts_us": 0})
-    while loop.cycle():
-        pass
+    feed_and_drain(loop, redis_client, candles)
     loop.record_snapshot()
 
     names = {s.name for s in loop.strategies}

@@ -10,6 +10,7 @@ import pandas as pd
 import psycopg
 import pytest
 import redis
+from candle_feed import feed_and_drain
 from llm_standins import TEST_KEYS, LLMStandIn, Reply, standin_settings
 
 from streamer.executor import TradingLoop
@@ -137,11 +138,7 @@ def test_strong_signals_are_announced_and_weak_ones_are_not(
     stream = StrongSignalStream(redis_client)
     loop = TradingLoop(settings, HotStateReader(redis_client), TradingStore(db), start_stream_id="0",
                        strong_signals=stream)
-    publisher = HotStatePublisher(redis_client)
-    for start in range(0, len(candles), 250):
-        publisher.publish([], [], candles[start:start + 250], {"ts_us": 0})
-    while loop.cycle():
-        pass
+    feed_and_drain(loop, redis_client, candles)
     stored = db.execute("SELECT signal_id, strength FROM technical_signals ORDER BY time").fetchall()
     strong = [signal_id for signal_id, strength in stored if strength >= threshold]
     _, announced = stream.after("0", count=10_000)

@@ -29,11 +29,12 @@ import numpy as np
 import pandas as pd
 import psycopg
 import pytest
+from candle_feed import feed_and_drain
 from pydantic import BaseModel
 
 from streamer.executor import TradingLoop
 from triplegain_core.config import Settings, StrategySettings
-from triplegain_core.hot_state import HotStatePublisher, HotStateReader
+from triplegain_core.hot_state import HotStateReader
 from triplegain_core.market import US_PER_MINUTE, Asset, Candle, datetime_to_us, us_to_datetime
 from triplegain_core.market_snapshot import MarketSnapshot
 from triplegain_core.orders import OrderPurpose
@@ -185,11 +186,7 @@ def traded(shared_data, redis_client, db: psycopg.Connection) -> tuple[pd.DataFr
                        start_stream_id="0")
     candles = [Candle(SYMBOL, "1m", int(row.open_us), row.open, row.high, row.low, row.close, row.volume, 1)
                for row in frame.itertuples()]
-    publisher = HotStatePublisher(redis_client)
-    for start in range(0, len(candles), 250):
-        publisher.publish([], [], candles[start:start + 250], {"ts_us": 0})
-    while loop.cycle():
-        pass
+    feed_and_drain(loop, redis_client, candles)
     loop.record_snapshot()
     return frame, loop
 

@@ -268,7 +268,7 @@ class LLMClient:
             results.append(result)
             if result.decision is not None:
                 break
-            log.warning("%s gave no valid decision (%s); falling back", name, _why(result))
+            log.warning("%s gave no valid decision (%s); falling back", name, result.why_no_answer)
         return ChainResult(request_id=request_id, symbol=symbol, availability=availability,
                            results=tuple(results))
 
@@ -437,8 +437,3 @@ def _ms_since(started: float) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def _why(result: ModelResult) -> str:
-    final = result.final
-    if final.rejection is not None:
-        return final.rejection.reason.value
-    return final.failure.value if final.failure else final.outcome.value

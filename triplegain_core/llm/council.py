@@ -254,9 +254,7 @@ async def run_council(client: LLMClient, context: MarketContext, config: Council
                                 symbol=symbol, request_id=f"{request_id}:chair")
     decision = chairman.decision
     if decision is None:
-        final = chairman.final
-        why = final.rejection.reason.value if final.rejection else (final.failure.value if final.failure else "none")
-        reason = f"chairman {config.chairman} gave no valid decision ({why})"
+        reason = f"chairman {config.chairman} gave no valid decision ({chairman.why_no_answer})"
     else:
         reason = (f"chairman {config.chairman} decided {decision.action.value} at {decision.confidence:.2f}"
                   f" from {len(pitches)} pitches and {sum(t.turn.answer is not None for t in reviews)} valid reviews")

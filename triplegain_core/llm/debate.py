@@ -139,9 +139,7 @@ async def run_debate(client: LLMClient, context: MarketContext, config: DebateCo
                                symbol=symbol, request_id=f"{request_id}:manager")
     decision = manager.decision
     if decision is None:
-        final = manager.final
-        why = final.rejection.reason.value if final.rejection else (final.failure.value if final.failure else "none")
-        reason = f"manager {config.manager_model} gave no valid decision ({why})"
+        reason = f"manager {config.manager_model} gave no valid decision ({manager.why_no_answer})"
     else:
         reason = f"manager {config.manager_model} decided {decision.action.value} at {decision.confidence:.2f}"
     return DebateResult(request_id=request_id, symbol=symbol, bull=bull, bear=bear, manager=manager,

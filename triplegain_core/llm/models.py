@@ -269,6 +269,15 @@ class ModelResult(BaseModel):
         """What all the turn's calls cost."""
         return sum(call.cost_usd for call in self.calls)
 
+    @property
+    def why_no_answer(self) -> str:
+        """The machine-readable reason the final call gave no valid answer (its rejection reason
+        or failure kind; the outcome itself for a call that did answer)."""
+        final = self.final
+        if final.rejection is not None:
+            return final.rejection.reason.value
+        return final.failure.value if final.failure is not None else final.outcome.value
+
 
 class LLMStatus(StrEnum):
     """Whether any model can be asked at all."""

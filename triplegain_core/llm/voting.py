@@ -107,9 +107,7 @@ def votes_from(results: Sequence[ModelResult], weights: Mapping[str, float] | No
         if result.decision is not None:
             votes.append(Vote(model=result.model_name, weight=weight, decision=result.decision))
             continue
-        final = result.final
-        why = (f"rejected: {final.rejection.reason.value}" if final.rejection is not None
-               else f"failed: {final.failure.value if final.failure else final.outcome.value}")
+        why = f"{result.outcome.value}: {result.why_no_answer}"
         votes.append(Vote(model=result.model_name, weight=weight, abstained_because=why))
     return tuple(votes)
 

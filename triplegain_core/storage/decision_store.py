@@ -34,13 +34,16 @@ class DecisionStore:
                 [_row(record) for record in records],
             )
 
-    def decisions(self, *, since: datetime | None = None, source: str | None = None) -> list[DeliberatedDecision]:
-        """Stored decisions in market-time order, optionally from ``since`` and of one source."""
+    def decisions(self, *, since: datetime | None = None, source: str | None = None,
+                  ids: Sequence[str] | None = None) -> list[DeliberatedDecision]:
+        """Stored decisions in market-time order, optionally from ``since``, of one source, or
+        of the given ids only."""
         rows = self._conn.execute(
             f"SELECT {', '.join(_COLUMNS)} FROM llm_decisions"
             " WHERE (%(since)s::timestamptz IS NULL OR market_time >= %(since)s)"
-            " AND (%(source)s::text IS NULL OR source = %(source)s) ORDER BY market_time, decision_id",
-            {"since": since, "source": source},
+            " AND (%(source)s::text IS NULL OR source = %(source)s)"
+            " AND (%(ids)s::text[] IS NULL OR decision_id = ANY(%(ids)s)) ORDER BY market_time, decision_id",
+            {"since": since, "source": source, "ids": None if ids is None else list(ids)},
         ).fetchall()
         return [_record(row) for row in rows]
 

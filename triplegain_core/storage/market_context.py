@@ -15,9 +15,10 @@ from datetime import datetime
 import psycopg
 
 from triplegain_core.llm.prompts import MarketContext
-from triplegain_core.market import Asset, us_to_datetime
+from triplegain_core.market import us_to_datetime
 from triplegain_core.positions import PositionStatus
 from triplegain_core.storage.market_store import MarketStore
+from triplegain_core.storage.portfolio_store import PortfolioStore
 from triplegain_core.storage.trading_store import TradingStore
 
 CONTEXT_CANDLES = 60
@@ -40,23 +41,15 @@ def _latest_regime(conn: psycopg.Connection, symbol: str) -> str | None:
     return None if row is None else f"{row[0]} (score {row[1]:+.2f}, volatility {row[2]})"
 
 
-def _latest_balances(conn: psycopg.Connection, account: str) -> tuple[dict[Asset, float], float | None]:
-    row = conn.execute(
-        "SELECT btc, usdt, xrp, equity_usdt FROM portfolio_snapshots WHERE account = %s"
-        " ORDER BY time DESC LIMIT 1", (account,),
-    ).fetchone()
-    if row is None:
-        return {}, None
-    return {Asset.BTC: row[0], Asset.USDT: row[1], Asset.XRP: row[2]}, row[3]
-
-
 def market_contexts(conn: psycopg.Connection, symbols: Sequence[str], account: str,
                     candles: int = CONTEXT_CANDLES) -> list[MarketContext]:
     """One context per symbol that has 1m candles stored, in ``symbols`` order."""
     store = MarketStore(conn)
     newest = store.last_candles(symbols)
     positions = TradingStore(conn).positions(account)
-    balances, equity = _latest_balances(conn, account)
+    latest = PortfolioStore(conn).latest_snapshots(account)
+    balances = dict(latest[0].balances) if latest else {}
+    equity = latest[0].equity_usdt if latest else None
     contexts = []
     for symbol in symbols:
         forming = newest.get(symbol)

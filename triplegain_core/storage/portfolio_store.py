@@ -119,13 +119,6 @@ class PortfolioStore:
             ).fetchone()
         return _snapshot(row) if row else None
 
-    def equity_curve(self, account: str) -> list[tuple[datetime, float]]:
-        """(time, equity in USDT) of every snapshot of the account, oldest first."""
-        return [(time, equity) for time, equity in self._conn.execute(
-            "SELECT time, equity_usdt FROM portfolio_snapshots WHERE account = %s ORDER BY time",
-            (account,),
-        ).fetchall()]
-
     def book_tops(self, symbols: Sequence[str]) -> dict[str, BookTop]:
         """Best bid and ask of each symbol's newest stored book snapshot with both sides."""
         rows = self._conn.execute(

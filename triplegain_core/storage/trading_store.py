@@ -24,7 +24,6 @@ from triplegain_core.positions import Position
 from triplegain_core.risk import RiskCheck
 from triplegain_core.signals import TechnicalSignal, TradeIntent
 
-
 _SNAPSHOT_UPSERT = (
     "INSERT INTO portfolio_snapshots (account, time, btc, usdt, xrp, prices, equity_usdt,"
     " liabilities) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (account, time)"

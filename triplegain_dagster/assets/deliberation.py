@@ -50,10 +50,8 @@ def _votes_table(result: RoundResult) -> str:
     for symbol_round in result.symbols:
         for model_result in symbol_round.fan_out.results:
             decision = model_result.decision
-            final = model_result.final
             outcome = (f"{decision.action.value} @ {decision.confidence:.2f}" if decision is not None
-                       else f"{final.outcome.value}: "
-                            f"{final.rejection.reason.value if final.rejection else final.failure}")
+                       else f"{model_result.outcome.value}: {model_result.why_no_answer}")
             rows.append([symbol_round.symbol, model_result.model_name, outcome,
                          f"{model_result.latency_ms:.0f}", f"{model_result.cost_usd:.4f}"])
         consensus = symbol_round.consensus

@@ -7,12 +7,14 @@ the voting weights and the primary model the next deliberation round uses. The l
 ranks the models' (and the consensus's) own paper accounts side by side.
 """
 
+from bisect import bisect_left
+from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import psycopg
 
-from triplegain_core.decision_stream import model_account
+from triplegain_core.decision_stream import PublishedDecision, model_account
 from triplegain_core.llm.decision_outcomes import DecisionOutcome, ScoringRules, score_decision
 from triplegain_core.llm.leaderboard import leaderboard, render_markdown
 from triplegain_core.llm.model_performance import ModelPerformance, scorecards
@@ -36,16 +38,27 @@ class ModelPerformanceConfig(dg.Config):
 
 
 def _outcomes(conn: psycopg.Connection, rules: ScoringRules) -> list[DecisionOutcome]:
+    """Every stored decision scored; each symbol's candles are read once, over the span its
+    decisions and their horizons cover."""
     market = MarketStore(conn)
-    outcomes = []
+    by_symbol: dict[str, list[PublishedDecision]] = defaultdict(list)
     for record in DecisionStore(conn).decisions():
-        published = record.decision
-        decided_at = us_to_datetime(published.market_time_us)
-        candles = market.candles(published.decision.symbol, "1m", decided_at,
-                                 decided_at + timedelta(minutes=rules.horizon_minutes))
-        outcome = score_decision(published.source, decided_at, published.decision, candles, rules)
-        if outcome is not None:
-            outcomes.append(outcome)
+        by_symbol[record.decision.decision.symbol].append(record.decision)
+    horizon = timedelta(minutes=rules.horizon_minutes)
+    outcomes = []
+    for symbol, decisions in by_symbol.items():
+        start = us_to_datetime(min(d.market_time_us for d in decisions))
+        candles = market.candles(symbol, "1m", start, us_to_datetime(max(d.market_time_us for d in decisions)) + horizon)
+        opens = [c.open_time_us for c in candles]
+        for published in decisions:
+            # Only this decision's horizon is handed over: the candles are in time order.
+            first = bisect_left(opens, published.market_time_us)
+            last = bisect_left(opens, published.market_time_us + rules.horizon_minutes * 60_000_000)
+            outcome = score_decision(published.source, us_to_datetime(published.market_time_us),
+                                     published.decision, candles[first:last], rules)
+            if outcome is not None:
+                outcomes.append(outcome)
+    outcomes.sort(key=lambda o: o.time)
     return outcomes
 
 

@@ -4,7 +4,6 @@ import base64
 
 import dagster as dg
 
-from triplegain_core.account_metrics import account_metrics
 from triplegain_core.allocation import (
     allocation_markdown,
     allocation_of,
@@ -37,8 +36,7 @@ def portfolio_snapshots(
     with postgres.connect() as conn:
         store, trading = PortfolioStore(conn), TradingStore(conn)
         latest = store.latest_snapshots()
-        metrics = [account_metrics(s.account, trading.positions(s.account),
-                                   store.equity_curve(s.account)) for s in latest]
+        metrics = [trading.account_metrics(s.account) for s in latest]
     if not latest:
         message = "No portfolio snapshots stored yet: the executor writes them as it trades."
         context.log.info(message)
