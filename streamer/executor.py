@@ -38,9 +38,11 @@ import logging
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from streamer.hot_state_feed import IDLE_MS, HotStateFeed
 from triplegain_core.config import Settings
 from triplegain_core.decision_intake import DecisionIntake
 from triplegain_core.decision_stream import (
@@ -51,7 +53,7 @@ from triplegain_core.decision_stream import (
     StrongSignalStream,
 )
 from triplegain_core.gate_queue import GateQueue
-from triplegain_core.hot_state import RECENT_CANDLES_CAP, HotStateReader, LastPrice
+from triplegain_core.hot_state import RECENT_CANDLES_CAP, CyclePoll, HotStateReader, LastPrice
 from triplegain_core.indicators import MIN_HISTORY
 from triplegain_core.live_market import BOOK_MAX_AGE_US, LiveMarket, book_top
 from triplegain_core.market import Candle, datetime_to_us, us_to_datetime
@@ -204,6 +206,9 @@ class TradingLoop:
         # point as the candles: all of a replay, or only what is new to a live loop.
         reads_tape = any("trades" in s.reads for s in strategies)
         self._trades_id: str | None = ("0" if start_stream_id == "0" else "$") if reads_tape else None
+        self._feed: HotStateFeed | None = None
+        # Decision stream entries read before the market's time was known (see cycle).
+        self._unjudged: list[tuple[bytes, Mapping[bytes, bytes]]] = []
         self.stats = ExecutorStats(accounts={a.name: a.stats for a in self._accounts})
 
     @property
@@ -265,18 +270,19 @@ class TradingLoop:
         await asyncio.to_thread(self.warm_start)
         settle_heap()
         next_tick = time.monotonic()
-        while not stop.is_set():
-            await asyncio.to_thread(self.cycle)
-            # Schedule against a fixed grid so the loop does not drift with cycle time.
-            next_tick += interval
-            delay = next_tick - time.monotonic()
-            if delay < 0:
-                next_tick = time.monotonic()
-                delay = 0
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=delay)
-            except TimeoutError:
-                pass
+        with self.feeding():
+            while not stop.is_set():
+                await asyncio.to_thread(self.cycle)
+                # Schedule against a fixed grid so the loop does not drift with cycle time.
+                next_tick += interval
+                delay = next_tick - time.monotonic()
+                if delay < 0:
+                    next_tick = time.monotonic()
+                    delay = 0
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=delay)
+                except TimeoutError:
+                    pass
         if drain_before_stop:
             while await asyncio.to_thread(self.cycle):
                 pass
@@ -304,17 +310,52 @@ class TradingLoop:
         log.info("warm start: %d recent candles taken, reading the stream after %s", taken, self._stream_id)
         return taken
 
+    @contextmanager
+    def feeding(self, idle_ms: int = IDLE_MS) -> Iterator[HotStateFeed]:
+        """Read the hot state on a :class:`~streamer.hot_state_feed.HotStateFeed` thread while
+        inside: each cycle then takes what the feed gathered, without a round trip to Redis.
+
+        On leaving, the feed's last reads are processed as one more cycle, so nothing it read
+        is lost; later cycles read the hot state themselves again, from where it stopped.
+        """
+        if self._stream_id == "$":
+            self.warm_start()
+        extra = {DECISIONS_STREAM: self._intake.last_id} if self._intake is not None else None
+        feed = HotStateFeed(self._hot_state, self._settings.symbols, self._stream_id,
+                            trades_after=self._trades_id, extra_streams=extra, idle_ms=idle_ms)
+        self._feed = feed
+        feed.start()
+        try:
+            yield feed
+        finally:
+            feed.stop()
+            self._feed = None
+            if not feed.failed:
+                self._cycle_on(time.perf_counter(), feed.take())
+            # Read again from the intake's own position by the cycles that follow.
+            self._unjudged = []
+
     def cycle(self) -> int:
         """One pass of the loop; returns the number of closed candles processed."""
         started = time.perf_counter()
+        if self._feed is None:
+            return self._cycle_on(started, self._read())
+        with self._feed.cycle() as polled:
+            return self._cycle_on(started, polled)
+
+    def _read(self) -> CyclePoll:
+        """What is new in the hot state, read now (one round trip)."""
         if self._stream_id == "$":
             self.warm_start()
         # Decisions are read in the same round trip once the loop knows the market's time (an
         # entry read before that could not be judged for expiry).
         reads_decisions = self._intake is not None and self._market.now_us() is not None
         extra = {DECISIONS_STREAM: self._intake.last_id} if reads_decisions else None
-        polled = self._hot_state.poll(self._stream_id, self._settings.symbols, trades_after=self._trades_id,
-                                      extra_streams=extra)
+        return self._hot_state.poll(self._stream_id, self._settings.symbols, trades_after=self._trades_id,
+                                    extra_streams=extra)
+
+    def _cycle_on(self, started: float, polled: CyclePoll) -> int:
+        """The cycle's work on what it read; returns the number of closed candles processed."""
         self._stream_id, self._trades_id = polled.last_id, polled.trades_id
         candles, prices = polled.candles, polled.prices
         self._market.set_books(polled.books)
@@ -331,8 +372,13 @@ class TradingLoop:
             deciding += self._on_ticks(prices)
         if self._gate is not None:
             self._on_gate_decisions(self._gate)
-        if reads_decisions:
-            self._on_decisions(self._intake, polled.extra.get(DECISIONS_STREAM, []))
+        if self._intake is not None:
+            # A feed reads decisions from the start; one read before the market's time is known
+            # waits for it (its expiry could not be judged).
+            self._unjudged += polled.extra.get(DECISIONS_STREAM, [])
+            if self._market.now_us() is not None:
+                entries, self._unjudged = self._unjudged, []
+                self._on_decisions(self._intake, entries)
         self.stats.cycles += 1
         self.stats.cycle_ms.append((time.perf_counter() - started) * 1000)
         self.stats.decision_ms.append(deciding * 1000)

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
+from typing import TypeVar
 
 import orjson
 import redis
 
-from triplegain_core.market import TIMEFRAMES, Candle, Side, Trade
+from triplegain_core.market import TIMEFRAMES, BookLevel, Candle, Side, Trade
 
 CONTRACT_VERSION = 1
 CONTRACT_REVISION = "1.3"
@@ -104,14 +105,19 @@ class BookSnapshot:
     symbol: str
     ts_us: int
     depth: int
-    bids: tuple[tuple[float, float], ...]
-    asks: tuple[tuple[float, float], ...]
+    bids: tuple[BookLevel, ...]
+    asks: tuple[BookLevel, ...]
 
     def __post_init__(self) -> None:
         if self.depth < 1:
             raise ValueError(f"{self.symbol} book depth must be >= 1, got {self.depth}")
-        for name, levels, better in (("bids", self.bids, float.__gt__),
-                                     ("asks", self.asks, float.__lt__)):
+        for name, better in (("bids", float.__gt__), ("asks", float.__lt__)):
+            # Any (price, qty) pairs become BookLevels once, here: readers then share them as they are.
+            try:
+                levels = tuple(map(BookLevel._make, getattr(self, name)))
+            except TypeError:
+                raise ValueError(f"{self.symbol} {name}: each level must be a (price, qty) pair") from None
+            object.__setattr__(self, name, levels)
             if len(levels) > self.depth:
                 raise ValueError(f"{self.symbol} {name}: {len(levels)} levels > depth {self.depth}")
             for price, qty in levels:
@@ -123,8 +129,7 @@ class BookSnapshot:
     @classmethod
     def from_json(cls, raw: str | bytes) -> BookSnapshot:
         data = _loads(raw)
-        return cls(data["symbol"], data["ts_us"], data["depth"],
-                   tuple((p, q) for p, q in data["bids"]), tuple((p, q) for p, q in data["asks"]))
+        return cls(data["symbol"], data["ts_us"], data["depth"], data["bids"], data["asks"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +202,15 @@ def _trades(raw: bytes | str) -> list[Trade]:
             for symbol, trade_id, ts_us, price, qty, side in _loads(raw)]
 
 
-def _entry_id(raw: bytes | str) -> str:
+_Polled = TypeVar("_Polled", LastPrice, BookSnapshot)
+
+
+def _last_price(raw: bytes | str) -> LastPrice:
+    return LastPrice(**_loads(raw))
+
+
+def entry_id(raw: bytes | str) -> str:
+    """A stream entry's id as text, whether the client decodes replies or not."""
     return raw.decode() if isinstance(raw, bytes) else raw
 
 
@@ -279,6 +292,9 @@ class HotStateReader:
 
     def __init__(self, client: redis.Redis) -> None:
         self._client = client
+        # poll's last value of each price and book key, raw and parsed: a value published again
+        # unchanged (most books between two trades) is not parsed again.
+        self._polled: dict[str, tuple[bytes, LastPrice | BookSnapshot]] = {}
 
     def last_prices(self, symbols: Sequence[str]) -> dict[str, LastPrice]:
         """Latest trade price per symbol; symbols with no fresh price are absent."""
@@ -366,20 +382,28 @@ class HotStateReader:
     def poll(
         self, last_id: str, symbols: Sequence[str], count: int = 1000, *, timeframe: str = "1m",
         trades_after: str | None = None, extra_streams: Mapping[str, str] | None = None,
+        block_ms: int | None = None,
     ) -> CyclePoll:
         """One round trip for a trading-loop cycle: the closed candles after ``last_id`` (as
         :meth:`closed_candles_after`), the latest prices and books of ``symbols`` (as
         :meth:`last_prices` and :meth:`books`), and, with ``trades_after``, the public trades
         published after that id of the trade stream ("$" on a first call: only new ones);
         ``extra_streams`` (name -> id) are read in the same XREAD, their raw entries returned
-        for their own readers (the decision stream)."""
+        for their own readers (the decision stream).
+
+        With ``block_ms`` the read waits up to that long for a new entry on any of the streams;
+        the prices and books are then read as of the moment it returned (Redis runs a blocked
+        client's next commands only after it unblocks).
+
+        A price or book whose published value has not changed since the previous poll comes
+        back as the very object returned then (``is``-identical), not parsed again."""
         candle_stream = closed_candles_stream(timeframe)
         streams = {candle_stream: last_id}
         if trades_after is not None:
             streams[TRADES_STREAM] = trades_after
         streams.update(extra_streams or {})
         pipe = self._client.pipeline(transaction=False)
-        pipe.xread(streams, count=count)
+        pipe.xread(streams, count=count, block=block_ms)
         if trades_after == "$":  # "$" returns nothing without blocking: anchor on the newest id
             pipe.xrevrange(TRADES_STREAM, count=1)
         pipe.mget([price_key(s) for s in symbols] + [book_key(s) for s in symbols])
@@ -388,18 +412,30 @@ class HotStateReader:
         result = CyclePoll(last_id=last_id, trades_id=trades_after)
         if trades_after == "$":
             newest_trades = replies[1]
-            result.trades_id = _entry_id(newest_trades[0][0]) if newest_trades else "0"
+            result.trades_id = entry_id(newest_trades[0][0]) if newest_trades else "0"
         for stream, entries in reply or ():
             name = stream.decode() if isinstance(stream, bytes) else stream
             if name == candle_stream:
                 result.candles = [Candle(**_loads(fields[b"c"])) for _, fields in entries]
-                result.last_id = _entry_id(entries[-1][0])
+                result.last_id = entry_id(entries[-1][0])
             elif name == TRADES_STREAM:
                 result.trades = [trade for _, fields in entries for trade in _trades(fields[b"t"])]
-                result.trades_id = _entry_id(entries[-1][0])
+                result.trades_id = entry_id(entries[-1][0])
             else:
                 result.extra[name] = entries
-        raw_prices, raw_books = values[:len(symbols)], values[len(symbols):]
-        result.prices = {p.symbol: p for p in (LastPrice(**_loads(raw)) for raw in raw_prices if raw is not None)}
-        result.books = {b.symbol: b for b in (BookSnapshot.from_json(raw) for raw in raw_books if raw is not None)}
+        for symbol, raw in zip(symbols, values):
+            if raw is not None:
+                result.prices[symbol] = self._parsed(price_key(symbol), raw, _last_price)
+        for symbol, raw in zip(symbols, values[len(symbols):]):
+            if raw is not None:
+                result.books[symbol] = self._parsed(book_key(symbol), raw, BookSnapshot.from_json)
         return result
+
+    def _parsed(self, key: str, raw: bytes, parse: Callable[[bytes], _Polled]) -> _Polled:
+        """``raw`` parsed, or the object parsed from the same bytes at the previous poll."""
+        known = self._polled.get(key)
+        if known is not None and known[0] == raw:
+            return known[1]
+        value = parse(raw)
+        self._polled[key] = (raw, value)
+        return value

@@ -6,11 +6,9 @@ read, bounded :class:`~triplegain_core.market_snapshot.CandleBuffer` rings of ev
 the strategies need (the higher ones built from the 1m candles by
 :class:`~triplegain_core.timeframes.CandleResampler`, so they exist whether or not the streamer
 publishes them, and equal the exchange's own), the latest prices and books. It cuts them into
-:class:`~triplegain_core.market_snapshot.MarketSnapshot` s; a window is copied only after its
-series changed, so a snapshot between two candle closes costs no copy at all.
-
-The hot-state contract carries no trade tape (only the last price), so snapshots hold no
-recent trades: a strategy that needs them (order flow) stays silent.
+:class:`~triplegain_core.market_snapshot.MarketSnapshot` s; a window is cut again only after
+its series changed. The public trades of the hot state's trade stream fill a bounded tape per
+symbol, which the snapshots hold for the strategies that read it (order flow).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import NamedTuple
 
 US_PER_SECOND = 1_000_000
 US_PER_MINUTE = 60 * US_PER_SECOND
@@ -59,6 +60,15 @@ INSTRUMENTS: dict[str, Instrument] = {
     "XRP/BTC": Instrument("XRP/BTC", Asset.XRP, Asset.BTC),
 }
 TRADED_SYMBOLS: tuple[str, ...] = tuple(INSTRUMENTS)
+
+
+class BookLevel(NamedTuple):
+    """One price level of an order book side: a pair, so a checked book's levels are handed on
+    as they are (a :class:`~triplegain_core.hot_state.BookSnapshot` makes them; a
+    :class:`~triplegain_core.market_snapshot.BookTop` reads them)."""
+
+    price: float
+    qty: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,8 +4,8 @@ A :class:`MarketSnapshot` holds, per symbol, bounded windows of closed candles f
 timeframe (as float64 arrays, so indicators run on them without conversion), optionally the
 top levels of the order book, the recent public trades (as columns too) and the latest
 prices. The producer (the executor's loop, a backtest, a Dagster asset) keeps
-:class:`CandleBuffer` and :class:`TradeBuffer` rings and cuts windows from them, so building a
-snapshot costs a few small array copies, never a history.
+:class:`CandleBuffer` and :class:`TradeBuffer` rings and cuts windows from them: read-only
+views of rows that never change once written, so building a snapshot copies no history.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from triplegain_core.market import TIMEFRAME_US, Candle, Side, Trade
+from triplegain_core.market import TIMEFRAME_US, BookLevel, Candle, Side, Trade
 
 _T = TypeVar("_T")
 
@@ -54,8 +54,9 @@ def _unchecked(cls: type[_T], **fields: object) -> _T:
 class _Ring:
     """Rows of int64 and float64 columns, bounded to ``capacity``, appended in O(1) amortised.
 
-    The backing arrays hold twice the capacity and are compacted when full, so an append never
-    shifts more than once per ``capacity`` appends; :meth:`columns` copies the live rows.
+    The backing arrays hold twice the capacity. When they are full, the live rows move to new
+    arrays (once per ``capacity`` appends), so a row once written never changes: the read-only
+    views :meth:`columns` hands out stay as they were, without a copy.
     """
 
     def __init__(self, capacity: int, int_columns: int, float_columns: int) -> None:
@@ -76,8 +77,8 @@ class _Ring:
     def append(self, ints: tuple[int, ...], floats: tuple[float, ...]) -> None:
         if self._end == self._ints.shape[1]:
             keep = self.capacity - 1
-            self._ints[:, :keep] = self._ints[:, self._end - keep : self._end]
-            self._floats[:, :keep] = self._floats[:, self._end - keep : self._end]
+            self._ints = _moved(self._ints, self._end - keep, self._end)
+            self._floats = _moved(self._floats, self._end - keep, self._end)
             self._start, self._end = 0, keep
         self._ints[:, self._end] = ints
         self._floats[:, self._end] = floats
@@ -86,12 +87,16 @@ class _Ring:
             self._start += 1
 
     def columns(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Read-only copies of the live rows of every int and float column."""
+        """Read-only views of the live rows of every int and float column."""
         rows = slice(self._start, self._end)
-        return (
-            [_read_only(column[rows].copy()) for column in self._ints],
-            [_read_only(column[rows].copy()) for column in self._floats],
-        )
+        return list(_read_only(self._ints[:, rows])), list(_read_only(self._floats[:, rows]))
+
+
+def _moved(backing: np.ndarray, start: int, end: int) -> np.ndarray:
+    """A new backing array of the same shape with ``backing``'s rows start..end at its front."""
+    fresh = np.zeros_like(backing)
+    fresh[:, : end - start] = backing[:, start:end]
+    return fresh
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -196,8 +201,8 @@ class CandleWindow:
 class CandleBuffer:
     """A bounded ring of one symbol's closed candles of one timeframe, cut into windows.
 
-    Appending is O(1) amortised; :meth:`window` copies at most ``capacity`` rows, so the
-    per-cycle cost stays bounded however long the process runs.
+    Appending is O(1) amortised and :meth:`window` copies nothing, so the per-cycle cost stays
+    bounded however long the process runs.
     """
 
     def __init__(self, symbol: str, timeframe: str, capacity: int = 300) -> None:
@@ -223,7 +228,8 @@ class CandleBuffer:
             self.append(candle)
 
     def window(self) -> CandleWindow | None:
-        """A copy of the buffered candles, or None while empty."""
+        """The buffered candles (read-only views: later appends leave them as they are), or None
+        while empty."""
         if not len(self._ring):
             return None
         (times,), (open_, high, low, close, volume) = self._ring.columns()
@@ -316,31 +322,17 @@ class TradeBuffer:
             self.append(trade)
 
     def window(self) -> TradeWindow | None:
-        """A copy of the buffered trades, or None while empty."""
+        """The buffered trades (read-only views: later appends leave them as they are), or None
+        while empty."""
         if not len(self._ring):
             return None
         (ts, ids), (price, qty, side) = self._ring.columns()
         return _unchecked(TradeWindow, symbol=self.symbol, ts_us=ts, trade_id=ids, price=price, qty=qty, side=side)
 
 
-@dataclass(frozen=True, slots=True)
-class BookLevel:
-    """One price level of an order book side."""
-
-    price: float
-    qty: float
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.price) and self.price > 0 and math.isfinite(self.qty) and self.qty > 0):
-            raise ValueError(f"book level needs a positive price and quantity, got {self.price} x {self.qty}")
-
-
-def _checked_level(price: float, qty: float) -> BookLevel:
-    """A BookLevel of values already checked (every level of every book, on every cycle)."""
-    level = object.__new__(BookLevel)
-    object.__setattr__(level, "price", price)
-    object.__setattr__(level, "qty", qty)
-    return level
+def _level_is_positive(level: BookLevel) -> bool:
+    price, qty = level
+    return math.isfinite(price) and price > 0 and math.isfinite(qty) and qty > 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,6 +347,10 @@ class BookTop:
     def __post_init__(self) -> None:
         if not self.bids or not self.asks:
             raise ValueError(f"{self.symbol} book needs at least one bid and one ask")
+        for level in (*self.bids, *self.asks):
+            if not _level_is_positive(level):
+                raise ValueError(f"{self.symbol} book level needs a positive price and quantity, got "
+                                 f"{level.price} x {level.qty}")
         if any(a.price <= b.price for a, b in zip(self.bids, self.bids[1:])):
             raise ValueError(f"{self.symbol} bids must strictly decrease")
         if any(b.price <= a.price for a, b in zip(self.asks, self.asks[1:])):
@@ -363,15 +359,13 @@ class BookTop:
             raise ValueError(f"{self.symbol} book is crossed: bid {self.bids[0].price} >= ask {self.asks[0].price}")
 
     @classmethod
-    def from_checked_levels(cls, symbol: str, ts_us: int, bids: Sequence[tuple[float, float]],
-                            asks: Sequence[tuple[float, float]]) -> BookTop | None:
-        """A book from levels already checked finite, positive and strictly ordered (a hot-state
-        ``BookSnapshot``'s), without checking them again; None when one-sided or crossed."""
-        if not bids or not asks or bids[0][0] >= asks[0][0]:
+    def from_checked_levels(cls, symbol: str, ts_us: int, bids: tuple[BookLevel, ...],
+                            asks: tuple[BookLevel, ...]) -> BookTop | None:
+        """A book sharing levels already checked finite, positive and strictly ordered (a
+        hot-state ``BookSnapshot``'s), without checking them again; None when one-sided or crossed."""
+        if not bids or not asks or bids[0].price >= asks[0].price:
             return None
-        return _unchecked(cls, symbol=symbol, ts_us=ts_us,
-                          bids=tuple(_checked_level(p, q) for p, q in bids),
-                          asks=tuple(_checked_level(p, q) for p, q in asks))
+        return _unchecked(cls, symbol=symbol, ts_us=ts_us, bids=bids, asks=asks)
 
     @property
     def best_bid(self) -> float:

@@ -5,27 +5,35 @@ own paper account) reads real Redis hot state as in production and writes to the
 PostgreSQL store. The market is the real XRP/USDT candles of ``../shared/data`` (relabelled
 as consecutive 1m candles) laid on BTC/USDT, XRP/USDT and XRP/BTC at each pair's price scale.
 
-After a warm-up (not measured) long enough for the 5m and 1h strategies to have history, two
-stretches are measured. Each simulated minute publishes the three pairs' closed candles (one
-candle cycle), then fresh trade prices and books before each of the following 100 ms cycles
-(tick cycles):
+After a warm-up (not measured) long enough for the 5m and 1h strategies to have history, the
+loop reads the hot state as ``TradingLoop.run`` does, through its feed thread
+(``TradingLoop.feeding``), and three stretches are measured. Each simulated minute publishes the
+three pairs' closed candles (one candle cycle), then, before each of the following 100 ms
+cycles (tick cycles), one trade per pair with its price and a fresh book, as the streamer
+publishes a batch. Each cycle starts once the feed has read the publication before it:
 
 - the live stretch (``LIVE_MINUTES``) runs the live mix: a 100 ms loop has 600 cycles a
   minute, so each minute is one candle cycle and 599 tick cycles;
-- the candle stretch (the rest of the data) runs 9 tick cycles a minute, so it gathers many
-  candle cycles quickly.
+- the synchronous stretch (``SYNC_MINUTES``) runs the same mix with the feed stopped: each
+  cycle reads Redis itself, one round trip inside the cycle, for comparison;
+- the candle stretch (the rest of the data, fed again) runs 9 tick cycles a minute, so it
+  gathers many candle cycles quickly.
 
-Figures printed (milliseconds; whole cycles include the Redis reads and PostgreSQL writes):
+Figures printed (milliseconds; whole cycles include taking the feed's reads, the PostgreSQL
+writes and, in the synchronous stretch, the Redis round trip):
 
 - ``executor_cycle_*``: every cycle of the live stretch, i.e. the live mix (1 in 600 a candle
   cycle, so its p99 is that of the tick cycles);
+- ``executor_feed_lag_*``: from a publication's return to the feed having read it, over the
+  live stretch: how much later than a synchronous read the loop can see it;
+- ``executor_cycle_sync_*``: every cycle of the synchronous stretch;
 - ``executor_candle_cycle_*``: the candle cycles of both stretches, alone;
 - ``executor_cycle_1in10_mix_*``: every cycle of the candle stretch (1 in 10 a candle cycle);
 - ``executor_decision_*``: the deciding part (snapshot, TechnicalAgent, strategies; no I/O) of
   the live stretch's cycles, as the loop itself measures it; ``executor_candle_decision_*``
   that of the candle cycles;
-- ``redis_ping_*``: a bare Redis round trip (PING) after each tick cycle of the live stretch:
-  every cycle makes one round trip to Redis, so this is the floor the machine's load sets.
+- ``redis_ping_*``: a bare Redis round trip (PING) after each tick cycle of the synchronous
+  stretch: the floor of a cycle that reads Redis itself, as the machine's load sets it.
 
 Before measuring, the benchmark settles the heap (``settle_heap``) as ``TradingLoop.run`` does
 once the loop is warm.
@@ -40,20 +48,23 @@ import pandas as pd
 import psycopg
 
 from streamer.executor import TradingLoop, settle_heap
+from streamer.hot_state_feed import HotStateFeed
 from triplegain_core.config import Settings
 from triplegain_core.decision_intake import DecisionIntake
 from triplegain_core.decision_stream import DecisionStream
 from triplegain_core.hot_state import BookSnapshot, HotStatePublisher, HotStateReader, LastPrice
-from triplegain_core.market import US_PER_MINUTE, Candle, datetime_to_us
+from triplegain_core.market import US_PER_MINUTE, Candle, Side, Trade, datetime_to_us
 from triplegain_core.storage.decision_events import DecisionEventStore
 from triplegain_core.storage.trading_store import TradingStore
 
 PAIRS = {"BTC/USDT": 50_000.0, "XRP/USDT": 1.0, "XRP/BTC": 2e-5}
 WARM_MINUTES = 1200  # 240 5m candles and 20 1h candles of history before measuring
 LIVE_MINUTES = 30
+SYNC_MINUTES = 10
 LIVE_CYCLES_PER_MINUTE = 600  # a 100 ms loop
 CANDLE_STRETCH_TICK_CYCLES = 9
 TICK_US = 100_000
+FEED_TIMEOUT_S = 5.0
 
 
 def _percentile(samples: list[float], fraction: float) -> float:
@@ -78,6 +89,24 @@ def _book(candle: Candle, ts_us: int) -> BookSnapshot:
                         tuple((price + step * (i + 1), 1.5 + i) for i in range(10)))
 
 
+def _tick(publisher: HotStatePublisher, minute: list[Candle], tick: int) -> None:
+    """One streamer batch ``tick`` cycles after the minute's close: a trade, a price, a book per pair."""
+    ts_us = minute[0].close_time_us + tick * TICK_US
+    trade_id = (minute[0].open_time_us // US_PER_MINUTE) * LIVE_CYCLES_PER_MINUTE + tick
+    trades = [Trade(c.symbol, trade_id, ts_us, c.close, 1.0, Side.BUY if tick % 2 else Side.SELL) for c in minute]
+    publisher.publish([LastPrice(c.symbol, c.close, ts_us) for c in minute], [], [], {"ts_us": 0},
+                      books=[_book(c, ts_us) for c in minute], trades=trades)
+
+
+def _fed_cycle(loop: TradingLoop, feed: HotStateFeed) -> float:
+    """One cycle once the feed has read what was just published; returns the feed's lag (ms)."""
+    published = time.perf_counter()
+    assert feed.wait_fresh(FEED_TIMEOUT_S), "the feed did not read the publication"
+    lag = (time.perf_counter() - published) * 1000
+    loop.cycle()
+    return lag
+
+
 def test_executor_cycle(shared_data: Path, redis_client, db: psycopg.Connection) -> None:
     minutes = _minutes(shared_data)
     publisher = HotStatePublisher(redis_client)
@@ -93,58 +122,78 @@ def test_executor_cycle(shared_data: Path, redis_client, db: psycopg.Connection)
     loop.stats.cycle_ms.clear()
     loop.stats.decision_ms.clear()
 
+    live = minutes[WARM_MINUTES:WARM_MINUTES + LIVE_MINUTES]
+    synchronous = minutes[WARM_MINUTES + LIVE_MINUTES:WARM_MINUTES + LIVE_MINUTES + SYNC_MINUTES]
+    stretch = minutes[WARM_MINUTES + LIVE_MINUTES + SYNC_MINUTES:]
+    assert stretch
     candle_cycles: list[float] = []
     candle_decisions: list[float] = []
     live_cycles: list[float] = []
     live_decisions: list[float] = []
-    stretch_cycles: list[float] = []
+    lags: list[float] = []
+    sync_cycles: list[float] = []
     pings: list[float] = []
-    for index, minute in enumerate(minutes[WARM_MINUTES:]):
-        live = index < LIVE_MINUTES
-        ticks = LIVE_CYCLES_PER_MINUTE - 1 if live else CANDLE_STRETCH_TICK_CYCLES
+    stretch_cycles: list[float] = []
+
+    def measured(count: int) -> tuple[list[float], list[float]]:
+        """The last ``count`` cycles and decisions; the first of them the minute's candle cycle."""
+        cycles, decisions = list(loop.stats.cycle_ms)[-count:], list(loop.stats.decision_ms)[-count:]
+        candle_cycles.append(cycles[0])
+        candle_decisions.append(decisions[0])
+        return cycles, decisions
+
+    with loop.feeding() as feed:
+        for minute in live:
+            publisher.publish([], [], minute, {"ts_us": 0})
+            lags.append(_fed_cycle(loop, feed))
+            for tick in range(1, LIVE_CYCLES_PER_MINUTE):
+                _tick(publisher, minute, tick)
+                lags.append(_fed_cycle(loop, feed))
+            cycles, decisions = measured(LIVE_CYCLES_PER_MINUTE)
+            live_cycles += cycles
+            live_decisions += decisions
+    for minute in synchronous:
         publisher.publish([], [], minute, {"ts_us": 0})
         loop.cycle()
-        candle_cycles.append(loop.stats.cycle_ms[-1])
-        candle_decisions.append(loop.stats.decision_ms[-1])
-        close_us = minute[0].close_time_us
-        for tick in range(1, ticks + 1):
-            ts_us = close_us + tick * TICK_US
-            publisher.publish([LastPrice(c.symbol, c.close, ts_us) for c in minute], [], [], {"ts_us": 0},
-                              books=[_book(c, ts_us) for c in minute])
+        for tick in range(1, LIVE_CYCLES_PER_MINUTE):
+            _tick(publisher, minute, tick)
             loop.cycle()
-            if live:
-                started = time.perf_counter()
-                redis_client.ping()
-                pings.append((time.perf_counter() - started) * 1000)
-        measured = ticks + 1
-        cycles = list(loop.stats.cycle_ms)[-measured:]
-        if live:
-            live_cycles += cycles
-            live_decisions += list(loop.stats.decision_ms)[-measured:]
-        else:
-            stretch_cycles += cycles
+            started = time.perf_counter()
+            redis_client.ping()
+            pings.append((time.perf_counter() - started) * 1000)
+        sync_cycles += measured(LIVE_CYCLES_PER_MINUTE)[0]
+    with loop.feeding() as feed:
+        for minute in stretch:
+            publisher.publish([], [], minute, {"ts_us": 0})
+            _fed_cycle(loop, feed)
+            for tick in range(1, CANDLE_STRETCH_TICK_CYCLES + 1):
+                _tick(publisher, minute, tick)
+                _fed_cycle(loop, feed)
+            stretch_cycles += measured(1 + CANDLE_STRETCH_TICK_CYCLES)[0]
 
-    measured_minutes = len(minutes) - WARM_MINUTES
-    assert measured_minutes > LIVE_MINUTES
-    assert len(candle_cycles) == measured_minutes
-    assert len(live_cycles) == LIVE_MINUTES * LIVE_CYCLES_PER_MINUTE
-    assert len(stretch_cycles) == (measured_minutes - LIVE_MINUTES) * (1 + CANDLE_STRETCH_TICK_CYCLES)
+    assert len(candle_cycles) == len(minutes) - WARM_MINUTES
+    assert len(live_cycles) == len(lags) == LIVE_MINUTES * LIVE_CYCLES_PER_MINUTE
+    assert len(sync_cycles) == SYNC_MINUTES * LIVE_CYCLES_PER_MINUTE
+    assert len(stretch_cycles) == len(stretch) * (1 + CANDLE_STRETCH_TICK_CYCLES)
     assert loop.stats.candles == 3 * len(minutes)
     # Every strategy ran on its own account; the accounts traded the measured stretch.
     assert len(loop.accounts) == 1 + len(loop.strategies) >= 12
     assert loop.stats.fills > 0
-    mix = f"live mix: 1 candle cycle + {LIVE_CYCLES_PER_MINUTE - 1} tick cycles a minute, {LIVE_MINUTES} minutes"
-    print(f"\nBENCH executor_cycle_p50_ms {_percentile(live_cycles, 0.5):.3f} ms ({mix})")
-    print(f"BENCH executor_cycle_p99_ms {_percentile(live_cycles, 0.99):.3f} ms ({mix})")
-    print(f"BENCH executor_candle_cycle_p50_ms {_percentile(candle_cycles, 0.5):.3f} ms")
-    print(f"BENCH executor_candle_cycle_p99_ms {_percentile(candle_cycles, 0.99):.3f} ms")
-    print(f"BENCH executor_cycle_1in10_mix_p50_ms {_percentile(stretch_cycles, 0.5):.3f} ms")
-    print(f"BENCH executor_cycle_1in10_mix_p99_ms {_percentile(stretch_cycles, 0.99):.3f} ms")
-    print(f"BENCH executor_decision_p50_ms {_percentile(live_decisions, 0.5):.3f} ms ({mix})")
-    print(f"BENCH executor_decision_p99_ms {_percentile(live_decisions, 0.99):.3f} ms ({mix})")
-    print(f"BENCH executor_candle_decision_p50_ms {_percentile(candle_decisions, 0.5):.3f} ms")
-    print(f"BENCH executor_candle_decision_p99_ms {_percentile(candle_decisions, 0.99):.3f} ms")
-    print(f"BENCH redis_ping_p50_ms {_percentile(pings, 0.5):.3f} ms (a bare Redis round trip after each tick cycle)")
-    print(f"BENCH redis_ping_p99_ms {_percentile(pings, 0.99):.3f} ms (a bare Redis round trip after each tick cycle)")
-    print(f"({len(live_cycles) + len(stretch_cycles)} cycles measured, {len(candle_cycles)} candle cycles, "
-          f"{len(loop.accounts)} accounts, {loop.stats.signals} signals, {loop.stats.fills} fills)")
+    mix = f"live mix: 1 candle cycle + {LIVE_CYCLES_PER_MINUTE - 1} tick cycles a minute"
+    figures = [
+        ("executor_cycle", live_cycles, f"{mix}, {LIVE_MINUTES} minutes, fed"),
+        ("executor_feed_lag", lags, "publication to the feed, live stretch"),
+        ("executor_cycle_sync", sync_cycles, f"{mix}, {SYNC_MINUTES} minutes, a Redis read in each cycle"),
+        ("executor_candle_cycle", candle_cycles, "every candle cycle"),
+        ("executor_cycle_1in10_mix", stretch_cycles, "1 candle cycle in 10, fed"),
+        ("executor_decision", live_decisions, f"{mix}, {LIVE_MINUTES} minutes"),
+        ("executor_candle_decision", candle_decisions, "every candle cycle"),
+        ("redis_ping", pings, "a bare Redis round trip after each tick cycle of the synchronous stretch"),
+    ]
+    print()
+    for name, samples, what in figures:
+        print(f"BENCH {name}_p50_ms {_percentile(samples, 0.5):.3f} ms ({what})")
+        print(f"BENCH {name}_p99_ms {_percentile(samples, 0.99):.3f} ms ({what})")
+    print(f"({len(live_cycles) + len(sync_cycles) + len(stretch_cycles)} cycles measured, "
+          f"{len(candle_cycles)} candle cycles, {len(loop.accounts)} accounts, {loop.stats.signals} signals, "
+          f"{loop.stats.fills} fills)")

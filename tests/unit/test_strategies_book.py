@@ -166,8 +166,10 @@ def test_book_rejects_crossed_or_unsorted_levels() -> None:
         BookTop(SYMBOL, 0, bids=(BookLevel(1.01, 1.0),), asks=(BookLevel(1.0, 1.0),))
     with pytest.raises(ValueError, match="decrease"):
         BookTop(SYMBOL, 0, bids=(BookLevel(0.98, 1.0), BookLevel(0.99, 1.0)), asks=(BookLevel(1.0, 1.0),))
-    with pytest.raises(ValueError):
-        BookLevel(1.0, 0.0)
+    with pytest.raises(ValueError, match="positive"):
+        BookTop(SYMBOL, 0, bids=(BookLevel(0.99, 1.0),), asks=(BookLevel(1.0, 0.0),))
+    with pytest.raises(ValueError, match="positive"):
+        BookTop(SYMBOL, 0, bids=(BookLevel(float("nan"), 1.0),), asks=(BookLevel(1.0, 1.0),))
 
 
 def test_book_strategies_do_not_repeat_themselves_on_every_update(
