@@ -65,9 +65,10 @@ from triplegain_core.risk import MarketRisk, RiskCheck
 from triplegain_core.signals import Direction, TechnicalSignal, TradeIntent
 from triplegain_core.storage.gate_store import GateStore
 from triplegain_core.storage.trading_store import TradingStore
+from triplegain_core.strategies.interface import StrategyState
 from triplegain_core.strategies.registry import LoadedStrategy, LoadReport
 from triplegain_core.strategies.runner import StrategyRunner
-from triplegain_core.strategies.signal import StrategySignal
+from triplegain_core.strategies.signal import SignalAction, StrategySignal
 from triplegain_core.strategy_account import AccountStats, StrategyAccount, strategy_account_name
 from triplegain_core.strategy_selection import candle_needs, select_strategies, timeframe_of
 from triplegain_core.technical_agent import TechnicalAgent
@@ -178,6 +179,11 @@ class TradingLoop:
         for strategy in strategies:
             groups.setdefault(timeframe_of(strategy), []).append(strategy)
         self._runners = tuple((timeframe, StrategyRunner(group)) for timeframe, group in groups.items())
+        # Each strategy's state per symbol, to tell it what its account really holds.
+        self._states: dict[str, dict[str, StrategyState]] = {}
+        for _, runner in self._runners:
+            for (name, symbol), state in runner.states.items():
+                self._states.setdefault(name, {})[symbol] = state
         # Strategies reading more than closed candles are also run between two candle closes.
         self._tick_runners = tuple((timeframe, runner) for timeframe, runner in self._runners
                                    if any(s.reads - {"candles"} for s in runner.strategies))
@@ -412,6 +418,7 @@ class TradingLoop:
         for signal in technical:
             self._base.on_signal(signal)
         self._route(signals, now_us)
+        self._sync_holdings(self._by_strategy)
         self._publish_strong([*technical, *signals])
         self._maybe_snapshot(now_us)
         return deciding
@@ -479,12 +486,16 @@ class TradingLoop:
             return 0.0
         # Most accounts hold nothing most of the time: only those holding a position watch ticks.
         holding = [account for account in self._accounts if account.positions.open_positions()]
+        watched = False
         for symbol, last in prices.items():
             if not self._market.observe_tick(last) or not holding:
                 continue  # older than what the candles already told us, or nothing to watch
+            watched = True
             when = us_to_datetime(last.ts_us)
             for account in holding:
                 account.manage_exits(symbol, last.price, last.price, last.price, when)
+        if watched:
+            self._sync_holdings(a.strategy for a in holding if a.strategy in self._by_strategy)
         if not self._tick_runners:
             return 0.0
         now_us = self._market.now_us()
@@ -493,6 +504,8 @@ class TradingLoop:
         signals = self._decide(self._tick_runners, now_us)
         deciding = time.perf_counter() - started
         self._route(signals, now_us)
+        if signals:
+            self._sync_holdings(signal.strategy for signal in signals)
         return deciding
 
     def _route(self, signals: Sequence[StrategySignal], now_us: int) -> None:
@@ -516,6 +529,23 @@ class TradingLoop:
             else:
                 log.info("gated signal %s held back: %s (%s)", decision.signal_id, decision.outcome.value,
                          decision.gate_reason)
+        self._sync_holdings(decision.strategy for decision in decided)
+
+    def _sync_holdings(self, strategies: Iterable[str]) -> None:
+        """Tell each of ``strategies`` what its account really holds on each symbol.
+
+        A strategy's state notes the entries it signalled; its account knows what came of them
+        (the risk rules may have rejected one, a stop or exit may have closed it since). A gated
+        strategy with a signal still at the gate is left as it is until the verdict.
+        """
+        awaiting = self._gate.awaiting() if self._gate is not None else set()
+        for name in set(strategies) - awaiting:
+            states, positions = self._states[name], self._by_strategy[name].positions
+            for symbol, state in states.items():
+                position = positions.open_for(symbol)
+                action = None if position is None else SignalAction(position.direction.value)
+                if action is not state.open_action:
+                    state.hold(action, None if position is None else position.entry_price)
 
     def on_intent(self, intent: TradeIntent) -> RiskCheck:
         """Risk-check ``intent`` on the base account and, when approved, trade it."""

@@ -48,6 +48,10 @@ class GateQueue:
         """Signals still waiting for their verdict."""
         return len(self._pending)
 
+    def awaiting(self) -> set[str]:
+        """The strategies with a signal still waiting for its verdict."""
+        return {item.signal.strategy for item in self._pending}
+
     def submit(self, signal: StrategySignal, snapshot: MarketSnapshot) -> None:
         """Start reviewing ``signal``; returns at once."""
         future = self._pool.submit(review_signal, signal, snapshot, self._gate, self._policy)

@@ -12,17 +12,22 @@ import pandas as pd
 import psycopg
 import pytest
 from candle_feed import feed_and_drain
+from pydantic import BaseModel
 
 from streamer.executor import TradingLoop
 from triplegain_core.config import Settings, StrategySettings
 from triplegain_core.hot_state import BookSnapshot, HotStatePublisher, HotStateReader, LastPrice
 from triplegain_core.market import US_PER_MINUTE, Candle, Side, Trade, datetime_to_us, us_to_datetime
+from triplegain_core.market_snapshot import MarketSnapshot
 from triplegain_core.orders import Fill, OrderPurpose, OrderState
 from triplegain_core.portfolio import Portfolio
 from triplegain_core.positions import PositionStatus
 from triplegain_core.risk import RiskAdjustment, RiskReason
 from triplegain_core.signals import Direction, IntentAction, TradeIntent
 from triplegain_core.storage.trading_store import TradingStore
+from triplegain_core.strategies.interface import StrategyState
+from triplegain_core.strategies.registry import LoadedStrategy
+from triplegain_core.strategies.signal import SignalAction, StrategySignal
 from triplegain_core.strategy_account import StrategyAccount
 
 
@@ -474,3 +479,63 @@ def test_order_flow_trades_live_on_the_published_tape_and_book(
     (position,) = store.positions("paper:order_flow")
     assert position.direction is Direction.LONG and position.strategy == "order_flow"
     assert all(approved for _, _, approved in store.fills_with_checks("paper:order_flow"))
+
+
+# --- a strategy's state follows what its account really holds
+
+
+class _NoConfig(BaseModel):
+    pass
+
+
+def _stubborn_long(stop_fraction: float) -> LoadedStrategy:
+    """LONG on every new candle while it believes itself flat, with a stop ``stop_fraction`` below."""
+
+    def generate(snapshot: MarketSnapshot, config: BaseModel, state: StrategyState) -> StrategySignal | None:
+        window = snapshot.window(state.symbol, "1m")
+        if window is None or state.open_action is not None:
+            return None
+        close, key_us = float(window.close[-1]), int(window.open_time_us[-1])
+        return StrategySignal(signal_id=f"stubborn:{key_us}", strategy="stubborn", strategy_version="1",
+                              symbol=state.symbol, timeframe="1m", time=us_to_datetime(snapshot.ts_us),
+                              action=SignalAction.LONG, strength=0.9, entry=close,
+                              stop_loss=close * (1 - stop_fraction), take_profit=close * 1.5, reason="always long")
+
+    return LoadedStrategy(name="stubborn", version="1", symbols=("XRP/USDT",), config=_NoConfig(),
+                          generate=generate, source="test", reads=frozenset({"candles"}))
+
+
+def _stubborn_loop(db: psycopg.Connection, redis_client, stop_fraction: float) -> TradingLoop:
+    settings = Settings(symbols=("XRP/USDT",), strategies=StrategySettings(technical_agent=False))
+    return TradingLoop(settings, HotStateReader(redis_client), TradingStore(db),
+                       strategies=[_stubborn_long(stop_fraction)], start_stream_id="0")
+
+
+def test_a_strategy_whose_entry_the_risk_rules_reject_is_told_it_holds_nothing(
+    redis_client, db: psycopg.Connection
+) -> None:
+    loop = _stubborn_loop(db, redis_client, stop_fraction=0.10)  # beyond the 2 % the rules allow
+    feed_and_drain(loop, redis_client, _walk(20))
+    account = loop.account("paper:stubborn")
+    # Each candle it asks again, and each time the rules say no: it never believes it is long.
+    assert account.stats.signals == account.stats.rejected == 20
+    assert account.stats.approved == 0 and not account.positions.open_positions()
+    reasons = {reason for check in TradingStore(db).risk_checks("paper:stubborn") for reason in check.reasons}
+    assert RiskReason.STOP_TOO_FAR in reasons
+
+
+def test_a_strategy_stopped_out_is_told_it_is_flat_and_enters_again(redis_client, db: psycopg.Connection) -> None:
+    loop = _stubborn_loop(db, redis_client, stop_fraction=0.01)
+    candles = _walk(10)
+    # The eleventh candle falls through the stop of the position opened on the first.
+    drop = candles[-1].close * 0.95
+    candles.append(dataclasses.replace(candles[-1], open_time_us=candles[-1].open_time_us + US_PER_MINUTE,
+                                       low=drop, close=drop))
+    candles += [dataclasses.replace(candles[-1], open_time_us=candles[-1].open_time_us + (i + 1) * US_PER_MINUTE,
+                                    open=drop, high=drop * 1.0002, low=drop * 0.9998)
+                for i in range(3)]
+    feed_and_drain(loop, redis_client, candles)
+    first, second = TradingStore(db).positions("paper:stubborn")
+    assert first.status is PositionStatus.CLOSED and first.exit_reason is OrderPurpose.STOP_LOSS
+    assert second.status is PositionStatus.OPEN and second.opened_at > first.closed_at
+    assert loop.account("paper:stubborn").stats.signals == 2

@@ -52,6 +52,11 @@ class StrategyState:
         else:
             self.open_action, self.open_entry = signal.action, signal.entry
 
+    def hold(self, action: SignalAction | None, entry: float | None) -> None:
+        """Take what the strategy's account really holds on this symbol, whatever the strategy
+        last said: an entry the risk rules rejected, or a position a stop closed, leaves it flat."""
+        self.open_action, self.open_entry = action, entry
+
 
 @runtime_checkable
 class SignalGenerator(Protocol):

@@ -101,7 +101,8 @@ class StrategyRunner:
                 fingerprint = fingerprints[strategy.reads] = snapshot.fingerprint(strategy.reads)
             for symbol in strategy.symbols:
                 state = self.states[(strategy.name, symbol)]
-                self._input_keys[(strategy.name, symbol)] = (fingerprint, state.signals_emitted, state.last_signal_id)
+                self._input_keys[(strategy.name, symbol)] = (fingerprint, state.signals_emitted, state.last_signal_id,
+                                                             state.open_action)
 
     def run(self, snapshot: MarketSnapshot) -> list[StrategySignal]:
         """The new signals of this cycle, in strategy then symbol order."""
@@ -113,7 +114,7 @@ class StrategyRunner:
                 fingerprint = fingerprints[strategy.reads] = snapshot.fingerprint(strategy.reads)
             for symbol in strategy.symbols:
                 state = self.states[(strategy.name, symbol)]
-                key = (fingerprint, state.signals_emitted, state.last_signal_id)
+                key = (fingerprint, state.signals_emitted, state.last_signal_id, state.open_action)
                 if self._input_keys.get((strategy.name, symbol)) == key:
                     self.skipped_calls += 1
                     continue
