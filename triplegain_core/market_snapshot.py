@@ -298,6 +298,8 @@ class TradeBuffer:
     def __init__(self, symbol: str, capacity: int = 1000) -> None:
         self.symbol = symbol
         self._ring = _Ring(capacity, 2, 3)
+        # The last trade's time and id as Python ints: every incoming trade is compared to them.
+        self._last_ts_us = self._last_id = -1
 
     def __len__(self) -> int:
         return len(self._ring)
@@ -306,15 +308,15 @@ class TradeBuffer:
         """Add the next trade; ValueError for another symbol or a trade older than the last."""
         if trade.symbol != self.symbol:
             raise ValueError(f"buffer holds {self.symbol}, got {trade.symbol}")
-        if len(self._ring) and trade.ts_us < self._ring.last_int(0):
+        if trade.ts_us < self._last_ts_us:
             raise ValueError(f"{self.symbol}: trade {trade.trade_id} is older than the last one")
         self._ring.append((trade.ts_us, trade.trade_id),
                           (trade.price, trade.qty, 1.0 if trade.side is Side.BUY else -1.0))
+        self._last_ts_us, self._last_id = trade.ts_us, trade.trade_id
 
     def follows(self, trade: Trade) -> bool:
         """Whether ``trade`` comes after every buffered one (newer id, not older in time)."""
-        return not len(self._ring) or (trade.trade_id > self._ring.last_int(1)
-                                       and trade.ts_us >= self._ring.last_int(0))
+        return not len(self._ring) or (trade.trade_id > self._last_id and trade.ts_us >= self._last_ts_us)
 
     def extend(self, trades: Iterable[Trade]) -> None:
         """Append each trade in order."""

@@ -206,6 +206,8 @@ class PositionTracker:
                 stop = best - self.trailing_distance_r * risk if long else best + self.trailing_distance_r * risk
                 if (stop > position.stop_loss) if long else (stop < position.stop_loss):
                     update.update({"stop_loss": stop, "trailing_active": True})
+            if best == position.best_price and "stop_loss" not in update:
+                continue  # most ticks set no new best price: nothing to copy
             self._open[position_id] = position.model_copy(update=update)
             if "stop_loss" in update:
                 moved.append(self._open[position_id])
