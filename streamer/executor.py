@@ -23,8 +23,13 @@ the confirmation gate (a :class:`~triplegain_core.gate_queue.GateQueue`, off the
 traded on a later cycle only if it confirms them; every verdict is stored.
 
 A loop started at the stream's end ("$") first warms up (:meth:`TradingLoop.warm_start`): its
-history is filled from the hot state's recent closed candles, without deciding on any of them,
-so it trades on the next new candle as a loop that had seen the whole stream would.
+history is filled from the hot state's recent closed candles of every timeframe it reads,
+without deciding on any of them, so it trades on the next new candle as a loop that had seen
+the whole stream would.
+
+While :meth:`TradingLoop.run` runs, the hot state is read by a
+:class:`~streamer.hot_state_feed.HotStateFeed` thread; each cycle takes what it gathered,
+without a round trip of its own, and the feed reads in the gaps between cycles.
 
 Market time (candle and trade timestamps), not the wall clock, stamps every record, so a
 replay gives the same trail as the live run.
@@ -296,8 +301,9 @@ class TradingLoop:
         return self.stats
 
     def warm_start(self) -> int:
-        """Fill the market history from the hot state's recent closed candles, so the 5m and 1h
-        strategies need not wait hours for theirs; the number of candles taken.
+        """Fill the market history from the hot state's recent closed candles, 1m and every
+        higher timeframe the strategies read, so the 5m and 1h strategies need not wait hours
+        (or days) for theirs; the number of candles taken.
 
         Only a loop that starts at the stream's end ("$") warms up, once: it then reads the
         stream from the newest entry the recent candles include. Nothing is decided on these
@@ -305,8 +311,10 @@ class TradingLoop:
         """
         if self._stream_id != "$":
             return 0
-        self._stream_id, history = self._hot_state.recent_history(self._settings.symbols, WARM_START_CANDLES)
-        taken = self._market.seed(history)
+        recent = self._hot_state.recent_history(self._settings.symbols, WARM_START_CANDLES,
+                                                higher=self._market.timeframes[1:])
+        self._stream_id = recent.last_id
+        taken = self._market.seed(recent.candles, recent.higher)
         now_us = self._market.candle_time_us
         if now_us is not None:
             # As a loop that had seen the whole stream: it decided on these candles already.

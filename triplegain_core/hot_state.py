@@ -214,6 +214,18 @@ def entry_id(raw: bytes | str) -> str:
     return raw.decode() if isinstance(raw, bytes) else raw
 
 
+@dataclass(frozen=True, slots=True)
+class RecentHistory:
+    """The hot state's recent closed candles at one instant (see
+    :meth:`HotStateReader.recent_history`): the stream id to read after, each symbol's candles
+    of the streamed timeframe, and those of the higher timeframes by (symbol, timeframe);
+    oldest first."""
+
+    last_id: str
+    candles: dict[str, list[Candle]]
+    higher: dict[tuple[str, str], list[Candle]] = field(default_factory=dict)
+
+
 @dataclass(slots=True)
 class CyclePoll:
     """What one trading-loop cycle read: new closed candles and trades (with the stream ids to
@@ -331,27 +343,30 @@ class HotStateReader:
         return [Candle(**_loads(value)) for value in raw]
 
     def recent_history(
-        self, symbols: Sequence[str], limit: int = RECENT_CANDLES_CAP, *, timeframe: str = "1m"
-    ) -> tuple[str, dict[str, list[Candle]]]:
-        """Where to start reading the closed-candle stream, and the recent closed candles of
-        each of ``symbols`` (as :meth:`recent_candles`) up to that point.
+        self, symbols: Sequence[str], limit: int = RECENT_CANDLES_CAP, *, timeframe: str = "1m",
+        higher: Sequence[str] = (),
+    ) -> RecentHistory:
+        """Where to start reading the closed-candle stream of ``timeframe``, the recent closed
+        candles of each of ``symbols`` (as :meth:`recent_candles`) up to that point, and those
+        of the ``higher`` timeframes too.
 
         Read in one MULTI/EXEC: the publisher writes a candle to the stream and to its recent
         set in one transaction too, so every candle returned is at or before the returned
         stream id and every later one comes after it. The id is "0" for a stream not yet
         written.
         """
+        series = [(symbol, tf) for tf in (timeframe, *higher) for symbol in symbols]
         pipe = self._client.pipeline(transaction=True)
         pipe.xrevrange(closed_candles_stream(timeframe), count=1)
-        for symbol in symbols:
-            pipe.zrange(recent_candles_key(symbol, timeframe), -limit, -1)
+        for symbol, tf in series:
+            pipe.zrange(recent_candles_key(symbol, tf), -limit, -1)
         newest, *sets = pipe.execute()
-        last_id = "0"
-        if newest:
-            entry_id = newest[0][0]
-            last_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-        history = {symbol: [Candle(**_loads(value)) for value in raw] for symbol, raw in zip(symbols, sets)}
-        return last_id, history
+        candles = {key: [Candle(**_loads(value)) for value in raw] for key, raw in zip(series, sets)}
+        return RecentHistory(
+            last_id=entry_id(newest[0][0]) if newest else "0",
+            candles={symbol: candles[(symbol, timeframe)] for symbol in symbols},
+            higher={key: found for key, found in candles.items() if key[1] != timeframe},
+        )
 
     def closed_candles_after(
         self, last_id: str, count: int = 1000, *, timeframe: str = "1m"

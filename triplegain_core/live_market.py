@@ -14,7 +14,7 @@ symbol, which the snapshots hold for the strategies that read it (order flow).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
 from triplegain_core.hot_state import BookSnapshot, LastPrice
@@ -89,16 +89,23 @@ class LiveMarket:
         self._took(candle)
         return True
 
-    def seed(self, history: Mapping[str, Iterable[Candle]]) -> int:
-        """Fill the history with candles closed before the loop started (each symbol's oldest
-        first), as :meth:`add_candle` would, and return how many were taken.
+    def seed(self, history: Mapping[str, Sequence[Candle]],
+             higher: Mapping[tuple[str, str], Iterable[Candle]] | None = None) -> int:
+        """Fill the history with candles closed before the loop started (each symbol's 1m
+        candles, oldest first), as :meth:`add_candle` would, and return how many were taken.
 
         Only the history is filled: nothing is decided on these candles. A higher timeframe is
         built from the first candle that opens one of its buckets, so its first candle is whole
         (the partial bucket the seed starts inside of is left out rather than taken as a candle).
+        ``higher`` holds closed candles of the higher timeframes (by symbol and timeframe, as
+        the streamer published them): those that closed before the first bucket the 1m
+        candles build come first, so a 1h series starts with its full history rather than the
+        few hours the 1m candles span.
         """
         taken = 0
-        for candles in history.values():
+        for symbol, candles in history.items():
+            if candles and symbol in self._history and not self._history[symbol]:
+                taken += self._seed_higher(symbol, candles, higher or {})
             started: set[str] = set()
             for candle in candles:
                 if not self._is_next(candle):
@@ -112,6 +119,24 @@ class LiveMarket:
                     self._resample(candle, timeframe)
                 self._took(candle)
                 taken += 1
+        return taken
+
+    def _seed_higher(self, symbol: str, candles: Sequence[Candle],
+                     higher: Mapping[tuple[str, str], Iterable[Candle]]) -> int:
+        """Put the higher-timeframe candles of ``symbol`` that closed before the first bucket
+        its 1m ``candles`` build into the empty buffers; how many were taken."""
+        taken = 0
+        for timeframe in self.timeframes[1:]:
+            span = TIMEFRAME_US[timeframe]
+            first_open = candles[0].open_time_us
+            # The first bucket the 1m candles build: the first that one of them opens, else
+            # the one they start inside of (which stays unbuilt).
+            boundary = next((c.open_time_us for c in candles if c.open_time_us % span == 0),
+                            first_open - first_open % span)
+            for candle in higher.get((symbol, timeframe), ()):
+                if candle.close_time_us <= boundary:
+                    self._append(candle)
+                    taken += 1
         return taken
 
     def _is_next(self, candle: Candle) -> bool:

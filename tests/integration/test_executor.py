@@ -14,10 +14,10 @@ import pytest
 from candle_feed import feed_and_drain
 from pydantic import BaseModel
 
-from streamer.executor import TradingLoop
+from streamer.executor import WARM_START_CANDLES, TradingLoop
 from triplegain_core.config import Settings, StrategySettings
 from triplegain_core.hot_state import BookSnapshot, HotStatePublisher, HotStateReader, LastPrice
-from triplegain_core.market import US_PER_MINUTE, Candle, Side, Trade, datetime_to_us, us_to_datetime
+from triplegain_core.market import TIMEFRAMES, US_PER_MINUTE, Candle, Side, Trade, datetime_to_us, us_to_datetime
 from triplegain_core.market_snapshot import MarketSnapshot
 from triplegain_core.orders import Fill, OrderPurpose, OrderState
 from triplegain_core.portfolio import Portfolio
@@ -29,6 +29,7 @@ from triplegain_core.strategies.interface import StrategyState
 from triplegain_core.strategies.registry import LoadedStrategy
 from triplegain_core.strategies.signal import SignalAction, StrategySignal
 from triplegain_core.strategy_account import StrategyAccount
+from triplegain_core.timeframes import CandleResampler
 
 
 def _real_candles(shared_data, symbol: str = "XRP/USDT") -> list[Candle]:
@@ -453,6 +454,35 @@ def test_a_restarted_loop_starts_warm_and_trades_the_next_candle_as_a_whole_stre
     assert got == expected
     # and it signalled nothing else: no signal on a candle of the warm-up history.
     assert restarted.stats.signals == sum(len(signals) for signals in got.values())
+
+
+def test_a_restarted_loop_takes_the_higher_timeframes_the_streamer_published(
+    redis_client, db: psycopg.Connection, shared_data
+) -> None:
+    candles = _hour_aligned(_real_candles(shared_data))
+    assert len(candles) > 1.5 * WARM_START_CANDLES  # more than the hot state keeps of the 1m series
+    publisher = HotStatePublisher(redis_client)
+    # As the streamer publishes: each 1m candle with the higher candles it closes.
+    resamplers = [CandleResampler("XRP/USDT", tf) for tf in TIMEFRAMES if tf != "1m"]
+    for start in range(0, len(candles), 250):
+        batch = candles[start:start + 250]
+        publisher.publish([], [], [*batch, *(c for r in resamplers for m in batch for c in r.add(m))], {"ts_us": 0})
+    whole = TradingLoop(Settings(symbols=("XRP/USDT",), account="whole"), HotStateReader(redis_client),
+                        TradingStore(db), start_stream_id="0")
+    while whole.cycle():
+        pass
+    restarted = TradingLoop(Settings(symbols=("XRP/USDT",), account="restarted"), HotStateReader(redis_client),
+                            TradingStore(db))
+    restarted.warm_start()
+
+    now_us = candles[-1].close_time_us
+    warm, full = restarted.market.snapshot(now_us), whole.market.snapshot(now_us)
+    assert warm.candles.keys() == full.candles.keys()
+    hourly = full.window("XRP/USDT", "1h")
+    assert hourly is not None and len(hourly) * 60 > WARM_START_CANDLES  # longer than 1m candles could rebuild
+    for key, window in full.candles.items():
+        for column in ("open_time_us", "open", "high", "low", "close", "volume"):
+            assert np.array_equal(getattr(warm.candles[key], column), getattr(window, column)), (key, column)
 
 
 def test_order_flow_trades_live_on_the_published_tape_and_book(

@@ -81,6 +81,28 @@ def test_market_risk_is_estimated_once_per_candle() -> None:
     assert market.market_risk() is not first
 
 
+def test_a_seed_takes_the_published_higher_candles_that_closed_before_its_first_whole_bucket() -> None:
+    history = [_candle(minute, close=1.0 + minute / 100) for minute in range(3, 23)]
+    # As the streamer published them: 5m candles from an hour before, through the bucket the
+    # 1m seed starts inside of (minute 0), and past it (minute 5, which the seed builds itself).
+    published = [Candle("XRP/USDT", "5m", T0 + m * US_PER_MINUTE, 2.0, 2.1, 1.9, 2.0 + m / 1000, 50.0, 15)
+                 for m in range(-60, 10, 5)]
+    seeded = LiveMarket(("XRP/USDT",), ("5m", "1h"))
+    taken = seeded.seed({"XRP/USDT": history}, {("XRP/USDT", "5m"): published})
+    assert taken == len(history) + 13  # minutes -60 .. 0: the thirteen that close by minute 5
+    window = seeded.snapshot(history[-1].close_time_us, "5m").window("XRP/USDT", "5m")
+    assert window is not None
+    assert list(window.open_time_us) == [T0 + m * US_PER_MINUTE for m in (*range(-60, 5, 5), 5, 10, 15)]
+    assert list(window.close[:13]) == [c.close for c in published[:13]]
+    # Minute 5 on is built from the 1m candles, as without a published series.
+    alone = LiveMarket(("XRP/USDT",), ("5m",))
+    alone.seed({"XRP/USDT": history})
+    built = alone.snapshot(history[-1].close_time_us, "5m").window("XRP/USDT", "5m")
+    assert built is not None and np.array_equal(window.close[13:], built.close)
+    # No 1h series was published: the seed builds none from twenty minutes of 1m candles.
+    assert seeded.snapshot(history[-1].close_time_us, "1h").window("XRP/USDT", "1h") is None
+
+
 def test_seeded_history_starts_higher_timeframes_on_a_whole_bucket() -> None:
     # T0 opens an hour; the seed starts 3 minutes into a 5m bucket.
     seeded = LiveMarket(("XRP/USDT",), ("5m",))
