@@ -44,58 +44,25 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pandas as pd
 import psycopg
+from three_pair_market import (
+    BATCHES_PER_MINUTE,
+    WARM_MINUTES,
+    percentile,
+    publish_batch,
+    three_pair_minutes,
+    warm_loop,
+)
 
 from streamer.executor import TradingLoop, settle_heap
 from streamer.hot_state_feed import HotStateFeed
-from triplegain_core.config import Settings
-from triplegain_core.decision_intake import DecisionIntake
-from triplegain_core.decision_stream import DecisionStream
-from triplegain_core.hot_state import BookSnapshot, HotStatePublisher, HotStateReader, LastPrice
-from triplegain_core.market import US_PER_MINUTE, Candle, Side, Trade, datetime_to_us
-from triplegain_core.storage.decision_events import DecisionEventStore
-from triplegain_core.storage.trading_store import TradingStore
+from triplegain_core.hot_state import HotStatePublisher
 
-PAIRS = {"BTC/USDT": 50_000.0, "XRP/USDT": 1.0, "XRP/BTC": 2e-5}
-WARM_MINUTES = 1200  # 240 5m candles and 20 1h candles of history before measuring
 LIVE_MINUTES = 30
 SYNC_MINUTES = 10
-LIVE_CYCLES_PER_MINUTE = 600  # a 100 ms loop
+LIVE_CYCLES_PER_MINUTE = BATCHES_PER_MINUTE  # a 100 ms loop
 CANDLE_STRETCH_TICK_CYCLES = 9
-TICK_US = 100_000
 FEED_TIMEOUT_S = 5.0
-
-
-def _percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
-def _minutes(shared_data: Path) -> list[list[Candle]]:
-    frame = pd.read_parquet(shared_data / "binance_xrp-usdt-perp_5m.parquet")
-    start = datetime_to_us(frame["ts"].iloc[0].to_pydatetime())
-    return [
-        [Candle(symbol, "1m", start + i * US_PER_MINUTE, row.open * k, row.high * k, row.low * k, row.close * k,
-                float(row.volume), 1) for symbol, k in PAIRS.items()]
-        for i, row in enumerate(frame.itertuples())
-    ]
-
-
-def _book(candle: Candle, ts_us: int) -> BookSnapshot:
-    price, step = candle.close, candle.close * 0.0002
-    return BookSnapshot(candle.symbol, ts_us, 10,
-                        tuple((price - step * (i + 1), 1.0 + i) for i in range(10)),
-                        tuple((price + step * (i + 1), 1.5 + i) for i in range(10)))
-
-
-def _tick(publisher: HotStatePublisher, minute: list[Candle], tick: int) -> None:
-    """One streamer batch ``tick`` cycles after the minute's close: a trade, a price, a book per pair."""
-    ts_us = minute[0].close_time_us + tick * TICK_US
-    trade_id = (minute[0].open_time_us // US_PER_MINUTE) * LIVE_CYCLES_PER_MINUTE + tick
-    trades = [Trade(c.symbol, trade_id, ts_us, c.close, 1.0, Side.BUY if tick % 2 else Side.SELL) for c in minute]
-    publisher.publish([LastPrice(c.symbol, c.close, ts_us) for c in minute], [], [], {"ts_us": 0},
-                      books=[_book(c, ts_us) for c in minute], trades=trades)
 
 
 def _fed_cycle(loop: TradingLoop, feed: HotStateFeed) -> float:
@@ -108,19 +75,10 @@ def _fed_cycle(loop: TradingLoop, feed: HotStateFeed) -> float:
 
 
 def test_executor_cycle(shared_data: Path, redis_client, db: psycopg.Connection) -> None:
-    minutes = _minutes(shared_data)
+    minutes = three_pair_minutes(shared_data)
     publisher = HotStatePublisher(redis_client)
-    # As `triplegain execute` runs it: reading the decision stream too, in the same poll.
-    intake = DecisionIntake(DecisionStream(redis_client), DecisionEventStore(db), start_id="0")
-    loop = TradingLoop(Settings(), HotStateReader(redis_client), TradingStore(db), start_stream_id="0",
-                       decisions=intake)
-    for start in range(0, WARM_MINUTES, 100):
-        publisher.publish([], [], [c for minute in minutes[start:start + 100] for c in minute], {"ts_us": 0})
-    while loop.cycle():
-        pass
+    loop = warm_loop(minutes, redis_client, db)
     settle_heap()  # as TradingLoop.run does once the loop is warm
-    loop.stats.cycle_ms.clear()
-    loop.stats.decision_ms.clear()
 
     live = minutes[WARM_MINUTES:WARM_MINUTES + LIVE_MINUTES]
     synchronous = minutes[WARM_MINUTES + LIVE_MINUTES:WARM_MINUTES + LIVE_MINUTES + SYNC_MINUTES]
@@ -147,7 +105,7 @@ def test_executor_cycle(shared_data: Path, redis_client, db: psycopg.Connection)
             publisher.publish([], [], minute, {"ts_us": 0})
             lags.append(_fed_cycle(loop, feed))
             for tick in range(1, LIVE_CYCLES_PER_MINUTE):
-                _tick(publisher, minute, tick)
+                publish_batch(publisher, minute, tick)
                 lags.append(_fed_cycle(loop, feed))
             cycles, decisions = measured(LIVE_CYCLES_PER_MINUTE)
             live_cycles += cycles
@@ -156,7 +114,7 @@ def test_executor_cycle(shared_data: Path, redis_client, db: psycopg.Connection)
         publisher.publish([], [], minute, {"ts_us": 0})
         loop.cycle()
         for tick in range(1, LIVE_CYCLES_PER_MINUTE):
-            _tick(publisher, minute, tick)
+            publish_batch(publisher, minute, tick)
             loop.cycle()
             started = time.perf_counter()
             redis_client.ping()
@@ -167,7 +125,7 @@ def test_executor_cycle(shared_data: Path, redis_client, db: psycopg.Connection)
             publisher.publish([], [], minute, {"ts_us": 0})
             _fed_cycle(loop, feed)
             for tick in range(1, CANDLE_STRETCH_TICK_CYCLES + 1):
-                _tick(publisher, minute, tick)
+                publish_batch(publisher, minute, tick)
                 _fed_cycle(loop, feed)
             stretch_cycles += measured(1 + CANDLE_STRETCH_TICK_CYCLES)[0]
 
@@ -192,8 +150,8 @@ def test_executor_cycle(shared_data: Path, redis_client, db: psycopg.Connection)
     ]
     print()
     for name, samples, what in figures:
-        print(f"BENCH {name}_p50_ms {_percentile(samples, 0.5):.3f} ms ({what})")
-        print(f"BENCH {name}_p99_ms {_percentile(samples, 0.99):.3f} ms ({what})")
+        print(f"BENCH {name}_p50_ms {percentile(samples, 0.5):.3f} ms ({what})")
+        print(f"BENCH {name}_p99_ms {percentile(samples, 0.99):.3f} ms ({what})")
     print(f"({len(live_cycles) + len(sync_cycles) + len(stretch_cycles)} cycles measured, "
           f"{len(candle_cycles)} candle cycles, {len(loop.accounts)} accounts, {loop.stats.signals} signals, "
           f"{loop.stats.fills} fills)")
