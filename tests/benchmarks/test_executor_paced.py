@@ -2,7 +2,7 @@
 
 ``executor_cycle_*`` (test_executor_cycle) times cycles run back to back: the cost of the work.
 Here the real ``TradingLoop.run`` keeps its 100 ms grid for ``PACED_SECONDS`` of wall time
-while a streamer thread publishes one batch (a trade, a price and a book per pair) every
+while a streamer process publishes one batch (a trade, a price and a book per pair) every
 100 ms, and a minute's closed candles every 600 batches, on the three-pair market. Between two
 cycles the loop sleeps, as in production: on a virtual machine a thread woken from a 100 ms
 sleep runs the same work slower than one running back to back (cold caches, an idle CPU), so
@@ -16,11 +16,13 @@ for: fewer would mean the loop drifted).
 from __future__ import annotations
 
 import asyncio
-import threading
+import multiprocessing
 import time
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 
 import psycopg
+import redis
 from three_pair_market import BATCHES_PER_MINUTE, WARM_MINUTES, percentile, publish_batch, three_pair_minutes, warm_loop
 
 from triplegain_core.config import Settings
@@ -30,8 +32,9 @@ PACED_SECONDS = 120.0
 BATCH_INTERVAL_S = 0.1
 
 
-def _stream(publisher: HotStatePublisher, minutes, stop: threading.Event) -> None:
+def _stream(redis_url: str, minutes, stop: EventType) -> None:
     """Publish the minutes as the streamer would, one batch every ``BATCH_INTERVAL_S``."""
+    publisher = HotStatePublisher(redis.Redis.from_url(redis_url))
     next_batch = time.monotonic()
     for minute in minutes:
         for batch in range(BATCHES_PER_MINUTE):
@@ -45,13 +48,14 @@ def _stream(publisher: HotStatePublisher, minutes, stop: threading.Event) -> Non
             stop.wait(max(0.0, next_batch - time.monotonic()))
 
 
-def test_executor_paced(shared_data: Path, redis_client, db: psycopg.Connection) -> None:
+def test_executor_paced(shared_data: Path, redis_url: str, redis_client, db: psycopg.Connection) -> None:
     minutes = three_pair_minutes(shared_data)
     loop = warm_loop(minutes, redis_client, db)
     interval = Settings().loop_interval_s
-    stop_streamer = threading.Event()
-    streamer = threading.Thread(target=_stream, args=(HotStatePublisher(redis_client), minutes[WARM_MINUTES:],
-                                                      stop_streamer), daemon=True)
+    # The streamer is a process of its own, as in production: its work does not share the loop's interpreter.
+    context = multiprocessing.get_context("spawn")
+    stop_streamer = context.Event()
+    streamer = context.Process(target=_stream, args=(redis_url, minutes[WARM_MINUTES:], stop_streamer), daemon=True)
 
     async def run_for(seconds: float) -> None:
         stop = asyncio.Event()
