@@ -218,7 +218,7 @@ class TradingLoop:
         reads_tape = any("trades" in s.reads for s in strategies)
         self._trades_id: str | None = ("0" if start_stream_id == "0" else "$") if reads_tape else None
         self._feed: HotStateFeed | None = None
-        # Decision stream entries read before the market's time was known (see cycle).
+        # Decision stream entries read before the market's time was known (see _cycle_on).
         self._unjudged: list[tuple[bytes, Mapping[bytes, bytes]]] = []
         self.stats = ExecutorStats(accounts={a.name: a.stats for a in self._accounts})
 

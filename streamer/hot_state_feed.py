@@ -125,9 +125,9 @@ class HotStateFeed:
         Raises :class:`FeedStopped` once the feed's thread has failed (after what it gathered
         before the failure has been taken)."""
         with self._changed:
-            taken, pending = self._pending, self._pending
-            self._pending = CyclePoll(last_id=pending.last_id, trades_id=pending.trades_id,
-                                      prices=pending.prices, books=pending.books)
+            taken = self._pending
+            self._pending = CyclePoll(last_id=taken.last_id, trades_id=taken.trades_id,
+                                      prices=taken.prices, books=taken.books)
             self._fresh = False
             if self._error is not None and not (taken.candles or taken.trades or taken.extra):
                 raise FeedStopped("the hot-state feed stopped") from self._error

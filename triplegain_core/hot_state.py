@@ -16,6 +16,7 @@ The TTLs make stale state disappear: an executor that finds no price does not tr
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -25,6 +26,8 @@ import orjson
 import redis
 
 from triplegain_core.market import TIMEFRAMES, BookLevel, Candle, Side, Trade
+
+log = logging.getLogger(__name__)
 
 CONTRACT_VERSION = 1
 CONTRACT_REVISION = "1.3"
@@ -306,7 +309,7 @@ class HotStateReader:
         self._client = client
         # poll's last value of each price and book key, raw and parsed: a value published again
         # unchanged (most books between two trades) is not parsed again.
-        self._polled: dict[str, tuple[bytes, LastPrice | BookSnapshot]] = {}
+        self._polled: dict[str, tuple[bytes, LastPrice | BookSnapshot | None]] = {}
 
     def last_prices(self, symbols: Sequence[str]) -> dict[str, LastPrice]:
         """Latest trade price per symbol; symbols with no fresh price are absent."""
@@ -439,18 +442,23 @@ class HotStateReader:
             else:
                 result.extra[name] = entries
         for symbol, raw in zip(symbols, values):
-            if raw is not None:
-                result.prices[symbol] = self._parsed(price_key(symbol), raw, _last_price)
+            if raw is not None and (last := self._parsed(symbol, price_key(symbol), raw, _last_price)):
+                result.prices[symbol] = last
         for symbol, raw in zip(symbols, values[len(symbols):]):
-            if raw is not None:
-                result.books[symbol] = self._parsed(book_key(symbol), raw, BookSnapshot.from_json)
+            if raw is not None and (book := self._parsed(symbol, book_key(symbol), raw, BookSnapshot.from_json)):
+                result.books[symbol] = book
         return result
 
-    def _parsed(self, key: str, raw: bytes, parse: Callable[[bytes], _Polled]) -> _Polled:
-        """``raw`` parsed, or the object parsed from the same bytes at the previous poll."""
+    def _parsed(self, symbol: str, key: str, raw: bytes, parse: Callable[[bytes], _Polled]) -> _Polled | None:
+        """``raw`` parsed, or the object parsed from the same bytes at the previous poll; None
+        (logged once) for a value of another symbol than ``symbol``, whose key it was read from."""
         known = self._polled.get(key)
         if known is not None and known[0] == raw:
             return known[1]
         value = parse(raw)
+        if value.symbol != symbol:
+            log.error("the hot-state key %s holds a value of %s: ignored", key, value.symbol)
+            self._polled[key] = (raw, None)
+            return None
         self._polled[key] = (raw, value)
         return value

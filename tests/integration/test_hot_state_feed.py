@@ -3,6 +3,8 @@ it wakes, how it fails, and that a fed loop trades exactly as a loop reading Red
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
 
 import pandas as pd
@@ -20,7 +22,9 @@ from triplegain_core.hot_state import (
     HotStatePublisher,
     HotStateReader,
     LastPrice,
+    book_key,
     closed_candles_stream,
+    price_key,
 )
 from triplegain_core.llm.trading_decision import Action, TradingDecision
 from triplegain_core.market import US_PER_MINUTE, Candle, Side, Trade, datetime_to_us, us_to_datetime
@@ -94,6 +98,19 @@ def test_a_price_or_book_without_a_stream_entry_arrives_and_an_unchanged_one_is_
         publisher.publish([], [], [], {"ts_us": 0}, books=[_book(0.52, T0 + 1)])
         assert feed.wait_fresh(WAIT_S)
         assert feed.take().books[SYMBOL].ts_us == T0 + 1
+
+
+def test_a_price_or_book_filed_under_another_symbol_is_logged_and_left_out(
+    redis_client: redis.Redis, caplog: pytest.LogCaptureFixture,
+) -> None:
+    reader = HotStateReader(redis_client)
+    redis_client.set(price_key(SYMBOL), json.dumps({"symbol": "BTC/USDT", "price": 50_000.0, "ts_us": T0}))
+    redis_client.set(book_key(SYMBOL), json.dumps(dataclasses.asdict(_book(0.5, T0))))
+    for _ in range(3):  # logged when read, not again on every poll of the same value
+        polled = reader.poll("0", [SYMBOL])
+        assert polled.prices == {} and polled.books[SYMBOL].ts_us == T0
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == [
+        f"the hot-state key {price_key(SYMBOL)} holds a value of BTC/USDT: ignored"]
 
 
 def test_a_malformed_entry_stops_the_feed_and_the_loop_is_told_after_what_came_before(
