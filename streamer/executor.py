@@ -247,6 +247,10 @@ class TradingLoop:
         """The strategies the loop runs, each on its own account."""
         return self._strategies
 
+    def strategy_state(self, strategy: str, symbol: str) -> StrategyState:
+        """What ``strategy`` remembers about ``symbol`` (KeyError for a strategy the loop does not run)."""
+        return self._states[strategy][symbol]
+
     @property
     def strategy_failures(self) -> dict[str, int]:
         """How often each strategy raised (or returned garbage) since the start; it ran on regardless."""
@@ -493,17 +497,18 @@ class TradingLoop:
         if self._market.candle_time_us is None:
             return 0.0
         # Most accounts hold nothing most of the time: only those holding a position watch ticks.
-        holding = [account for account in self._accounts if account.positions.open_positions()]
-        watched = False
+        holding = {account: count for account in self._accounts if (count := account.positions.open_count)}
         for symbol, last in prices.items():
             if not self._market.observe_tick(last) or not holding:
                 continue  # older than what the candles already told us, or nothing to watch
-            watched = True
             when = us_to_datetime(last.ts_us)
             for account in holding:
                 account.manage_exits(symbol, last.price, last.price, last.price, when)
-        if watched:
-            self._sync_holdings(a.strategy for a in holding if a.strategy in self._by_strategy)
+        # A strategy whose position an exit just closed is told so; the others hold what they held.
+        closed = [account.strategy for account, count in holding.items()
+                  if account.positions.open_count < count and account.strategy in self._by_strategy]
+        if closed:
+            self._sync_holdings(closed)
         if not self._tick_runners:
             return 0.0
         now_us = self._market.now_us()

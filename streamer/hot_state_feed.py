@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import TracebackType
@@ -154,11 +153,9 @@ class HotStateFeed:
         with self._changed:
             last_id, trades_id = self._pending.last_id, self._pending.trades_id
             extra = dict(self._extra_ids)
-        started = time.perf_counter()
         polled = self._reader.poll(last_id, self._symbols, trades_after=trades_id, extra_streams=extra,
                                    block_ms=self._idle_ms)
         self._reads += 1
-        log.debug("hot-state read in %.3f ms", (time.perf_counter() - started) * 1000)
         with self._changed:
             pending = self._pending
             fresh = bool(polled.candles or polled.trades or polled.extra) or _changed(pending, polled)

@@ -126,9 +126,9 @@ class LiveMarket:
         """Put the higher-timeframe candles of ``symbol`` that closed before the first bucket
         its 1m ``candles`` build into the empty buffers; how many were taken."""
         taken = 0
+        first_open = candles[0].open_time_us
         for timeframe in self.timeframes[1:]:
             span = TIMEFRAME_US[timeframe]
-            first_open = candles[0].open_time_us
             # The first bucket the 1m candles build: the first that one of them opens, else
             # the one they start inside of (which stays unbuilt).
             boundary = next((c.open_time_us for c in candles if c.open_time_us % span == 0),

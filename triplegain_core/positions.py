@@ -132,6 +132,11 @@ class PositionTracker:
             self._conditions[position.position_id] = condition
         return tracked
 
+    @property
+    def open_count(self) -> int:
+        """How many positions are open."""
+        return len(self._open)
+
     def open_positions(self) -> list[Position]:
         """Every open position, oldest first."""
         return list(self._open.values())

@@ -554,6 +554,19 @@ def test_a_strategy_whose_entry_the_risk_rules_reject_is_told_it_holds_nothing(
     assert RiskReason.STOP_TOO_FAR in reasons
 
 
+def test_a_strategy_stopped_out_on_a_tick_is_told_so_at_once(redis_client, db: psycopg.Connection) -> None:
+    loop = _stubborn_loop(db, redis_client, stop_fraction=0.01)
+    candles = _walk(10)
+    feed_and_drain(loop, redis_client, candles)
+    (position,) = loop.account("paper:stubborn").positions.open_positions()
+    assert loop.strategy_state("stubborn", "XRP/USDT").open_action is SignalAction.LONG
+    _tick(HotStatePublisher(redis_client), position.stop_loss * 0.99, candles[-1].close_time_us + 1_000_000)
+    loop.cycle()
+    assert not loop.account("paper:stubborn").positions.open_positions()
+    # Told on the tick that closed it, before any candle says anything.
+    assert loop.strategy_state("stubborn", "XRP/USDT").open_action is None
+
+
 def test_a_strategy_stopped_out_is_told_it_is_flat_and_enters_again(redis_client, db: psycopg.Connection) -> None:
     loop = _stubborn_loop(db, redis_client, stop_fraction=0.01)
     candles = _walk(10)
