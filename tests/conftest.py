@@ -18,7 +18,7 @@ import pytest
 import redis
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from triplegain_core.embedded import (
+from triplegain_core.storage.embedded import (
     drop_database,
     embedded_postgres_url,
     embedded_redis_url,
@@ -90,3 +90,22 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     yield client
     client.flushdb()
     client.close()
+
+
+# Fixtures that reach a PostgreSQL or Redis server (starting the embedded ones when none is configured).
+SERVER_FIXTURES = frozenset({"embedded_dir", "pg_admin_url", "database_url", "db", "redis_url", "redis_client"})
+SERVER_FOLDERS = ("integration", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs a server ``integration``, so ``-m "not integration"`` starts none.
+
+    A test needs one when it sits under ``tests/integration`` or ``tests/e2e`` or asks for a
+    server fixture; the marker follows from that, so a new test cannot forget it.
+    """
+    tests_root = Path(__file__).resolve().parent
+    for item in items:
+        folder = item.path.resolve().relative_to(tests_root).parts[0]
+        uses_server = bool(SERVER_FIXTURES & set(getattr(item, "fixturenames", ())))
+        if (folder in SERVER_FOLDERS or uses_server) and item.get_closest_marker("integration") is None:
+            item.add_marker(pytest.mark.integration)

@@ -15,11 +15,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from triplegain_core.decisions.gate import GatePolicy
 from triplegain_core.llm.deliberation_config import RoundConfig
 from triplegain_core.llm.models import LLMSettings, default_llm_settings
-from triplegain_core.market import TRADED_SYMBOLS, Asset
-from triplegain_core.risk import RiskLimits
-from triplegain_core.strategies.gate import GatePolicy
+from triplegain_core.model.market import TRADED_SYMBOLS, Asset
+from triplegain_core.risk.rules import RiskLimits
 
 KRAKEN_WS_V2_URL = "wss://ws.kraken.com/v2"
 CONFIG_FILE_ENV = "TRIPLEGAIN_CONFIG"

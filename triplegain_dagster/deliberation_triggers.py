@@ -3,7 +3,7 @@ strong signal; a checkpoint of the LLM accounts' open positions every four hours
 
 import dagster as dg
 
-from triplegain_core.decision_stream import StrongSignalStream
+from triplegain_core.contracts.decision_streams import StrongSignalStream
 from triplegain_dagster.assets.checkpoints import position_checkpoints
 from triplegain_dagster.assets.deliberation import llm_deliberation
 from triplegain_dagster.assets.model_performance import model_performance

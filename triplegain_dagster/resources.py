@@ -22,16 +22,16 @@ import redis
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from triplegain_core.analysis.symbol_regime import DEFAULT_REGIME_TIMEFRAME
 from triplegain_core.config import Settings, load_settings
 from triplegain_core.llm.answer_cache import CacheMode
-from triplegain_core.market import Asset
-from triplegain_core.rebalancing import RebalanceConfig, RebalancingAgent
+from triplegain_core.model.market import Asset
+from triplegain_core.portfolio.rebalancing import RebalanceConfig, RebalancingAgent
 from triplegain_core.storage import endpoints
 from triplegain_core.storage.migrate import migrate
-from triplegain_core.symbol_regime import DEFAULT_REGIME_TIMEFRAME
 
 if TYPE_CHECKING:
-    from triplegain_core.exchange_rest import ExchangeRestConfig, RestMarketData
+    from triplegain_core.adapters.kraken.rest import ExchangeRestConfig, RestMarketData
 
 # URLs already migrated by this process: migrating is idempotent but takes a lock and a round
 # trip, so each run worker does it once per database rather than once per asset.
@@ -134,7 +134,7 @@ class ExchangeResource(ConfigurableResource):
     def rest_config(self) -> ExchangeRestConfig:
         """The validated adapter configuration of these fields."""
         # Imported on use: ccxt takes a while to import, and only the backfill steps need it.
-        from triplegain_core.exchange_rest import ExchangeRestConfig
+        from triplegain_core.adapters.kraken.rest import ExchangeRestConfig
 
         return ExchangeRestConfig(
             exchange_id=self.exchange_id, base_url=self.base_url,
@@ -146,7 +146,7 @@ class ExchangeResource(ConfigurableResource):
 
     def client(self) -> RestMarketData:
         """A new REST client (async); use it as ``async with`` so its session is closed."""
-        from triplegain_core.exchange_rest import RestMarketData
+        from triplegain_core.adapters.kraken.rest import RestMarketData
 
         return RestMarketData(self.rest_config())
 

@@ -5,8 +5,8 @@ import json
 
 import dagster as dg
 
-from triplegain_core.portfolio import MissingPriceError
-from triplegain_core.rebalance_review import WatchState, triggers_for, watch
+from triplegain_core.portfolio.balances import MissingPriceError
+from triplegain_core.portfolio.rebalance_review import WatchState, triggers_for, watch
 from triplegain_core.storage.portfolio_store import PortfolioStore
 from triplegain_dagster.assets.rebalance import RebalancePlanConfig, rebalance_plan
 from triplegain_dagster.resources import PostgresResource, RebalancingResource

@@ -45,7 +45,10 @@ import time
 from pathlib import Path
 
 import psycopg
-from three_pair_market import (
+
+from streamer.executor.feed import HotStateFeed
+from streamer.executor.loop import TradingLoop, settle_heap
+from tests.support.three_pair_market import (
     BATCHES_PER_MINUTE,
     WARM_MINUTES,
     percentile,
@@ -53,10 +56,7 @@ from three_pair_market import (
     three_pair_minutes,
     warm_loop,
 )
-
-from streamer.executor import TradingLoop, settle_heap
-from streamer.hot_state_feed import HotStateFeed
-from triplegain_core.hot_state import HotStatePublisher
+from triplegain_core.contracts.hot_state import HotStatePublisher
 
 LIVE_MINUTES = 30
 SYNC_MINUTES = 10

@@ -23,10 +23,17 @@ from pathlib import Path
 
 import psycopg
 import redis
-from three_pair_market import BATCHES_PER_MINUTE, WARM_MINUTES, percentile, publish_batch, three_pair_minutes, warm_loop
 
+from tests.support.three_pair_market import (
+    BATCHES_PER_MINUTE,
+    WARM_MINUTES,
+    percentile,
+    publish_batch,
+    three_pair_minutes,
+    warm_loop,
+)
 from triplegain_core.config import Settings
-from triplegain_core.hot_state import HotStatePublisher
+from triplegain_core.contracts.hot_state import HotStatePublisher
 
 PACED_SECONDS = 120.0
 BATCH_INTERVAL_S = 0.1

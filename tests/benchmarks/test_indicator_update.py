@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from triplegain_core.incremental_indicators import IncrementalIndicators, MultiTimeframeIndicators
-from triplegain_core.indicators import FEATURE_NAMES, FEATURE_WARMUP, feature_frame
-from triplegain_core.market import Candle, datetime_to_us
+from triplegain_core.analysis.incremental_indicators import IncrementalIndicators, MultiTimeframeIndicators
+from triplegain_core.analysis.indicators import FEATURE_NAMES, FEATURE_WARMUP, feature_frame
+from triplegain_core.model.market import Candle, datetime_to_us
 
 
 def _candles(frame: pd.DataFrame, symbol: str, timeframe: str) -> list[Candle]:

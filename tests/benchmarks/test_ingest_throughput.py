@@ -21,14 +21,14 @@ from pathlib import Path
 import psycopg
 import redis
 
-from streamer.ingest import TradeStreamer
-from streamer.replay_exchange import ReplayExchange
-from triplegain_core.candles import CandleAggregator
+from streamer.ingest.streamer import TradeStreamer
+from streamer.replay.exchange import ReplayExchange
+from triplegain_core.adapters.kraken.messages import encode_trades, parse_server_message
 from triplegain_core.config import Settings
-from triplegain_core.hot_state import HotStatePublisher
-from triplegain_core.kraken_v2 import encode_trades, parse_server_message
-from triplegain_core.market import TIMEFRAMES, TRADED_SYMBOLS, US_PER_SECOND
-from triplegain_core.market_sources import MarketSimulator
+from triplegain_core.contracts.hot_state import HotStatePublisher
+from triplegain_core.marketdata.candles import CandleAggregator
+from triplegain_core.marketdata.sources import MarketSimulator
+from triplegain_core.model.market import TIMEFRAMES, TRADED_SYMBOLS, US_PER_SECOND
 from triplegain_core.storage.market_store import MarketStore
 
 START = 1_767_571_200_000_000

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from llm_standins.fault_run import fault_run
+from tests.support.llm_standins.fault_run import fault_run
 
 BAD_REPLIES = 1_200
 

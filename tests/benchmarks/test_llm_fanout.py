@@ -15,8 +15,7 @@ import statistics
 import time
 from datetime import UTC, datetime
 
-from llm_standins import TEST_KEYS, Reply, StandInProcess, standin_settings
-
+from tests.support.llm_standins import TEST_KEYS, Reply, StandInProcess, standin_settings
 from triplegain_core.llm.client import LLMClient
 from triplegain_core.llm.prompts import MarketContext, build_prompt
 

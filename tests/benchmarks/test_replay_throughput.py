@@ -8,11 +8,11 @@ import time
 import psycopg
 import redis
 
-from streamer.ingest import TradeStreamer
-from streamer.replay_exchange import ReplayExchange
-from streamer.replay_source import replay_source
+from streamer.ingest.streamer import TradeStreamer
+from streamer.replay.exchange import ReplayExchange
+from streamer.replay.source import replay_source
 from triplegain_core.config import Settings
-from triplegain_core.hot_state import HotStatePublisher
+from triplegain_core.contracts.hot_state import HotStatePublisher
 from triplegain_core.storage.market_store import MarketStore
 
 HOURS = 24.0

@@ -3,33 +3,25 @@
 A seeded random stream of intents (15% of each field adversarial: NaN, inf, negative,
 huge, wrong side), market contexts, price moves, closes at the stop and trade results drives
 one paper account; every verdict is re-checked by the independent checker of
-tests/unit/test_risk_properties.py (loaded from its file: one checker, two drivers).
+tests/support/risk_checker.py (one checker, two drivers).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import random
-import sys
 from datetime import timedelta
-from pathlib import Path
 
-from triplegain_core.market import Asset
-from triplegain_core.portfolio import Portfolio
-from triplegain_core.risk import MarketRisk, RiskAgent, RiskLimits
-from triplegain_core.signals import IntentAction, TradeIntent
+from tests.support import risk_checker as checker_module
+from triplegain_core.model.market import Asset
+from triplegain_core.model.signals import IntentAction, TradeIntent
+from triplegain_core.portfolio.balances import Portfolio
+from triplegain_core.risk.rules import MarketRisk, RiskAgent, RiskLimits
 
 DECISIONS = 100_000
 SEED = 20240301
 ADVERSARIAL = [float("nan"), float("inf"), float("-inf"), 0.0, -1.0, -1e12, 1e308, 1e-300]
 
-_spec = importlib.util.spec_from_file_location(
-    "risk_checker", Path(__file__).resolve().parents[1] / "unit" / "test_risk_properties.py"
-)
-checker_module = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = checker_module  # dataclasses resolve their module while being defined
-_spec.loader.exec_module(checker_module)
 
 
 def _mostly(rng: random.Random, clean: object, dirty_choices: list) -> object:

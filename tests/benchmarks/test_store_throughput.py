@@ -17,9 +17,9 @@ import time
 import numpy as np
 import psycopg
 
-from triplegain_core.candles import CandleAggregator
 from triplegain_core.config import Settings
-from triplegain_core.market import TIMEFRAMES, TRADED_SYMBOLS, Candle, Side, Trade
+from triplegain_core.marketdata.candles import CandleAggregator
+from triplegain_core.model.market import TIMEFRAMES, TRADED_SYMBOLS, Candle, Side, Trade
 from triplegain_core.storage.market_store import MarketStore
 
 TRADES = 500_000

@@ -21,8 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from triplegain_core.market import Candle, Side, Trade
-from triplegain_core.market_snapshot import (
+from triplegain_core.marketdata.snapshot import (
     BookLevel,
     BookTop,
     CandleBuffer,
@@ -30,6 +29,7 @@ from triplegain_core.market_snapshot import (
     TradeBuffer,
     timeframe_us,
 )
+from triplegain_core.model.market import Candle, Side, Trade
 from triplegain_core.strategies.registry import discover_strategies
 from triplegain_core.strategies.runner import StrategyRunner
 

@@ -10,10 +10,10 @@ import psycopg
 import pytest
 from dagster import AssetKey, DagsterInstance
 
-from streamer.demo import DemoResult, materialize_assets, run_demo
-from streamer.replay_source import replay_source
-from triplegain_core.candles import build_candles
+from streamer.demo.run import DemoResult, materialize_assets, run_demo
+from streamer.replay.source import replay_source
 from triplegain_core.config import Settings
+from triplegain_core.marketdata.candles import build_candles
 from triplegain_core.storage.market_store import MarketStore
 from triplegain_core.storage.trading_store import TradingStore
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import dagster as dg
 import psycopg
 import pytest
-from llm_standins import TEST_KEYS, LLMStandIn, Reply, standin_settings, user_text
 
-from streamer.demo import DemoResult, run_demo
-from streamer.replay_source import replay_source
+from streamer.demo.run import DemoResult, run_demo
+from streamer.replay.source import replay_source
+from tests.support.llm_standins import TEST_KEYS, LLMStandIn, Reply, standin_settings, user_text
 from triplegain_core.config import Settings, StrategySettings
 from triplegain_core.llm.models import LLMStatus
 from triplegain_core.storage.trading_store import TradingStore

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from triplegain_core.config import ConfigError, load_settings
-from triplegain_core.market import Asset
+from triplegain_core.model.market import Asset
 
 
 def test_defaults_are_paper_on_kraken_with_the_starting_portfolio(tmp_path: Path) -> None:

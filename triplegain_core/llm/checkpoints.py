@@ -33,8 +33,8 @@ from triplegain_core.llm.trading_decision import (
     TradingDecision,
     parse_answer,
 )
-from triplegain_core.positions import Position, PositionStatus
-from triplegain_core.signals import Direction
+from triplegain_core.model.signals import Direction
+from triplegain_core.portfolio.positions import Position, PositionStatus
 
 CHECKPOINT_KIND = "checkpoint_verdict"
 

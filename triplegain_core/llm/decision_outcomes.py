@@ -17,7 +17,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 from triplegain_core.llm.trading_decision import Action, TradingDecision
-from triplegain_core.market import Candle, datetime_to_us
+from triplegain_core.model.market import Candle, datetime_to_us
 
 
 class ExitKind(StrEnum):

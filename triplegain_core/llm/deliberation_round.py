@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
-from triplegain_core.decision_stream import (
+from triplegain_core.contracts.decision_streams import (
     DeliberatedDecision,
     PublishedDecision,
     model_account,
@@ -39,7 +39,7 @@ from triplegain_core.llm.models import FanOutResult, LLMAvailability, LLMStatus
 from triplegain_core.llm.prompts import MarketContext, build_prompt
 from triplegain_core.llm.trading_decision import TradingDecision
 from triplegain_core.llm.voting import CONSENSUS_MODEL, ConsensusResult, parallel_round
-from triplegain_core.market import datetime_to_us
+from triplegain_core.model.market import datetime_to_us
 
 
 class SymbolRound(BaseModel):

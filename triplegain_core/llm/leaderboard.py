@@ -1,7 +1,7 @@
 """The leaderboard: every model (and the consensus) from its own isolated paper account.
 
 A pure function of typed inputs: each account's positions and equity curve (scored by
-:func:`~triplegain_core.account_metrics.account_metrics`), its scored decisions (confidence
+:func:`~triplegain_core.portfolio.metrics.account_metrics`), its scored decisions (confidence
 against whether the decision won, for the Brier score), and what its calls cost and how long
 they took. Rows rank by return, best first; :func:`render_markdown` prints the table.
 """
@@ -13,8 +13,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from triplegain_core.account_metrics import MINUTES_PER_YEAR, account_metrics
-from triplegain_core.positions import Position
+from triplegain_core.portfolio.metrics import MINUTES_PER_YEAR, account_metrics
+from triplegain_core.portfolio.positions import Position
 
 
 class ScoredDecision(BaseModel):

@@ -22,9 +22,9 @@ from triplegain_core.llm.trading_decision import (
     MAX_REASONING_CHARS,
     Rejection,
 )
-from triplegain_core.market import Asset, Candle
-from triplegain_core.positions import Position
-from triplegain_core.signals import TechnicalSignal
+from triplegain_core.model.market import Asset, Candle
+from triplegain_core.model.signals import TechnicalSignal
+from triplegain_core.portfolio.positions import Position
 
 CHARS_PER_TOKEN = 4
 

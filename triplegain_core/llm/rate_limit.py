@@ -13,7 +13,7 @@ import uuid
 
 import redis.asyncio as aioredis
 
-from triplegain_core.hot_state import PREFIX
+from triplegain_core.contracts.hot_state import PREFIX
 
 WINDOW_MS = 60_000
 

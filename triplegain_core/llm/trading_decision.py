@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from triplegain_core.market import TRADED_SYMBOLS
+from triplegain_core.model.market import TRADED_SYMBOLS
 
 SchemaT = TypeVar("SchemaT", bound=BaseModel)
 

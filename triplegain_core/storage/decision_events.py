@@ -1,6 +1,6 @@
 """``decision_events``: each deliberated decision's lifecycle, one stored row per transition.
 
-Every transition is checked against :data:`triplegain_core.llm.lifecycle.ALLOWED_TRANSITIONS`
+Every transition is checked against :data:`triplegain_core.decisions.lifecycle.ALLOWED_TRANSITIONS`
 before it is written, so the table only holds lives the state machine allows. Several processes
 move the same decision (Dagster, a person approving, the executor): each appends under the next
 sequence number, and the primary key refuses a second writer of the same step.
@@ -13,7 +13,7 @@ from datetime import datetime
 
 import psycopg
 
-from triplegain_core.llm.lifecycle import (
+from triplegain_core.decisions.lifecycle import (
     ALLOWED_TRANSITIONS,
     AUTO_APPROVER,
     SYSTEM_ACTOR,

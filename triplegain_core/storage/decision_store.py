@@ -8,11 +8,11 @@ from datetime import datetime
 import psycopg
 from psycopg.types.json import Jsonb
 
-from triplegain_core.decision_stream import DeliberatedDecision, PublishedDecision
+from triplegain_core.contracts.decision_streams import DeliberatedDecision, PublishedDecision
 from triplegain_core.llm.model_performance import CallSummary
 from triplegain_core.llm.models import CallOutcome
 from triplegain_core.llm.trading_decision import TradingDecision
-from triplegain_core.market import datetime_to_us, us_to_datetime
+from triplegain_core.model.market import datetime_to_us, us_to_datetime
 
 _COLUMNS = ("decision_id", "request_id", "account", "source", "mode", "symbol", "market_time",
             "expires_at", "action", "confidence", "decision", "refusal")

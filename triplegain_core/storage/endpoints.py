@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from triplegain_core.config import Settings
-from triplegain_core.embedded import embedded_postgres_url, embedded_redis_url
+from triplegain_core.storage.embedded import embedded_postgres_url, embedded_redis_url
 
 
 def database_url(settings: Settings) -> str:

@@ -8,7 +8,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from triplegain_core.strategies.gate import GateDecision, GateOutcome, Verdict
+from triplegain_core.decisions.gate import GateDecision, GateOutcome, Verdict
 from triplegain_core.strategies.signal import StrategySignal
 
 

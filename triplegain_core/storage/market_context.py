@@ -15,8 +15,8 @@ from datetime import datetime
 import psycopg
 
 from triplegain_core.llm.prompts import MarketContext
-from triplegain_core.market import us_to_datetime
-from triplegain_core.positions import PositionStatus
+from triplegain_core.model.market import us_to_datetime
+from triplegain_core.portfolio.positions import PositionStatus
 from triplegain_core.storage.market_store import MarketStore
 from triplegain_core.storage.portfolio_store import PortfolioStore
 from triplegain_core.storage.trading_store import TradingStore

@@ -22,8 +22,8 @@ from datetime import datetime
 import pandas as pd
 import psycopg
 
-from triplegain_core.hot_state import BookSnapshot
-from triplegain_core.market import Candle, Side, Trade, datetime_to_us
+from triplegain_core.contracts.hot_state import BookSnapshot
+from triplegain_core.model.market import Candle, Side, Trade, datetime_to_us
 
 _CANDLE_COLUMNS = "symbol, timeframe, open_time, open, high, low, close, volume, trade_count"
 _TRADE_COLUMNS = "symbol, ts, trade_id, price, qty, side, ord_type"

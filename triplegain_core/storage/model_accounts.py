@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import psycopg
 
-from triplegain_core.decision_stream import LLM_ACCOUNT_PREFIX, model_account
+from triplegain_core.contracts.decision_streams import LLM_ACCOUNT_PREFIX, model_account
 from triplegain_core.llm.leaderboard import ModelAccount, ScoredDecision
 from triplegain_core.llm.voting import CONSENSUS_MODEL
-from triplegain_core.positions import Position, PositionStatus
+from triplegain_core.portfolio.positions import Position, PositionStatus
 from triplegain_core.storage.decision_store import DecisionStore
 from triplegain_core.storage.trading_store import TradingStore
 

@@ -13,13 +13,13 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from triplegain_core.market import TRADED_SYMBOLS, Asset
-from triplegain_core.portfolio import PortfolioSnapshot
-from triplegain_core.rebalance_review import BookTop, PlanInputs, StoredPlan, plan_inputs
-from triplegain_core.rebalancing import RebalancePlan, TriangularCycle
-from triplegain_core.regime import RegimeResult
+from triplegain_core.analysis.regime import RegimeResult
+from triplegain_core.analysis.symbol_regime import SymbolRegime
+from triplegain_core.model.market import TRADED_SYMBOLS, Asset
+from triplegain_core.portfolio.balances import PortfolioSnapshot
+from triplegain_core.portfolio.rebalance_review import BookTop, PlanInputs, StoredPlan, plan_inputs
+from triplegain_core.portfolio.rebalancing import RebalancePlan, TriangularCycle
 from triplegain_core.storage.market_store import MarketStore
-from triplegain_core.symbol_regime import SymbolRegime
 
 _SNAPSHOT_COLUMNS = "account, time, btc, usdt, xrp, prices, equity_usdt, liabilities"
 _PLAN_COLUMNS = ("account, snapshot_time, regime, previous_regime, prices, reference_prices,"
@@ -185,7 +185,7 @@ class PortfolioStore:
     def plan_inputs(
         self, snapshot: PortfolioSnapshot, regime_symbol: str, regime_timeframe: str
     ) -> PlanInputs:
-        """Read what :func:`~triplegain_core.rebalance_review.plan_inputs` needs for the
+        """Read what :func:`~triplegain_core.portfolio.rebalance_review.plan_inputs` needs for the
         snapshot's account; plans of this snapshot itself are ignored, so a rerun sees what
         the first run saw."""
         account = snapshot.account

@@ -15,14 +15,14 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from triplegain_core.account_metrics import AccountMetrics, account_metrics
-from triplegain_core.market import Asset
-from triplegain_core.order_manager import ManagedOrder
-from triplegain_core.orders import Fill, Order, OrderEvent, OrderState
-from triplegain_core.portfolio import PortfolioSnapshot
-from triplegain_core.positions import Position
-from triplegain_core.risk import RiskCheck
-from triplegain_core.signals import TechnicalSignal, TradeIntent
+from triplegain_core.execution.order_manager import ManagedOrder
+from triplegain_core.model.market import Asset
+from triplegain_core.model.orders import Fill, Order, OrderEvent, OrderState
+from triplegain_core.model.signals import TechnicalSignal, TradeIntent
+from triplegain_core.portfolio.balances import PortfolioSnapshot
+from triplegain_core.portfolio.metrics import AccountMetrics, account_metrics
+from triplegain_core.portfolio.positions import Position
+from triplegain_core.risk.rules import RiskCheck
 
 _SNAPSHOT_UPSERT = (
     "INSERT INTO portfolio_snapshots (account, time, btc, usdt, xrp, prices, equity_usdt,"

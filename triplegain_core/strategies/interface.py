@@ -23,7 +23,7 @@ from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
-from triplegain_core.market_snapshot import MarketSnapshot
+from triplegain_core.marketdata.snapshot import MarketSnapshot
 from triplegain_core.strategies.signal import SignalAction, StrategySignal
 
 

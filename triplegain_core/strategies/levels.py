@@ -11,8 +11,8 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from triplegain_core.market import us_to_datetime
-from triplegain_core.market_snapshot import CandleWindow
+from triplegain_core.marketdata.snapshot import CandleWindow
+from triplegain_core.model.market import us_to_datetime
 from triplegain_core.strategies.signal import SignalAction, StrategySignal
 
 

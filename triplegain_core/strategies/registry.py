@@ -18,8 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from triplegain_core.market import TRADED_SYMBOLS
-from triplegain_core.market_snapshot import SNAPSHOT_PARTS
+from triplegain_core.marketdata.snapshot import SNAPSHOT_PARTS
+from triplegain_core.model.market import TRADED_SYMBOLS
 from triplegain_core.strategies.interface import SignalGenerator, StrategyState
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from triplegain_core.market_snapshot import MarketSnapshot
-from triplegain_core.strategies.gate import GateDecision, GatePolicy, SignalGate, review_signal
+from triplegain_core.decisions.gate import GateDecision, GatePolicy, SignalGate, review_signal
+from triplegain_core.marketdata.snapshot import MarketSnapshot
 from triplegain_core.strategies.interface import StrategyState
 from triplegain_core.strategies.registry import LoadedStrategy
 from triplegain_core.strategies.signal import StrategySignal

@@ -8,7 +8,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from triplegain_core.signals import Direction, IntentAction, TechnicalSignal, TradeIntent
+from triplegain_core.model.signals import Direction, IntentAction, TechnicalSignal, TradeIntent
 
 
 class SignalAction(StrEnum):

@@ -5,7 +5,7 @@ Their data-quality checks live in ``triplegain_dagster.checks.market_quality``.
 
 import dagster as dg
 
-from triplegain_core.reports import markdown_table
+from triplegain_core.reporting.reports import markdown_table
 from triplegain_dagster.assets.trades import market_trades
 from triplegain_dagster.resources import PostgresResource
 

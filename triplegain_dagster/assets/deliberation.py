@@ -12,16 +12,16 @@ import uuid
 import dagster as dg
 
 from triplegain_core.config import Settings
-from triplegain_core.decision_handover import decisions_table, hand_over
-from triplegain_core.decision_stream import model_account
+from triplegain_core.contracts.decision_streams import model_account
+from triplegain_core.decisions.handover import decisions_table, hand_over
+from triplegain_core.decisions.lifecycle import DecisionState
 from triplegain_core.llm.deliberation_config import DeliberationMode
 from triplegain_core.llm.deliberation_round import RoundResult, deliberate
-from triplegain_core.llm.lifecycle import DecisionState
 from triplegain_core.llm.models import LLMStatus
 from triplegain_core.llm.prompts import MarketContext
 from triplegain_core.llm.recorded_client import recorded_client
 from triplegain_core.llm.voting import CONSENSUS_MODEL
-from triplegain_core.reports import markdown_table
+from triplegain_core.reporting.reports import markdown_table
 from triplegain_core.storage.market_context import market_contexts
 from triplegain_core.storage.model_scores import latest_primary, latest_weights
 from triplegain_dagster.assets.features import indicator_features

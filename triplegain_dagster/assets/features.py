@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import psycopg
 
-from triplegain_core.indicators import INDICATOR_NAMES, indicator_frame
-from triplegain_core.reports import markdown_table
+from triplegain_core.analysis.indicators import INDICATOR_NAMES, indicator_frame
+from triplegain_core.reporting.reports import markdown_table
 from triplegain_core.storage.market_store import MarketStore
 from triplegain_dagster.assets.candles import TIMEFRAME, candles_1m
 from triplegain_dagster.resources import PostgresResource

@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING
 import dagster as dg
 from pydantic import Field
 
-from triplegain_core.candles import build_candles
-from triplegain_core.market import TIMEFRAMES, TRADED_SYMBOLS, Trade, datetime_to_us
+from triplegain_core.marketdata.candles import build_candles
+from triplegain_core.model.market import TIMEFRAMES, TRADED_SYMBOLS, Trade, datetime_to_us
 from triplegain_core.storage.market_store import MarketStore
 from triplegain_dagster.resources import ExchangeResource, PostgresResource
 
 if TYPE_CHECKING:  # ccxt is imported by the backfill's step only (see ExchangeResource)
-    from triplegain_core.exchange_rest import RestCallStats
+    from triplegain_core.adapters.kraken.rest import RestCallStats
 
 HISTORY_START_DATE = "2025-01-01"
 HISTORY_GROUP = "history"

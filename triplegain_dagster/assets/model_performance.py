@@ -14,13 +14,13 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import psycopg
 
-from triplegain_core.decision_stream import PublishedDecision, model_account
+from triplegain_core.contracts.decision_streams import PublishedDecision, model_account
 from triplegain_core.llm.decision_outcomes import DecisionOutcome, ScoringRules, score_decision
 from triplegain_core.llm.leaderboard import leaderboard, render_markdown
 from triplegain_core.llm.model_performance import ModelPerformance, scorecards
 from triplegain_core.llm.model_selector import ModelScore, ModelSelector, Selection
-from triplegain_core.market import us_to_datetime
-from triplegain_core.reports import markdown_table
+from triplegain_core.model.market import us_to_datetime
+from triplegain_core.reporting.reports import markdown_table
 from triplegain_core.storage.decision_store import DecisionStore
 from triplegain_core.storage.market_store import MarketStore
 from triplegain_core.storage.model_accounts import model_accounts

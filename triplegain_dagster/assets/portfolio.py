@@ -4,7 +4,7 @@ import base64
 
 import dagster as dg
 
-from triplegain_core.allocation import (
+from triplegain_core.reporting.allocation import (
     allocation_markdown,
     allocation_of,
     metrics_markdown,

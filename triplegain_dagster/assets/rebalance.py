@@ -5,8 +5,8 @@ from datetime import UTC, datetime
 import dagster as dg
 from pydantic import Field
 
-from triplegain_core.portfolio import MissingPriceError
-from triplegain_core.rebalance_review import StoredPlan, make_plan, plan_markdown
+from triplegain_core.portfolio.balances import MissingPriceError
+from triplegain_core.portfolio.rebalance_review import StoredPlan, make_plan, plan_markdown
 from triplegain_core.storage.portfolio_store import PortfolioStore
 from triplegain_dagster.assets.portfolio import portfolio_snapshots
 from triplegain_dagster.assets.regime import market_regime

@@ -5,16 +5,16 @@ from datetime import timedelta
 import dagster as dg
 from pydantic import Field
 
-from triplegain_core.market import TRADED_SYMBOLS
-from triplegain_core.storage.market_store import MarketStore
-from triplegain_core.storage.portfolio_store import PortfolioStore
-from triplegain_core.symbol_regime import (
+from triplegain_core.analysis.symbol_regime import (
     DEFAULT_REGIME_TIMEFRAME,
     SymbolRegime,
     detect_symbol_regime,
     regimes_markdown,
 )
-from triplegain_core.timeframes import timeframe_us
+from triplegain_core.marketdata.timeframes import timeframe_us
+from triplegain_core.model.market import TRADED_SYMBOLS
+from triplegain_core.storage.market_store import MarketStore
+from triplegain_core.storage.portfolio_store import PortfolioStore
 from triplegain_dagster.assets.candles import TIMEFRAME, candles_1m
 from triplegain_dagster.resources import PostgresResource
 

@@ -6,7 +6,7 @@ import dagster as dg
 from pydantic import Field
 
 from triplegain_core.llm.leaderboard import leaderboard, render_markdown
-from triplegain_core.reports import (
+from triplegain_core.reporting.reports import (
     holdings_markdown,
     plot_equity_curve,
     snapshot_from_record,

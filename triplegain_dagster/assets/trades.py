@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from triplegain_core.reports import markdown_table
+from triplegain_core.reporting.reports import markdown_table
 from triplegain_dagster.resources import PostgresResource
 
 _COVERAGE_SQL = """

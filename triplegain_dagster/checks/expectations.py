@@ -13,7 +13,7 @@ from enum import StrEnum
 
 import pandas as pd
 
-from triplegain_core.reports import markdown_table
+from triplegain_core.reporting.reports import markdown_table
 
 EXAMPLES = 5  # failing rows of each rule shown in a check's metadata
 

@@ -13,8 +13,8 @@ import math
 import talib
 from pydantic import Field
 
-from triplegain_core.market import TRADED_SYMBOLS
-from triplegain_core.market_snapshot import MarketSnapshot
+from triplegain_core.marketdata.snapshot import MarketSnapshot
+from triplegain_core.model.market import TRADED_SYMBOLS
 from triplegain_core.strategies.interface import StrategyState
 from triplegain_core.strategies.levels import BracketConfig, candle_signal, clip01
 from triplegain_core.strategies.signal import SignalAction, StrategySignal

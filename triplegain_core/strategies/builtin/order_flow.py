@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from triplegain_core.market import TRADED_SYMBOLS, US_PER_SECOND
-from triplegain_core.market_snapshot import MarketSnapshot
+from triplegain_core.marketdata.snapshot import MarketSnapshot
+from triplegain_core.model.market import TRADED_SYMBOLS, US_PER_SECOND
 from triplegain_core.strategies.interface import StrategyState
 from triplegain_core.strategies.levels import BracketConfig, clip01, entry_signal
 from triplegain_core.strategies.signal import SignalAction, StrategySignal

@@ -14,7 +14,7 @@ import math
 import numpy as np
 from pydantic import Field
 
-from triplegain_core.market_snapshot import MarketSnapshot
+from triplegain_core.marketdata.snapshot import MarketSnapshot
 from triplegain_core.strategies.interface import StrategyState
 from triplegain_core.strategies.levels import BracketConfig, candle_signal, clip01, close_signal
 from triplegain_core.strategies.signal import SignalAction, StrategySignal

@@ -1,6 +1,6 @@
 """The TechnicalAgent's trend-following momentum rule as a strategy (built-in #1).
 
-Same rule, strength and levels as :class:`triplegain_core.technical_agent.TechnicalAgent`
+Same rule, strength and levels as :class:`triplegain_core.analysis.technical_agent.TechnicalAgent`
 (EMA9 > EMA21 > EMA50, positive MACD histogram, RSI below overbought, ADX trending; SHORT
 mirrored), computed on a bounded window of the snapshot's arrays.
 """
@@ -13,13 +13,13 @@ import numpy as np
 import talib
 from pydantic import ConfigDict, Field
 
-from triplegain_core.indicators import MIN_HISTORY
-from triplegain_core.market import TRADED_SYMBOLS
-from triplegain_core.market_snapshot import MarketSnapshot
+from triplegain_core.analysis.indicators import MIN_HISTORY
+from triplegain_core.analysis.technical_agent import TechnicalAgent, TechnicalAgentConfig
+from triplegain_core.marketdata.snapshot import MarketSnapshot
+from triplegain_core.model.market import TRADED_SYMBOLS
 from triplegain_core.strategies.interface import StrategyState
 from triplegain_core.strategies.levels import candle_signal
 from triplegain_core.strategies.signal import SignalAction, StrategySignal
-from triplegain_core.technical_agent import TechnicalAgent, TechnicalAgentConfig
 
 NAME = "trend_momentum"
 VERSION = "1.0.0"

@@ -1,0 +1,1 @@
+"""The ``triplegain`` command, one module per command group."""

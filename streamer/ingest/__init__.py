@@ -1,0 +1,1 @@
+"""The ingest process: exchange WebSocket -> candles -> PostgreSQL and Redis, with gap repair."""

@@ -1,0 +1,448 @@
+"""The Dagster assets and the candle check, materialized against a real PostgreSQL."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import psycopg
+import pytest
+
+from triplegain_core.analysis.indicators import indicator_frame
+from triplegain_core.marketdata.candles import build_candles
+from triplegain_core.marketdata.sources import MarketSimulator
+from triplegain_core.model.market import (
+    US_PER_MINUTE,
+    US_PER_SECOND,
+    Asset,
+    Candle,
+    Trade,
+    datetime_to_us,
+    us_to_datetime,
+)
+from triplegain_core.model.orders import OrderPurpose
+from triplegain_core.model.signals import Direction
+from triplegain_core.portfolio.balances import PortfolioSnapshot
+from triplegain_core.portfolio.positions import Position, PositionStatus
+from triplegain_core.storage.market_store import MarketStore
+from triplegain_core.storage.trading_store import TradingStore
+from triplegain_dagster.assets.candles import candles_1m
+from triplegain_dagster.assets.features import indicator_features
+from triplegain_dagster.assets.report import portfolio_report
+from triplegain_dagster.assets.trades import market_trades
+from triplegain_dagster.checks.market_quality import (
+    candles_1m_consistent,
+    candles_1m_fresh,
+    market_trades_consistent,
+    market_trades_fresh,
+)
+from triplegain_dagster.definitions import defs
+from triplegain_dagster.resources import DataQualityResource, PostgresResource, RedisResource
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 1, 5, tzinfo=UTC)
+MINUTES = 300
+START_PRICES = {"BTC/USDT": 95_000.0, "XRP/USDT": 2.1, "XRP/BTC": 2.1 / 95_000.0}
+ALL_ASSETS = [candles_1m, candles_1m_consistent, candles_1m_fresh, indicator_features,
+              portfolio_report]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _series(symbol: str, seed: int, minutes: int = MINUTES) -> list[Candle]:
+    """A gap-free, internally consistent 1m random walk."""
+    rng = np.random.default_rng(seed)
+    closes = START_PRICES[symbol] * np.exp(np.cumsum(rng.normal(0.0, 0.001, minutes)))
+    opens = np.concatenate([[START_PRICES[symbol]], closes[:-1]])
+    wicks = np.abs(rng.normal(0.0, 0.0005, (2, minutes)))
+    start = datetime_to_us(T0)
+    return [
+        Candle(symbol, "1m", start + m * US_PER_MINUTE, float(opens[m]),
+               float(max(opens[m], closes[m]) * (1 + wicks[0, m])),
+               float(min(opens[m], closes[m]) * (1 - wicks[1, m])), float(closes[m]),
+               float(rng.uniform(0.5, 20.0)), int(rng.integers(1, 50)))
+        for m in range(minutes)
+    ]
+
+
+def _market() -> dict[str, list[Candle]]:
+    return {symbol: _series(symbol, seed) for seed, symbol in enumerate(START_PRICES)}
+
+
+def _snapshot(minute: int, btc: float, usdt: float, xrp: float, btc_price: float,
+              xrp_price: float) -> PortfolioSnapshot:
+    prices = {"BTC/USDT": btc_price, "XRP/USDT": xrp_price, "XRP/BTC": xrp_price / btc_price}
+    return PortfolioSnapshot(
+        account="paper", time=T0 + timedelta(minutes=minute),
+        balances={Asset.BTC: btc, Asset.USDT: usdt, Asset.XRP: xrp}, prices=prices,
+        equity_usdt=usdt + btc * btc_price + xrp * xrp_price,
+    )
+
+
+SNAPSHOTS = [
+    _snapshot(0, 0.0, 1000.0, 500.0, 95_000.0, 2.10),
+    _snapshot(60, 0.002, 810.0, 500.0, 95_400.0, 2.12),
+    _snapshot(120, 0.002, 860.0, 480.0, 95_100.0, 2.15),
+    _snapshot(240, 0.003, 765.5, 480.0, 96_000.0, 2.18),
+]
+
+
+def _position(pid: str, symbol: str, minute: int, realized: float | None) -> Position:
+    closed = realized is not None
+    return Position(
+        position_id=pid, account="paper", symbol=symbol, direction=Direction.LONG,
+        quantity=10.0, entry_price=2.1, stop_loss=2.06, take_profit=2.2,
+        opened_at=T0 + timedelta(minutes=minute), entry_notional_usdt=21.0,
+        equity_at_entry_usdt=2050.0,
+        status=PositionStatus.CLOSED if closed else PositionStatus.OPEN,
+        closed_at=T0 + timedelta(minutes=minute + 30) if closed else None,
+        exit_price=2.2 if closed else None,
+        exit_reason=OrderPurpose.TAKE_PROFIT if closed else None,
+        realized_pnl=realized or 0.0,
+    )
+
+
+POSITIONS = [
+    _position("p1", "XRP/USDT", 10, 5.0),  # a win, in USDT
+    _position("p2", "XRP/BTC", 70, -0.00002),  # a loss, in BTC (the quote of XRP/BTC)
+    _position("p3", "BTC/USDT", 200, None),  # still open
+]
+
+
+def _write_trading(db: psycopg.Connection) -> None:
+    store = TradingStore(db)
+    for snapshot in SNAPSHOTS:
+        store.record_snapshot(snapshot)
+    for position in POSITIONS:
+        store.record_position(position, "opened" if position.closed_at is None else "closed")
+
+
+@pytest.fixture
+def resources(database_url: str, redis_url: str, tmp_path: Path) -> dict[str, object]:
+    return {
+        "postgres": PostgresResource(database_url=database_url, data_dir=str(tmp_path)),
+        "redis": RedisResource(redis_url=redis_url),
+        # Freshness judged just after the synthetic market's last minute.
+        "quality": DataQualityResource(now=(T0 + timedelta(minutes=MINUTES + 1)).isoformat(),
+                                       window_days=3650),
+    }
+
+
+def _check(result: dg.ExecuteInProcessResult,
+           name: str = "candles_1m_consistent") -> dg.AssetCheckEvaluation:
+    (evaluation,) = [e for e in result.get_asset_check_evaluations() if e.check_name == name]
+    return evaluation
+
+
+def _metadata(evaluation: dg.AssetCheckEvaluation) -> dict[str, object]:
+    return {key: value.value for key, value in evaluation.metadata.items()}
+
+
+def _materialization(result: dg.ExecuteInProcessResult, node: str) -> dict[str, object]:
+    (materialization,) = result.asset_materializations_for_node(node)
+    return {key: value.value for key, value in materialization.metadata.items()}
+
+
+def test_definitions_load() -> None:
+    dg.Definitions.validate_loadable(defs)
+    keys = {key.to_user_string() for key in defs.resolve_all_asset_keys()}
+    assert keys == {"market_trades", "candles_1m", "indicator_features", "portfolio_report",
+                    "ohlcv_history", "market_regime", "portfolio_snapshots", "rebalance_plan",
+                    "llm_deliberation", "model_performance", "position_checkpoints"}
+    checks = defs.resolve_asset_graph().asset_check_keys
+    assert {(key.asset_key.to_user_string(), key.name) for key in checks} == {
+        ("candles_1m", "candles_1m_consistent"), ("candles_1m", "candles_1m_fresh"),
+        ("market_trades", "market_trades_consistent"), ("market_trades", "market_trades_fresh"),
+    }
+    # The analytics job leaves out the partitioned backfill, which runs per day and symbol, and
+    # the LLM rounds, which have their own schedule and sensor.
+    job = defs.resolve_job_def("refresh_analytics")
+    assert {key.to_user_string() for key in job.asset_layer.selected_asset_keys} == (
+        keys - {"ohlcv_history", "llm_deliberation", "model_performance", "position_checkpoints"})
+    assert job.asset_layer.asset_graph.asset_check_keys == checks
+    assert set(defs.resources) == {"postgres", "redis", "exchange", "quality", "rebalancing", "llm"}
+
+
+def test_refresh_analytics_builds_features_and_report(
+    db: psycopg.Connection, resources: dict[str, object], tmp_path: Path
+) -> None:
+    market = _market()
+    MarketStore(db).write_candles([c for candles in market.values() for c in candles])
+    _write_trading(db)
+
+    result = dg.materialize(ALL_ASSETS, resources=resources)
+
+    assert result.success
+    check = _check(result)
+    assert check.passed, _metadata(check)
+    assert _metadata(check)["candles"] == 3 * MINUTES
+    coverage = _materialization(result, "candles_1m")
+    assert coverage["rows"] == 3 * MINUTES and coverage["symbols"] == 3
+
+    # Features: one row per candle past the warm-up, equal to indicator_frame's values.
+    store = MarketStore(db)
+    for symbol in market:
+        candles = store.read_candles(symbol)
+        expected = indicator_frame(candles[["open", "high", "low", "close", "volume"]])
+        expected.index = candles["open_time"]
+        stored = dict(db.execute(
+            "SELECT open_time, features FROM indicator_features"
+            " WHERE symbol = %s AND timeframe = '1m'",
+            (symbol,),
+        ).fetchall())
+        assert len(stored) == int(expected.notna().any(axis=1).sum()) > 0
+        for open_time in (expected.index[-1], expected.index[len(expected) // 2]):
+            row = expected.loc[open_time]
+            expected_row = row.dropna().to_dict()
+            assert stored[open_time.to_pydatetime()] == pytest.approx(expected_row, rel=1e-12)
+    written = _materialization(result, "indicator_features")["rows_written"]
+    assert written == db.execute("SELECT count(*) FROM indicator_features").fetchone()[0]
+
+    # Report: the PNG, the final balances and the figures.
+    report = _materialization(result, "portfolio_report")
+    png = tmp_path / "reports" / "equity_curve.png"
+    assert report["equity_curve_path"] == str(png.resolve())
+    assert png.read_bytes().startswith(PNG_SIGNATURE)
+    embedded = report["equity_curve"].removeprefix("![equity curve](data:image/png;base64,")
+    assert base64.b64decode(embedded.removesuffix(")")) == png.read_bytes()
+    first, last = SNAPSHOTS[0], SNAPSHOTS[-1]
+    holdings = report["holdings"]
+    for asset in (Asset.BTC, Asset.USDT, Asset.XRP):
+        start, final = first.balances[asset], last.balances[asset]
+        assert f"| {asset.value} | {start:,.8f} | {final:,.8f} |" in holdings
+    assert report["equity_start_usdt"] == pytest.approx(first.equity_usdt)
+    assert report["equity_end_usdt"] == pytest.approx(last.equity_usdt)
+    assert report["pnl_pct"] == pytest.approx(100 * (last.equity_usdt / first.equity_usdt - 1))
+    assert report["realized_pnl_usdt"] == pytest.approx(5.0 - 0.00002 * last.prices["BTC/USDT"])
+    assert report["closed_trades"] == 2 and report["win_rate"] == pytest.approx(0.5)
+    assert "| win rate | 50.0% |" in holdings
+
+
+def test_indicator_features_rerun_is_idempotent(
+    db: psycopg.Connection, resources: dict[str, object]
+) -> None:
+    MarketStore(db).write_candles(_series("XRP/USDT", seed=7))
+    dg.materialize([indicator_features], resources=resources)
+    query = "SELECT open_time, features FROM indicator_features ORDER BY 1"
+    before = db.execute(query).fetchall()
+    assert before
+    dg.materialize([indicator_features], resources=resources)
+    assert db.execute(query).fetchall() == before
+
+
+def _drop_minutes(candles: list[Candle]) -> list[Candle]:
+    return candles[:100] + candles[103:]  # three consecutive minutes missing
+
+
+def _add_misaligned(candles: list[Candle]) -> list[Candle]:
+    late = candles[10].open_time_us + 30 * US_PER_SECOND
+    stray = dataclasses.replace(candles[10], open_time_us=late)
+    return [*candles, stray]  # a second candle in minute 10, 30 s past the minute
+
+
+def _high_below_close(candles: list[Candle]) -> list[Candle]:
+    bad = candles[50]
+    return [*candles[:50], dataclasses.replace(bad, high=bad.close * 0.999,
+                                                low=min(bad.low, bad.close * 0.998)), *candles[51:]]
+
+
+def _negative_volume(candles: list[Candle]) -> list[Candle]:
+    return [*candles[:70], dataclasses.replace(candles[70], volume=-1.0), *candles[71:]]
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "expected", "severity"),
+    [
+        (_drop_minutes, {"gaps": 1, "missing_minutes": 3}, dg.AssetCheckSeverity.WARN),
+        (_add_misaligned, {"duplicate_minute_buckets": 1, "misaligned_open_times": 1},
+         dg.AssetCheckSeverity.ERROR),
+        (_high_below_close, {"high_below_body": 1}, dg.AssetCheckSeverity.ERROR),
+        (_negative_volume, {"negative_volume": 1}, dg.AssetCheckSeverity.ERROR),
+    ],
+    ids=["gap", "misaligned-duplicate", "high-below-close", "negative-volume"],
+)
+def test_candle_check_fails_on_bad_rows(
+    db: psycopg.Connection,
+    resources: dict[str, object],
+    corrupt: Callable[[list[Candle]], list[Candle]],
+    expected: dict[str, int],
+    severity: dg.AssetCheckSeverity,
+) -> None:
+    market = _market()
+    market["BTC/USDT"] = corrupt(market["BTC/USDT"])
+    MarketStore(db).write_candles([c for candles in market.values() for c in candles])
+
+    result = dg.materialize([candles_1m, candles_1m_consistent], resources=resources,
+                            raise_on_error=False)
+
+    check = _check(result)
+    assert not check.passed
+    assert check.severity == severity
+    metadata = _metadata(check)
+    kinds = ("duplicate_minute_buckets", "misaligned_open_times", "gaps", "missing_minutes",
+             "high_below_body", "low_above_body", "non_positive_prices", "negative_volume")
+    assert {kind: metadata[kind] for kind in kinds} == {k: expected.get(k, 0) for k in kinds}
+    assert "BTC/USDT" in metadata["details"]
+
+
+def test_failed_check_blocks_downstream_assets(
+    db: psycopg.Connection, resources: dict[str, object]
+) -> None:
+    MarketStore(db).write_candles(_negative_volume(_series("BTC/USDT", seed=1)))
+
+    result = dg.materialize(ALL_ASSETS, resources=resources, raise_on_error=False)
+
+    assert not result.success
+    assert not _check(result).passed
+    assert result.asset_materializations_for_node("indicator_features") == []
+    assert result.asset_materializations_for_node("portfolio_report") == []
+    assert db.execute("SELECT count(*) FROM indicator_features").fetchone()[0] == 0
+
+
+def test_empty_database_materializes_and_says_so(resources: dict[str, object]) -> None:
+    result = dg.materialize(ALL_ASSETS, resources=resources)
+
+    assert result.success
+    check = _check(result)
+    assert check.passed
+    assert _metadata(check)["details"] == "No 1-minute candles stored yet: nothing to check."
+    assert _materialization(result, "candles_1m")["rows"] == 0
+    assert _materialization(result, "indicator_features")["rows_written"] == 0
+    report = _materialization(result, "portfolio_report")
+    assert report["snapshots"] == 0
+    assert "No portfolio snapshots for account `paper`" in report["holdings"]
+
+
+def test_gaps_of_real_data_warn_without_blocking(
+    db: psycopg.Connection, resources: dict[str, object], shared_data: Path
+) -> None:
+    # Real 1m candles skip the minutes without trades, as the streamer's do.
+    frame = pd.read_parquet(shared_data / "binance_xrp-eth_1m.parquet")
+    MarketStore(db).write_candles([
+        Candle("XRP/ETH", "1m", datetime_to_us(row.ts.to_pydatetime()), row.open, row.high,
+               row.low, row.close, row.volume, 0)
+        for row in frame.itertuples()
+    ])
+    steps = frame["ts"].diff().dropna() // pd.Timedelta(minutes=1)
+
+    result = dg.materialize(ALL_ASSETS, resources=resources)
+
+    assert result.success
+    check = _check(result)
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    metadata = _metadata(check)
+    assert metadata["gaps"] == int((steps > 1).sum()) > 0
+    assert metadata["missing_minutes"] == int((steps[steps > 1] - 1).sum())
+    assert metadata["candles"] == len(frame)
+    assert metadata["duplicate_minute_buckets"] == metadata["negative_volume"] == 0
+    assert "XRP/ETH" in _materialization(result, "candles_1m")["coverage"]
+    assert _materialization(result, "indicator_features")["rows_written"] > 0
+
+
+QUALITY_ASSETS = [market_trades, market_trades_consistent, market_trades_fresh, candles_1m,
+                  candles_1m_consistent, candles_1m_fresh, indicator_features]
+
+
+def _replayed_market(db: psycopg.Connection, minutes: int = 120) -> list[Trade]:
+    trades = list(MarketSimulator(seed=3, start_us=datetime_to_us(T0), duration_s=minutes * 60))
+    store = MarketStore(db)
+    store.write_trades(trades)
+    store.write_candles(build_candles(trades))
+    return trades
+
+
+def test_quality_checks_pass_on_a_replayed_market(
+    db: psycopg.Connection, database_url: str, tmp_path: Path
+) -> None:
+    trades = _replayed_market(db)
+    last = us_to_datetime(trades[-1].ts_us)
+    resources = {
+        "postgres": PostgresResource(database_url=database_url, data_dir=str(tmp_path)),
+        "quality": DataQualityResource(now=(last + timedelta(minutes=3)).isoformat(),
+                                       max_staleness_minutes=5),
+    }
+
+    result = dg.materialize(QUALITY_ASSETS, resources=resources)
+
+    assert result.success
+    for name in ("market_trades_consistent", "market_trades_fresh", "candles_1m_consistent",
+                 "candles_1m_fresh"):
+        assert _check(result, name).passed, _metadata(_check(result, name))
+    assert _metadata(_check(result, "market_trades_consistent"))["trades"] == len(trades)
+    assert _materialization(result, "market_trades")["rows"] == len(trades)
+    assert _materialization(result, "indicator_features")["rows_written"] > 0
+
+
+def test_stale_stream_warns_without_blocking(
+    db: psycopg.Connection, database_url: str, tmp_path: Path
+) -> None:
+    trades = _replayed_market(db)
+    now = us_to_datetime(trades[-1].ts_us) + timedelta(minutes=45)
+    resources = {
+        "postgres": PostgresResource(database_url=database_url, data_dir=str(tmp_path)),
+        "quality": DataQualityResource(now=now.isoformat(), max_staleness_minutes=30),
+    }
+
+    result = dg.materialize(QUALITY_ASSETS, resources=resources)
+
+    assert result.success
+    for name, table in (("market_trades_fresh", "trades"), ("candles_1m_fresh", "candles")):
+        check = _check(result, name)
+        assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+        metadata = _metadata(check)
+        assert metadata["stale_symbols"] == 3
+        assert metadata["max_age_minutes"] > 30
+        assert metadata["now"] == now.isoformat()
+    assert _materialization(result, "indicator_features")["rows_written"] > 0
+
+
+def _trade_back_in_time(trades: list[Trade]) -> Trade:
+    """A print of an old trade id one second after the last trade of its symbol."""
+    last = [t for t in trades if t.symbol == "XRP/USDT"][-1]
+    return dataclasses.replace(last, trade_id=5, ts_us=last.ts_us + US_PER_SECOND)
+
+
+def _negative_price(trades: list[Trade]) -> Trade:
+    last = [t for t in trades if t.symbol == "BTC/USDT"][-1]
+    return dataclasses.replace(last, trade_id=last.trade_id + 1, ts_us=last.ts_us + 1,
+                               price=-1.0)
+
+
+@pytest.mark.parametrize(
+    ("broken_row", "expected"),
+    [
+        (_trade_back_in_time, {"trade_ids_back_in_time": 1, "duplicate_trade_ids": 1}),
+        (_negative_price, {"non_positive_prices": 1}),
+    ],
+    ids=["id-back-in-time", "negative-price"],
+)
+def test_broken_trade_blocks_the_candles_and_what_follows(
+    db: psycopg.Connection, database_url: str, tmp_path: Path,
+    broken_row: Callable[[list[Trade]], Trade], expected: dict[str, int],
+) -> None:
+    trades = _replayed_market(db)
+    MarketStore(db).write_trades([broken_row(trades)])
+    resources = {
+        "postgres": PostgresResource(database_url=database_url, data_dir=str(tmp_path)),
+        "quality": DataQualityResource(now=us_to_datetime(trades[-1].ts_us).isoformat()),
+    }
+
+    result = dg.materialize(QUALITY_ASSETS, resources=resources, raise_on_error=False)
+
+    assert not result.success
+    check = _check(result, "market_trades_consistent")
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    metadata = _metadata(check)
+    kinds = ("non_positive_prices", "non_positive_quantities", "duplicate_trade_ids",
+             "trade_ids_back_in_time")
+    assert {kind: metadata[kind] for kind in kinds} == {k: expected.get(k, 0) for k in kinds}
+    # Blocking: nothing downstream of the trades ran.
+    assert result.asset_materializations_for_node("candles_1m") == []
+    assert result.asset_materializations_for_node("indicator_features") == []
+    assert db.execute("SELECT count(*) FROM indicator_features").fetchone()[0] == 0

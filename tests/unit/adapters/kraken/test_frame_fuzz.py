@@ -1,0 +1,118 @@
+"""Fuzzing the streamer's frame handling: random, truncated and mutated frames of every
+channel end as a counted rejection (or a valid message), never as an exception."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import psycopg
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from streamer.ingest.streamer import TradeStreamer
+from triplegain_core.adapters.kraken.book import BookLevel, book_checksum
+from triplegain_core.adapters.kraken.messages import (
+    BookData,
+    InstrumentPair,
+    KrakenFrameError,
+    OhlcBar,
+    Ticker,
+    TradeMessage,
+    encode_book,
+    encode_heartbeat,
+    encode_instrument,
+    encode_ohlc,
+    encode_pong,
+    encode_status,
+    encode_subscribe_ack,
+    encode_ticker,
+    encode_trades,
+    parse_server_message,
+)
+from triplegain_core.config import Settings
+from triplegain_core.contracts.hot_state import HotStatePublisher
+from triplegain_core.model.market import Side, Trade
+from triplegain_core.storage.market_store import MarketStore
+
+START = 1_767_571_200_000_000
+SYMBOLS = ("XRP/USDT", "BTC/USDT")
+_BIDS = (BookLevel(Decimal("0.51230"), Decimal("10.00000000")),
+         BookLevel(Decimal("0.51220"), Decimal("3.50000000")))
+_ASKS = (BookLevel(Decimal("0.51250"), Decimal("0.00100000")),)
+VALID_FRAMES = [
+    encode_trades([Trade("XRP/USDT", 7, START, 0.5123, 10.0, Side.BUY, "limit"),
+                   Trade("XRP/USDT", 8, START + 1, 0.5124, 2.5, Side.SELL)]),
+    encode_trades([Trade("XRP/USDT", 1, START, 0.5, 1.0, Side.SELL)], kind="snapshot"),
+    encode_book(BookData("XRP/USDT", _BIDS, _ASKS, book_checksum(_ASKS, _BIDS)), "snapshot"),
+    encode_book(BookData("XRP/USDT", _BIDS[:1], (), 12345, START)),
+    encode_ohlc([OhlcBar("XRP/USDT", 0.5, 0.6, 0.4, 0.55, 12, 100.0, 0.52, START, 1, START)]),
+    encode_ticker([Ticker("XRP/USDT", 0.51, 10.0, 0.52, 5.0, 0.515, 1e6, 0.5, 0.4, 0.6,
+                          -0.01, -1.9, START)]),
+    encode_instrument([InstrumentPair("XRP/USDT", "XRP", "USDT", "online", 5, 1e-5, 8, 1e-8,
+                                      1e-8, 0.5)]),
+    encode_status(), encode_heartbeat(), encode_pong(3), encode_subscribe_ack("XRP/USDT"),
+]
+
+
+@st.composite
+def damaged_frames(draw: st.DrawFn) -> str | bytes:
+    """A valid frame of some channel, cut short, with a character replaced or inserted, or
+    plain random text or bytes."""
+    how = draw(st.sampled_from(["cut", "replace", "insert", "text", "bytes", "valid"]))
+    if how == "text":
+        return draw(st.text(max_size=200))
+    if how == "bytes":
+        return draw(st.binary(max_size=200))
+    frame = draw(st.sampled_from(VALID_FRAMES))
+    if how == "valid":
+        return frame
+    at = draw(st.integers(0, len(frame)))
+    if how == "cut":
+        return frame[:at]
+    char = draw(st.sampled_from(list('{}[]",:0123456789.-eE ntfalsu\\') + ["\x00", "é"]))
+    if how == "replace":
+        return frame[:at] + char + frame[at + 1:]
+    return frame[:at] + char + frame[at:]
+
+
+@pytest.fixture
+def streamer(db: psycopg.Connection, redis_client: redis.Redis) -> TradeStreamer:
+    settings_ = Settings(ws_url="ws://127.0.0.1:9/v2", symbols=SYMBOLS)
+    return TradeStreamer(settings_, MarketStore(db), HotStatePublisher(redis_client))
+
+
+@settings(deadline=None, max_examples=600,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(damaged_frames())
+def test_damaged_frames_are_counted_never_raised(streamer: TradeStreamer,
+                                                 frame: str | bytes) -> None:
+    before = streamer.stats.rejected_frames
+    streamer.on_frame(frame)  # must not raise, whatever the frame
+    try:
+        message = parse_server_message(frame)
+    except KrakenFrameError:
+        assert streamer.stats.rejected_frames == before + 1
+        return
+    # A well-formed trade of a symbol the streamer did not subscribe to is rejected too.
+    stranger = isinstance(message, TradeMessage) and any(
+        trade.symbol not in SYMBOLS for trade in message.trades)
+    assert streamer.stats.rejected_frames == before + stranger
+
+
+@settings(deadline=None, max_examples=200,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(damaged_frames(), max_size=20))
+def test_the_stream_goes_on_after_garbage(streamer: TradeStreamer,
+                                          garbage: list[str | bytes]) -> None:
+    """Whatever came before, a good trade in sequence is applied once."""
+    for frame in garbage:
+        streamer.on_frame(frame)
+    trades_before = streamer.stats.trades
+    sequence = streamer._sequences["BTC/USDT"]  # noqa: SLF001 - the next id it expects
+    trade_id = sequence.next_id if sequence.next_id is not None else 100
+    good = encode_trades([Trade("BTC/USDT", trade_id, START + 10**9, 60_000.0, 0.5, Side.BUY)])
+    streamer.on_frame(good)
+    streamer.on_frame(good)
+    assert streamer.stats.trades == trades_before + 1

@@ -1,0 +1,256 @@
+"""Candles of every timeframe from trades: against an independent pandas resample, and the real
+exchange's own candles; duplicates, late trades and the aggregator's bounded memory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from triplegain_core.marketdata.candles import CandleAggregator, build_candles
+from triplegain_core.marketdata.sources import trades_from_file
+from triplegain_core.model.market import (
+    TIMEFRAME_US,
+    TIMEFRAMES,
+    US_PER_DAY,
+    US_PER_MINUTE,
+    Candle,
+    Side,
+    Trade,
+)
+
+T0 = 1_767_571_200_000_000  # 2026-01-05 00:00 UTC, a day boundary
+SYMBOLS = ["BTC/USDT", "XRP/USDT", "XRP/BTC"]
+_PANDAS_RULE = {"1m": "1min", "5m": "5min", "15m": "15min", "1h": "1h", "1d": "1D"}
+
+
+def _trade(symbol: str, ts_us: int, price: float, qty: float = 1.0, trade_id: int = 0) -> Trade:
+    return Trade(symbol, trade_id, ts_us, price, qty, Side.BUY)
+
+
+def _pandas_candles(trades: list[Trade], timeframe: str) -> pd.DataFrame:
+    """The reference: deduplicate (first arrival wins), order by (time, id), resample."""
+    frame = pd.DataFrame(
+        [(t.symbol, t.trade_id, t.ts_us, t.price, t.qty) for t in trades],
+        columns=["symbol", "trade_id", "ts_us", "price", "qty"],
+    ).drop_duplicates(["symbol", "trade_id"], keep="first")
+    frame = frame.sort_values(["ts_us", "trade_id"], kind="stable")
+    frame.index = pd.to_datetime(frame["ts_us"], unit="us")  # naive, read as UTC
+    resampled = frame.groupby("symbol").resample(
+        _PANDAS_RULE[timeframe], origin="epoch", closed="left", label="left"
+    )
+    bars = resampled.agg({"price": ["first", "max", "min", "last", "count"], "qty": "sum"})
+    bars.columns = ["open", "high", "low", "close", "trade_count", "volume"]
+    bars = bars[bars["trade_count"] > 0].reset_index()
+    bars["open_time_us"] = bars["ts_us"].astype("datetime64[us]").astype("int64")
+    return bars.sort_values(["symbol", "open_time_us"]).reset_index(drop=True)
+
+
+def _assert_equal_to_reference(candles: list[Candle], trades: list[Trade]) -> None:
+    for timeframe in TIMEFRAMES:
+        ours = [c for c in candles if c.timeframe == timeframe]
+        expected = _pandas_candles(trades, timeframe) if trades else pd.DataFrame()
+        assert len(ours) == len(expected), timeframe
+        for candle, row in zip(ours, expected.itertuples(), strict=True):
+            assert (candle.symbol, candle.open_time_us) == (row.symbol, row.open_time_us)
+            assert (candle.open, candle.high, candle.low, candle.close) == (
+                row.open, row.high, row.low, row.close)
+            assert candle.trade_count == row.trade_count
+            # pandas sums with compensation; ours in arrival order, like the exchange.
+            assert candle.volume == pytest.approx(row.volume, rel=1e-9)
+
+
+_steps = st.lists(
+    st.tuples(
+        st.sampled_from(SYMBOLS),
+        st.one_of(  # ties, seconds apart, now and then hours (so 1h and 1d buckets turn too)
+            st.just(0),
+            st.integers(min_value=0, max_value=20_000_000),
+            st.integers(min_value=0, max_value=7 * 3600 * 1_000_000),
+        ),
+        st.floats(min_value=1e-6, max_value=1e6, allow_nan=False, allow_infinity=False),
+        st.floats(min_value=1e-8, max_value=1e4, allow_nan=False, allow_infinity=False),
+        st.floats(min_value=0.0, max_value=0.999),  # arrival delay, as a share of the horizon
+        st.booleans(),  # delivered twice
+    ),
+    max_size=80,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(_steps, st.integers(min_value=0, max_value=US_PER_DAY - 1),
+       st.integers(min_value=US_PER_MINUTE, max_value=30 * US_PER_MINUTE))
+def test_every_timeframe_equals_a_pandas_resample_of_the_deduplicated_trades(
+    steps: list, offset: int, horizon_us: int
+) -> None:
+    """Trades arrive late (within the horizon) and some twice; the final candles must not care."""
+    ts, arrivals, next_id = T0 + offset, [], dict.fromkeys(SYMBOLS, 1)
+    for symbol, step, price, qty, delay, twice in steps:
+        ts += step
+        trade = _trade(symbol, ts, price, qty, next_id[symbol])
+        next_id[symbol] += 1
+        # Arriving in order of (ts + delay) keeps every trade within the horizon of the newest.
+        arrivals.append((ts + int(delay * horizon_us), len(arrivals), trade))
+        if twice:
+            arrivals.append((ts + int((0.999 - delay) * horizon_us), len(arrivals), trade))
+    arrivals.sort(key=lambda a: a[:2])
+    stream = [trade for _, _, trade in arrivals]
+
+    aggregator = CandleAggregator(TIMEFRAMES, lateness_horizon_us=horizon_us)
+    latest: dict[tuple[str, str, int], Candle] = {}
+    for trade in stream:
+        for candle in aggregator.add(trade):
+            latest[(candle.timeframe, candle.symbol, candle.open_time_us)] = candle
+    for candle in aggregator.flush():
+        latest[(candle.timeframe, candle.symbol, candle.open_time_us)] = candle
+
+    assert aggregator.late_trades == 0
+    distinct = {(t.symbol, t.trade_id) for t in stream}
+    assert aggregator.duplicate_trades == len(stream) - len(distinct)
+    candles = sorted(latest.values(), key=lambda c: (c.timeframe, c.symbol, c.open_time_us))
+    _assert_equal_to_reference(candles, stream)
+    assert build_candles(stream, TIMEFRAMES, lateness_horizon_us=horizon_us) == sorted(
+        candles, key=lambda c: (TIMEFRAMES.index(c.timeframe), c.symbol, c.open_time_us))
+
+
+def test_add_returns_the_candle_a_later_bucket_closes() -> None:
+    aggregator = CandleAggregator()
+    assert aggregator.add(_trade("XRP/USDT", T0 + 1, 0.5, 2.0, 1)) == []
+    assert aggregator.add(_trade("BTC/USDT", T0 + 2, 60_000.0, 1.0, 1)) == []
+    assert aggregator.add(_trade("XRP/USDT", T0 + 3, 0.7, 1.0, 2)) == []
+    assert aggregator.add(_trade("XRP/USDT", T0 + 4, 0.4, 1.0, 3)) == []
+    assert [c.symbol for c in aggregator.forming()] == ["XRP/USDT", "BTC/USDT"]
+    # Three empty minutes for XRP: no candle for them, the next trade closes the first.
+    closed = aggregator.add(_trade("XRP/USDT", T0 + 4 * US_PER_MINUTE, 0.6, 1.0, 4))
+    assert len(closed) == 1
+    candle = closed[0]
+    assert (candle.open_time_us, candle.open, candle.high, candle.low, candle.close,
+            candle.volume, candle.trade_count) == (T0, 0.5, 0.7, 0.4, 0.4, 4.0, 3)
+    assert candle.close_time_us == T0 + US_PER_MINUTE
+    flushed = aggregator.flush()
+    assert {(c.symbol, c.open_time_us) for c in flushed} == {
+        ("XRP/USDT", T0 + 4 * US_PER_MINUTE), ("BTC/USDT", T0)}
+    assert aggregator.forming() == []
+
+
+def test_higher_timeframes_close_with_their_own_buckets() -> None:
+    aggregator = CandleAggregator(("1h", "1m", "5m"))
+    assert aggregator.timeframes == ("1m", "5m", "1h")
+    aggregator.add(_trade("XRP/USDT", T0 + 10, 1.0, 1.0, 1))
+    aggregator.add(_trade("XRP/USDT", T0 + 4 * US_PER_MINUTE, 3.0, 1.0, 2))
+    closed = aggregator.add(_trade("XRP/USDT", T0 + 6 * US_PER_MINUTE, 2.0, 1.0, 3))
+    assert [(c.timeframe, c.open_time_us, c.close, c.trade_count) for c in closed] == [
+        ("1m", T0 + 4 * US_PER_MINUTE, 3.0, 1), ("5m", T0, 3.0, 2)]
+    forming = {c.timeframe: c for c in aggregator.forming()}
+    assert forming["1h"] == Candle("XRP/USDT", "1h", T0, 1.0, 3.0, 1.0, 2.0, 3.0, 3)
+    assert forming["5m"].open_time_us == T0 + 5 * US_PER_MINUTE
+
+
+def test_late_trade_within_the_horizon_corrects_and_reemits_its_candles() -> None:
+    aggregator = CandleAggregator(("1m", "5m"), lateness_horizon_us=2 * US_PER_MINUTE)
+    aggregator.add(_trade("XRP/USDT", T0 + 5_000_000, 1.0, 1.0, 10))
+    aggregator.add(_trade("XRP/USDT", T0 + 50_000_000, 1.1, 1.0, 12))
+    (closed,) = aggregator.add(_trade("XRP/USDT", T0 + US_PER_MINUTE + 1, 1.2, 1.0, 13))
+    assert (closed.open, closed.close, closed.trade_count) == (1.0, 1.1, 2)
+    # Trade 11 printed between 10 and 12 but arrives after 13: the closed 1m candle is
+    # emitted again, corrected; the forming 5m candle just absorbs it.
+    corrected = aggregator.add(_trade("XRP/USDT", T0 + 20_000_000, 0.9, 2.0, 11))
+    assert corrected == [Candle("XRP/USDT", "1m", T0, 1.0, 1.1, 0.9, 1.1, 4.0, 3)]
+    assert aggregator.corrections == 1
+    # An earlier trade than the open becomes the open; a minute that had no trade gets one.
+    assert aggregator.add(_trade("XRP/USDT", T0 + 1, 0.8, 1.0, 9))[0].open == 0.8
+    assert aggregator.add(_trade("XRP/USDT", T0 - 30_000_000, 0.7, 1.0, 8)) == [
+        Candle("XRP/USDT", "1m", T0 - US_PER_MINUTE, 0.7, 0.7, 0.7, 0.7, 1.0, 1),
+        Candle("XRP/USDT", "5m", T0 - 5 * US_PER_MINUTE, 0.7, 0.7, 0.7, 0.7, 1.0, 1),
+    ]
+    assert aggregator.late_trades == 0
+    five = next(c for c in aggregator.forming() if c.timeframe == "5m")
+    assert (five.open, five.low, five.trade_count) == (0.8, 0.8, 5)
+
+
+def test_trade_beyond_the_horizon_is_counted_and_applied_nowhere() -> None:
+    aggregator = CandleAggregator(lateness_horizon_us=US_PER_MINUTE)
+    aggregator.add(_trade("XRP/USDT", T0, 0.5, 1.0, 1))
+    aggregator.add(_trade("XRP/USDT", T0 + 2 * US_PER_MINUTE, 0.5, 1.0, 2))
+    before = aggregator.forming()
+    assert aggregator.add(_trade("XRP/USDT", T0 + 10, 9.9, 1.0, 3)) == []
+    assert aggregator.late_trades == 1
+    assert aggregator.forming() == before
+    # Exactly at the horizon is still in time.
+    assert len(aggregator.add(_trade("XRP/USDT", T0 + US_PER_MINUTE, 0.6, 1.0, 4))) == 1
+
+
+def test_duplicate_trade_ids_are_counted_and_ignored() -> None:
+    aggregator = CandleAggregator()
+    trades = [_trade("XRP/USDT", T0 + i, 0.5 + i / 100, 1.0, i) for i in range(5)]
+    for trade in trades + trades[1:3]:
+        aggregator.add(trade)
+    aggregator.add(_trade("XRP/BTC", T0 + 9, 1.0, 1.0, 2))  # ids are per symbol
+    assert aggregator.duplicate_trades == 2
+    assert {c.symbol: c.trade_count for c in aggregator.forming()} == {"XRP/USDT": 5, "XRP/BTC": 1}
+
+
+def test_memory_stays_bounded_and_a_forgotten_id_is_never_counted_twice() -> None:
+    window = 50  # 100 s of trades, less than the horizon
+    aggregator = CandleAggregator(TIMEFRAMES, lateness_horizon_us=3 * US_PER_MINUTE,
+                                  trade_id_window=window)
+    trades = [_trade("XRP/USDT", T0 + i * 2_000_000, 1.0, 1.0, i) for i in range(20_000)]
+    for trade in trades:
+        aggregator.add(trade)
+    footprint = aggregator.footprint()
+    assert footprint.trade_ids == window
+    # 1m: the 3-minute horizon plus the forming bucket; one or two of each higher timeframe.
+    assert footprint.buckets <= 5 + 2 + 2 + 2 + 2
+    # Within the horizon but older than every remembered id: may be a duplicate, so not applied.
+    before = aggregator.forming()
+    aggregator.add(trades[-window - 1])
+    assert (aggregator.late_trades, aggregator.duplicate_trades) == (1, 0)
+    aggregator.add(trades[-window])
+    assert (aggregator.late_trades, aggregator.duplicate_trades) == (1, 1)
+    assert aggregator.forming() == before
+
+
+def test_bucket_edges_are_half_open() -> None:
+    candles = build_candles([_trade("A", T0 + US_PER_MINUTE - 1, 1.0, 1.0, 1),
+                             _trade("A", T0 + US_PER_MINUTE, 2.0, 1.0, 2)])
+    assert [(c.open_time_us, c.close) for c in candles] == [(T0, 1.0), (T0 + US_PER_MINUTE, 2.0)]
+    daily = build_candles([_trade("A", T0 - 1, 1.0, 1.0, 1), _trade("A", T0, 2.0, 1.0, 2)], "1d")
+    assert [c.open_time_us for c in daily] == [T0 - US_PER_DAY, T0]
+    before_1970 = build_candles([_trade("A", -1, 1.0, 1.0, 1), _trade("A", 0, 2.0, 1.0, 2)])
+    assert [(c.open_time_us, c.close) for c in before_1970] == [(-US_PER_MINUTE, 1.0), (0, 2.0)]
+
+
+def test_bad_arguments_are_refused() -> None:
+    with pytest.raises(ValueError, match="timeframe"):
+        CandleAggregator("7m")
+    with pytest.raises(ValueError, match="repeat"):
+        CandleAggregator(("1m", "1m"))
+    with pytest.raises(ValueError, match="horizon"):
+        CandleAggregator(lateness_horizon_us=-1)
+    with pytest.raises(ValueError, match="window"):
+        CandleAggregator(trade_id_window=0)
+    assert set(TIMEFRAME_US) == {"1m", "5m", "15m", "1h", "1d"}
+
+
+@pytest.mark.parametrize("timeframe", ["1m", "5m"])
+def test_real_trades_give_the_exchange_candles_exactly(shared_data: Path, timeframe: str) -> None:
+    """Binance's own XRP/ETH 1m (2,469) and 5m (706) candles, rebuilt from its trades, exactly."""
+    trades = list(trades_from_file(shared_data / "binance_xrp-eth_trades.parquet", "XRP/ETH"))
+    aggregator = CandleAggregator(TIMEFRAMES)
+    for trade in trades:
+        aggregator.add(trade)
+    counters = (aggregator.late_trades, aggregator.duplicate_trades, aggregator.corrections)
+    assert counters == (0, 0, 0)
+    candles = [c for c in build_candles(trades, TIMEFRAMES) if c.timeframe == timeframe]
+    exchange = pd.read_parquet(shared_data / f"binance_xrp-eth_{timeframe}.parquet")
+    assert len(candles) == len(exchange) == {"1m": 2469, "5m": 706}[timeframe]
+    ours = [(c.open_time_us, c.open, c.high, c.low, c.close, c.volume) for c in candles]
+    theirs = list(zip(
+        exchange["ts"].dt.as_unit("us").astype("int64").tolist(), exchange["open"].tolist(),
+        exchange["high"].tolist(), exchange["low"].tolist(), exchange["close"].tolist(),
+        exchange["volume"].tolist(), strict=True,
+    ))
+    assert ours == theirs

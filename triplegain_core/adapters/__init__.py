@@ -1,0 +1,1 @@
+"""Venue adapters: wire formats and REST clients, one package per venue."""

@@ -1,0 +1,1 @@
+"""Kraken: WebSocket v2 messages, the book with its checksum, REST history via ccxt."""

@@ -1,0 +1,1 @@
+"""Analysis: indicators (batch and incremental), chart patterns, regime, the TechnicalAgent."""

@@ -1,0 +1,172 @@
+"""The TechnicalAgent: a trend-following momentum rule on the last closed candle.
+
+LONG when the EMAs are stacked upwards (EMA9 > EMA21 > EMA50), the MACD histogram is
+positive, RSI is below overbought and ADX shows a trend; SHORT is the mirror image.
+
+Strength (0..1) is a weighted mean of three scores, each clipped to 0..1:
+
+- trend: ADX from ``adx_threshold`` (0) to ``adx_full`` (1), weight 0.4;
+- momentum: |MACD histogram| / (``macd_hist_atr_scale`` * ATR), weight 0.3;
+- spread: |EMA9 - EMA50| / (``ema_spread_atr_scale`` * ATR), weight 0.3.
+
+Dividing by ATR makes the momentum and spread scores comparable across symbols and prices.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from triplegain_core.analysis.indicators import MIN_HISTORY, core_indicator_arrays, latest_indicators
+from triplegain_core.marketdata.snapshot import CandleWindow
+from triplegain_core.model.market import Candle, us_to_datetime
+from triplegain_core.model.signals import Direction, TechnicalSignal
+
+STRATEGY = "technical_trend"
+
+TREND_WEIGHT = 0.4
+MOMENTUM_WEIGHT = 0.3
+SPREAD_WEIGHT = 0.3
+
+
+class TechnicalAgentConfig(BaseModel):
+    """Thresholds and levels of the trend rule."""
+
+    model_config = ConfigDict(frozen=True)
+
+    min_strength: float = Field(default=0.5, ge=0.0, le=1.0)
+    stop_atr_multiple: float = Field(default=1.5, gt=0.0)
+    reward_risk: float = Field(default=2.0, gt=0.0)
+    # The stop is clamped into [min, max] * entry: max so the RiskAgent's 2% rule passes,
+    # min so a near-zero ATR (flat market) cannot put the stop inside the spread and fees.
+    max_stop_distance: float = Field(default=0.02, gt=0.0, lt=1.0)
+    min_stop_distance: float = Field(default=0.002, gt=0.0, lt=1.0)
+    adx_threshold: float = Field(default=20.0, ge=0.0)
+    adx_full: float = Field(default=45.0, gt=0.0)
+    rsi_overbought: float = Field(default=70.0, gt=0.0, lt=100.0)
+    rsi_oversold: float = Field(default=30.0, gt=0.0, lt=100.0)
+    macd_hist_atr_scale: float = Field(default=0.3, gt=0.0)
+    ema_spread_atr_scale: float = Field(default=2.0, gt=0.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TechnicalAgentConfig:
+        if self.min_stop_distance > self.max_stop_distance:
+            raise ValueError("min_stop_distance must not exceed max_stop_distance")
+        if self.adx_full <= self.adx_threshold:
+            raise ValueError("adx_full must be above adx_threshold")
+        if self.rsi_oversold >= self.rsi_overbought:
+            raise ValueError("rsi_oversold must be below rsi_overbought")
+        return self
+
+
+def _latest(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> dict[str, float] | None:
+    """The indicator values at the last bar, or None while any is NaN; exactly
+    :func:`~triplegain_core.analysis.indicators.latest_indicators`, whose computation it shares."""
+    latest = {name: float(values[-1]) for name, values in core_indicator_arrays(high, low, close).items()}
+    if any(math.isnan(value) for value in latest.values()):
+        return None
+    return latest
+
+
+def _clip01(value: float) -> float:
+    return min(1.0, max(0.0, value))
+
+
+class TechnicalAgent:
+    """Turns a symbol's closed-candle history into at most one signal per candle."""
+
+    def __init__(self, config: TechnicalAgentConfig = TechnicalAgentConfig()) -> None:
+        self.config = config
+
+    def analyze(self, symbol: str, candles: Sequence[Candle]) -> TechnicalSignal | None:
+        """Signal on the last candle of ``candles`` (closed, oldest first), or None.
+
+        None when history is too short for every indicator, when no direction qualifies,
+        or when the strength is below ``min_strength``.
+        """
+        if not candles:
+            return None
+        last = candles[-1]
+        if last.symbol != symbol:
+            raise ValueError(f"candles are {last.symbol}, asked to analyze {symbol}")
+        values = latest_indicators(candles)
+        if values is None:
+            return None
+        return self._signal(symbol, last.timeframe, last.open_time_us, last.close_time_us, last.close, values)
+
+    def analyze_window(self, window: CandleWindow) -> TechnicalSignal | None:
+        """:meth:`analyze` on the candles of ``window``: the same signal, read from its columns.
+
+        The trading loop's hot path: the indicators run on the window's float64 arrays as they
+        are, where :meth:`analyze` first gathers them from candle objects.
+        """
+        if len(window) < MIN_HISTORY:
+            return None
+        values = _latest(window.high, window.low, window.close)
+        if values is None:
+            return None
+        return self._signal(window.symbol, window.timeframe, window.last_open_time_us, window.last_close_time_us,
+                            float(window.close[-1]), values)
+
+    def _signal(
+        self, symbol: str, timeframe: str, open_time_us: int, close_time_us: int, entry: float,
+        values: dict[str, float],
+    ) -> TechnicalSignal | None:
+        """The signal on the candle opening at ``open_time_us`` with these indicator values."""
+        direction = self._direction(values)
+        if direction is None:
+            return None
+        strength = self.strength(values)
+        if strength < self.config.min_strength:
+            return None
+        stop_distance = min(
+            max(self.config.stop_atr_multiple * values["atr_14"], self.config.min_stop_distance * entry),
+            self.config.max_stop_distance * entry,
+        )
+        sign = 1.0 if direction is Direction.LONG else -1.0
+        return TechnicalSignal(
+            signal_id=f"{STRATEGY}:{symbol}:{timeframe}:{open_time_us}",
+            strategy=STRATEGY,
+            symbol=symbol,
+            timeframe=timeframe,
+            time=us_to_datetime(close_time_us),
+            direction=direction,
+            strength=strength,
+            entry=entry,
+            stop_loss=entry - sign * stop_distance,
+            take_profit=entry + sign * self.config.reward_risk * stop_distance,
+            indicators=values,
+        )
+
+    def _direction(self, v: dict[str, float]) -> Direction | None:
+        cfg = self.config
+        if v["adx_14"] < cfg.adx_threshold or v["atr_14"] <= 0.0:
+            return None
+        if (
+            v["ema_9"] > v["ema_21"] > v["ema_50"]
+            and v["macd_hist"] > 0.0
+            and v["rsi_14"] < cfg.rsi_overbought
+        ):
+            return Direction.LONG
+        if (
+            v["ema_9"] < v["ema_21"] < v["ema_50"]
+            and v["macd_hist"] < 0.0
+            and v["rsi_14"] > cfg.rsi_oversold
+        ):
+            return Direction.SHORT
+        return None
+
+    def strength(self, v: dict[str, float]) -> float:
+        """The weighted trend/momentum/spread score of the module docstring, in 0..1."""
+        cfg = self.config
+        atr = v["atr_14"]
+        if atr <= 0.0:
+            return 0.0
+        trend = _clip01((v["adx_14"] - cfg.adx_threshold) / (cfg.adx_full - cfg.adx_threshold))
+        momentum = _clip01(abs(v["macd_hist"]) / (cfg.macd_hist_atr_scale * atr))
+        spread = _clip01(abs(v["ema_9"] - v["ema_50"]) / (cfg.ema_spread_atr_scale * atr))
+        # Clipped again only against float rounding of the weighted sum.
+        return _clip01(TREND_WEIGHT * trend + MOMENTUM_WEIGHT * momentum + SPREAD_WEIGHT * spread)

@@ -1,0 +1,1 @@
+"""The Redis half of the meeting place: versioned stream and key contracts."""

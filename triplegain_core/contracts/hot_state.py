@@ -1,0 +1,464 @@
+"""The Redis hot-state contract between the streamer, the executor and Dagster.
+
+The written contract is ``docs/HOT_STATE.md``: every key and stream name, value format, TTL and
+cap. :data:`CONTRACT` below is the same table in code (a test compares the two). All names start
+with ``tg:v{CONTRACT_VERSION}:``; values are JSON objects whose fields are those of the
+dataclasses here (and of :class:`~triplegain_core.model.market.Candle`).
+
+Versioning: the major version in the prefix changes when an existing key, field or format
+changes meaning or disappears, so old and new processes never misread each other. Additions
+(new keys, new fields readers may ignore) raise only :data:`CONTRACT_REVISION`, which the
+streamer writes into its heartbeat.
+
+The TTLs make stale state disappear: an executor that finds no price does not trade.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import TypeVar
+
+import orjson
+import redis
+
+from triplegain_core.model.market import TIMEFRAMES, BookLevel, Candle, Side, Trade
+
+log = logging.getLogger(__name__)
+
+CONTRACT_VERSION = 1
+CONTRACT_REVISION = "1.3"
+PREFIX = f"tg:v{CONTRACT_VERSION}:"
+
+PRICE_TTL_S = 60
+TICKER_TTL_S = 60
+BOOK_TTL_S = 15
+CANDLE_TTL_S = 120  # the forming candle of each timeframe
+RECENT_CANDLES_TTL_S = 2 * 86_400  # longer than a 1d candle, so a daily series survives
+RECENT_CANDLES_CAP = 1000
+HEARTBEAT_TTL_S = 15
+CLOSED_CANDLES_MAXLEN = 100_000  # approximate (XADD MAXLEN ~)
+# The deliberation <-> executor streams (triplegain_core.contracts.decision_streams), approximate too.
+DECISIONS_MAXLEN = 10_000
+# Public trades, one entry per streamer batch, for the strategies that read the tape.
+TRADE_BATCHES_MAXLEN = 1000
+STRONG_SIGNALS_MAXLEN = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class KeySpec:
+    """One row of the contract: a name pattern (after :data:`PREFIX`) and how it is kept."""
+
+    pattern: str
+    redis_type: str  # "string", "zset" or "stream"
+    ttl_s: int | None
+    cap: int | None
+
+
+CONTRACT: tuple[KeySpec, ...] = (
+    KeySpec("price:{symbol}", "string", PRICE_TTL_S, None),
+    KeySpec("ticker:{symbol}", "string", TICKER_TTL_S, None),
+    KeySpec("book:{symbol}", "string", BOOK_TTL_S, None),
+    KeySpec("candle:{timeframe}:{symbol}", "string", CANDLE_TTL_S, None),
+    KeySpec("candles:{timeframe}:{symbol}", "zset", RECENT_CANDLES_TTL_S, RECENT_CANDLES_CAP),
+    KeySpec("stream:candles:{timeframe}", "stream", None, CLOSED_CANDLES_MAXLEN),
+    KeySpec("streamer:heartbeat", "string", HEARTBEAT_TTL_S, None),
+    KeySpec("stream:trades", "stream", None, TRADE_BATCHES_MAXLEN),
+    KeySpec("stream:decisions", "stream", None, DECISIONS_MAXLEN),
+    KeySpec("stream:signals:strong", "stream", None, STRONG_SIGNALS_MAXLEN),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LastPrice:
+    """The latest trade price of a symbol."""
+
+    symbol: str
+    price: float
+    ts_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ticker:
+    """The exchange's ticker of a symbol (Kraken v2 ``ticker`` channel fields)."""
+
+    symbol: str
+    ts_us: int
+    bid: float
+    bid_qty: float
+    ask: float
+    ask_qty: float
+    last: float
+    volume: float
+    vwap: float
+    low: float
+    high: float
+    change: float
+    change_pct: float
+
+
+@dataclass(frozen=True, slots=True)
+class BookSnapshot:
+    """The top ``depth`` levels of a symbol's book at ``ts_us``: ``(price, qty)`` pairs, bids
+    best (highest) first, asks best (lowest) first. A thin book may show fewer levels."""
+
+    symbol: str
+    ts_us: int
+    depth: int
+    bids: tuple[BookLevel, ...]
+    asks: tuple[BookLevel, ...]
+
+    def __post_init__(self) -> None:
+        if self.depth < 1:
+            raise ValueError(f"{self.symbol} book depth must be >= 1, got {self.depth}")
+        for name, better in (("bids", float.__gt__), ("asks", float.__lt__)):
+            # Any (price, qty) pairs become BookLevels once, here: readers then share them as they are.
+            try:
+                levels = tuple(map(BookLevel._make, getattr(self, name)))
+            except TypeError:
+                raise ValueError(f"{self.symbol} {name}: each level must be a (price, qty) pair") from None
+            object.__setattr__(self, name, levels)
+            if len(levels) > self.depth:
+                raise ValueError(f"{self.symbol} {name}: {len(levels)} levels > depth {self.depth}")
+            for price, qty in levels:
+                if not (math.isfinite(price) and price > 0 and math.isfinite(qty) and qty > 0):
+                    raise ValueError(f"{self.symbol} {name}: level {price} x {qty} is not positive")
+            if any(not better(float(a[0]), float(b[0])) for a, b in zip(levels, levels[1:])):
+                raise ValueError(f"{self.symbol} {name} are not ordered best first")
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> BookSnapshot:
+        data = _loads(raw)
+        return cls(data["symbol"], data["ts_us"], data["depth"], data["bids"], data["asks"])
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """The streamer's liveness and counters; ``contract`` is the revision it writes."""
+
+    ts_us: int
+    trades: int = 0
+    candles: int = 0
+    late_trades: int = 0
+    duplicate_trades: int = 0
+    rejected_frames: int = 0
+    reconnects: int = 0
+    missed_intervals: int = 0
+    last_trade_ts_us: int = 0
+    contract: str = CONTRACT_REVISION
+
+
+def _loads(raw: bytes | str) -> object:
+    """orjson first (several times faster on the loop's hot path); Python's json for what it
+    refuses (NaN, say), so a value reads exactly as before, just sooner."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
+
+
+def price_key(symbol: str) -> str:
+    return f"{PREFIX}price:{symbol}"
+
+
+def ticker_key(symbol: str) -> str:
+    return f"{PREFIX}ticker:{symbol}"
+
+
+def book_key(symbol: str) -> str:
+    return f"{PREFIX}book:{symbol}"
+
+
+def forming_candle_key(symbol: str, timeframe: str = "1m") -> str:
+    return f"{PREFIX}candle:{timeframe}:{symbol}"
+
+
+def recent_candles_key(symbol: str, timeframe: str = "1m") -> str:
+    return f"{PREFIX}candles:{timeframe}:{symbol}"
+
+
+def closed_candles_stream(timeframe: str = "1m") -> str:
+    """The stream of one timeframe's closed (and corrected) candles."""
+    if timeframe not in TIMEFRAMES:
+        raise ValueError(f"unknown timeframe {timeframe!r}; known: {list(TIMEFRAMES)}")
+    return f"{PREFIX}stream:candles:{timeframe}"
+
+
+HEARTBEAT_KEY = PREFIX + "streamer:heartbeat"
+TRADES_STREAM = PREFIX + "stream:trades"
+CLOSED_CANDLES_STREAM = closed_candles_stream("1m")
+
+
+def _candle_json(candle: Candle) -> str:
+    return json.dumps(asdict(candle))
+
+
+def _trade_row(trade: Trade) -> list[object]:
+    return [trade.symbol, trade.trade_id, trade.ts_us, trade.price, trade.qty, trade.side.value]
+
+
+def _trades(raw: bytes | str) -> list[Trade]:
+    return [Trade(symbol, trade_id, ts_us, price, qty, Side(side))
+            for symbol, trade_id, ts_us, price, qty, side in _loads(raw)]
+
+
+_Polled = TypeVar("_Polled", LastPrice, BookSnapshot)
+
+
+def _last_price(raw: bytes | str) -> LastPrice:
+    return LastPrice(**_loads(raw))
+
+
+def entry_id(raw: bytes | str) -> str:
+    """A stream entry's id as text, whether the client decodes replies or not."""
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
+@dataclass(frozen=True, slots=True)
+class RecentHistory:
+    """The hot state's recent closed candles at one instant (see
+    :meth:`HotStateReader.recent_history`): the stream id to read after, each symbol's candles
+    of the streamed timeframe, and those of the higher timeframes by (symbol, timeframe);
+    oldest first."""
+
+    last_id: str
+    candles: dict[str, list[Candle]]
+    higher: dict[tuple[str, str], list[Candle]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class CyclePoll:
+    """What one trading-loop cycle read: new closed candles and trades (with the stream ids to
+    read after next time), and the latest prices and books."""
+
+    last_id: str
+    trades_id: str | None
+    candles: list[Candle] = field(default_factory=list)
+    trades: list[Trade] = field(default_factory=list)
+    prices: dict[str, LastPrice] = field(default_factory=dict)
+    books: dict[str, BookSnapshot] = field(default_factory=dict)
+    extra: dict[str, list[tuple[bytes, dict[bytes, bytes]]]] = field(default_factory=dict)
+
+
+class HotStatePublisher:
+    """The streamer's side: prices, tickers, books, forming and closed candles, its heartbeat."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+
+    def publish(
+        self,
+        prices: Sequence[LastPrice],
+        forming: Sequence[Candle],
+        closed: Sequence[Candle],
+        heartbeat: Heartbeat | Mapping[str, int | str],
+        *,
+        tickers: Sequence[Ticker] = (),
+        books: Sequence[BookSnapshot] = (),
+        trades: Sequence[Trade] = (),
+    ) -> None:
+        """Publish one batch in a single round trip, atomically (MULTI/EXEC): a reader sees
+        all of it or none of it.
+
+        ``closed`` may hold candles of any timeframe, and corrected versions of candles
+        published before: each goes to its timeframe's stream and replaces its bucket in the
+        recent-candles set.
+        """
+        if isinstance(heartbeat, Heartbeat):
+            beat: dict[str, object] = asdict(heartbeat)
+        else:  # a producer's own counters: written as given, stamped with the revision
+            beat = {"contract": CONTRACT_REVISION, **heartbeat}
+        pipe = self._client.pipeline(transaction=True)
+        for last in prices:
+            pipe.set(price_key(last.symbol), json.dumps(asdict(last)), ex=PRICE_TTL_S)
+        for ticker in tickers:
+            pipe.set(ticker_key(ticker.symbol), json.dumps(asdict(ticker)), ex=TICKER_TTL_S)
+        for book in books:
+            pipe.set(book_key(book.symbol), json.dumps(asdict(book)), ex=BOOK_TTL_S)
+        for candle in forming:
+            pipe.set(forming_candle_key(candle.symbol, candle.timeframe), _candle_json(candle),
+                     ex=CANDLE_TTL_S)
+        recent_keys = set()
+        for candle in closed:
+            value = _candle_json(candle)
+            pipe.xadd(closed_candles_stream(candle.timeframe), {"c": value},
+                      maxlen=CLOSED_CANDLES_MAXLEN, approximate=True)
+            key = recent_candles_key(candle.symbol, candle.timeframe)
+            score = candle.open_time_us  # exact as a double: < 2**53
+            pipe.zremrangebyscore(key, score, score)
+            pipe.zadd(key, {value: score})
+            recent_keys.add(key)
+        for key in recent_keys:
+            pipe.zremrangebyrank(key, 0, -RECENT_CANDLES_CAP - 1)
+            pipe.expire(key, RECENT_CANDLES_TTL_S)
+        if trades:
+            # One entry per batch: the consumer reads the tape batch by batch, not trade by trade.
+            pipe.xadd(TRADES_STREAM, {"t": json.dumps([_trade_row(t) for t in trades])},
+                      maxlen=TRADE_BATCHES_MAXLEN, approximate=True)
+        pipe.set(HEARTBEAT_KEY, json.dumps(beat), ex=HEARTBEAT_TTL_S)
+        pipe.execute()
+
+
+class HotStateReader:
+    """The executor's and Dagster's side: reads what the streamer published."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+        # poll's last value of each price and book key, raw and parsed: a value published again
+        # unchanged (most books between two trades) is not parsed again.
+        self._polled: dict[str, tuple[bytes, LastPrice | BookSnapshot | None]] = {}
+
+    def last_prices(self, symbols: Sequence[str]) -> dict[str, LastPrice]:
+        """Latest trade price per symbol; symbols with no fresh price are absent."""
+        values = self._client.mget([price_key(s) for s in symbols])
+        found = {}
+        for raw in values:
+            if raw is not None:
+                last = LastPrice(**_loads(raw))
+                found[last.symbol] = last
+        return found
+
+    def tickers(self, symbols: Sequence[str]) -> dict[str, Ticker]:
+        """Latest ticker per symbol; symbols with no fresh ticker are absent."""
+        values = self._client.mget([ticker_key(s) for s in symbols])
+        found = [Ticker(**_loads(raw)) for raw in values if raw is not None]
+        return {ticker.symbol: ticker for ticker in found}
+
+    def books(self, symbols: Sequence[str]) -> dict[str, BookSnapshot]:
+        """Latest top of book per symbol; symbols with no fresh book are absent."""
+        values = self._client.mget([book_key(s) for s in symbols])
+        found = [BookSnapshot.from_json(raw) for raw in values if raw is not None]
+        return {book.symbol: book for book in found}
+
+    def forming_candle(self, symbol: str, timeframe: str = "1m") -> Candle | None:
+        """The candle still forming for ``symbol`` and ``timeframe``, if fresh."""
+        raw = self._client.get(forming_candle_key(symbol, timeframe))
+        return None if raw is None else Candle(**_loads(raw))
+
+    def recent_candles(self, symbol: str, timeframe: str = "1m",
+                       limit: int = RECENT_CANDLES_CAP) -> list[Candle]:
+        """The last ``limit`` closed candles of ``symbol`` and ``timeframe``, oldest first,
+        each in its latest (corrected) version."""
+        raw = self._client.zrange(recent_candles_key(symbol, timeframe), -limit, -1)
+        return [Candle(**_loads(value)) for value in raw]
+
+    def recent_history(
+        self, symbols: Sequence[str], limit: int = RECENT_CANDLES_CAP, *, timeframe: str = "1m",
+        higher: Sequence[str] = (),
+    ) -> RecentHistory:
+        """Where to start reading the closed-candle stream of ``timeframe``, the recent closed
+        candles of each of ``symbols`` (as :meth:`recent_candles`) up to that point, and those
+        of the ``higher`` timeframes too.
+
+        Read in one MULTI/EXEC: the publisher writes a candle to the stream and to its recent
+        set in one transaction too, so every candle returned is at or before the returned
+        stream id and every later one comes after it. The id is "0" for a stream not yet
+        written.
+        """
+        series = [(symbol, tf) for tf in (timeframe, *higher) for symbol in symbols]
+        pipe = self._client.pipeline(transaction=True)
+        pipe.xrevrange(closed_candles_stream(timeframe), count=1)
+        for symbol, tf in series:
+            pipe.zrange(recent_candles_key(symbol, tf), -limit, -1)
+        newest, *sets = pipe.execute()
+        candles = {key: [Candle(**_loads(value)) for value in raw] for key, raw in zip(series, sets)}
+        return RecentHistory(
+            last_id=entry_id(newest[0][0]) if newest else "0",
+            candles={symbol: candles[(symbol, timeframe)] for symbol in symbols},
+            higher={key: found for key, found in candles.items() if key[1] != timeframe},
+        )
+
+    def closed_candles_after(
+        self, last_id: str, count: int = 1000, *, timeframe: str = "1m"
+    ) -> tuple[str, list[Candle]]:
+        """Closed candles of ``timeframe`` published after stream id ``last_id`` ("0" for all),
+        oldest first. A corrected candle comes again with the same open time: the later wins."""
+        reply = self._client.xread({closed_candles_stream(timeframe): last_id}, count=count)
+        if not reply:
+            return last_id, []
+        entries = reply[0][1]
+        candles = [Candle(**_loads(fields[b"c"])) for _, fields in entries]
+        newest = entries[-1][0]
+        return newest.decode() if isinstance(newest, bytes) else newest, candles
+
+    def heartbeat(self) -> dict[str, int | str] | None:
+        """The streamer's heartbeat as a JSON object (see :meth:`streamer_heartbeat`)."""
+        raw = self._client.get(HEARTBEAT_KEY)
+        return None if raw is None else _loads(raw)
+
+    def streamer_heartbeat(self) -> Heartbeat | None:
+        """The streamer's heartbeat, typed; fields of a newer revision are ignored."""
+        data = self.heartbeat()
+        if data is None:
+            return None
+        known = {f.name for f in fields(Heartbeat)}
+        return Heartbeat(**{k: v for k, v in data.items() if k in known})
+
+    def poll(
+        self, last_id: str, symbols: Sequence[str], count: int = 1000, *, timeframe: str = "1m",
+        trades_after: str | None = None, extra_streams: Mapping[str, str] | None = None,
+        block_ms: int | None = None,
+    ) -> CyclePoll:
+        """One round trip for a trading-loop cycle: the closed candles after ``last_id`` (as
+        :meth:`closed_candles_after`), the latest prices and books of ``symbols`` (as
+        :meth:`last_prices` and :meth:`books`), and, with ``trades_after``, the public trades
+        published after that id of the trade stream ("$" on a first call: only new ones);
+        ``extra_streams`` (name -> id) are read in the same XREAD, their raw entries returned
+        for their own readers (the decision stream).
+
+        With ``block_ms`` the read waits up to that long for a new entry on any of the streams;
+        the prices and books are then read as of the moment it returned (Redis runs a blocked
+        client's next commands only after it unblocks).
+
+        A price or book whose published value has not changed since the previous poll comes
+        back as the very object returned then (``is``-identical), not parsed again."""
+        candle_stream = closed_candles_stream(timeframe)
+        streams = {candle_stream: last_id}
+        if trades_after is not None:
+            streams[TRADES_STREAM] = trades_after
+        streams.update(extra_streams or {})
+        pipe = self._client.pipeline(transaction=False)
+        pipe.xread(streams, count=count, block=block_ms)
+        if trades_after == "$":  # "$" returns nothing without blocking: anchor on the newest id
+            pipe.xrevrange(TRADES_STREAM, count=1)
+        pipe.mget([price_key(s) for s in symbols] + [book_key(s) for s in symbols])
+        replies = pipe.execute()
+        reply, values = replies[0], replies[-1]
+        result = CyclePoll(last_id=last_id, trades_id=trades_after)
+        if trades_after == "$":
+            newest_trades = replies[1]
+            result.trades_id = entry_id(newest_trades[0][0]) if newest_trades else "0"
+        for stream, entries in reply or ():
+            name = stream.decode() if isinstance(stream, bytes) else stream
+            if name == candle_stream:
+                result.candles = [Candle(**_loads(fields[b"c"])) for _, fields in entries]
+                result.last_id = entry_id(entries[-1][0])
+            elif name == TRADES_STREAM:
+                result.trades = [trade for _, fields in entries for trade in _trades(fields[b"t"])]
+                result.trades_id = entry_id(entries[-1][0])
+            else:
+                result.extra[name] = entries
+        for symbol, raw in zip(symbols, values):
+            if raw is not None and (last := self._parsed(symbol, price_key(symbol), raw, _last_price)):
+                result.prices[symbol] = last
+        for symbol, raw in zip(symbols, values[len(symbols):]):
+            if raw is not None and (book := self._parsed(symbol, book_key(symbol), raw, BookSnapshot.from_json)):
+                result.books[symbol] = book
+        return result
+
+    def _parsed(self, symbol: str, key: str, raw: bytes, parse: Callable[[bytes], _Polled]) -> _Polled | None:
+        """``raw`` parsed, or the object parsed from the same bytes at the previous poll; None
+        (logged once) for a value of another symbol than ``symbol``, whose key it was read from."""
+        known = self._polled.get(key)
+        if known is not None and known[0] == raw:
+            return known[1]
+        value = parse(raw)
+        if value.symbol != symbol:
+            log.error("the hot-state key %s holds a value of %s: ignored", key, value.symbol)
+            self._polled[key] = (raw, None)
+            return None
+        self._polled[key] = (raw, value)
+        return value

@@ -1,0 +1,1 @@
+"""Deliberated decisions: lifecycle, intake, hand-over, human approval and the confirmation gate."""

@@ -1,0 +1,276 @@
+"""One isolated paper account: its portfolio, positions, orders and risk state, and the path
+every intent takes through them.
+
+intent -> RiskAgent (validate, size, leverage) -> OrderManager (client order id) -> paper
+executor -> PositionTracker -> Portfolio, each step persisted by the TradingStore under the
+account's name. Each strategy (and the TechnicalAgent) trades one such account over the same
+market, so nothing one of them does — a loss streak, a drawdown pause, a position, a cash
+balance — changes what another may do. The market itself (prices, books, the volatility and
+correlation estimates) is shared, read through :class:`MarketView`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from triplegain_core.config import Settings
+from triplegain_core.execution.order_manager import OrderManager
+from triplegain_core.execution.paper import PaperExecutor
+from triplegain_core.marketdata.snapshot import BookTop
+from triplegain_core.model.market import INSTRUMENTS, Side
+from triplegain_core.model.orders import Fill, Order, OrderPurpose, OrderType, TimeInForce
+from triplegain_core.model.signals import Direction, IntentAction, TechnicalSignal, TradeIntent
+from triplegain_core.portfolio.balances import MissingPriceError, Portfolio, PortfolioSnapshot
+from triplegain_core.portfolio.positions import Position, PositionTracker, holding_deadline
+from triplegain_core.risk.rules import MarketRisk, RiskAgent, RiskCheck
+from triplegain_core.storage.trading_store import TradingStore
+from triplegain_core.strategies.signal import SignalAction, StrategySignal
+
+log = logging.getLogger(__name__)
+
+
+def strategy_account_name(base: str, strategy: str) -> str:
+    """The paper account a strategy trades: ``<base>:<strategy>`` (e.g. ``paper:wavetrend``)."""
+    return f"{base}:{strategy}"
+
+
+class MarketView(Protocol):
+    """The shared market an account trades in."""
+
+    @property
+    def prices(self) -> Mapping[str, float]:
+        """Latest price per symbol."""
+        ...
+
+    def market_risk(self) -> MarketRisk:
+        """Volatility and correlation estimates for the risk rules."""
+        ...
+
+    def book(self, symbol: str, when: datetime) -> BookTop | None:
+        """The book to fill an order of ``when`` against, or None (fixed slippage)."""
+        ...
+
+
+@dataclass(slots=True)
+class AccountStats:
+    """Counters of one account over a run."""
+
+    signals: int = 0
+    approved: int = 0
+    rejected: int = 0
+    fills: int = 0
+
+
+class StrategyAccount:
+    """One paper account and its intent -> risk -> order -> fill -> position path."""
+
+    def __init__(
+        self,
+        name: str,
+        settings: Settings,
+        store: TradingStore,
+        market: MarketView,
+        *,
+        strategy: str | None = None,
+        tested: bool = False,
+    ) -> None:
+        self.name = name
+        self.strategy = strategy
+        self.tested = tested
+        self._settings = settings
+        self._store = store
+        self._market = market
+        self.risk = RiskAgent(settings.risk, fee_rate=settings.fee_rate, slippage=settings.slippage)
+        self._paper = PaperExecutor(fee_rate=settings.fee_rate, slippage=settings.slippage)
+        self.portfolio = Portfolio(name, settings.starting_balances)
+        self.positions = PositionTracker(name, settings.risk.trailing_activation_r, settings.risk.trailing_distance_r)
+        self.orders = OrderManager(name)
+        # Refused exit orders per (position, rule): a retry needs a new client order id.
+        self._exit_attempts: dict[str, int] = {}
+        self.stats = AccountStats()
+
+    def on_signal(self, signal: TechnicalSignal | StrategySignal) -> RiskCheck:
+        """Persist ``signal`` and trade the intent it stands for."""
+        self.stats.signals += 1
+        if isinstance(signal, StrategySignal):
+            intent = signal.to_trade_intent(tested=self.tested)
+            if signal.action is SignalAction.CLOSE:
+                # The signals table holds entries only (a CLOSE has no stop or direction), so a
+                # CLOSE is kept as its trade intent, whose id is the signal's id.
+                intent = intent.model_copy(update={"signal_id": None})
+            else:
+                self._store.record_signal(signal.to_technical_signal())
+            return self.on_intent(intent)
+        self._store.record_signal(signal)
+        return self.on_intent(TradeIntent.from_signal(signal, tested=self.tested))
+
+    def on_intent(self, intent: TradeIntent) -> RiskCheck:
+        """Risk-check ``intent`` and, when approved, trade it; every step is persisted."""
+        self._store.record_intent(self.name, intent)
+        position_id = f"{self.name}:{intent.intent_id}"
+        prices = self._market.prices
+        check = self.risk.validate(
+            intent,
+            self.portfolio,
+            prices,
+            self.positions.open_positions(),
+            intent.time,
+            check_id=f"{position_id}:{'close' if intent.action is IntentAction.CLOSE else 'entry'}-check",
+            market=self._market.market_risk(),
+        )
+        self._store.record_risk_check(check)
+        if not check.approved:
+            self.stats.rejected += 1
+            log.debug("%s: intent %s rejected: %s", self.name, intent.intent_id, [r.value for r in check.reasons])
+            return check
+        self.stats.approved += 1
+        if intent.action is IntentAction.CLOSE:
+            position = self.positions.get(check.position_id or "")
+            self._exit(position, OrderPurpose.SIGNAL_CLOSE, prices.get(position.symbol, intent.entry), intent.time, check)
+            return check
+        self._enter(intent, check, position_id)
+        return check
+
+    def _enter(self, intent: TradeIntent, check: RiskCheck, position_id: str) -> None:
+        assert intent.direction is not None and intent.stop_loss is not None and intent.take_profit is not None
+        if f"{position_id}:entry" in self.orders:
+            # The same intent again (a replayed decision): one intent, one entry.
+            log.warning("%s: intent %s was already traded; not entering again", self.name, intent.intent_id)
+            return
+        order = Order(
+            order_id=f"{position_id}:entry",
+            account=self.name,
+            time=intent.time,
+            symbol=intent.symbol,
+            side=Side.BUY if intent.direction is Direction.LONG else Side.SELL,
+            quantity=check.quantity,
+            purpose=OrderPurpose.ENTRY,
+            check_id=check.check_id,
+            position_id=position_id,
+            # Protected at the price the RiskAgent sized at: the fill can never cost more.
+            order_type=OrderType.LIMIT,
+            time_in_force=TimeInForce.IOC,
+            limit_price=check.limit_price,
+            leverage=check.leverage,
+        )
+        fill = self._work(order, intent.entry)
+        if fill is None:
+            return
+        holding_s = intent.max_holding_s
+        if holding_s is None and self._settings.risk.max_holding_minutes is not None:
+            holding_s = self._settings.risk.max_holding_minutes * 60.0
+        position = self.positions.open(Position(
+            position_id=position_id,
+            account=self.name,
+            symbol=intent.symbol,
+            direction=intent.direction,
+            quantity=fill.quantity,
+            entry_price=fill.price,
+            stop_loss=intent.stop_loss,
+            take_profit=intent.take_profit,
+            opened_at=fill.time,
+            entry_notional_usdt=self._to_usdt(intent.symbol, fill.notional),
+            equity_at_entry_usdt=check.equity_usdt,
+            fees=fill.fee,
+            strategy=intent.strategy,
+            leverage=order.leverage,
+            loan=fill.loan_change,
+            loan_asset=fill.loan_asset,
+            invalidation=intent.invalidation,
+            max_holding_until=holding_deadline(fill.time, holding_s),
+        ))
+        self._store.record_position(position, "opened")
+
+    def _work(self, order: Order, reference_price: float) -> Fill | None:
+        """Submit and execute ``order``; persist the order, its state changes and its fill."""
+        self.orders.submit(order)
+        fill = self.orders.execute(
+            order.order_id, self._paper, reference_price, self.portfolio, self._market.book(order.symbol, order.time)
+        )
+        self._store.record_order(self.orders.get(order.order_id))
+        self._store.record_order_events(self.orders.drain_events())
+        if fill is not None:
+            self._store.record_fill(fill)
+            self.stats.fills += 1
+        return fill
+
+    def _exit(
+        self, position: Position, purpose: OrderPurpose, price: float, when: datetime, check: RiskCheck | None = None
+    ) -> None:
+        if check is None:
+            check = self.risk.validate_exit(
+                position, when, check_id=f"{position.position_id}:exit-check", equity_usdt=self._equity_or_zero()
+            )
+            self._store.record_risk_check(check)
+        # A retry after a refused exit needs a fresh client id: the refused order is final.
+        base_id = f"{position.position_id}:{purpose.value}"
+        attempt = self._exit_attempts.get(base_id, 0)
+        self._exit_attempts[base_id] = attempt + 1
+        order_id = base_id + (f":{attempt}" if attempt else "")
+        order = Order(
+            order_id=order_id,
+            account=position.account,
+            time=when,
+            symbol=position.symbol,
+            side=position.exit_side,
+            quantity=position.quantity,
+            purpose=purpose,
+            check_id=check.check_id,
+            position_id=position.position_id,
+            repay_loan=position.loan,
+        )
+        fill = self._work(order, price)
+        if fill is None:
+            # A gap far past the stop of a short: the position stays open and is retried
+            # on the next tick, rather than the loop dying with it.
+            log.error("%s: exit %s not executed, position stays open", self.name, order.order_id)
+            return
+        closed = self.positions.close(position.position_id, fill, purpose, self._quote_usdt(position.symbol))
+        prefix = f"{position.position_id}:"
+        self._exit_attempts = {k: v for k, v in self._exit_attempts.items() if not k.startswith(prefix)}
+        self._store.record_position(closed, "closed")
+        self.risk.record_trade_result(when, closed.realized_pnl)
+
+    def manage_exits(self, symbol: str, low: float, high: float, last: float, when: datetime) -> None:
+        """Fire the exits the range ``[low, high]`` reached, then move the trailing stops by it."""
+        if self.positions.open_for(symbol) is None:
+            return  # the common case, on every tick of every account: nothing to watch
+        for position, purpose, level in self.positions.exits_triggered(symbol, low, high, when):
+            self._exit(position, purpose, last if level is None else level, when)
+        for moved in self.positions.trail(symbol, low, high):
+            self._store.record_position(moved, "stop_moved", time=when)
+
+    def observe_equity(self, when: datetime) -> bool:
+        """Feed the account's equity to its risk state; False while it cannot be valued."""
+        try:
+            equity = self.portfolio.equity_usdt(self._market.prices)
+        except MissingPriceError:
+            return False
+        self.risk.observe_equity(when, equity)
+        return True
+
+    def snapshot(self, when: datetime) -> PortfolioSnapshot | None:
+        """The holdings and their value at ``when``, or None while they cannot be valued."""
+        try:
+            return self.portfolio.snapshot(when, dict(self._market.prices))
+        except MissingPriceError:
+            return None
+
+    def _equity_or_zero(self) -> float:
+        try:
+            return self.portfolio.equity_usdt(self._market.prices)
+        except MissingPriceError:
+            return 0.0
+
+    def _quote_usdt(self, symbol: str) -> float | None:
+        try:
+            return self.portfolio.to_usdt(INSTRUMENTS[symbol].quote, 1.0, self._market.prices)
+        except MissingPriceError:
+            return None
+
+    def _to_usdt(self, symbol: str, quote_amount: float) -> float:
+        return self.portfolio.to_usdt(INSTRUMENTS[symbol].quote, quote_amount, self._market.prices)

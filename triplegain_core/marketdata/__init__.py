@@ -1,0 +1,1 @@
+"""Market data: candle building and resampling, snapshots, the live market view, sources, gaps."""

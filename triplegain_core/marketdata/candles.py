@@ -1,0 +1,230 @@
+"""Building OHLCV candles of several timeframes from a stream of trades, O(1) per trade.
+
+A candle covers the half-open bucket ``[open_time, open_time + span)``, buckets aligned on the
+Unix epoch. Its trades are ordered by ``(ts_us, trade_id)``, the exchange's own order: open and
+close are the first and last price in that order, high and low the extremes, volume the summed
+qty (in arrival order, as the exchange sums), trade_count the number of trades. Buckets without
+trades produce no candle, as the exchanges' own candles skip them.
+
+Closing and correcting. Per symbol the *watermark* is the newest trade time seen. A bucket
+closes, and :meth:`CandleAggregator.add` returns its candle, when the watermark enters a later
+bucket. A trade older than the watermark by at most ``lateness_horizon_us`` is still applied:
+every candle it changes in a bucket already closed is returned again, corrected (stores upsert
+on ``(symbol, timeframe, open_time)``, so the second emission simply replaces the first). A trade
+older than that is counted in ``late_trades`` and applied nowhere: the raw trade is still the
+caller's to store, and REST gap repair rebuilds its candles.
+
+Duplicates. The ids of each symbol's last ``trade_id_window`` trades are remembered; a trade
+whose id is among them is counted in ``duplicate_trades`` and ignored. A trade that is not among
+them but no newer than the newest trade already forgotten might be a forgotten duplicate: it is
+counted in ``late_trades`` rather than risk counting a trade twice.
+
+Memory per symbol is bounded: the id window, plus, per timeframe, the buckets that can still
+change (those ending after ``watermark - lateness_horizon_us``).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
+
+from triplegain_core.model.market import TIMEFRAME_US, TIMEFRAMES, US_PER_MINUTE, Candle, Trade
+
+DEFAULT_LATENESS_HORIZON_US = 5 * US_PER_MINUTE
+DEFAULT_TRADE_ID_WINDOW = 50_000
+_NEVER = -(2**62)  # before any timestamp: a new symbol has seen nothing
+
+
+class Footprint(NamedTuple):
+    """What a :class:`CandleAggregator` holds in memory: remembered trade ids, live buckets."""
+
+    trade_ids: int
+    buckets: int
+
+
+class _Bar:
+    """Mutable state of one bucket's candle (kept apart from the frozen ``Candle``)."""
+
+    __slots__ = ("start", "open", "high", "low", "close", "volume", "count",
+                 "first_ts", "first_id", "last_ts", "last_id")
+
+    def __init__(self, start: int, trade: Trade) -> None:
+        self.start = start
+        self.open = self.high = self.low = self.close = trade.price
+        self.volume = trade.qty
+        self.count = 1
+        self.first_ts = self.last_ts = trade.ts_us
+        self.first_id = self.last_id = trade.trade_id
+
+    def apply(self, trade: Trade) -> None:
+        price, ts, trade_id = trade.price, trade.ts_us, trade.trade_id
+        if price > self.high:
+            self.high = price
+        elif price < self.low:
+            self.low = price
+        if ts > self.last_ts or (ts == self.last_ts and trade_id > self.last_id):
+            self.close, self.last_ts, self.last_id = price, ts, trade_id
+        elif ts < self.first_ts or (ts == self.first_ts and trade_id < self.first_id):
+            self.open, self.first_ts, self.first_id = price, ts, trade_id
+        self.volume += trade.qty
+        self.count += 1
+
+
+class _SymbolState:
+    """One symbol's watermark, id window and live buckets per timeframe."""
+
+    __slots__ = ("watermark", "ids", "id_order", "forgotten_ts", "bars", "forming")
+
+    def __init__(self, timeframes: int) -> None:
+        self.watermark = _NEVER
+        self.ids: dict[int, int] = {}  # trade id -> its ts_us
+        self.id_order: deque[int] = deque()
+        self.forgotten_ts = _NEVER  # newest ts among the ids dropped from the window
+        self.bars: list[dict[int, _Bar]] = [{} for _ in range(timeframes)]
+        self.forming: list[int] = [_NEVER] * timeframes  # bucket holding the watermark
+
+
+class CandleAggregator:
+    """Candles of ``timeframes`` for every symbol, fed one trade at a time.
+
+    ``timeframes`` is one timeframe (``"1m"``, the default) or several (e.g. ``TIMEFRAMES``).
+    Counters: ``late_trades`` (beyond the horizon, or not checkable against the id window),
+    ``duplicate_trades`` (id already seen) and ``corrections`` (candles emitted again).
+    """
+
+    def __init__(
+        self,
+        timeframes: str | Sequence[str] = "1m",
+        *,
+        lateness_horizon_us: int = DEFAULT_LATENESS_HORIZON_US,
+        trade_id_window: int = DEFAULT_TRADE_ID_WINDOW,
+    ) -> None:
+        chosen = (timeframes,) if isinstance(timeframes, str) else tuple(timeframes)
+        unknown = [tf for tf in chosen if tf not in TIMEFRAME_US]
+        if unknown or not chosen:
+            raise ValueError(
+                f"unknown timeframe(s) {unknown or chosen!r}; known: {list(TIMEFRAMES)}")
+        if len(set(chosen)) != len(chosen):
+            raise ValueError(f"timeframes repeat: {chosen}")
+        if lateness_horizon_us < 0:
+            raise ValueError(f"lateness_horizon_us must be >= 0, got {lateness_horizon_us}")
+        if trade_id_window < 1:
+            raise ValueError(f"trade_id_window must be >= 1, got {trade_id_window}")
+        self.timeframes: tuple[str, ...] = tuple(sorted(chosen, key=TIMEFRAME_US.__getitem__))
+        self.lateness_horizon_us = lateness_horizon_us
+        self.trade_id_window = trade_id_window
+        self._spans = tuple(TIMEFRAME_US[tf] for tf in self.timeframes)
+        self._symbols: dict[str, _SymbolState] = {}
+        self.late_trades = 0
+        self.duplicate_trades = 0
+        self.corrections = 0
+
+    def add(self, trade: Trade) -> list[Candle]:
+        """Apply ``trade``; return the candles it closed or corrected (finest timeframe first)."""
+        state = self._symbols.get(trade.symbol)
+        if state is None:
+            state = self._symbols[trade.symbol] = _SymbolState(len(self._spans))
+        ts = trade.ts_us
+        if ts < state.watermark - self.lateness_horizon_us:
+            self.late_trades += 1
+            return []
+        if not self._remember(state, trade):
+            return []
+        if ts > state.watermark:
+            state.watermark = ts
+        emitted: list[Candle] = []
+        for index, span in enumerate(self._spans):
+            start = ts - ts % span
+            bars = state.bars[index]
+            bar = bars.get(start)
+            forming = state.forming[index]
+            if bar is not None:
+                bar.apply(trade)
+                if start < forming:
+                    self.corrections += 1
+                    emitted.append(self._candle(trade.symbol, index, bar))
+                continue
+            bar = bars[start] = _Bar(start, trade)
+            if start > forming:
+                previous = bars.get(forming)
+                if previous is not None:
+                    emitted.append(self._candle(trade.symbol, index, previous))
+                state.forming[index] = start
+                self._forget_final(bars, span, state.watermark - self.lateness_horizon_us)
+            else:  # a late trade in a bucket that had none: a closed candle, new
+                emitted.append(self._candle(trade.symbol, index, bar))
+        return emitted
+
+    def forming(self) -> list[Candle]:
+        """The open candles as they stand now: one per symbol seen and timeframe."""
+        return [
+            self._candle(symbol, index, state.bars[index][state.forming[index]])
+            for symbol, state in self._symbols.items()
+            for index in range(len(self._spans))
+        ]
+
+    def flush(self) -> list[Candle]:
+        """Close every open candle (end of stream) and forget all state."""
+        closed = self.forming()
+        self._symbols.clear()
+        return closed
+
+    def footprint(self) -> Footprint:
+        """The size of the state held, summed over symbols (bounded by the constructor's limits)."""
+        return Footprint(
+            sum(len(state.ids) for state in self._symbols.values()),
+            sum(len(bars) for state in self._symbols.values() for bars in state.bars),
+        )
+
+    def _remember(self, state: _SymbolState, trade: Trade) -> bool:
+        """Record the trade's id; False (and counted) if it is, or may be, a duplicate."""
+        ids, trade_id = state.ids, trade.trade_id
+        if trade_id in ids:
+            self.duplicate_trades += 1
+            return False
+        if trade.ts_us <= state.forgotten_ts:
+            self.late_trades += 1
+            return False
+        ids[trade_id] = trade.ts_us
+        order = state.id_order
+        order.append(trade_id)
+        if len(order) > self.trade_id_window:
+            dropped_ts = ids.pop(order.popleft())
+            if dropped_ts > state.forgotten_ts:
+                state.forgotten_ts = dropped_ts
+        return True
+
+    @staticmethod
+    def _forget_final(bars: dict[int, _Bar], span: int, cutoff: int) -> None:
+        # Only buckets ending after the cutoff can still receive a trade; the dict holds a
+        # handful of them (horizon / span + 2), so the scan is constant work.
+        final = [start for start in bars if start + span <= cutoff]
+        for start in final:
+            del bars[start]
+
+    def _candle(self, symbol: str, index: int, bar: _Bar) -> Candle:
+        return Candle(symbol, self.timeframes[index], bar.start, bar.open, bar.high, bar.low,
+                      bar.close, bar.volume, bar.count)
+
+
+def build_candles(
+    trades: Iterable[Trade],
+    timeframe: str | Sequence[str] = "1m",
+    *,
+    lateness_horizon_us: int = DEFAULT_LATENESS_HORIZON_US,
+    trade_id_window: int = DEFAULT_TRADE_ID_WINDOW,
+) -> list[Candle]:
+    """The final version of every candle of ``trades`` (in arrival order), the open ones
+    included, ordered by timeframe (finest first), symbol and open time."""
+    aggregator = CandleAggregator(
+        timeframe, lateness_horizon_us=lateness_horizon_us, trade_id_window=trade_id_window
+    )
+    latest: dict[tuple[str, str, int], Candle] = {}
+    for trade in trades:
+        for candle in aggregator.add(trade):
+            latest[(candle.timeframe, candle.symbol, candle.open_time_us)] = candle
+    for candle in aggregator.flush():
+        latest[(candle.timeframe, candle.symbol, candle.open_time_us)] = candle
+    rank = {tf: i for i, tf in enumerate(aggregator.timeframes)}
+    return [latest[key] for key in sorted(latest, key=lambda k: (rank[k[0]], k[1], k[2]))]

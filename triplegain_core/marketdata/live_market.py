@@ -1,0 +1,252 @@
+"""The trading loop's own view of the market, kept up to date from the hot state.
+
+Fed the closed 1-minute candles (in stream order), the latest trade prices and the published
+books, it keeps per symbol: the 1m candle history the TechnicalAgent and the risk estimates
+read, bounded :class:`~triplegain_core.marketdata.snapshot.CandleBuffer` rings of every timeframe
+the strategies need (the higher ones built from the 1m candles by
+:class:`~triplegain_core.marketdata.timeframes.CandleResampler`, so they exist whether or not the streamer
+publishes them, and equal the exchange's own), the latest prices and books. It cuts them into
+:class:`~triplegain_core.marketdata.snapshot.MarketSnapshot` s; a window is cut again only after
+its series changed. The public trades of the hot state's trade stream fill a bounded tape per
+symbol, which the snapshots hold for the strategies that read it (order flow).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+
+from triplegain_core.contracts.hot_state import BookSnapshot, LastPrice
+from triplegain_core.marketdata.snapshot import (
+    BookTop,
+    CandleBuffer,
+    CandleWindow,
+    MarketSnapshot,
+    TradeBuffer,
+    TradeWindow,
+)
+from triplegain_core.marketdata.timeframes import CandleResampler
+from triplegain_core.model.market import TIMEFRAME_US, Candle, Trade, us_to_datetime
+from triplegain_core.risk.rules import MarketRisk, estimate_market_risk
+
+SOURCE_TIMEFRAME = "1m"
+# A published book belongs to a snapshot (or fills an order) only this close to its time: a
+# replayed backlog of candles must not trade against the book of a later moment.
+BOOK_MAX_AGE_US = 5_000_000
+# Public trades kept per symbol for the strategies that read the tape.
+TRADES_KEPT = 1000
+
+
+def book_top(snapshot: BookSnapshot) -> BookTop | None:
+    """The hot-state book as a :class:`BookTop`, or None when it is one-sided or crossed.
+
+    A BookSnapshot checked its levels when it was read: they are not checked twice."""
+    return BookTop.from_checked_levels(snapshot.symbol, snapshot.ts_us, snapshot.bids, snapshot.asks)
+
+
+class LiveMarket:
+    """Candles, prices and books of the traded symbols, as the loop has seen them."""
+
+    def __init__(
+        self,
+        symbols: Iterable[str],
+        timeframes: Iterable[str] = (SOURCE_TIMEFRAME,),
+        capacity: int = 300,
+        history_length: int = 300,
+    ) -> None:
+        self.symbols = tuple(symbols)
+        self.timeframes = tuple(dict.fromkeys((SOURCE_TIMEFRAME, *timeframes)))
+        self.prices: dict[str, float] = {}
+        self.candle_time_us: int | None = None
+        self.tick_time_us: int | None = None
+        self._history = {symbol: deque[Candle](maxlen=history_length) for symbol in self.symbols}
+        self._buffers = {(s, tf): CandleBuffer(s, tf, capacity) for s in self.symbols for tf in self.timeframes}
+        self._resamplers = {(s, tf): CandleResampler(s, tf, SOURCE_TIMEFRAME)
+                            for s in self.symbols for tf in self.timeframes if tf != SOURCE_TIMEFRAME}
+        self._windows: dict[tuple[str, str], CandleWindow] = {}
+        self._books: dict[str, BookTop] = {}
+        self._tapes = {symbol: TradeBuffer(symbol, TRADES_KEPT) for symbol in self.symbols}
+        self._tape_windows: dict[str, TradeWindow] = {}
+        self._risk: MarketRisk | None = None
+
+    @property
+    def market_time(self) -> datetime | None:
+        """Latest close time of the candles seen: the market time snapshots are stamped with."""
+        return None if self.candle_time_us is None else us_to_datetime(self.candle_time_us)
+
+    def add_candle(self, candle: Candle) -> bool:
+        """Take the next closed 1m candle; False (ignored) when it is not ours or not newer.
+
+        A correction of a candle already used is not newer: what was traded on it stands.
+        """
+        if not self._is_next(candle):
+            return False
+        self._history[candle.symbol].append(candle)
+        self._append(candle)
+        for timeframe in self.timeframes[1:]:
+            self._resample(candle, timeframe)
+        self._took(candle)
+        return True
+
+    def seed(self, history: Mapping[str, Sequence[Candle]],
+             higher: Mapping[tuple[str, str], Iterable[Candle]] | None = None) -> int:
+        """Fill the history with candles closed before the loop started (each symbol's 1m
+        candles, oldest first), as :meth:`add_candle` would, and return how many were taken.
+
+        Only the history is filled: nothing is decided on these candles. A higher timeframe is
+        built from the first candle that opens one of its buckets, so its first candle is whole
+        (the partial bucket the seed starts inside of is left out rather than taken as a candle).
+        ``higher`` holds closed candles of the higher timeframes (by symbol and timeframe, as
+        the streamer published them): those that closed before the first bucket the 1m
+        candles build come first, so a 1h series starts with its full history rather than the
+        few hours the 1m candles span.
+        """
+        taken = 0
+        for symbol, candles in history.items():
+            if candles and symbol in self._history and not self._history[symbol]:
+                taken += self._seed_higher(symbol, candles, higher or {})
+            started: set[str] = set()
+            for candle in candles:
+                if not self._is_next(candle):
+                    continue
+                self._history[candle.symbol].append(candle)
+                self._append(candle)
+                for timeframe in self.timeframes[1:]:
+                    if timeframe not in started and candle.open_time_us % TIMEFRAME_US[timeframe]:
+                        continue
+                    started.add(timeframe)
+                    self._resample(candle, timeframe)
+                self._took(candle)
+                taken += 1
+        return taken
+
+    def _seed_higher(self, symbol: str, candles: Sequence[Candle],
+                     higher: Mapping[tuple[str, str], Iterable[Candle]]) -> int:
+        """Put the higher-timeframe candles of ``symbol`` that closed before the first bucket
+        its 1m ``candles`` build into the empty buffers; how many were taken."""
+        taken = 0
+        first_open = candles[0].open_time_us
+        for timeframe in self.timeframes[1:]:
+            span = TIMEFRAME_US[timeframe]
+            # The first bucket the 1m candles build: the first that one of them opens, else
+            # the one they start inside of (which stays unbuilt).
+            boundary = next((c.open_time_us for c in candles if c.open_time_us % span == 0),
+                            first_open - first_open % span)
+            for candle in higher.get((symbol, timeframe), ()):
+                if candle.close_time_us <= boundary:
+                    self._append(candle)
+                    taken += 1
+        return taken
+
+    def _is_next(self, candle: Candle) -> bool:
+        """A 1m candle of ours, newer than the last one taken."""
+        history = self._history.get(candle.symbol)
+        return candle.timeframe == SOURCE_TIMEFRAME and history is not None and not (
+            history and candle.open_time_us <= history[-1].open_time_us
+        )
+
+    def _resample(self, candle: Candle, timeframe: str) -> None:
+        for closed in self._resamplers[(candle.symbol, timeframe)].add(candle):
+            self._append(closed)
+
+    def _took(self, candle: Candle) -> None:
+        self.prices[candle.symbol] = candle.close
+        # The latest close of any symbol: a late symbol's candle does not move time backwards.
+        self.candle_time_us = max(self.candle_time_us or candle.close_time_us, candle.close_time_us)
+        self._risk = None
+
+    def _append(self, candle: Candle) -> None:
+        key = (candle.symbol, candle.timeframe)
+        self._buffers[key].append(candle)
+        self._windows.pop(key, None)
+
+    def observe_tick(self, last: LastPrice) -> bool:
+        """Take a trade price; False (ignored) when it is older than the latest candle."""
+        if last.symbol not in self._history or self.candle_time_us is None or last.ts_us < self.candle_time_us:
+            return False
+        self.prices[last.symbol] = last.price
+        self.tick_time_us = max(self.tick_time_us or last.ts_us, last.ts_us)
+        return True
+
+    def add_trades(self, trades: Iterable[Trade]) -> int:
+        """Take the next public trades (in stream order); returns how many were ours and new.
+
+        A trade not newer than the last kept of its symbol (a replayed batch) is skipped.
+        """
+        taken = 0
+        for trade in trades:
+            tape = self._tapes.get(trade.symbol)
+            if tape is None or not tape.follows(trade):
+                continue
+            tape.append(trade)
+            self._tape_windows.pop(trade.symbol, None)
+            taken += 1
+        return taken
+
+    def set_books(self, books: Mapping[str, BookSnapshot]) -> None:
+        """Replace the known books with the latest published ones (unusable books are dropped)."""
+        kept: dict[str, BookTop] = {}
+        for symbol, book in books.items():
+            known = self._books.get(symbol)
+            if known is not None and known.ts_us == book.ts_us:
+                kept[symbol] = known  # the same publication: no need to rebuild it
+            elif symbol in self._history and (top := book_top(book)) is not None:
+                kept[symbol] = top
+        self._books = kept
+
+    def history(self, symbol: str) -> list[Candle]:
+        """The 1m candles of ``symbol`` held, oldest first."""
+        return list(self._history[symbol])
+
+    def recent(self, symbol: str, count: int) -> CandleWindow | None:
+        """The last ``count`` 1m candles of ``symbol`` (fewer while the loop has seen fewer) as
+        a window, or None before the first; the same memory the snapshots share, no copy."""
+        window = self._window((symbol, SOURCE_TIMEFRAME))
+        return None if window is None else window.tail(count)
+
+    def _window(self, key: tuple[str, str]) -> CandleWindow | None:
+        """The window of ``key``, cut from its buffer only after the buffer changed."""
+        window = self._windows.get(key)
+        if window is None:
+            window = self._buffers[key].window()
+            if window is not None:
+                self._windows[key] = window
+        return window
+
+    def now_us(self) -> int | None:
+        """The latest moment the loop knows of: the newest candle close or trade."""
+        if self.candle_time_us is None:
+            return None
+        return max(self.candle_time_us, self.tick_time_us or self.candle_time_us)
+
+    def snapshot(self, ts_us: int, timeframe: str | None = None, *, candles: bool = True) -> MarketSnapshot:
+        """What strategies may read at ``ts_us``: the non-empty windows (of ``timeframe`` only,
+        when given, so a snapshot changes only when that series does; none without ``candles``,
+        for strategies that read no candles), the books of that moment."""
+        windows: dict[tuple[str, str], CandleWindow] = {}
+        for key in self._buffers if candles else ():
+            if timeframe is not None and key[1] != timeframe:
+                continue
+            window = self._window(key)
+            if window is not None:
+                windows[key] = window
+        books = {symbol: book for symbol, book in self._books.items() if abs(book.ts_us - ts_us) <= BOOK_MAX_AGE_US}
+        return MarketSnapshot(ts_us=ts_us, candles=windows, books=books, trades=self._trade_windows(),
+                              prices=dict(self.prices))
+
+    def _trade_windows(self) -> dict[str, TradeWindow]:
+        for symbol, tape in self._tapes.items():
+            if symbol not in self._tape_windows and len(tape):
+                window = tape.window()
+                assert window is not None
+                self._tape_windows[symbol] = window
+        return dict(self._tape_windows)
+
+    def market_risk(self) -> MarketRisk:
+        """Volatility and correlations from the 1m history; recomputed only after a new candle."""
+        if self._risk is None:
+            self._risk = estimate_market_risk({
+                symbol: [(c.open_time_us, c.close) for c in history] for symbol, history in self._history.items()
+            })
+        return self._risk

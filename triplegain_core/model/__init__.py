@@ -1,0 +1,1 @@
+"""The vocabulary: instruments, trades, candles, book levels, signals, orders and fills."""

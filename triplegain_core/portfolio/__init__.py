@@ -1,0 +1,1 @@
+"""Portfolio: balances, positions, performance metrics and rebalancing."""
