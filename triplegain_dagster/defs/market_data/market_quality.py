@@ -16,9 +16,9 @@ import dagster as dg
 import pandas as pd
 import psycopg
 
-from triplegain_dagster.assets.candles import TIMEFRAME, candles_1m
-from triplegain_dagster.assets.trades import market_trades
-from triplegain_dagster.checks.expectations import Rule, RuleOutcome, Severity, validate_frame
+from triplegain_dagster.defs.market_data.candles import TIMEFRAME, candles_1m
+from triplegain_dagster.defs.market_data.expectations import Rule, RuleOutcome, Severity, validate_frame
+from triplegain_dagster.defs.market_data.trades import market_trades
 from triplegain_dagster.resources import DataQualityResource, PostgresResource
 
 _CANDLES_SQL = """

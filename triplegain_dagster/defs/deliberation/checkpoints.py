@@ -27,7 +27,7 @@ from triplegain_core.storage.decision_ledger import DecisionLedger
 from triplegain_core.storage.market_context import market_contexts
 from triplegain_core.storage.model_accounts import open_llm_positions
 from triplegain_core.storage.model_scores import latest_primary
-from triplegain_dagster.assets.deliberation import DELIBERATION_GROUP
+from triplegain_dagster import groups
 from triplegain_dagster.resources import LLMResource, PostgresResource, RedisResource
 
 AccountBook = dict[str, tuple[list[Position], dict[str, MarketContext]]]
@@ -72,7 +72,7 @@ def _verdicts_table(verdicts: list[tuple[str, CheckpointVerdict]]) -> str:
 
 
 @dg.asset(
-    group_name=DELIBERATION_GROUP,
+    group_name=groups.DELIBERATION,
     kinds={"python", "postgres", "redis"},
     description="Each open position of the LLM accounts re-evaluated by its model: STAY, EXIT, FLIP"
                 " or REDUCE. EXIT and FLIP go to the executor as decisions (risk rules apply);"

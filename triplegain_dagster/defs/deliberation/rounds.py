@@ -25,11 +25,10 @@ from triplegain_core.reporting.reports import markdown_table
 from triplegain_core.storage.decision_ledger import DecisionLedger
 from triplegain_core.storage.market_context import market_contexts
 from triplegain_core.storage.model_scores import latest_primary, latest_weights
-from triplegain_dagster.assets.features import indicator_features
-from triplegain_dagster.assets.regime import market_regime
+from triplegain_dagster import groups
+from triplegain_dagster.defs.features.indicators import indicator_features
+from triplegain_dagster.defs.portfolio.regime import market_regime
 from triplegain_dagster.resources import LLMResource, PostgresResource, RedisResource
-
-DELIBERATION_GROUP = "deliberation"
 
 
 async def _round(settings: Settings, llm: LLMResource, database_url: str, redis_url: str,
@@ -61,7 +60,7 @@ def _votes_table(result: RoundResult) -> str:
 
 
 @dg.asset(
-    group_name=DELIBERATION_GROUP,
+    group_name=groups.DELIBERATION,
     deps=[indicator_features, market_regime],
     kinds={"python", "postgres", "redis"},
     description="A deliberation round of the configured LLMs on every symbol (parallel vote, debate"
