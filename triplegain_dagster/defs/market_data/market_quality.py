@@ -218,7 +218,3 @@ def market_trades_fresh(
     """Every symbol's latest trade within ``max_staleness_minutes`` of now."""
     with postgres.connect() as conn:
         return _freshness(conn, "trades", quality)
-
-
-MARKET_QUALITY_CHECKS = [candles_1m_consistent, candles_1m_fresh, market_trades_consistent,
-                         market_trades_fresh]
