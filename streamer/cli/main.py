@@ -243,7 +243,7 @@ def _gate_queue(settings: Settings, db_url: str) -> GateQueue | None:
     from triplegain_core.decisions.gate_queue import GateQueue
     from triplegain_core.llm.client import LLMClient
     from triplegain_core.llm.gate import LLMSignalGate
-    from triplegain_core.llm.recorded_client import DatabaseRecorder
+    from triplegain_core.storage.llm_store import DatabaseRecorder
 
     gating = settings.strategies
     log.info("strategies %s are gated by %s (%s on failure)", ", ".join(gating.gated), model,
@@ -256,9 +256,10 @@ def _gate_queue(settings: Settings, db_url: str) -> GateQueue | None:
 def _decision_list(args: argparse.Namespace, settings: Settings) -> int:
     from triplegain_core.decisions.approval import pending_decisions
     from triplegain_core.model.market import us_to_datetime
+    from triplegain_core.storage.decision_ledger import DecisionLedger
 
     with psycopg.connect(database_url(settings), autocommit=True) as conn:
-        pending = pending_decisions(conn)
+        pending = pending_decisions(DecisionLedger(conn))
     if not pending:
         print("no decision is waiting for approval")
     for item in pending:
@@ -270,11 +271,14 @@ def _decision_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _decision_approve(args: argparse.Namespace, settings: Settings) -> int:
+    from triplegain_core.contracts.decision_streams import DecisionStream
     from triplegain_core.decisions.approval import ApprovalOutcome, approve
+    from triplegain_core.storage.decision_ledger import DecisionLedger
 
     with psycopg.connect(database_url(settings), autocommit=True) as conn:
         try:
-            result = approve(conn, redis.Redis.from_url(redis_url(settings)), args.decision_id, args.by)
+            result = approve(DecisionLedger(conn), DecisionStream(redis.Redis.from_url(redis_url(settings))),
+                             args.decision_id, args.by)
         except (KeyError, ValueError) as exc:
             print(f"cannot approve: {exc}", file=sys.stderr)
             return 2
@@ -284,10 +288,11 @@ def _decision_approve(args: argparse.Namespace, settings: Settings) -> int:
 
 def _decision_reject(args: argparse.Namespace, settings: Settings) -> int:
     from triplegain_core.decisions.approval import reject
+    from triplegain_core.storage.decision_ledger import DecisionLedger
 
     with psycopg.connect(database_url(settings), autocommit=True) as conn:
         try:
-            print(reject(conn, args.decision_id, args.by, args.reason).message)
+            print(reject(DecisionLedger(conn), args.decision_id, args.by, args.reason).message)
         except (KeyError, ValueError) as exc:
             print(f"cannot reject: {exc}", file=sys.stderr)
             return 2

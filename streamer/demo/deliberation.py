@@ -21,7 +21,7 @@ import redis
 from streamer.executor.loop import TradingLoop
 from streamer.replay.exchange import ReplayExchange
 from triplegain_core.config import Settings
-from triplegain_core.contracts.decision_streams import model_account
+from triplegain_core.contracts.decision_streams import DecisionStream, model_account
 from triplegain_core.contracts.hot_state import HotStateReader
 from triplegain_core.decisions.handover import hand_over
 from triplegain_core.decisions.lifecycle import DecisionState
@@ -32,6 +32,7 @@ from triplegain_core.llm.models import LLMStatus
 from triplegain_core.llm.recorded_client import recorded_client
 from triplegain_core.llm.voting import CONSENSUS_MODEL
 from triplegain_core.model.market import US_PER_MINUTE
+from triplegain_core.storage.decision_ledger import DecisionLedger
 from triplegain_core.storage.market_context import market_contexts
 
 log = logging.getLogger(__name__)
@@ -122,7 +123,8 @@ class DemoDeliberation:
             return
         request_id = f"demo-{mark_us // US_PER_MINUTE}"
         result = await deliberate(client, contexts, request_id, self._settings.deliberation)
-        states = hand_over(conn, redis_client, result.records, self._settings.deliberation.require_human_approval)
+        states = hand_over(DecisionLedger(conn), DecisionStream(redis_client), result.records,
+                           self._settings.deliberation.require_human_approval)
         published = sum(state is DecisionState.APPROVED for state in states.values())
         self.log.rounds += 1
         self.log.decisions += len(result.records)

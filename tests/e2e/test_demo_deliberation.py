@@ -21,7 +21,7 @@ from tests.support.llm_standins import TEST_KEYS, LLMStandIn, Reply, standin_set
 from triplegain_core.config import Settings, StrategySettings
 from triplegain_core.llm.models import LLMStatus
 from triplegain_core.storage.trading_store import TradingStore
-from triplegain_dagster.assets.report import portfolio_report
+from triplegain_dagster.defs.reports.report import portfolio_report
 from triplegain_dagster.resources import PostgresResource
 
 pytestmark = pytest.mark.e2e

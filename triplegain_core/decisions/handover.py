@@ -8,16 +8,33 @@ stream, in that order: what the executor can read is already in the database.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
 
-import psycopg
-import redis
-
-from triplegain_core.contracts.decision_streams import DecisionStream, DeliberatedDecision
-from triplegain_core.decisions.lifecycle import DecisionState
+from triplegain_core.contracts.decision_streams import DeliberatedDecision, PublishedDecision
+from triplegain_core.decisions.lifecycle import DecisionState, Transition
 from triplegain_core.model.market import us_to_datetime
 from triplegain_core.reporting.reports import markdown_table
-from triplegain_core.storage.decision_events import DecisionEventStore
-from triplegain_core.storage.decision_store import DecisionStore
+
+
+class HandoverLedger(Protocol):
+    """Where deliberated decisions and their lifecycles are kept
+    (:class:`triplegain_core.storage.decision_ledger.DecisionLedger`)."""
+
+    def record(self, records: Sequence[DeliberatedDecision]) -> None:
+        """Store ``records`` (a decision id already stored is left as it is)."""
+
+    def start(self, decision_id: str, at: datetime, by: str,
+              steps: Sequence[tuple[DecisionState, str]]) -> tuple[Transition, ...]:
+        """Write a new decision's lifecycle so far; returns it."""
+
+
+class DecisionPublisher(Protocol):
+    """Where the executor reads approved decisions from
+    (:class:`triplegain_core.contracts.decision_streams.DecisionStream`)."""
+
+    def publish(self, item: PublishedDecision, /) -> str:
+        """Hand ``item`` to the executor; returns its stream id."""
 
 
 def _steps(record: DeliberatedDecision, human_approval: bool) -> list[tuple[DecisionState, str]]:
@@ -28,21 +45,19 @@ def _steps(record: DeliberatedDecision, human_approval: bool) -> list[tuple[Deci
     return [(DecisionState.PENDING, "deliberated"), (DecisionState.APPROVED, "human approval is off")]
 
 
-def hand_over(conn: psycopg.Connection, client: redis.Redis, records: Sequence[DeliberatedDecision],
+def hand_over(ledger: HandoverLedger, publisher: DecisionPublisher, records: Sequence[DeliberatedDecision],
               human_approval: bool) -> dict[str, DecisionState]:
     """Store ``records``, start their lifecycles, publish the approved ones; returns each state."""
-    DecisionStore(conn).record(records)
-    events = DecisionEventStore(conn)
+    ledger.record(records)
     states: dict[str, DecisionState] = {}
     for record in records:
         published = record.decision
-        history = events.start(published.decision_id, us_to_datetime(published.market_time_us),
+        history = ledger.start(published.decision_id, us_to_datetime(published.market_time_us),
                                published.source, _steps(record, human_approval))
         states[published.decision_id] = history[-1].target
-    stream = DecisionStream(client)
     for record in records:
         if states[record.decision.decision_id] is DecisionState.APPROVED:
-            stream.publish(record.decision)
+            publisher.publish(record.decision)
     return states
 
 

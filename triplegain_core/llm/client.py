@@ -52,7 +52,7 @@ from triplegain_core.llm.providers import (
     OpenAICompatibleEndpoint,
     ProviderError,
 )
-from triplegain_core.llm.rate_limit import RedisRateLimiter, rate_key
+from triplegain_core.llm.rate_limit import RateLimiter
 from triplegain_core.llm.trading_decision import Rejection, TradingDecision
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class LLMClient:
         cache: AnswerCache | None = None,
         cache_mode: CacheMode = CacheMode.LIVE,
         recorder: CallRecorder | None = None,
-        rate_limiter: RedisRateLimiter | None = None,
+        rate_limiter: RateLimiter | None = None,
         rate_limit_wait_s: float = 5.0,
     ) -> None:
         if cache_mode is not CacheMode.LIVE and cache is None:
@@ -362,8 +362,7 @@ class LLMClient:
         while True:
             if self._rate_limiter is not None and model.requests_per_minute is not None:
                 admitted = await self._rate_limiter.acquire(
-                    rate_key(model.provider.value, model.model_id), model.requests_per_minute,
-                    self._rate_limit_wait_s,
+                    model.provider.value, model.model_id, model.requests_per_minute, self._rate_limit_wait_s,
                 )
                 if not admitted:
                     raise _Exhausted(ProviderError(

@@ -8,6 +8,8 @@ writing the same record twice leaves one row, and the first recorded answer of a
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
@@ -91,6 +93,29 @@ class LLMStore:
              answer.user_prompt, answer.raw_answer, answer.usage.input_tokens,
              answer.usage.output_tokens, answer.recorded_at),
         )
+
+
+@asynccontextmanager
+async def llm_store(database_url: str) -> AsyncIterator[LLMStore]:
+    """An LLMStore on its own autocommit connection to ``database_url``, closed on exit."""
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        yield LLMStore(conn)
+
+
+class DatabaseRecorder:
+    """A CallRecorder that opens its connection on first use, on the event loop that records
+    (a client built inside another thread's loop, like the gate's, records there)."""
+
+    def __init__(self, database_url: str) -> None:
+        self._database_url = database_url
+        self._store: LLMStore | None = None
+
+    async def record_call(self, call: LLMCall) -> None:
+        """Store ``call`` (idempotently, by call id)."""
+        if self._store is None:
+            conn = await psycopg.AsyncConnection.connect(self._database_url, autocommit=True)
+            self._store = LLMStore(conn)
+        await self._store.record_call(call)
 
 
 def _call_from_row(row: dict[str, Any]) -> LLMCall:

@@ -32,17 +32,17 @@ from triplegain_core.portfolio.balances import PortfolioSnapshot
 from triplegain_core.portfolio.positions import Position, PositionStatus
 from triplegain_core.storage.market_store import MarketStore
 from triplegain_core.storage.trading_store import TradingStore
-from triplegain_dagster.assets.candles import candles_1m
-from triplegain_dagster.assets.features import indicator_features
-from triplegain_dagster.assets.report import portfolio_report
-from triplegain_dagster.assets.trades import market_trades
-from triplegain_dagster.checks.market_quality import (
+from triplegain_dagster.definitions import defs
+from triplegain_dagster.defs.features.indicators import indicator_features
+from triplegain_dagster.defs.market_data.candles import candles_1m
+from triplegain_dagster.defs.market_data.market_quality import (
     candles_1m_consistent,
     candles_1m_fresh,
     market_trades_consistent,
     market_trades_fresh,
 )
-from triplegain_dagster.definitions import defs
+from triplegain_dagster.defs.market_data.trades import market_trades
+from triplegain_dagster.defs.reports.report import portfolio_report
 from triplegain_dagster.resources import DataQualityResource, PostgresResource, RedisResource
 
 pytestmark = pytest.mark.integration

@@ -26,10 +26,10 @@ from triplegain_core.storage.decision_store import DecisionStore
 from triplegain_core.storage.market_store import MarketStore
 from triplegain_core.storage.model_scores import latest_weights
 from triplegain_core.storage.trading_store import TradingStore
-from triplegain_dagster.assets.checkpoints import position_checkpoints
-from triplegain_dagster.assets.deliberation import llm_deliberation
-from triplegain_dagster.assets.model_performance import model_performance
-from triplegain_dagster.deliberation_triggers import strong_signal_sensor
+from triplegain_dagster.defs.deliberation.checkpoints import position_checkpoints
+from triplegain_dagster.defs.deliberation.model_performance import model_performance
+from triplegain_dagster.defs.deliberation.rounds import llm_deliberation
+from triplegain_dagster.defs.deliberation.triggers import strong_signal_sensor
 from triplegain_dagster.resources import LLMResource, PostgresResource, RedisResource
 
 pytestmark = pytest.mark.integration

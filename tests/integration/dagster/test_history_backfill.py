@@ -27,7 +27,7 @@ from triplegain_core.model.market import (
     datetime_to_us,
 )
 from triplegain_core.storage.market_store import MarketStore
-from triplegain_dagster.assets.history import ohlcv_history
+from triplegain_dagster.defs.history.ohlcv import ohlcv_history
 from triplegain_dagster.resources import ExchangeResource, PostgresResource
 
 pytestmark = pytest.mark.integration

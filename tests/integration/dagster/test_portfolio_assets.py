@@ -27,18 +27,18 @@ from triplegain_core.portfolio.positions import Position, PositionStatus
 from triplegain_core.storage.market_store import MarketStore
 from triplegain_core.storage.portfolio_store import PortfolioStore
 from triplegain_core.storage.trading_store import TradingStore
-from triplegain_dagster.assets.candles import candles_1m
-from triplegain_dagster.assets.portfolio import portfolio_snapshots
-from triplegain_dagster.assets.rebalance import rebalance_plan
-from triplegain_dagster.assets.regime import market_regime
-from triplegain_dagster.checks.market_quality import candles_1m_consistent
 from triplegain_dagster.definitions import defs
+from triplegain_dagster.defs.market_data.candles import candles_1m
+from triplegain_dagster.defs.market_data.market_quality import candles_1m_consistent
+from triplegain_dagster.defs.portfolio.drift_sensor import rebalance_drift_sensor
+from triplegain_dagster.defs.portfolio.rebalance import rebalance_plan
+from triplegain_dagster.defs.portfolio.regime import market_regime
+from triplegain_dagster.defs.portfolio.snapshots import portfolio_snapshots
 from triplegain_dagster.resources import (
     DataQualityResource,
     PostgresResource,
     RebalancingResource,
 )
-from triplegain_dagster.sensors import rebalance_drift_sensor
 
 pytestmark = pytest.mark.integration
 

@@ -16,6 +16,7 @@ from triplegain_core.decisions.lifecycle import DecisionState
 from triplegain_core.llm.trading_decision import Action, TradingDecision
 from triplegain_core.model.market import US_PER_MINUTE, Candle, datetime_to_us
 from triplegain_core.storage.decision_events import DecisionEventStore
+from triplegain_core.storage.decision_ledger import DecisionLedger
 from triplegain_core.storage.decision_store import DecisionStore
 from triplegain_core.storage.market_store import MarketStore
 
@@ -34,15 +35,16 @@ def _pending(db: psycopg.Connection, decision_id: str, ttl_s: float = 600) -> Pu
 
 def test_an_approved_decision_is_published_once(db: psycopg.Connection, redis_client: redis.Redis) -> None:
     published = _pending(db, "d1")
-    assert pending_decisions(db) == [published]
-    result = approve(db, redis_client, "d1", by="alice", now=MADE + timedelta(minutes=2))
+    assert pending_decisions(DecisionLedger(db)) == [published]
+    result = approve(DecisionLedger(db), DecisionStream(redis_client), "d1", by="alice",
+                     now=MADE + timedelta(minutes=2))
     assert result.outcome is ApprovalOutcome.APPROVED
     assert DecisionStream(redis_client).after("0")[1] == [published]
     history = DecisionEventStore(db).history("d1")
     assert history[-1].target is DecisionState.APPROVED and history[-1].by == "alice"
-    assert pending_decisions(db) == []
+    assert pending_decisions(DecisionLedger(db)) == []
     with pytest.raises(ValueError, match="not pending"):
-        approve(db, redis_client, "d1", by="alice", now=MADE)
+        approve(DecisionLedger(db), DecisionStream(redis_client), "d1", by="alice", now=MADE)
 
 
 def test_approval_after_the_deadline_expires_the_decision(db: psycopg.Connection, redis_client: redis.Redis) -> None:
@@ -50,7 +52,7 @@ def test_approval_after_the_deadline_expires_the_decision(db: psycopg.Connection
     # The market moved on: the latest stored candle closes 6 minutes after the decision.
     MarketStore(db).write_candles([Candle("XRP/USDT", "1m", datetime_to_us(MADE) + 5 * US_PER_MINUTE,
                                           0.5, 0.5, 0.5, 0.5, 1.0, 1)])
-    result = approve(db, redis_client, "d2", by="bob")
+    result = approve(DecisionLedger(db), DecisionStream(redis_client), "d2", by="bob")
     assert result.outcome is ApprovalOutcome.EXPIRED and "not published" in result.message
     assert DecisionStream(redis_client).after("0") == ("0", [])
     assert DecisionEventStore(db).state("d2") is DecisionState.EXPIRED
@@ -58,12 +60,12 @@ def test_approval_after_the_deadline_expires_the_decision(db: psycopg.Connection
 
 def test_a_rejected_decision_is_never_published(db: psycopg.Connection, redis_client: redis.Redis) -> None:
     _pending(db, "d3")
-    result = reject(db, "d3", by="carol", reason="not in this news")
+    result = reject(DecisionLedger(db), "d3", by="carol", reason="not in this news")
     assert result.outcome is ApprovalOutcome.REJECTED
     assert DecisionEventStore(db).history("d3")[-1].reason == "not in this news"
     assert DecisionStream(redis_client).after("0") == ("0", [])
     with pytest.raises(KeyError):
-        approve(db, redis_client, "nope", by="carol")
+        approve(DecisionLedger(db), DecisionStream(redis_client), "nope", by="carol")
 
 
 def test_the_cli_lists_approves_and_refuses_clearly(

@@ -28,6 +28,7 @@ from triplegain_core.llm.deliberation_round import deliberate
 from triplegain_core.llm.recorded_client import recorded_client
 from triplegain_core.model.market import US_PER_MINUTE, Candle
 from triplegain_core.storage.decision_events import DecisionEventStore
+from triplegain_core.storage.decision_ledger import DecisionLedger
 from triplegain_core.storage.market_context import market_contexts
 from triplegain_core.storage.market_store import MarketStore
 from triplegain_core.storage.trading_store import TradingStore
@@ -89,7 +90,8 @@ def test_only_the_good_models_account_ever_trades(
                 publisher.publish([], [], candles[:1], {"ts_us": 0})
                 loop.cycle()
                 result = await deliberate(client, market_contexts(db, (SYMBOL,), "llm:consensus"), f"bad-{n}")
-                states = hand_over(db, redis_client, result.records, human_approval=False)
+                states = hand_over(DecisionLedger(db), DecisionStream(redis_client), result.records,
+                                   human_approval=False)
                 published += sum(state.value == "approved" for state in states.values())
                 loop.cycle()
         return published

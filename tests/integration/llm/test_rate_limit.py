@@ -12,10 +12,11 @@ import redis
 import redis.asyncio as aioredis
 
 from tests.support.llm_standins import LLMStandIn, Reply, keys, standin_model, standin_settings
+from triplegain_core.contracts.rate_limits import RedisRateWindow, rate_key
 from triplegain_core.llm.client import LLMClient
 from triplegain_core.llm.models import CallOutcome, FailureKind, Provider
 from triplegain_core.llm.prompts import MarketContext, build_prompt
-from triplegain_core.llm.rate_limit import RedisRateLimiter, rate_key
+from triplegain_core.llm.rate_limit import RateLimiter
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +44,7 @@ def test_two_clients_share_one_limit_through_redis(
     async def two_processes() -> list:
         results = []
         for process in range(2):
-            limiter = RedisRateLimiter(aioredis.Redis.from_url(redis_url))
+            limiter = RateLimiter(RedisRateWindow(aioredis.Redis.from_url(redis_url)))
             async with LLMClient(settings, environ=keys("OPENAI_API_KEY"), rate_limiter=limiter,
                                  rate_limit_wait_s=0.0) as client:
                 for i in range(2):
@@ -63,10 +64,10 @@ def test_two_clients_share_one_limit_through_redis(
 
 def test_a_full_window_waits_for_a_slot_or_gives_up(redis_url: str, redis_client: redis.Redis) -> None:
     async def scenario() -> tuple[bool, bool, bool]:
-        limiter = RedisRateLimiter(aioredis.Redis.from_url(redis_url), window_ms=300)
-        first = await limiter.acquire("tg:v1:llm:rate:test:m", 1, max_wait_s=0.0)
-        refused = await limiter.acquire("tg:v1:llm:rate:test:m", 1, max_wait_s=0.0)
-        waited = await limiter.acquire("tg:v1:llm:rate:test:m", 1, max_wait_s=5.0)
+        limiter = RateLimiter(RedisRateWindow(aioredis.Redis.from_url(redis_url), window_ms=300))
+        first = await limiter.acquire("test", "m", 1, max_wait_s=0.0)
+        refused = await limiter.acquire("test", "m", 1, max_wait_s=0.0)
+        waited = await limiter.acquire("test", "m", 1, max_wait_s=5.0)
         return first, refused, waited
 
     assert asyncio.run(scenario()) == (True, False, True)

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from triplegain_core.reporting.reports import markdown_table
+from triplegain_dagster import groups
 from triplegain_dagster.resources import PostgresResource
 
 _COVERAGE_SQL = """
@@ -12,7 +13,7 @@ FROM trades GROUP BY symbol ORDER BY symbol
 
 
 @dg.asset(
-    group_name="market_data",
+    group_name=groups.MARKET_DATA,
     kinds={"postgres"},
     description="Public trades written by the streamer and the REST backfill (table `trades`).",
 )

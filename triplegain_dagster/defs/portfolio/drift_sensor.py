@@ -1,5 +1,4 @@
-"""Sensors: the rebalance plan is requested when an account's allocation drifts past its
-triggers."""
+"""The rebalance plan is requested when an account's allocation drifts past its triggers."""
 
 import json
 
@@ -8,8 +7,14 @@ import dagster as dg
 from triplegain_core.portfolio.balances import MissingPriceError
 from triplegain_core.portfolio.rebalance_review import WatchState, triggers_for, watch
 from triplegain_core.storage.portfolio_store import PortfolioStore
-from triplegain_dagster.assets.rebalance import RebalancePlanConfig, rebalance_plan
+from triplegain_dagster.defs.portfolio.rebalance import RebalancePlanConfig, rebalance_plan
 from triplegain_dagster.resources import PostgresResource, RebalancingResource
+
+rebalance_job = dg.define_asset_job(
+    "rebalance",
+    selection=dg.AssetSelection.assets(rebalance_plan),
+    description="The RebalancingAgent's plan for one account (the run config names it).",
+)
 
 
 def _load_cursor(cursor: str | None) -> dict[str, WatchState]:
@@ -23,7 +28,7 @@ def _dump_cursor(states: dict[str, WatchState]) -> str:
 
 
 @dg.sensor(
-    target=rebalance_plan,
+    target=rebalance_job,
     minimum_interval_seconds=60,
     # Running from the start: rebalancing is sensor-driven, and the plan only recommends.
     default_status=dg.DefaultSensorStatus.RUNNING,

@@ -12,14 +12,15 @@ from triplegain_core.reporting.allocation import (
 )
 from triplegain_core.storage.portfolio_store import PortfolioStore
 from triplegain_core.storage.trading_store import TradingStore
-from triplegain_dagster.assets.candles import candles_1m
+from triplegain_dagster import groups
+from triplegain_dagster.defs.market_data.candles import candles_1m
 from triplegain_dagster.resources import PostgresResource, RebalancingResource
 
 ALLOCATION_FILE = "allocation.png"
 
 
 @dg.asset(
-    group_name="portfolio",
+    group_name=groups.PORTFOLIO,
     # After the candles and their blocking check, like the report: the snapshots were valued
     # at those market prices.
     deps=[candles_1m],

@@ -8,8 +8,9 @@ from pydantic import Field
 from triplegain_core.portfolio.balances import MissingPriceError
 from triplegain_core.portfolio.rebalance_review import StoredPlan, make_plan, plan_markdown
 from triplegain_core.storage.portfolio_store import PortfolioStore
-from triplegain_dagster.assets.portfolio import portfolio_snapshots
-from triplegain_dagster.assets.regime import market_regime
+from triplegain_dagster import groups
+from triplegain_dagster.defs.portfolio.regime import market_regime
+from triplegain_dagster.defs.portfolio.snapshots import portfolio_snapshots
 from triplegain_dagster.resources import PostgresResource, RebalancingResource
 
 
@@ -22,7 +23,7 @@ class RebalancePlanConfig(dg.Config):
 
 
 @dg.asset(
-    group_name="portfolio",
+    group_name=groups.PORTFOLIO,
     deps=[market_regime, portfolio_snapshots],
     kinds={"python", "postgres"},
     description="Recommended rebalance per account (table `rebalance_plans`): target"

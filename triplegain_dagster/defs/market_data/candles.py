@@ -1,12 +1,13 @@
 """The 1-minute candles the streamer and the history backfill write.
 
-Their data-quality checks live in ``triplegain_dagster.checks.market_quality``.
+Their data-quality checks live in ``triplegain_dagster.defs.market_data.market_quality``.
 """
 
 import dagster as dg
 
 from triplegain_core.reporting.reports import markdown_table
-from triplegain_dagster.assets.trades import market_trades
+from triplegain_dagster import groups
+from triplegain_dagster.defs.market_data.trades import market_trades
 from triplegain_dagster.resources import PostgresResource
 
 TIMEFRAME = "1m"
@@ -33,7 +34,7 @@ WHERE c.timeframe = %(tf)s GROUP BY c.symbol ORDER BY c.symbol
 
 
 @dg.asset(
-    group_name="market_data",
+    group_name=groups.MARKET_DATA,
     deps=[market_trades],
     kinds={"postgres"},
     description="1-minute OHLCV candles of the streamer and the backfill (table `candles`, 1m).",

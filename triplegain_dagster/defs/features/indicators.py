@@ -12,7 +12,8 @@ import psycopg
 from triplegain_core.analysis.indicators import INDICATOR_NAMES, indicator_frame
 from triplegain_core.reporting.reports import markdown_table
 from triplegain_core.storage.market_store import MarketStore
-from triplegain_dagster.assets.candles import TIMEFRAME, candles_1m
+from triplegain_dagster import groups
+from triplegain_dagster.defs.market_data.candles import TIMEFRAME, candles_1m
 from triplegain_dagster.resources import PostgresResource
 
 OHLCV = ["open", "high", "low", "close", "volume"]
@@ -59,7 +60,7 @@ def _format(value: float) -> str:
 
 
 @dg.asset(
-    group_name="features",
+    group_name=groups.FEATURES,
     deps=[candles_1m],
     kinds={"postgres"},
     description="TA-Lib indicators of each 1-minute candle (table `indicator_features`, jsonb).",

@@ -16,9 +16,9 @@ import dagster as dg
 import pandas as pd
 import psycopg
 
-from triplegain_dagster.assets.candles import TIMEFRAME, candles_1m
-from triplegain_dagster.assets.trades import market_trades
-from triplegain_dagster.checks.expectations import Rule, RuleOutcome, Severity, validate_frame
+from triplegain_dagster.defs.market_data.candles import TIMEFRAME, candles_1m
+from triplegain_dagster.defs.market_data.expectations import Rule, RuleOutcome, Severity, validate_frame
+from triplegain_dagster.defs.market_data.trades import market_trades
 from triplegain_dagster.resources import DataQualityResource, PostgresResource
 
 _CANDLES_SQL = """
@@ -218,7 +218,3 @@ def market_trades_fresh(
     """Every symbol's latest trade within ``max_staleness_minutes`` of now."""
     with postgres.connect() as conn:
         return _freshness(conn, "trades", quality)
-
-
-MARKET_QUALITY_CHECKS = [candles_1m_consistent, candles_1m_fresh, market_trades_consistent,
-                         market_trades_fresh]

@@ -13,7 +13,7 @@ import uuid
 import dagster as dg
 
 from triplegain_core.config import Settings
-from triplegain_core.contracts.decision_streams import LLM_ACCOUNT_PREFIX, DeliberatedDecision
+from triplegain_core.contracts.decision_streams import LLM_ACCOUNT_PREFIX, DecisionStream, DeliberatedDecision
 from triplegain_core.decisions.handover import decisions_table, hand_over
 from triplegain_core.llm.checkpoint_decisions import checkpoint_decisions
 from triplegain_core.llm.checkpoints import CheckpointVerdict, run_checkpoint
@@ -23,10 +23,11 @@ from triplegain_core.llm.recorded_client import recorded_client
 from triplegain_core.model.market import datetime_to_us
 from triplegain_core.portfolio.positions import Position
 from triplegain_core.reporting.reports import markdown_table
+from triplegain_core.storage.decision_ledger import DecisionLedger
 from triplegain_core.storage.market_context import market_contexts
 from triplegain_core.storage.model_accounts import open_llm_positions
 from triplegain_core.storage.model_scores import latest_primary
-from triplegain_dagster.assets.deliberation import DELIBERATION_GROUP
+from triplegain_dagster import groups
 from triplegain_dagster.resources import LLMResource, PostgresResource, RedisResource
 
 AccountBook = dict[str, tuple[list[Position], dict[str, MarketContext]]]
@@ -71,7 +72,7 @@ def _verdicts_table(verdicts: list[tuple[str, CheckpointVerdict]]) -> str:
 
 
 @dg.asset(
-    group_name=DELIBERATION_GROUP,
+    group_name=groups.DELIBERATION,
     kinds={"python", "postgres", "redis"},
     description="Each open position of the LLM accounts re-evaluated by its model: STAY, EXIT, FLIP"
                 " or REDUCE. EXIT and FLIP go to the executor as decisions (risk rules apply);"
@@ -103,7 +104,8 @@ def position_checkpoints(
         records.extend(checkpoint_decisions(own, account, market_time_us, request_id,
                                             settings.deliberation.decision_ttl_s, settings.deliberation.min_confidence))
     with postgres.connect() as conn, redis.connected() as client:
-        states = hand_over(conn, client, records, settings.deliberation.require_human_approval)
+        states = hand_over(DecisionLedger(conn), DecisionStream(client), records,
+                           settings.deliberation.require_human_approval)
     context.log.info("checkpoint %s: %d verdicts, %d decisions handed over", request_id, len(verdicts), len(records))
     return dg.MaterializeResult(metadata={
         "positions": len(verdicts),

@@ -18,13 +18,13 @@ from pydantic import Field
 from triplegain_core.marketdata.candles import build_candles
 from triplegain_core.model.market import TIMEFRAMES, TRADED_SYMBOLS, Trade, datetime_to_us
 from triplegain_core.storage.market_store import MarketStore
+from triplegain_dagster import groups
 from triplegain_dagster.resources import ExchangeResource, PostgresResource
 
 if TYPE_CHECKING:  # ccxt is imported by the backfill's step only (see ExchangeResource)
     from triplegain_core.adapters.kraken.rest import RestCallStats
 
 HISTORY_START_DATE = "2025-01-01"
-HISTORY_GROUP = "history"
 WRITE_CHUNK = 20_000  # trades per COPY batch: bounded memory on the database side
 
 history_partitions = dg.MultiPartitionsDefinition({
@@ -59,7 +59,7 @@ async def _fetch_day(
 
 
 @dg.asset(
-    group_name=HISTORY_GROUP,
+    group_name=groups.HISTORY,
     partitions_def=history_partitions,
     kinds={"postgres"},
     retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL),

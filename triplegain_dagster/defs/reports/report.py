@@ -14,7 +14,8 @@ from triplegain_core.reporting.reports import (
 )
 from triplegain_core.storage.model_accounts import model_accounts
 from triplegain_core.storage.trading_store import TradingStore
-from triplegain_dagster.assets.candles import candles_1m
+from triplegain_dagster import groups
+from triplegain_dagster.defs.market_data.candles import candles_1m
 from triplegain_dagster.resources import PostgresResource
 
 EQUITY_CURVE_FILE = "equity_curve.png"
@@ -30,7 +31,7 @@ class PortfolioReportConfig(dg.Config):
 
 
 @dg.asset(
-    group_name="reports",
+    group_name=groups.REPORTS,
     # After the candles and their blocking check: the executor valued these snapshots at the
     # same market prices, so a report is not published over market data known to be broken.
     deps=[candles_1m],

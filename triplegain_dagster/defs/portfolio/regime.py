@@ -15,7 +15,8 @@ from triplegain_core.marketdata.timeframes import timeframe_us
 from triplegain_core.model.market import TRADED_SYMBOLS
 from triplegain_core.storage.market_store import MarketStore
 from triplegain_core.storage.portfolio_store import PortfolioStore
-from triplegain_dagster.assets.candles import TIMEFRAME, candles_1m
+from triplegain_dagster import groups
+from triplegain_dagster.defs.market_data.candles import TIMEFRAME, candles_1m
 from triplegain_dagster.resources import PostgresResource
 
 
@@ -32,7 +33,7 @@ class MarketRegimeConfig(dg.Config):
 
 
 @dg.asset(
-    group_name="portfolio",
+    group_name=groups.PORTFOLIO,
     deps=[candles_1m],
     kinds={"python", "postgres"},
     description="Bull / bear / sideways with its composite score, volatility state and"

@@ -26,7 +26,8 @@ from triplegain_core.storage.market_store import MarketStore
 from triplegain_core.storage.model_accounts import model_accounts
 from triplegain_core.storage.model_scores import ScoredModel, latest_primary, write_scores
 from triplegain_core.storage.trading_store import TradingStore
-from triplegain_dagster.assets.deliberation import DELIBERATION_GROUP, llm_deliberation
+from triplegain_dagster import groups
+from triplegain_dagster.defs.deliberation.rounds import llm_deliberation
 from triplegain_dagster.resources import PostgresResource
 
 
@@ -48,7 +49,8 @@ def _outcomes(conn: psycopg.Connection, rules: ScoringRules) -> list[DecisionOut
     outcomes = []
     for symbol, decisions in by_symbol.items():
         start = us_to_datetime(min(d.market_time_us for d in decisions))
-        candles = market.candles(symbol, "1m", start, us_to_datetime(max(d.market_time_us for d in decisions)) + horizon)
+        end = us_to_datetime(max(d.market_time_us for d in decisions)) + horizon
+        candles = market.candles(symbol, "1m", start, end)
         opens = [c.open_time_us for c in candles]
         for published in decisions:
             # Only this decision's horizon is handed over: the candles are in time order.
@@ -94,7 +96,7 @@ def _table(rows: list[ScoredModel]) -> str:
 
 
 @dg.asset(
-    group_name=DELIBERATION_GROUP,
+    group_name=groups.DELIBERATION,
     deps=[llm_deliberation],
     kinds={"python", "postgres"},
     description="Each model's decisions scored against the market that followed (hit rate, return,"

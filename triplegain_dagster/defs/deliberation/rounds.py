@@ -12,7 +12,7 @@ import uuid
 import dagster as dg
 
 from triplegain_core.config import Settings
-from triplegain_core.contracts.decision_streams import model_account
+from triplegain_core.contracts.decision_streams import DecisionStream, model_account
 from triplegain_core.decisions.handover import decisions_table, hand_over
 from triplegain_core.decisions.lifecycle import DecisionState
 from triplegain_core.llm.deliberation_config import DeliberationMode
@@ -22,13 +22,13 @@ from triplegain_core.llm.prompts import MarketContext
 from triplegain_core.llm.recorded_client import recorded_client
 from triplegain_core.llm.voting import CONSENSUS_MODEL
 from triplegain_core.reporting.reports import markdown_table
+from triplegain_core.storage.decision_ledger import DecisionLedger
 from triplegain_core.storage.market_context import market_contexts
 from triplegain_core.storage.model_scores import latest_primary, latest_weights
-from triplegain_dagster.assets.features import indicator_features
-from triplegain_dagster.assets.regime import market_regime
+from triplegain_dagster import groups
+from triplegain_dagster.defs.features.indicators import indicator_features
+from triplegain_dagster.defs.portfolio.regime import market_regime
 from triplegain_dagster.resources import LLMResource, PostgresResource, RedisResource
-
-DELIBERATION_GROUP = "deliberation"
 
 
 async def _round(settings: Settings, llm: LLMResource, database_url: str, redis_url: str,
@@ -60,7 +60,7 @@ def _votes_table(result: RoundResult) -> str:
 
 
 @dg.asset(
-    group_name=DELIBERATION_GROUP,
+    group_name=groups.DELIBERATION,
     deps=[indicator_features, market_regime],
     kinds={"python", "postgres", "redis"},
     description="A deliberation round of the configured LLMs on every symbol (parallel vote, debate"
@@ -97,7 +97,8 @@ def llm_deliberation(
             "summary": dg.MetadataValue.md(result.availability.message),
         })
     with postgres.connect() as conn, redis.connected() as client:
-        states = hand_over(conn, client, result.records, settings.deliberation.require_human_approval)
+        states = hand_over(DecisionLedger(conn), DecisionStream(client), result.records,
+                           settings.deliberation.require_human_approval)
     approved = [d for d in result.tradeable if states[d.decision_id] is DecisionState.APPROVED]
     context.log.info("round %s: %d decisions, %d published, %d awaiting approval", request_id,
                      len(result.records), len(approved), len(result.tradeable) - len(approved))

@@ -4,9 +4,9 @@ strong signal; a checkpoint of the LLM accounts' open positions every four hours
 import dagster as dg
 
 from triplegain_core.contracts.decision_streams import StrongSignalStream
-from triplegain_dagster.assets.checkpoints import position_checkpoints
-from triplegain_dagster.assets.deliberation import llm_deliberation
-from triplegain_dagster.assets.model_performance import model_performance
+from triplegain_dagster.defs.deliberation.checkpoints import position_checkpoints
+from triplegain_dagster.defs.deliberation.model_performance import model_performance
+from triplegain_dagster.defs.deliberation.rounds import llm_deliberation
 from triplegain_dagster.resources import RedisResource
 
 deliberation_job = dg.define_asset_job(
@@ -18,7 +18,7 @@ deliberation_job = dg.define_asset_job(
 
 deliberation_schedule = dg.ScheduleDefinition(
     name="hourly_deliberation",
-    job=deliberation_job,
+    target=deliberation_job,
     cron_schedule="0 * * * *",
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="A deliberation round every hour (without a configured model it records that it"
@@ -33,7 +33,7 @@ checkpoint_job = dg.define_asset_job(
 
 checkpoint_schedule = dg.ScheduleDefinition(
     name="position_checkpoints_every_4h",
-    job=checkpoint_job,
+    target=checkpoint_job,
     cron_schedule="0 */4 * * *",
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="A checkpoint of the LLM accounts' open positions at 00, 04, 08, 12, 16 and 20 UTC.",
@@ -41,7 +41,7 @@ checkpoint_schedule = dg.ScheduleDefinition(
 
 
 @dg.sensor(
-    job=deliberation_job,
+    target=deliberation_job,
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Requests a deliberation round when the executor publishes a strong technical"

@@ -1,0 +1,56 @@
+"""The code location as Dagster loads it: valid for `dagster definitions validate`, each asset in
+the group of its concern folder, every schedule and sensor aimed at a named job."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+from triplegain_dagster import groups
+from triplegain_dagster.definitions import defs
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+GROUP_OF = {
+    "market_trades": groups.MARKET_DATA, "candles_1m": groups.MARKET_DATA,
+    "ohlcv_history": groups.HISTORY,
+    "indicator_features": groups.FEATURES,
+    "market_regime": groups.PORTFOLIO, "portfolio_snapshots": groups.PORTFOLIO, "rebalance_plan": groups.PORTFOLIO,
+    "llm_deliberation": groups.DELIBERATION, "model_performance": groups.DELIBERATION,
+    "position_checkpoints": groups.DELIBERATION,
+    "portfolio_report": groups.REPORTS,
+}
+
+
+def test_dagster_validates_the_workspace(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "DAGSTER_HOME": str(tmp_path)}
+    completed = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, output[-4000:]
+    assert "Validation successful for code location triplegain" in output
+
+
+def test_each_asset_sits_in_the_group_of_its_concern_folder() -> None:
+    graph = defs.resolve_asset_graph()
+    assert {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()} == GROUP_OF
+    for asset in {id(a): a for a in defs.assets or []}.values():
+        assert isinstance(asset, dg.AssetsDefinition)
+        module = asset.op.compute_fn.decorated_fn.__module__
+        assert module.startswith(f"triplegain_dagster.defs.{GROUP_OF[asset.key.to_user_string()]}."), module
+
+
+def test_every_schedule_and_sensor_targets_a_named_job() -> None:
+    jobs = {job.name for job in defs.jobs or []}
+    assert jobs == {"refresh_analytics", "deliberation", "checkpoints", "rebalance"}
+    targets = {item.name: item.job_name for item in [*(defs.schedules or []), *(defs.sensors or [])]}
+    assert targets == {
+        "hourly_deliberation": "deliberation", "position_checkpoints_every_4h": "checkpoints",
+        "strong_signal_sensor": "deliberation", "rebalance_drift_sensor": "rebalance",
+    }

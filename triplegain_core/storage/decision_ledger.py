@@ -1,0 +1,59 @@
+"""Decisions and their lifecycles as the hand-over to the executor and human approval use them,
+kept in PostgreSQL: ``llm_decisions``, ``decision_events``, and the market's current time (the
+close of the latest stored 1m candle, as the executor judges expiry)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import psycopg
+
+from triplegain_core.contracts.decision_streams import DeliberatedDecision, PublishedDecision
+from triplegain_core.decisions.lifecycle import DecisionState, Transition
+from triplegain_core.model.market import US_PER_MINUTE, datetime_to_us
+from triplegain_core.storage.decision_events import DecisionEventStore
+from triplegain_core.storage.decision_store import DecisionStore
+
+
+class DecisionLedger:
+    """The ``HandoverLedger`` and ``ApprovalLedger`` of :mod:`triplegain_core.decisions` on one connection."""
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self._conn = conn
+        self._decisions = DecisionStore(conn)
+        self._events = DecisionEventStore(conn)
+
+    def record(self, records: Sequence[DeliberatedDecision]) -> None:
+        """Store ``records`` (a decision id already stored is left as it is)."""
+        self._decisions.record(records)
+
+    def start(self, decision_id: str, at: datetime, by: str,
+              steps: Sequence[tuple[DecisionState, str]]) -> tuple[Transition, ...]:
+        """Write a new decision's lifecycle so far; returns it."""
+        return self._events.start(decision_id, at, by, steps)
+
+    def decision(self, decision_id: str) -> PublishedDecision | None:
+        """The stored decision ``decision_id``, if any."""
+        found = self._decisions.decisions(ids=[decision_id])
+        return found[0].decision if found else None
+
+    def state(self, decision_id: str) -> DecisionState | None:
+        """The current lifecycle state of ``decision_id`` (None: no lifecycle)."""
+        return self._events.state(decision_id)
+
+    def pending(self) -> list[PublishedDecision]:
+        """The decisions whose lifecycle is pending, in market-time order."""
+        pending = self._events.in_state(DecisionState.PENDING)
+        return [r.decision for r in self._decisions.decisions(ids=pending)] if pending else []
+
+    def move(self, decision_id: str, target: DecisionState, at: datetime, reason: str, by: str) -> Transition:
+        """Append one checked lifecycle transition."""
+        return self._events.move(decision_id, target, at, reason, by=by)
+
+    def market_now_us(self, symbol: str) -> int | None:
+        """The close of the latest stored 1m candle of ``symbol`` (None: no candle yet)."""
+        row = self._conn.execute(
+            "SELECT max(open_time) FROM candles WHERE symbol = %s AND timeframe = '1m'", (symbol,),
+        ).fetchone()
+        return None if row is None or row[0] is None else datetime_to_us(row[0]) + US_PER_MINUTE

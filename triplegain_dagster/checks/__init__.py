@@ -1,1 +1,0 @@
-"""Data-quality asset checks of the market data, written as great-expectations suites."""

@@ -1,0 +1,16 @@
+"""The job that refreshes every analytics asset, across concerns."""
+
+import dagster as dg
+
+from triplegain_dagster import groups
+
+# Everything but the partitioned REST backfill, which runs per day and symbol (a backfill), and
+# the LLM rounds, which cost money and run on their own schedule and sensor.
+ANALYTICS = dg.AssetSelection.all() - dg.AssetSelection.groups(groups.HISTORY, groups.DELIBERATION)
+
+refresh_analytics = dg.define_asset_job(
+    "refresh_analytics",
+    selection=ANALYTICS,
+    description="Check the trades and candles, recompute the indicator features, rebuild the"
+                " report.",
+)

@@ -1,0 +1,1 @@
+"""Deliberation: the LLM rounds, position checkpoints, model scoring, and when they run."""

@@ -1,0 +1,1 @@
+"""Features: the indicator tables computed from the stored candles."""

@@ -1,0 +1,1 @@
+"""History: the partitioned REST backfill of past trades and candles."""

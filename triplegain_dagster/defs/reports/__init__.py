@@ -1,0 +1,1 @@
+"""Reports: the portfolio report."""

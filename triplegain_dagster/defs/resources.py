@@ -1,0 +1,28 @@
+"""The resources every concern's assets, checks and sensors ask for, bound by key."""
+
+import dagster as dg
+
+from triplegain_dagster.resources import (
+    DataQualityResource,
+    ExchangeResource,
+    LLMResource,
+    PostgresResource,
+    RebalancingResource,
+    RedisResource,
+)
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    """The resource bindings of the code location."""
+    # Unconfigured: the database and Redis resolve from TRIPLEGAIN_* / the config file / the
+    # embedded servers at run time, so no URL (and no password in one) is ever part of the
+    # config the UI shows; the exchange is Kraken's own REST API, keys from the environment.
+    return dg.Definitions(resources={
+        "postgres": PostgresResource(),
+        "redis": RedisResource(),
+        "exchange": ExchangeResource(),
+        "quality": DataQualityResource(),
+        "rebalancing": RebalancingResource(),
+        "llm": LLMResource(),
+    })
