@@ -24,7 +24,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from tqdm import tqdm
 
 from streamer.demo.deliberation import DeliberationLog, DemoDeliberation
-from streamer.executor.loop import ExecutorStats, TradingLoop
+from streamer.executor.loop import TradingLoop
 from streamer.ingest.streamer import TradeStreamer
 from streamer.replay.exchange import ReplayExchange
 from streamer.replay.source import ReplaySource, replay_source
@@ -32,6 +32,7 @@ from triplegain_core.config import Settings
 from triplegain_core.contracts.decision_streams import DecisionStream, StrongSignalStream
 from triplegain_core.contracts.hot_state import HotStatePublisher, HotStateReader
 from triplegain_core.decisions.intake import DecisionIntake
+from triplegain_core.execution.kernel import KernelStats
 from triplegain_core.llm.leaderboard import Leaderboard, leaderboard, render_markdown
 from triplegain_core.model.market import Asset
 from triplegain_core.portfolio.metrics import AccountMetrics
@@ -60,7 +61,7 @@ class DemoResult:
     account: str
     trades_replayed: int
     candles_per_symbol: dict[str, int]
-    executor: ExecutorStats
+    executor: KernelStats
     activity: dict[str, int]
     fees: dict[str, float]
     start_balances: dict[Asset, float]

@@ -2,7 +2,7 @@
 every intent takes through them.
 
 intent -> RiskAgent (validate, size, leverage) -> OrderManager (client order id) -> paper
-executor -> PositionTracker -> Portfolio, each step persisted by the TradingStore under the
+executor -> PositionTracker -> Portfolio, each step written to the audit sink under the
 account's name. Each strategy (and the TechnicalAgent) trades one such account over the same
 market, so nothing one of them does — a loss streak, a drawdown pause, a position, a cash
 balance — changes what another may do. The market itself (prices, books, the volatility and
@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Protocol
 
 from triplegain_core.config import Settings
+from triplegain_core.execution.audit import AuditSink
 from triplegain_core.execution.order_manager import OrderManager
 from triplegain_core.execution.paper import PaperExecutor
 from triplegain_core.marketdata.snapshot import BookTop
@@ -27,7 +28,6 @@ from triplegain_core.model.signals import Direction, IntentAction, TechnicalSign
 from triplegain_core.portfolio.balances import MissingPriceError, Portfolio, PortfolioSnapshot
 from triplegain_core.portfolio.positions import Position, PositionTracker, holding_deadline
 from triplegain_core.risk.rules import MarketRisk, RiskAgent, RiskCheck
-from triplegain_core.storage.trading_store import TradingStore
 from triplegain_core.strategies.signal import SignalAction, StrategySignal
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class StrategyAccount:
         self,
         name: str,
         settings: Settings,
-        store: TradingStore,
+        store: AuditSink,
         market: MarketView,
         *,
         strategy: str | None = None,
@@ -130,7 +130,8 @@ class StrategyAccount:
         self.stats.approved += 1
         if intent.action is IntentAction.CLOSE:
             position = self.positions.get(check.position_id or "")
-            self._exit(position, OrderPurpose.SIGNAL_CLOSE, prices.get(position.symbol, intent.entry), intent.time, check)
+            price = prices.get(position.symbol, intent.entry)
+            self._exit(position, OrderPurpose.SIGNAL_CLOSE, price, intent.time, check)
             return check
         self._enter(intent, check, position_id)
         return check
