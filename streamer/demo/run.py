@@ -123,7 +123,7 @@ async def run_demo(
             loop = TradingLoop(settings, HotStateReader(redis_client), TradingStore(trading_conn),
                                start_stream_id="0", decisions=intake,
                                strong_signals=StrongSignalStream(redis_client))
-            start_balances = loop.portfolio.balances
+            start_balances = loop.kernel.portfolio.balances
             executor_stop = asyncio.Event()
             executor_task = asyncio.create_task(loop.run(executor_stop))
             rounds = DemoDeliberation(settings, database_url, redis_url, deliberate_every_minutes)
@@ -147,11 +147,11 @@ async def run_demo(
                 activity=trading.activity_counts(settings.account),
                 fees=trading.fees_paid(settings.account),
                 start_balances=start_balances,
-                final_balances=loop.portfolio.balances,
+                final_balances=loop.kernel.portfolio.balances,
                 start_equity_usdt=float(snapshots["equity_usdt"].iloc[0]) if len(snapshots) else 0.0,
                 final_equity_usdt=float(snapshots["equity_usdt"].iloc[-1]) if len(snapshots) else 0.0,
                 report_image=None,
-                accounts={a.name: trading.account_metrics(a.name) for a in loop.accounts},
+                accounts={a.name: trading.account_metrics(a.name) for a in loop.kernel.accounts},
                 deliberation=deliberation,
                 leaderboard=leaderboard(models) if models else None,
             )

@@ -42,20 +42,13 @@ from triplegain_core.contracts.decision_streams import DECISIONS_STREAM, StrongS
 from triplegain_core.contracts.hot_state import RECENT_CANDLES_CAP, CyclePoll, HotStateReader
 from triplegain_core.decisions.gate_queue import GateQueue
 from triplegain_core.decisions.intake import DecisionIntake
-from triplegain_core.execution.account import StrategyAccount
 from triplegain_core.execution.audit import AuditSink
 from triplegain_core.execution.kernel import KernelStats, TradingKernel
-from triplegain_core.execution.order_manager import OrderManager
-from triplegain_core.marketdata.live_market import BOOK_MAX_AGE_US, LiveMarket, book_top
+from triplegain_core.marketdata.live_market import BOOK_MAX_AGE_US, book_top
 from triplegain_core.marketdata.snapshot import BookTop
 from triplegain_core.model.market import datetime_to_us
-from triplegain_core.model.signals import TradeIntent
-from triplegain_core.portfolio.balances import Portfolio
-from triplegain_core.portfolio.positions import PositionTracker
-from triplegain_core.risk.rules import MarketRisk, RiskCheck
 from triplegain_core.storage.gate_store import GateStore
-from triplegain_core.strategies.interface import StrategyState
-from triplegain_core.strategies.registry import LoadedStrategy, LoadReport
+from triplegain_core.strategies.registry import LoadedStrategy
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +74,9 @@ class HotStateBooks:
 class TradingLoop:
     """Hosts a :class:`TradingKernel` on the hot state: the feed, the 100 ms grid, the warm start.
 
-    ``strategies`` defaults to those the configuration enables (``Settings.strategies``),
-    discovered and validated; what was left out, and why, is in :attr:`strategy_reports`.
+    The accounts, their strategies and the market view are the kernel's (:attr:`kernel`);
+    ``agent``, ``strategies``, ``decisions``, ``strong_signals``, ``gate`` and ``gate_store``
+    go to it (see :class:`TradingKernel`), and its orders fill against the hot state's books.
     """
 
     def __init__(
@@ -121,74 +115,9 @@ class TradingLoop:
         return self.kernel.stats
 
     @property
-    def strategy_reports(self) -> tuple[LoadReport, ...]:
-        """The strategies the configuration named and what became of each."""
-        return self.kernel.strategy_reports
-
-    @property
-    def portfolio(self) -> Portfolio:
-        """The base account's portfolio (the TechnicalAgent's)."""
-        return self.kernel.portfolio
-
-    @property
-    def positions(self) -> PositionTracker:
-        """The base account's positions."""
-        return self.kernel.positions
-
-    @property
-    def orders(self) -> OrderManager:
-        """The base account's orders."""
-        return self.kernel.orders
-
-    @property
-    def market(self) -> LiveMarket:
-        """The kernel's view of the market: its candle history, prices and books."""
-        return self.kernel.market
-
-    @property
-    def strategies(self) -> tuple[LoadedStrategy, ...]:
-        """The strategies the kernel runs, each on its own account."""
-        return self.kernel.strategies
-
-    def strategy_state(self, strategy: str, symbol: str) -> StrategyState:
-        """What ``strategy`` remembers about ``symbol`` (KeyError for a strategy the kernel does not run)."""
-        return self.kernel.strategy_state(strategy, symbol)
-
-    @property
-    def strategy_failures(self) -> dict[str, int]:
-        """How often each strategy raised (or returned garbage) since the start."""
-        return self.kernel.strategy_failures
-
-    @property
-    def accounts(self) -> tuple[StrategyAccount, ...]:
-        """Every account the kernel trades (see :attr:`TradingKernel.accounts`)."""
-        return self.kernel.accounts
-
-    @property
-    def market_time_us(self) -> int | None:
-        """The close of the newest candle the loop has processed (None before the first)."""
-        return self.kernel.market_time_us
-
-    @property
     def intake(self) -> DecisionIntake | None:
         """Where the loop reads deliberated decisions from, if anywhere."""
         return self._intake
-
-    def account(self, name: str) -> StrategyAccount:
-        """The account called ``name``; KeyError when the kernel has none."""
-        return self.kernel.account(name)
-
-    def on_intent(self, intent: TradeIntent) -> RiskCheck:
-        """Risk-check ``intent`` on the base account and, when approved, trade it."""
-        return self.kernel.on_intent(intent)
-
-    def market_risk(self) -> MarketRisk:
-        """Volatility and correlations estimated from the candle history the kernel holds."""
-        return self.kernel.market_risk()
-
-    def record_snapshot(self) -> None:
-        """Keep every account's holdings and value at the current market time, in one batch."""
-        self.kernel.record_snapshot()
 
     async def run(self, stop: asyncio.Event, drain_before_stop: bool = True) -> KernelStats:
         """Cycle every ``loop_interval_s`` until ``stop`` is set, then drain what is left."""
@@ -210,7 +139,7 @@ class TradingLoop:
         if drain_before_stop:
             while await asyncio.to_thread(self.cycle):
                 pass
-        await asyncio.to_thread(self.record_snapshot)
+        await asyncio.to_thread(self.kernel.record_snapshot)
         return self.stats
 
     def warm_start(self) -> int:
@@ -270,8 +199,9 @@ class TradingLoop:
             self.warm_start()
         # Decisions are read in the same round trip once the loop knows the market's time (an
         # entry read before that could not be judged for expiry).
-        reads_decisions = self._intake is not None and self.kernel.now_us() is not None
-        extra = {DECISIONS_STREAM: self._intake.last_id} if reads_decisions else None
+        intake = self._intake
+        reads_decisions = intake is not None and self.kernel.now_us() is not None
+        extra = {DECISIONS_STREAM: intake.last_id} if intake is not None and reads_decisions else None
         return self._hot_state.poll(self._stream_id, self._settings.symbols, trades_after=self._trades_id,
                                     extra_streams=extra)
 

@@ -187,7 +187,7 @@ def traded(shared_data, redis_client, db: psycopg.Connection) -> tuple[pd.DataFr
     candles = [Candle(SYMBOL, "1m", int(row.open_us), row.open, row.high, row.low, row.close, row.volume, 1)
                for row in frame.itertuples()]
     feed_and_drain(loop, redis_client, candles)
-    loop.record_snapshot()
+    loop.kernel.record_snapshot()
     return frame, loop
 
 
@@ -209,7 +209,7 @@ def test_executor_trades_equal_the_vectorized_computation(traded, db: psycopg.Co
         if want.exit_price is not None:
             assert got.exit_price == pytest.approx(want.exit_price, rel=1e-12)
 
-    equity = loop.account(account).portfolio.equity_usdt({SYMBOL: float(frame["close"].iloc[-1])})
+    equity = loop.kernel.account(account).portfolio.equity_usdt({SYMBOL: float(frame["close"].iloc[-1])})
     assert round(equity, 2) == round(expected_equity, 2)
     assert abs(equity - expected_equity) < 0.005
     assert store.equity_curve(account)[-1][1] == pytest.approx(equity, abs=1e-9)
