@@ -78,8 +78,8 @@ def _clip01(value: float) -> float:
 class TechnicalAgent:
     """Turns a symbol's closed-candle history into at most one signal per candle."""
 
-    def __init__(self, config: TechnicalAgentConfig = TechnicalAgentConfig()) -> None:
-        self.config = config
+    def __init__(self, config: TechnicalAgentConfig | None = None) -> None:
+        self.config = config or TechnicalAgentConfig()
 
     def analyze(self, symbol: str, candles: Sequence[Candle]) -> TechnicalSignal | None:
         """Signal on the last candle of ``candles`` (closed, oldest first), or None.
@@ -116,7 +116,7 @@ class TechnicalAgent:
         values: dict[str, float],
     ) -> TechnicalSignal | None:
         """The signal on the candle opening at ``open_time_us`` with these indicator values."""
-        direction = self._direction(values)
+        direction = self.direction(values)
         if direction is None:
             return None
         strength = self.strength(values)
@@ -141,7 +141,10 @@ class TechnicalAgent:
             indicators=values,
         )
 
-    def _direction(self, v: dict[str, float]) -> Direction | None:
+    def direction(self, v: dict[str, float]) -> Direction | None:
+        """The direction the trend rule of the module docstring gives for the indicator values
+        ``v`` (finite, named as in ``indicators.INDICATOR_NAMES``), or None: no trend, no ATR,
+        or no stacked EMAs with a MACD histogram and RSI to match."""
         cfg = self.config
         if v["adx_14"] < cfg.adx_threshold or v["atr_14"] <= 0.0:
             return None
