@@ -9,7 +9,7 @@ from datetime import datetime
 
 from triplegain_core.execution.order_manager import ManagedOrder
 from triplegain_core.model.orders import Fill, Order, OrderEvent
-from triplegain_core.model.signals import TechnicalSignal, TradeIntent
+from triplegain_core.model.signals import Signal, TradeIntent
 from triplegain_core.portfolio.balances import PortfolioSnapshot
 from triplegain_core.portfolio.positions import Position
 from triplegain_core.risk.rules import RiskCheck
@@ -29,7 +29,7 @@ class MemoryAudit:
     """Keeps every write, in order; orders and positions also by id in their latest state
     (as the store's upserts do)."""
 
-    signals: list[TechnicalSignal] = field(default_factory=list)
+    signals: list[Signal] = field(default_factory=list)
     intents: list[tuple[str, TradeIntent]] = field(default_factory=list)
     checks: list[RiskCheck] = field(default_factory=list)
     orders: dict[str, ManagedOrder] = field(default_factory=dict)
@@ -40,7 +40,7 @@ class MemoryAudit:
     snapshots: list[PortfolioSnapshot] = field(default_factory=list)
     pipelines: int = 0
 
-    def record_signal(self, signal: TechnicalSignal) -> None:
+    def record_signal(self, signal: Signal) -> None:
         self.signals.append(signal)
 
     def record_intent(self, account: str, intent: TradeIntent) -> None:

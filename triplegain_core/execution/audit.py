@@ -15,7 +15,7 @@ from typing import Protocol
 
 from triplegain_core.execution.order_manager import ManagedOrder
 from triplegain_core.model.orders import Fill, Order, OrderEvent
-from triplegain_core.model.signals import TechnicalSignal, TradeIntent
+from triplegain_core.model.signals import Signal, TradeIntent
 from triplegain_core.portfolio.balances import PortfolioSnapshot
 from triplegain_core.portfolio.positions import Position
 from triplegain_core.risk.rules import RiskCheck
@@ -24,7 +24,7 @@ from triplegain_core.risk.rules import RiskCheck
 class AuditSink(Protocol):
     """The writes of the trading trail, each keyed on an id the kernel generated deterministically."""
 
-    def record_signal(self, signal: TechnicalSignal) -> None:
+    def record_signal(self, signal: Signal) -> None:
         """Keep an entry signal."""
         ...
 

@@ -55,7 +55,7 @@ from triplegain_core.execution.order_manager import OrderManager
 from triplegain_core.marketdata.live_market import LiveMarket
 from triplegain_core.marketdata.snapshot import BookTop, MarketSnapshot
 from triplegain_core.model.market import Candle, Trade, datetime_to_us, us_to_datetime
-from triplegain_core.model.signals import Direction, TechnicalSignal, TradeIntent
+from triplegain_core.model.signals import Direction, Signal, SignalAction, TradeIntent
 from triplegain_core.portfolio.balances import Portfolio
 from triplegain_core.portfolio.positions import PositionTracker
 from triplegain_core.risk.rules import MarketRisk, RiskCheck
@@ -63,7 +63,6 @@ from triplegain_core.strategies.interface import StrategyState
 from triplegain_core.strategies.registry import LoadedStrategy, LoadReport
 from triplegain_core.strategies.runner import StrategyRunner
 from triplegain_core.strategies.selection import candle_needs, select_strategies, timeframe_of
-from triplegain_core.strategies.signal import SignalAction, StrategySignal
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +106,7 @@ class DecisionLifecycle(Protocol):
 class SignalGate(Protocol):
     """The confirmation gate the signals of gated strategies wait at, off the decision path."""
 
-    def submit(self, signal: StrategySignal, snapshot: MarketSnapshot) -> None:
+    def submit(self, signal: Signal, snapshot: MarketSnapshot) -> None:
         """Start reviewing ``signal``; returns at once."""
         ...
 
@@ -245,7 +244,7 @@ class TradingKernel:
         self._llm_accounts: dict[str, StrategyAccount] = {}
         self._agent = (agent or TechnicalAgent()) if settings.strategies.technical_agent else None
         tested = set(settings.strategies.tested)
-        self._base = StrategyAccount(settings.account, settings, audit, view)
+        self._base = StrategyAccount(settings.account, settings, audit, view, source="technical")
         self._by_strategy = {
             s.name: StrategyAccount(strategy_account_name(settings.account, s.name), settings, audit, view,
                                     strategy=s.name, tested=s.name in tested)
@@ -384,7 +383,7 @@ class TradingKernel:
         self._maybe_snapshot(now_us)
         return deciding
 
-    def _publish_strong(self, signals: Sequence[TechnicalSignal | StrategySignal]) -> None:
+    def _publish_strong(self, signals: Sequence[Signal]) -> None:
         """Announce the strong entries of this moment, so the models may be asked early."""
         if self._strong_signals is None:
             return
@@ -439,9 +438,9 @@ class TradingKernel:
         open_ids = {p.position_id for p in account.positions.open_positions()}
         lifecycle.record_outcome(decision, check, f"{account.name}:{intent.intent_id}", open_ids, now)
 
-    def _decide(self, runners: Sequence[tuple[str | None, StrategyRunner]], ts_us: int) -> list[StrategySignal]:
+    def _decide(self, runners: Sequence[tuple[str | None, StrategyRunner]], ts_us: int) -> list[Signal]:
         """The new signals of ``runners`` on the market as of ``ts_us``."""
-        signals: list[StrategySignal] = []
+        signals: list[Signal] = []
         for timeframe, runner in runners:
             signals += runner.run(self._market.snapshot(ts_us, timeframe, candles="candles" in runner.reads))
         return signals
@@ -476,7 +475,7 @@ class TradingKernel:
             self._sync_holdings(signal.strategy for signal in signals)
         return deciding
 
-    def _route(self, signals: Sequence[StrategySignal], now_us: int) -> None:
+    def _route(self, signals: Sequence[Signal], now_us: int) -> None:
         """Each signal to its strategy's account, through the confirmation gate when it is gated."""
         for signal in signals:
             if self._gate is not None and signal.strategy in self._gated:

@@ -22,14 +22,13 @@ from triplegain_core.marketdata.snapshot import MarketSnapshot
 from triplegain_core.marketdata.timeframes import CandleResampler
 from triplegain_core.model.market import TIMEFRAMES, US_PER_MINUTE, Candle, Side, Trade, datetime_to_us, us_to_datetime
 from triplegain_core.model.orders import Fill, OrderPurpose, OrderState
-from triplegain_core.model.signals import Direction, IntentAction, TradeIntent
+from triplegain_core.model.signals import Direction, IntentAction, Signal, SignalAction, TradeIntent
 from triplegain_core.portfolio.balances import Portfolio
 from triplegain_core.portfolio.positions import PositionStatus
 from triplegain_core.risk.rules import RiskAdjustment, RiskReason
 from triplegain_core.storage.trading_store import TradingStore
 from triplegain_core.strategies.interface import StrategyState
 from triplegain_core.strategies.registry import LoadedStrategy
-from triplegain_core.strategies.signal import SignalAction, StrategySignal
 
 
 def _real_candles(shared_data, symbol: str = "XRP/USDT") -> list[Candle]:
@@ -521,12 +520,12 @@ class _NoConfig(BaseModel):
 def _stubborn_long(stop_fraction: float) -> LoadedStrategy:
     """LONG on every new candle while it believes itself flat, with a stop ``stop_fraction`` below."""
 
-    def generate(snapshot: MarketSnapshot, config: BaseModel, state: StrategyState) -> StrategySignal | None:
+    def generate(snapshot: MarketSnapshot, config: BaseModel, state: StrategyState) -> Signal | None:
         window = snapshot.window(state.symbol, "1m")
         if window is None or state.open_action is not None:
             return None
         close, key_us = float(window.close[-1]), int(window.open_time_us[-1])
-        return StrategySignal(signal_id=f"stubborn:{key_us}", strategy="stubborn", strategy_version="1",
+        return Signal(signal_id=f"stubborn:{key_us}", strategy="stubborn", strategy_version="1",
                               symbol=state.symbol, timeframe="1m", time=us_to_datetime(snapshot.ts_us),
                               action=SignalAction.LONG, strength=0.9, entry=close,
                               stop_loss=close * (1 - stop_fraction), take_profit=close * 1.5, reason="always long")

@@ -19,12 +19,11 @@ from triplegain_core.llm.trading_decision import Action, TradingDecision
 from triplegain_core.marketdata.snapshot import MarketSnapshot
 from triplegain_core.model.market import US_PER_MINUTE, Candle, us_to_datetime
 from triplegain_core.model.orders import OrderPurpose
-from triplegain_core.model.signals import IntentAction, TradeIntent
+from triplegain_core.model.signals import IntentAction, Signal, SignalAction, TradeIntent
 from triplegain_core.portfolio.positions import PositionStatus
 from triplegain_core.risk.rules import RiskCheck
 from triplegain_core.strategies.interface import StrategyState
 from triplegain_core.strategies.registry import LoadedStrategy
-from triplegain_core.strategies.signal import SignalAction, StrategySignal
 
 T0 = 1_780_000_000 * 1_000_000 // US_PER_MINUTE * US_PER_MINUTE
 SETTINGS = Settings(symbols=("XRP/USDT",), strategies=StrategySettings(enabled=(), technical_agent=False))
@@ -200,12 +199,12 @@ class _NoConfig(BaseModel):
 def _long_while_flat(name: str) -> LoadedStrategy:
     """LONG on every new candle while it believes itself flat."""
 
-    def generate(snapshot: MarketSnapshot, config: BaseModel, state: StrategyState) -> StrategySignal | None:
+    def generate(snapshot: MarketSnapshot, config: BaseModel, state: StrategyState) -> Signal | None:
         window = snapshot.window(state.symbol, "1m")
         if window is None or state.open_action is not None:
             return None
         close, key_us = float(window.close[-1]), int(window.open_time_us[-1])
-        return StrategySignal(signal_id=f"{name}:{key_us}", strategy=name, strategy_version="1",
+        return Signal(signal_id=f"{name}:{key_us}", strategy=name, strategy_version="1",
                               symbol=state.symbol, timeframe="1m", time=us_to_datetime(snapshot.ts_us),
                               action=SignalAction.LONG, strength=0.9, entry=close,
                               stop_loss=close * 0.99, take_profit=close * 1.05, reason="long")
@@ -218,9 +217,9 @@ class _Gate:
     """A confirmation gate that keeps every signal waiting."""
 
     def __init__(self) -> None:
-        self.submitted: list[StrategySignal] = []
+        self.submitted: list[Signal] = []
 
-    def submit(self, signal: StrategySignal, snapshot: MarketSnapshot) -> None:
+    def submit(self, signal: Signal, snapshot: MarketSnapshot) -> None:
         self.submitted.append(signal)
 
     def awaiting(self) -> set[str]:

@@ -19,9 +19,9 @@ from triplegain_core.analysis.indicators import MIN_HISTORY
 from triplegain_core.analysis.technical_agent import TechnicalAgent, TechnicalAgentConfig
 from triplegain_core.marketdata.snapshot import MarketSnapshot
 from triplegain_core.model.market import TRADED_SYMBOLS
+from triplegain_core.model.signals import Signal, SignalAction
 from triplegain_core.strategies.interface import StrategyState
 from triplegain_core.strategies.levels import candle_signal
-from triplegain_core.strategies.signal import SignalAction, StrategySignal
 
 NAME = "trend_momentum"
 VERSION = "1.0.0"
@@ -52,7 +52,7 @@ def indicator_values(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> di
     }
 
 
-def generate_signal(snapshot: MarketSnapshot, config: Config, state: StrategyState) -> StrategySignal | None:
+def generate_signal(snapshot: MarketSnapshot, config: Config, state: StrategyState) -> Signal | None:
     """LONG/SHORT on the last closed candle when the trend rule holds with enough strength."""
     window = snapshot.window(state.symbol, config.timeframe)
     if window is None or len(window) < MIN_HISTORY:
