@@ -49,7 +49,7 @@ from triplegain_core.storage.model_accounts import model_accounts
 from triplegain_core.storage.trading_store import TradingStore
 
 DEMO_DATABASE = "triplegain"
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
