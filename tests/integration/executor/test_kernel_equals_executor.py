@@ -14,7 +14,6 @@ from datetime import datetime
 
 import pandas as pd
 import psycopg
-import pytest
 import redis
 
 from streamer.executor.loop import TradingLoop
@@ -180,19 +179,3 @@ def test_the_kernel_fed_directly_trades_as_the_executor_fed_through_redis(
     closed = sum(1 for p in audit.positions.values() if p.closed_at is not None)
     assert closed >= MIN_CLOSED
     assert all(o.state is OrderState.FILLED for o in audit.orders.values() if o.filled_quantity)
-
-
-@pytest.mark.parametrize("split", [1, 7, 250])
-def test_how_the_candles_are_batched_changes_nothing(shared_data, split: int) -> None:
-    """The kernel decides moment by moment: handing it the candles in batches of any size
-    gives the same trail as handing them all at once."""
-    candles = _real_candles(shared_data)[:600]
-    whole, batched = MemoryAudit(), MemoryAudit()
-    one = TradingKernel(Settings(symbols=(SYMBOL,)), whole)
-    one.on_candles(candles)
-    many = TradingKernel(Settings(symbols=(SYMBOL,)), batched)
-    for start in range(0, len(candles), split):
-        many.on_candles(candles[start:start + split])
-    assert batched.fills == whole.fills and batched.fills
-    assert batched.positions == whole.positions
-    assert batched.snapshots == whole.snapshots

@@ -6,6 +6,7 @@ from collections.abc import Collection
 from datetime import datetime
 
 import numpy as np
+import pandas as pd
 import pytest
 from pydantic import BaseModel
 
@@ -17,7 +18,7 @@ from triplegain_core.decisions.lifecycle import DecisionState
 from triplegain_core.execution.kernel import TradingKernel
 from triplegain_core.llm.trading_decision import Action, TradingDecision
 from triplegain_core.marketdata.snapshot import MarketSnapshot
-from triplegain_core.model.market import US_PER_MINUTE, Candle, us_to_datetime
+from triplegain_core.model.market import US_PER_MINUTE, Candle, datetime_to_us, us_to_datetime
 from triplegain_core.model.orders import OrderPurpose
 from triplegain_core.model.signals import IntentAction, Signal, SignalAction, TradeIntent
 from triplegain_core.portfolio.positions import PositionStatus
@@ -251,3 +252,21 @@ def test_gated_signals_wait_for_their_verdict_and_strong_ones_are_announced() ->
     kernel.on_candles(walk[1:])
     assert len(gate.submitted) == 1
     assert kernel.strategy_state("gated", "XRP/USDT").open_action is SignalAction.LONG
+
+
+@pytest.mark.parametrize("split", [1, 7, 250])
+def test_how_the_candles_are_batched_changes_nothing(shared_data, split: int) -> None:
+    """The kernel decides moment by moment: handing it the candles in batches of any size
+    gives the same trail as handing them all at once."""
+    frame = pd.read_parquet(shared_data / "binance_xrp-eth_1m.parquet")[:600]
+    candles = [Candle("XRP/USDT", "1m", datetime_to_us(row.ts.to_pydatetime()), row.open, row.high, row.low,
+                      row.close, row.volume, 1) for row in frame.itertuples()]
+    whole, batched = MemoryAudit(), MemoryAudit()
+    one = TradingKernel(Settings(symbols=("XRP/USDT",)), whole)
+    one.on_candles(candles)
+    many = TradingKernel(Settings(symbols=("XRP/USDT",)), batched)
+    for start in range(0, len(candles), split):
+        many.on_candles(candles[start:start + split])
+    assert batched.fills == whole.fills and batched.fills
+    assert batched.positions == whole.positions
+    assert batched.snapshots == whole.snapshots
