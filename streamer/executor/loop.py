@@ -98,6 +98,7 @@ class TradingLoop:
         self.kernel = TradingKernel(settings, store, agent=agent, strategies=strategies,
                                     books=HotStateBooks(hot_state), decisions=decisions,
                                     strong_signals=strong_signals, gate=gate, gate_audit=gate_store)
+        """The decision path this loop hosts: its accounts, strategies and market view."""
         self._intake = decisions
         self._gate = gate
         self._stream_id = start_stream_id
