@@ -215,9 +215,9 @@ def _execute(args: argparse.Namespace, settings: Settings) -> int:
                 gate=gate,
                 gate_store=GateStore(conn),
             )
-            for account in loop.accounts:
+            for account in loop.kernel.accounts:
                 log.info("account %s trades %s", account.name, account.strategy or "the TechnicalAgent")
-            for report in loop.strategy_reports:
+            for report in loop.kernel.strategy_reports:
                 if not report.loaded:
                     log.warning("strategy %s not run: %s", report.name or report.source, report.reason)
             try:
@@ -226,7 +226,7 @@ def _execute(args: argparse.Namespace, settings: Settings) -> int:
                 if gate is not None:
                     gate.close()
             print(stats)
-            for account in loop.accounts:
+            for account in loop.kernel.accounts:
                 print(account.name, account.stats)
             print("decisions", intake.stats)
 

@@ -109,7 +109,7 @@ class DemoDeliberation:
             beat = hot_state.streamer_heartbeat()
             if beat is not None and beat.last_trade_ts_us >= exchange.now_us:
                 closes = [c.close_time_us for s in self._settings.symbols for c in hot_state.recent_candles(s, limit=1)]
-                if closes and (loop.market_time_us or 0) >= max(closes):
+                if closes and (loop.kernel.market_time_us or 0) >= max(closes):
                     return
             await asyncio.sleep(POLL_S)
         log.warning("executor still behind the stored candles after %.0f s: deliberating anyway", CATCH_UP_S)

@@ -24,7 +24,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from tqdm import tqdm
 
 from streamer.demo.deliberation import DeliberationLog, DemoDeliberation
-from streamer.executor.loop import ExecutorStats, TradingLoop
+from streamer.executor.loop import TradingLoop
 from streamer.ingest.streamer import TradeStreamer
 from streamer.replay.exchange import ReplayExchange
 from streamer.replay.source import ReplaySource, replay_source
@@ -32,6 +32,7 @@ from triplegain_core.config import Settings
 from triplegain_core.contracts.decision_streams import DecisionStream, StrongSignalStream
 from triplegain_core.contracts.hot_state import HotStatePublisher, HotStateReader
 from triplegain_core.decisions.intake import DecisionIntake
+from triplegain_core.execution.kernel import KernelStats
 from triplegain_core.llm.leaderboard import Leaderboard, leaderboard, render_markdown
 from triplegain_core.model.market import Asset
 from triplegain_core.portfolio.metrics import AccountMetrics
@@ -60,7 +61,7 @@ class DemoResult:
     account: str
     trades_replayed: int
     candles_per_symbol: dict[str, int]
-    executor: ExecutorStats
+    executor: KernelStats
     activity: dict[str, int]
     fees: dict[str, float]
     start_balances: dict[Asset, float]
@@ -122,7 +123,7 @@ async def run_demo(
             loop = TradingLoop(settings, HotStateReader(redis_client), TradingStore(trading_conn),
                                start_stream_id="0", decisions=intake,
                                strong_signals=StrongSignalStream(redis_client))
-            start_balances = loop.portfolio.balances
+            start_balances = loop.kernel.portfolio.balances
             executor_stop = asyncio.Event()
             executor_task = asyncio.create_task(loop.run(executor_stop))
             rounds = DemoDeliberation(settings, database_url, redis_url, deliberate_every_minutes)
@@ -146,11 +147,11 @@ async def run_demo(
                 activity=trading.activity_counts(settings.account),
                 fees=trading.fees_paid(settings.account),
                 start_balances=start_balances,
-                final_balances=loop.portfolio.balances,
+                final_balances=loop.kernel.portfolio.balances,
                 start_equity_usdt=float(snapshots["equity_usdt"].iloc[0]) if len(snapshots) else 0.0,
                 final_equity_usdt=float(snapshots["equity_usdt"].iloc[-1]) if len(snapshots) else 0.0,
                 report_image=None,
-                accounts={a.name: trading.account_metrics(a.name) for a in loop.accounts},
+                accounts={a.name: trading.account_metrics(a.name) for a in loop.kernel.accounts},
                 deliberation=deliberation,
                 leaderboard=leaderboard(models) if models else None,
             )

@@ -135,7 +135,7 @@ def test_executor_cycle(shared_data: Path, redis_client, db: psycopg.Connection)
     assert len(stretch_cycles) == len(stretch) * (1 + CANDLE_STRETCH_TICK_CYCLES)
     assert loop.stats.candles == 3 * len(minutes)
     # Every strategy ran on its own account; the accounts traded the measured stretch.
-    assert len(loop.accounts) == 1 + len(loop.strategies) >= 12
+    assert len(loop.kernel.accounts) == 1 + len(loop.kernel.strategies) >= 12
     assert loop.stats.fills > 0
     mix = f"live mix: 1 candle cycle + {LIVE_CYCLES_PER_MINUTE - 1} tick cycles a minute"
     figures = [
@@ -153,5 +153,5 @@ def test_executor_cycle(shared_data: Path, redis_client, db: psycopg.Connection)
         print(f"BENCH {name}_p50_ms {percentile(samples, 0.5):.3f} ms ({what})")
         print(f"BENCH {name}_p99_ms {percentile(samples, 0.99):.3f} ms ({what})")
     print(f"({len(live_cycles) + len(sync_cycles) + len(stretch_cycles)} cycles measured, "
-          f"{len(candle_cycles)} candle cycles, {len(loop.accounts)} accounts, {loop.stats.signals} signals, "
+          f"{len(candle_cycles)} candle cycles, {len(loop.kernel.accounts)} accounts, {loop.stats.signals} signals, "
           f"{loop.stats.fills} fills)")

@@ -9,8 +9,8 @@ import numpy as np
 from pydantic import BaseModel
 
 from triplegain_core.marketdata.snapshot import CandleWindow, MarketSnapshot
+from triplegain_core.model.signals import Signal, SignalAction
 from triplegain_core.strategies.interface import StrategyState
-from triplegain_core.strategies.signal import SignalAction, StrategySignal
 
 SYMBOL = "XRP/USDT"
 T0 = 1_700_000_000_000_000
@@ -28,11 +28,11 @@ def snapshot() -> MarketSnapshot:
 
 
 def baseline(market: MarketSnapshot, config: BaseModel | None = None,
-             state: StrategyState | None = None) -> StrategySignal:
+             state: StrategyState | None = None) -> Signal:
     window = market.window(SYMBOL, "5m")
     assert window is not None
     entry = float(window.close[-1])
-    return StrategySignal(
+    return Signal(
         signal_id=f"trend:{SYMBOL}:{window.last_open_time_us}", strategy="trend", strategy_version="1",
         symbol=SYMBOL, timeframe="5m", time=datetime.fromtimestamp(window.last_close_time_us / 1e6, UTC),
         action=SignalAction.LONG, strength=0.8, entry=entry, stop_loss=entry * 0.99,

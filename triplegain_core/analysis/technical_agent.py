@@ -23,9 +23,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from triplegain_core.analysis.indicators import MIN_HISTORY, core_indicator_arrays, latest_indicators
 from triplegain_core.marketdata.snapshot import CandleWindow
 from triplegain_core.model.market import Candle, us_to_datetime
-from triplegain_core.model.signals import Direction, TechnicalSignal
+from triplegain_core.model.signals import Direction, Signal, SignalAction
 
 STRATEGY = "technical_trend"
+VERSION = "1"
 
 TREND_WEIGHT = 0.4
 MOMENTUM_WEIGHT = 0.3
@@ -78,10 +79,10 @@ def _clip01(value: float) -> float:
 class TechnicalAgent:
     """Turns a symbol's closed-candle history into at most one signal per candle."""
 
-    def __init__(self, config: TechnicalAgentConfig = TechnicalAgentConfig()) -> None:
-        self.config = config
+    def __init__(self, config: TechnicalAgentConfig | None = None) -> None:
+        self.config = config or TechnicalAgentConfig()
 
-    def analyze(self, symbol: str, candles: Sequence[Candle]) -> TechnicalSignal | None:
+    def analyze(self, symbol: str, candles: Sequence[Candle]) -> Signal | None:
         """Signal on the last candle of ``candles`` (closed, oldest first), or None.
 
         None when history is too short for every indicator, when no direction qualifies,
@@ -97,7 +98,7 @@ class TechnicalAgent:
             return None
         return self._signal(symbol, last.timeframe, last.open_time_us, last.close_time_us, last.close, values)
 
-    def analyze_window(self, window: CandleWindow) -> TechnicalSignal | None:
+    def analyze_window(self, window: CandleWindow) -> Signal | None:
         """:meth:`analyze` on the candles of ``window``: the same signal, read from its columns.
 
         The trading loop's hot path: the indicators run on the window's float64 arrays as they
@@ -114,9 +115,9 @@ class TechnicalAgent:
     def _signal(
         self, symbol: str, timeframe: str, open_time_us: int, close_time_us: int, entry: float,
         values: dict[str, float],
-    ) -> TechnicalSignal | None:
+    ) -> Signal | None:
         """The signal on the candle opening at ``open_time_us`` with these indicator values."""
-        direction = self._direction(values)
+        direction = self.direction(values)
         if direction is None:
             return None
         strength = self.strength(values)
@@ -127,21 +128,26 @@ class TechnicalAgent:
             self.config.max_stop_distance * entry,
         )
         sign = 1.0 if direction is Direction.LONG else -1.0
-        return TechnicalSignal(
+        return Signal(
             signal_id=f"{STRATEGY}:{symbol}:{timeframe}:{open_time_us}",
             strategy=STRATEGY,
+            strategy_version=VERSION,
             symbol=symbol,
             timeframe=timeframe,
             time=us_to_datetime(close_time_us),
-            direction=direction,
+            action=SignalAction(direction.value),
             strength=strength,
             entry=entry,
             stop_loss=entry - sign * stop_distance,
             take_profit=entry + sign * self.config.reward_risk * stop_distance,
+            reason=f"EMAs stacked {direction}, MACD histogram {values['macd_hist']:+.3g}, ADX {values['adx_14']:.1f}",
             indicators=values,
         )
 
-    def _direction(self, v: dict[str, float]) -> Direction | None:
+    def direction(self, v: dict[str, float]) -> Direction | None:
+        """The direction the trend rule of the module docstring gives for the indicator values
+        ``v`` (finite, named as in ``indicators.INDICATOR_NAMES``), or None: no trend, no ATR,
+        or no stacked EMAs with a MACD histogram and RSI to match."""
         cfg = self.config
         if v["adx_14"] < cfg.adx_threshold or v["atr_14"] <= 0.0:
             return None

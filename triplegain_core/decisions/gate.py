@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from triplegain_core.marketdata.snapshot import MarketSnapshot
 from triplegain_core.model.market import us_to_datetime
-from triplegain_core.strategies.signal import StrategySignal
+from triplegain_core.model.signals import Signal
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class GateVerdict(BaseModel):
 class SignalGate(Protocol):
     """Reviews a baseline signal; may only confirm or veto it."""
 
-    def review(self, signal: StrategySignal, snapshot: MarketSnapshot) -> GateVerdict: ...
+    def review(self, signal: Signal, snapshot: MarketSnapshot) -> GateVerdict: ...
 
 
 class GatePolicy(StrEnum):
@@ -74,13 +74,13 @@ class GateDecision(BaseModel):
     strategy: str
     symbol: str
     time: datetime
-    baseline_signal: StrategySignal
+    baseline_signal: Signal
     baseline_reason: str
     gate: str | None
     gate_verdict: Verdict | None
     gate_reason: str
     outcome: GateOutcome
-    final_signal: StrategySignal | None
+    final_signal: Signal | None
 
     @property
     def passed(self) -> bool:
@@ -89,7 +89,7 @@ class GateDecision(BaseModel):
 
 
 def _decision(
-    signal: StrategySignal,
+    signal: Signal,
     snapshot: MarketSnapshot,
     gate: str | None,
     verdict: Verdict | None,
@@ -113,7 +113,7 @@ def _decision(
 
 
 def review_signal(
-    signal: StrategySignal,
+    signal: Signal,
     snapshot: MarketSnapshot,
     gate: SignalGate | None,
     policy: GatePolicy = GatePolicy.VETO,

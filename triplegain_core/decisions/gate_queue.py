@@ -17,14 +17,14 @@ from types import TracebackType
 
 from triplegain_core.decisions.gate import GateDecision, GateOutcome, GatePolicy, SignalGate, review_signal
 from triplegain_core.marketdata.snapshot import MarketSnapshot
-from triplegain_core.strategies.signal import StrategySignal
+from triplegain_core.model.signals import Signal
 
 STALE_REASON = "gate answered too late: the signal is stale"
 
 
 @dataclass(slots=True)
 class _Pending:
-    signal: StrategySignal
+    signal: Signal
     snapshot: MarketSnapshot
     future: Future[GateDecision]
     submitted: float
@@ -52,7 +52,7 @@ class GateQueue:
         """The strategies with a signal still waiting for its verdict."""
         return {item.signal.strategy for item in self._pending}
 
-    def submit(self, signal: StrategySignal, snapshot: MarketSnapshot) -> None:
+    def submit(self, signal: Signal, snapshot: MarketSnapshot) -> None:
         """Start reviewing ``signal``; returns at once."""
         future = self._pool.submit(review_signal, signal, snapshot, self._gate, self._policy)
         self._pending.append(_Pending(signal, snapshot, future, time.monotonic()))

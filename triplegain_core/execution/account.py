@@ -2,7 +2,7 @@
 every intent takes through them.
 
 intent -> RiskAgent (validate, size, leverage) -> OrderManager (client order id) -> paper
-executor -> PositionTracker -> Portfolio, each step persisted by the TradingStore under the
+executor -> PositionTracker -> Portfolio, each step written to the audit sink under the
 account's name. Each strategy (and the TechnicalAgent) trades one such account over the same
 market, so nothing one of them does — a loss streak, a drawdown pause, a position, a cash
 balance — changes what another may do. The market itself (prices, books, the volatility and
@@ -18,17 +18,16 @@ from datetime import datetime
 from typing import Protocol
 
 from triplegain_core.config import Settings
+from triplegain_core.execution.audit import AuditSink
 from triplegain_core.execution.order_manager import OrderManager
 from triplegain_core.execution.paper import PaperExecutor
 from triplegain_core.marketdata.snapshot import BookTop
 from triplegain_core.model.market import INSTRUMENTS, Side
 from triplegain_core.model.orders import Fill, Order, OrderPurpose, OrderType, TimeInForce
-from triplegain_core.model.signals import Direction, IntentAction, TechnicalSignal, TradeIntent
+from triplegain_core.model.signals import Direction, IntentAction, Signal, SignalAction, TradeIntent
 from triplegain_core.portfolio.balances import MissingPriceError, Portfolio, PortfolioSnapshot
 from triplegain_core.portfolio.positions import Position, PositionTracker, holding_deadline
 from triplegain_core.risk.rules import MarketRisk, RiskAgent, RiskCheck
-from triplegain_core.storage.trading_store import TradingStore
-from triplegain_core.strategies.signal import SignalAction, StrategySignal
 
 log = logging.getLogger(__name__)
 
@@ -66,21 +65,26 @@ class AccountStats:
 
 
 class StrategyAccount:
-    """One paper account and its intent -> risk -> order -> fill -> position path."""
+    """One paper account and its intent -> risk -> order -> fill -> position path.
+
+    ``source`` is what its signals' intents name as their source (``technical`` for the
+    TechnicalAgent's account, ``strategy`` for a strategy's)."""
 
     def __init__(
         self,
         name: str,
         settings: Settings,
-        store: TradingStore,
+        store: AuditSink,
         market: MarketView,
         *,
         strategy: str | None = None,
         tested: bool = False,
+        source: str = "strategy",
     ) -> None:
         self.name = name
         self.strategy = strategy
         self.tested = tested
+        self.source = source
         self._settings = settings
         self._store = store
         self._market = market
@@ -93,20 +97,17 @@ class StrategyAccount:
         self._exit_attempts: dict[str, int] = {}
         self.stats = AccountStats()
 
-    def on_signal(self, signal: TechnicalSignal | StrategySignal) -> RiskCheck:
-        """Persist ``signal`` and trade the intent it stands for."""
+    def on_signal(self, signal: Signal) -> RiskCheck:
+        """Persist ``signal`` and trade the intent it stands for (its source the account's)."""
         self.stats.signals += 1
-        if isinstance(signal, StrategySignal):
-            intent = signal.to_trade_intent(tested=self.tested)
-            if signal.action is SignalAction.CLOSE:
-                # The signals table holds entries only (a CLOSE has no stop or direction), so a
-                # CLOSE is kept as its trade intent, whose id is the signal's id.
-                intent = intent.model_copy(update={"signal_id": None})
-            else:
-                self._store.record_signal(signal.to_technical_signal())
-            return self.on_intent(intent)
-        self._store.record_signal(signal)
-        return self.on_intent(TradeIntent.from_signal(signal, tested=self.tested))
+        intent = signal.to_trade_intent(source=self.source, tested=self.tested)
+        if signal.action is SignalAction.CLOSE:
+            # The signals table holds entries only (a CLOSE has no stop or direction), so a
+            # CLOSE is kept as its trade intent, whose id is the signal's id.
+            intent = intent.model_copy(update={"signal_id": None})
+        else:
+            self._store.record_signal(signal)
+        return self.on_intent(intent)
 
     def on_intent(self, intent: TradeIntent) -> RiskCheck:
         """Risk-check ``intent`` and, when approved, trade it; every step is persisted."""
@@ -130,7 +131,8 @@ class StrategyAccount:
         self.stats.approved += 1
         if intent.action is IntentAction.CLOSE:
             position = self.positions.get(check.position_id or "")
-            self._exit(position, OrderPurpose.SIGNAL_CLOSE, prices.get(position.symbol, intent.entry), intent.time, check)
+            price = prices.get(position.symbol, intent.entry)
+            self._exit(position, OrderPurpose.SIGNAL_CLOSE, price, intent.time, check)
             return check
         self._enter(intent, check, position_id)
         return check

@@ -35,7 +35,7 @@ from triplegain_core.llm.prompts import MarketContext, Prompt, PromptStyle, buil
 from triplegain_core.llm.trading_decision import Action, TradingDecision
 from triplegain_core.marketdata.snapshot import MarketSnapshot
 from triplegain_core.model.market import Candle, us_to_datetime
-from triplegain_core.strategies.signal import SignalAction, StrategySignal
+from triplegain_core.model.signals import Signal, SignalAction
 
 T = TypeVar("T")
 
@@ -80,7 +80,7 @@ class GateJudgement(BaseModel):
         return GateVerdict(verdict=self.verdict, reason=self.reason)
 
 
-def gate_prompt(signal: StrategySignal, snapshot: MarketSnapshot, style: PromptStyle = PromptStyle.CONSERVATIVE,
+def gate_prompt(signal: Signal, snapshot: MarketSnapshot, style: PromptStyle = PromptStyle.CONSERVATIVE,
                 token_budget: int = 6_000) -> Prompt:
     """The prompt showing ``signal`` and the snapshot's recent candles of its symbol and timeframe."""
     window = snapshot.candles.get((signal.symbol, signal.timeframe))
@@ -122,7 +122,7 @@ class LLMGateJudge:
         self._style = style
         self._deadline_s = deadline_s
 
-    async def judge(self, signal: StrategySignal, snapshot: MarketSnapshot) -> GateJudgement:
+    async def judge(self, signal: Signal, snapshot: MarketSnapshot) -> GateJudgement:
         """The model's verdict on ``signal`` (None with the reason when it gave no valid answer)."""
         prompt = gate_prompt(signal, snapshot, self._style, self._client.settings.prompt_token_budget)
         turn = await self._client.ask_for(
@@ -181,7 +181,7 @@ class LLMSignalGate:
     def _run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
-    def review(self, signal: StrategySignal, snapshot: MarketSnapshot) -> GateVerdict:
+    def review(self, signal: Signal, snapshot: MarketSnapshot) -> GateVerdict:
         """Confirm or veto ``signal``; raises GateAnswerError when the model gave no valid verdict."""
         future = asyncio.run_coroutine_threadsafe(self._judge.judge(signal, snapshot), self._loop)
         try:

@@ -23,7 +23,7 @@ from triplegain_core.llm.trading_decision import (
     Rejection,
 )
 from triplegain_core.model.market import Asset, Candle
-from triplegain_core.model.signals import TechnicalSignal
+from triplegain_core.model.signals import Signal
 from triplegain_core.portfolio.positions import Position
 
 CHARS_PER_TOKEN = 4
@@ -93,7 +93,7 @@ class MarketContext(BaseModel):
     candles: tuple[Candle, ...] = ()
     indicators: dict[str, float] = Field(default_factory=dict)
     regime: str | None = None
-    signal: TechnicalSignal | None = None
+    signal: Signal | None = None
     positions: tuple[Position, ...] = ()
     recent_trades: tuple[Position, ...] = ()
     balances: dict[Asset, float] = Field(default_factory=dict)
@@ -153,7 +153,7 @@ def _sections(context: MarketContext) -> list[_Section]:
     if context.signal is not None:
         s = context.signal
         sections.append(_Section("Technical signal", [
-            f"{s.strategy} on {s.timeframe}: {s.direction.value} strength {s.strength:.2f}, "
+            f"{s.strategy} on {s.timeframe}: {s.action.value} strength {s.strength:.2f}, "
             f"entry {_num(s.entry)} stop {_num(s.stop_loss)} take-profit {_num(s.take_profit)}",
         ], priority=80))
     if context.regime is not None:

@@ -27,7 +27,7 @@ from triplegain_core.marketdata.snapshot import (
     TradeWindow,
 )
 from triplegain_core.marketdata.timeframes import CandleResampler
-from triplegain_core.model.market import TIMEFRAME_US, Candle, Trade, us_to_datetime
+from triplegain_core.model.market import TIMEFRAME_US, Candle, Trade, datetime_to_us, us_to_datetime
 from triplegain_core.risk.rules import MarketRisk, estimate_market_risk
 
 SOURCE_TIMEFRAME = "1m"
@@ -194,6 +194,14 @@ class LiveMarket:
             elif symbol in self._history and (top := book_top(book)) is not None:
                 kept[symbol] = top
         self._books = kept
+
+    def book(self, symbol: str, when: datetime) -> BookTop | None:
+        """The known book of ``symbol`` to fill an order of ``when`` against, or None when there
+        is none that close to ``when``."""
+        top = self._books.get(symbol)
+        if top is None or abs(top.ts_us - datetime_to_us(when)) > BOOK_MAX_AGE_US:
+            return None
+        return top
 
     def history(self, symbol: str) -> list[Candle]:
         """The 1m candles of ``symbol`` held, oldest first."""

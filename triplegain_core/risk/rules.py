@@ -1,11 +1,11 @@
 """Risk rules: the product's promise. No model output bypasses them.
 
-The RiskAgent validates a :class:`~triplegain_core.model.signals.TradeIntent` (a TechnicalSignal is
-converted to one) against the limits of ARCHITECTURE.md section 4, sizes it, sets its
-leverage, and returns a :class:`RiskCheck` that names every reason of a rejection and every
-adjustment of an approval. Where the market context needed by a rule is unknown (no
-volatility or correlation estimate yet), the rule assumes the unfavourable case: no leverage,
-correlated, BTC-correlated. A missing estimate never loosens a limit.
+The RiskAgent validates a :class:`~triplegain_core.model.signals.TradeIntent` (a
+:class:`~triplegain_core.model.signals.Signal` is converted to one) against the limits of
+ARCHITECTURE.md section 4, sizes it, sets its leverage, and returns a :class:`RiskCheck` that
+names every reason of a rejection and every adjustment of an approval. Where the market
+context needed by a rule is unknown (no volatility or correlation estimate yet), the rule
+assumes the unfavourable case: no leverage, correlated, BTC-correlated. A missing estimate never loosens a limit.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from triplegain_core.execution.paper import PaperExecutor
 from triplegain_core.model.market import INSTRUMENTS, Asset, Side
-from triplegain_core.model.signals import Direction, IntentAction, TechnicalSignal, TradeIntent
+from triplegain_core.model.signals import Direction, IntentAction, Signal, TradeIntent
 from triplegain_core.portfolio.balances import MissingPriceError, Portfolio
 from triplegain_core.portfolio.positions import Position
 
@@ -303,7 +303,7 @@ class RiskAgent:
 
     def validate(
         self,
-        intent: TradeIntent | TechnicalSignal,
+        intent: TradeIntent | Signal,
         portfolio: Portfolio,
         prices: Mapping[str, float],
         open_positions: Sequence[Position],
@@ -320,8 +320,8 @@ class RiskAgent:
         to exit. All values are in USDT; XRP/BTC goes through the BTC/USDT price. A CLOSE
         intent is approved when there is a position to close.
         """
-        if isinstance(intent, TechnicalSignal):
-            intent = TradeIntent.from_signal(intent)
+        if isinstance(intent, Signal):
+            intent = intent.to_trade_intent(source="technical")
         market = market or MarketRisk()
         verdict = _Verdict()
         observed = _safe_equity(portfolio, prices)

@@ -9,7 +9,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from triplegain_core.decisions.gate import GateDecision, GateOutcome, Verdict
-from triplegain_core.strategies.signal import StrategySignal
+from triplegain_core.model.signals import Signal
 
 
 class GateStore:
@@ -39,7 +39,7 @@ class GateStore:
             ).fetchall()
         decided = []
         for row in rows:
-            baseline = StrategySignal.model_validate(row["baseline_signal"])
+            baseline = Signal.model_validate(row["baseline_signal"])
             decided.append(GateDecision(
                 signal_id=row["signal_id"], strategy=row["strategy"], symbol=row["symbol"], time=row["time"],
                 baseline_signal=baseline, baseline_reason=row["baseline_reason"], gate=row["gate"],

@@ -18,7 +18,7 @@ from psycopg.types.json import Jsonb
 from triplegain_core.execution.order_manager import ManagedOrder
 from triplegain_core.model.market import Asset
 from triplegain_core.model.orders import Fill, Order, OrderEvent, OrderState
-from triplegain_core.model.signals import TechnicalSignal, TradeIntent
+from triplegain_core.model.signals import Signal, TradeIntent
 from triplegain_core.portfolio.balances import PortfolioSnapshot
 from triplegain_core.portfolio.metrics import AccountMetrics, account_metrics
 from triplegain_core.portfolio.positions import Position
@@ -46,7 +46,10 @@ class TradingStore:
     def __init__(self, conn: psycopg.Connection) -> None:
         self._conn = conn
 
-    def record_signal(self, signal: TechnicalSignal) -> None:
+    def record_signal(self, signal: Signal) -> None:
+        """Keep an entry signal (a CLOSE has no direction or levels: ValueError)."""
+        if signal.direction is None:
+            raise ValueError(f"{signal.signal_id}: the signals table keeps entries only, not a CLOSE")
         self._conn.execute(
             "INSERT INTO technical_signals (signal_id, strategy, symbol, timeframe, time, direction,"
             " strength, entry, stop_loss, take_profit, indicators)"

@@ -5,7 +5,7 @@ A strategy is any module (or object) with:
 - ``NAME`` (str, unique) and ``VERSION`` (str);
 - ``SYMBOLS``: the traded symbols it runs on (a tuple, each one of ``market.TRADED_SYMBOLS``);
 - ``Config``: a pydantic model whose every field has a default (``Config()`` must build);
-- ``generate_signal(snapshot, config, state) -> StrategySignal | None``, a pure function of
+- ``generate_signal(snapshot, config, state) -> Signal | None``, a pure function of
   its three arguments;
 - optionally ``READS``: the snapshot parts it reads (a subset of
   ``market_snapshot.SNAPSHOT_PARTS``, all of them when absent). The runner calls it again only
@@ -24,7 +24,7 @@ from typing import Protocol, runtime_checkable
 from pydantic import BaseModel
 
 from triplegain_core.marketdata.snapshot import MarketSnapshot
-from triplegain_core.strategies.signal import SignalAction, StrategySignal
+from triplegain_core.model.signals import Signal, SignalAction
 
 
 @dataclass(slots=True)
@@ -43,7 +43,7 @@ class StrategyState:
     signals_emitted: int = 0
     memory: dict[str, float] = field(default_factory=dict)
 
-    def record(self, signal: StrategySignal) -> None:
+    def record(self, signal: Signal) -> None:
         """Note an emitted signal: an entry opens (or flips) the intent, CLOSE clears it."""
         self.last_signal_id = signal.signal_id
         self.signals_emitted += 1
@@ -64,4 +64,4 @@ class SignalGenerator(Protocol):
 
     def __call__(
         self, snapshot: MarketSnapshot, config: BaseModel, state: StrategyState
-    ) -> StrategySignal | None: ...
+    ) -> Signal | None: ...

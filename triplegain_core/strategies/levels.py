@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from triplegain_core.marketdata.snapshot import CandleWindow
 from triplegain_core.model.market import us_to_datetime
-from triplegain_core.strategies.signal import SignalAction, StrategySignal
+from triplegain_core.model.signals import Signal, SignalAction
 
 
 class BracketConfig(BaseModel):
@@ -73,7 +73,7 @@ def entry_signal(
     indicators: dict[str, float],
     take_profit: float | None = None,
     invalidation: float | None = None,
-) -> StrategySignal | None:
+) -> Signal | None:
     """A LONG/SHORT signal with a clamped stop; None when below ``min_strength``.
 
     ``take_profit`` defaults to ``reward_risk`` times the stop distance; a given one on the
@@ -88,7 +88,7 @@ def entry_signal(
         take_profit = entry + sign * config.reward_risk * distance
     if invalidation is not None and sign * (entry - invalidation) <= 0.0:
         invalidation = None
-    return StrategySignal(
+    return Signal(
         signal_id=f"{strategy}:{symbol}:{timeframe}:{key_us}",
         strategy=strategy,
         strategy_version=version,
@@ -108,9 +108,9 @@ def entry_signal(
 
 def close_signal(
     *, strategy: str, version: str, window: CandleWindow, reason: str, indicators: dict[str, float]
-) -> StrategySignal:
+) -> Signal:
     """A CLOSE of the strategy's open intent on the last candle of ``window``."""
-    return StrategySignal(
+    return Signal(
         signal_id=f"{strategy}:{window.symbol}:{window.timeframe}:{window.last_open_time_us}:close",
         strategy=strategy,
         strategy_version=version,
@@ -138,7 +138,7 @@ def candle_signal(
     indicators: dict[str, float],
     take_profit: float | None = None,
     invalidation: float | None = None,
-) -> StrategySignal | None:
+) -> Signal | None:
     """:func:`entry_signal` at the close of the last candle of ``window``."""
     return entry_signal(
         strategy=strategy,

@@ -8,13 +8,13 @@ replay (as the runner would). Used by backtests and by the tests' look-ahead che
 from __future__ import annotations
 
 from triplegain_core.marketdata.snapshot import CandleWindow, MarketSnapshot, timeframe_us
+from triplegain_core.model.signals import Signal
 from triplegain_core.strategies.registry import LoadedStrategy
-from triplegain_core.strategies.signal import StrategySignal
 
 
 def replay_candles(
     strategy: LoadedStrategy, history: CandleWindow, window: int = 300
-) -> list[tuple[int, StrategySignal]]:
+) -> list[tuple[int, Signal]]:
     """(index of the candle it fired on, signal) for every signal over ``history``.
 
     Emitted signals are recorded in the state, so strategies that CLOSE their own intents
@@ -24,7 +24,7 @@ def replay_candles(
         raise ValueError(f"window must be positive, got {window}")
     state = strategy.new_state(history.symbol)
     span = timeframe_us(history.timeframe)
-    signals: list[tuple[int, StrategySignal]] = []
+    signals: list[tuple[int, Signal]] = []
     for end in range(1, len(history) + 1):
         start = max(0, end - window)
         cut = CandleWindow(

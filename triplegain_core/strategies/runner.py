@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 
 from triplegain_core.decisions.gate import GateDecision, GatePolicy, SignalGate, review_signal
 from triplegain_core.marketdata.snapshot import MarketSnapshot
+from triplegain_core.model.signals import Signal
 from triplegain_core.strategies.interface import StrategyState
 from triplegain_core.strategies.registry import LoadedStrategy
-from triplegain_core.strategies.signal import StrategySignal
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class StrategyFailure:
 class CycleReport:
     """Everything one cycle produced besides the signals' list itself."""
 
-    signals: list[StrategySignal] = field(default_factory=list)
+    signals: list[Signal] = field(default_factory=list)
     gate_decisions: list[GateDecision] = field(default_factory=list)
     failures: list[StrategyFailure] = field(default_factory=list)
 
@@ -104,7 +104,7 @@ class StrategyRunner:
                 self._input_keys[(strategy.name, symbol)] = (fingerprint, state.signals_emitted, state.last_signal_id,
                                                              state.open_action)
 
-    def run(self, snapshot: MarketSnapshot) -> list[StrategySignal]:
+    def run(self, snapshot: MarketSnapshot) -> list[Signal]:
         """The new signals of this cycle, in strategy then symbol order."""
         report = CycleReport()
         fingerprints: dict[frozenset[str], tuple[object, ...]] = {}
@@ -127,7 +127,7 @@ class StrategyRunner:
                     continue
                 if signal is None:
                     continue
-                if not isinstance(signal, StrategySignal) or signal.symbol != symbol or signal.strategy != strategy.name:
+                if not isinstance(signal, Signal) or signal.symbol != symbol or signal.strategy != strategy.name:
                     self._fail(report, strategy, symbol, f"returned {signal!r:.200}, not a {strategy.name} signal on {symbol}")
                     continue
                 if signal.signal_id == state.last_signal_id:

@@ -39,11 +39,11 @@ from triplegain_core.execution.account import strategy_account_name
 from triplegain_core.marketdata.snapshot import MarketSnapshot
 from triplegain_core.model.market import US_PER_MINUTE, Asset, Candle, datetime_to_us, us_to_datetime
 from triplegain_core.model.orders import OrderPurpose
+from triplegain_core.model.signals import Signal, SignalAction
 from triplegain_core.risk.rules import RiskLimits
 from triplegain_core.storage.trading_store import TradingStore
 from triplegain_core.strategies.interface import StrategyState
 from triplegain_core.strategies.registry import load_strategy
-from triplegain_core.strategies.signal import SignalAction, StrategySignal
 
 SYMBOL = "XRP/USDT"
 FAST, SLOW = 9, 21
@@ -68,7 +68,7 @@ class EmaCross:
         stop: float = STOP
 
     @staticmethod
-    def generate_signal(snapshot: MarketSnapshot, config: Config, state: StrategyState) -> StrategySignal | None:
+    def generate_signal(snapshot: MarketSnapshot, config: Config, state: StrategyState) -> Signal | None:
         window = snapshot.window(state.symbol, "1m")
         if window is None:
             return None
@@ -95,13 +95,13 @@ class EmaCross:
         key = f"{EmaCross.NAME}:{state.symbol}:1m:{window.last_open_time_us}"
         time = us_to_datetime(window.last_close_time_us)
         if previous <= band < diff:
-            return StrategySignal(
+            return Signal(
                 signal_id=key, strategy=EmaCross.NAME, strategy_version=EmaCross.VERSION, symbol=state.symbol,
                 timeframe="1m", time=time, action=SignalAction.LONG, strength=1.0, entry=close,
                 stop_loss=close * (1.0 - config.stop), take_profit=close * 10.0, reason="EMA cross up",
             )
         if previous >= -band > diff:
-            return StrategySignal(
+            return Signal(
                 signal_id=key + ":close", strategy=EmaCross.NAME, strategy_version=EmaCross.VERSION,
                 symbol=state.symbol, timeframe="1m", time=time, action=SignalAction.CLOSE, strength=1.0,
                 entry=close, reason="EMA cross down",
@@ -187,7 +187,7 @@ def traded(shared_data, redis_client, db: psycopg.Connection) -> tuple[pd.DataFr
     candles = [Candle(SYMBOL, "1m", int(row.open_us), row.open, row.high, row.low, row.close, row.volume, 1)
                for row in frame.itertuples()]
     feed_and_drain(loop, redis_client, candles)
-    loop.record_snapshot()
+    loop.kernel.record_snapshot()
     return frame, loop
 
 
@@ -209,7 +209,7 @@ def test_executor_trades_equal_the_vectorized_computation(traded, db: psycopg.Co
         if want.exit_price is not None:
             assert got.exit_price == pytest.approx(want.exit_price, rel=1e-12)
 
-    equity = loop.account(account).portfolio.equity_usdt({SYMBOL: float(frame["close"].iloc[-1])})
+    equity = loop.kernel.account(account).portfolio.equity_usdt({SYMBOL: float(frame["close"].iloc[-1])})
     assert round(equity, 2) == round(expected_equity, 2)
     assert abs(equity - expected_equity) < 0.005
     assert store.equity_curve(account)[-1][1] == pytest.approx(equity, abs=1e-9)

@@ -79,7 +79,7 @@ def test_each_decision_trades_its_own_account_within_the_risk_rules(
     stream.publish(_decision("d-base", "paper"))  # a model cannot trade the rules' account
     loop.cycle()
 
-    names = [a.name for a in loop.accounts]
+    names = [a.name for a in loop.kernel.accounts]
     assert names == ["paper", "llm:claude", "llm:gpt"]
     store = TradingStore(db)
     (claude,) = store.positions("llm:claude")
@@ -107,7 +107,7 @@ def test_an_expired_or_weak_decision_never_reaches_an_account(
     stream.publish(_decision("old", "llm:claude", minute=0, ttl_s=60))  # deliberated 11 minutes ago
     stream.publish(_decision("hold", "llm:gpt", Action.HOLD))
     loop.cycle()
-    assert [a.name for a in loop.accounts] == ["paper"]
+    assert [a.name for a in loop.kernel.accounts] == ["paper"]
     assert db.execute("SELECT count(*) FROM orders").fetchone()[0] == 0
     assert events.state("old") is DecisionState.FAILED and events.state("hold") is DecisionState.FAILED
 

@@ -173,7 +173,7 @@ def test_a_fed_loop_trades_exactly_as_a_loop_reading_redis_itself(
         DecisionStream(redis_client).publish(_decision("x", candles[10].close_time_us, candles[10].close))
         assert feed.wait_fresh(WAIT_S)
         fed.cycle()
-        assert fed.market_time_us is None and not store.positions("llm:claude")
+        assert fed.kernel.market_time_us is None and not store.positions("llm:claude")
         for start in range(0, len(candles), 50):
             batch = candles[start:start + 50]
             last = batch[-1]
@@ -197,11 +197,11 @@ def test_a_fed_loop_trades_exactly_as_a_loop_reading_redis_itself(
         pass
     assert fed.stats.candles == synchronous.stats.candles == len(candles)
     assert synchronous.stats.fills > 0 and synchronous.stats.signals > 0
-    names = [a.name.removeprefix("sync") for a in synchronous.accounts]
-    assert [a.name for a in fed.accounts] == [f"fed{suffix}" for suffix in names] + ["llm:claude"]
+    names = [a.name.removeprefix("sync") for a in synchronous.kernel.accounts]
+    assert [a.name for a in fed.kernel.accounts] == [f"fed{suffix}" for suffix in names] + ["llm:claude"]
     for suffix in names:
         assert _trail(store, f"fed{suffix}") == _trail(store, f"sync{suffix}")
-        assert fed.account(f"fed{suffix}").stats == synchronous.account(f"sync{suffix}").stats
+        assert fed.kernel.account(f"fed{suffix}").stats == synchronous.kernel.account(f"sync{suffix}").stats
     assert store.positions("fed:order_flow") or store.positions("fed:market_making"), \
         "the strategies reading the tape and the book never traded"
     (position,) = store.positions("llm:claude")

@@ -22,14 +22,13 @@ from triplegain_core.marketdata.snapshot import MarketSnapshot
 from triplegain_core.marketdata.timeframes import CandleResampler
 from triplegain_core.model.market import TIMEFRAMES, US_PER_MINUTE, Candle, Side, Trade, datetime_to_us, us_to_datetime
 from triplegain_core.model.orders import Fill, OrderPurpose, OrderState
-from triplegain_core.model.signals import Direction, IntentAction, TradeIntent
+from triplegain_core.model.signals import Direction, IntentAction, Signal, SignalAction, TradeIntent
 from triplegain_core.portfolio.balances import Portfolio
 from triplegain_core.portfolio.positions import PositionStatus
 from triplegain_core.risk.rules import RiskAdjustment, RiskReason
 from triplegain_core.storage.trading_store import TradingStore
 from triplegain_core.strategies.interface import StrategyState
 from triplegain_core.strategies.registry import LoadedStrategy
-from triplegain_core.strategies.signal import SignalAction, StrategySignal
 
 
 def _real_candles(shared_data, symbol: str = "XRP/USDT") -> list[Candle]:
@@ -161,7 +160,7 @@ def test_leveraged_intent_and_its_invalidation_exit_are_stored(
 ) -> None:
     publisher, last = _warm(loop, redis_client)
     price = last.close
-    check = loop.on_intent(_intent(last, "lev", leverage=1e6, invalidation=price * 0.995))
+    check = loop.kernel.on_intent(_intent(last, "lev", leverage=1e6, invalidation=price * 0.995))
     assert check.approved and check.leverage == 3.0  # huge leverage capped, recorded
     assert RiskAdjustment.LEVERAGE_CAPPED in check.adjustments
     assert RiskAdjustment.SIZE_REDUCED_BTC_CORRELATION in check.adjustments  # BTC correlation unknown
@@ -170,7 +169,7 @@ def test_leveraged_intent_and_its_invalidation_exit_are_stored(
     assert stored_check == check
     [position] = [p for p in store.positions("paper") if p.status is PositionStatus.OPEN]
     assert position.leverage == 3.0 and position.loan > 0 and position.invalidation == pytest.approx(price * 0.995)
-    assert loop.portfolio.liabilities[position.loan_asset] == pytest.approx(position.loan)
+    assert loop.kernel.portfolio.liabilities[position.loan_asset] == pytest.approx(position.loan)
     entry_order = f"{position.position_id}:entry"
     assert store.order_states("paper")[entry_order] is OrderState.FILLED
     assert [e.state for e in store.order_events(entry_order)] == [OrderState.NEW, OrderState.FILLED]
@@ -180,7 +179,7 @@ def test_leveraged_intent_and_its_invalidation_exit_are_stored(
     [closed] = [p for p in store.positions("paper") if p.position_id == position.position_id]
     assert closed.status is PositionStatus.CLOSED and closed.exit_reason is OrderPurpose.INVALIDATION
     assert closed.loan == 0.0 and closed.realized_pnl_usdt is not None
-    assert not any(loop.portfolio.liabilities.values())
+    assert not any(loop.kernel.portfolio.liabilities.values())
     fills = db.execute("SELECT loan_change FROM fills WHERE order_id LIKE %s ORDER BY time",
                        (f"{position.position_id}:%",)).fetchall()
     assert [math.copysign(1, f[0]) for f in fills] == [1.0, -1.0]
@@ -191,8 +190,8 @@ def test_trailing_stop_moves_on_ticks_and_closes_in_profit(
 ) -> None:
     publisher, last = _warm(loop, redis_client)
     price = last.close
-    assert loop.on_intent(_intent(last, "trail")).approved
-    position = loop.positions.open_positions()[0]
+    assert loop.kernel.on_intent(_intent(last, "trail")).approved
+    position = loop.kernel.positions.open_positions()[0]
     r = position.entry_price - position.stop_loss
     ts = last.close_time_us
     _tick(publisher, position.entry_price + 1.6 * r, ts + 1_000_000)
@@ -214,22 +213,22 @@ def test_max_holding_close_intent_and_malformed_intents(
     loop: TradingLoop, redis_client, db: psycopg.Connection
 ) -> None:
     publisher, last = _warm(loop, redis_client)
-    assert loop.on_intent(_intent(last, "short-lived", max_holding_s=60.0)).approved
-    first = loop.positions.open_positions()[0]
+    assert loop.kernel.on_intent(_intent(last, "short-lived", max_holding_s=60.0)).approved
+    first = loop.kernel.positions.open_positions()[0]
     _tick(publisher, last.close, last.close_time_us + 61_000_000)
     loop.cycle()
-    assert loop.positions.open_positions() == []
+    assert loop.kernel.positions.open_positions() == []
     store = TradingStore(db)
     assert {p.position_id: p.exit_reason for p in store.positions("paper")}[first.position_id] is OrderPurpose.MAX_HOLDING
 
-    assert loop.on_intent(_intent(last, "again")).approved
-    close = loop.on_intent(_intent(last, "close", action=IntentAction.CLOSE, stop_loss=None, take_profit=None))
+    assert loop.kernel.on_intent(_intent(last, "again")).approved
+    close = loop.kernel.on_intent(_intent(last, "close", action=IntentAction.CLOSE, stop_loss=None, take_profit=None))
     assert close.approved and close.reasons == (RiskReason.EXIT_ALWAYS_ALLOWED,)
-    assert loop.positions.open_positions() == []
+    assert loop.kernel.positions.open_positions() == []
     assert {p.position_id: p.exit_reason for p in store.positions("paper")}["paper:again"] is OrderPurpose.SIGNAL_CLOSE
 
-    bad = loop.on_intent(_intent(last, "nan", entry=float("nan")))
-    wrong = loop.on_intent(_intent(last, "wrong", stop_loss=last.close * 1.01))
+    bad = loop.kernel.on_intent(_intent(last, "nan", entry=float("nan")))
+    wrong = loop.kernel.on_intent(_intent(last, "wrong", stop_loss=last.close * 1.01))
     assert RiskReason.INVALID_ENTRY in bad.reasons and RiskReason.STOP_WRONG_SIDE in wrong.reasons
     rows = db.execute("SELECT intent_id, entry FROM trade_intents WHERE intent_id IN ('nan', 'wrong')").fetchall()
     assert len(rows) == 2 and any(math.isnan(entry) for _, entry in rows)
@@ -248,15 +247,15 @@ def test_entry_fills_against_a_fresh_published_book_and_ignores_a_stale_one(
     asks = ((price * 1.0001, 100.0), (price * 1.0003, 10_000.0))
     book = BookSnapshot("XRP/USDT", last.close_time_us + 100_000, 10, ((price * 0.9999, 500.0),), asks)
     publisher.publish([], [], [], {"ts_us": 0}, books=[book])
-    assert loop.on_intent(_intent(last, "booked")).approved
+    assert loop.kernel.on_intent(_intent(last, "booked")).approved
     fill_qty, fill_price = db.execute("SELECT quantity, price FROM fills WHERE order_id = 'paper:booked:entry'").fetchone()
     expected = (100.0 * asks[0][0] + (fill_qty - 100.0) * asks[1][0]) / fill_qty
     assert fill_qty > 100.0 and fill_price == pytest.approx(expected)
-    loop.on_intent(_intent(last, "booked", action=IntentAction.CLOSE, stop_loss=None, take_profit=None))
+    loop.kernel.on_intent(_intent(last, "booked", action=IntentAction.CLOSE, stop_loss=None, take_profit=None))
 
     stale = BookSnapshot("XRP/USDT", last.close_time_us - 60_000_000, 10, ((price * 0.9, 500.0),), asks)
     publisher.publish([], [], [], {"ts_us": 0}, books=[stale])
-    assert loop.on_intent(_intent(last, "unbooked")).approved
+    assert loop.kernel.on_intent(_intent(last, "unbooked")).approved
     [(unbooked_price,)] = db.execute("SELECT price FROM fills WHERE order_id = 'paper:unbooked:entry'").fetchall()
     assert unbooked_price == pytest.approx(price * 1.0005)  # fixed slippage, not the stale book
 
@@ -264,13 +263,13 @@ def test_entry_fills_against_a_fresh_published_book_and_ignores_a_stale_one(
 def test_a_replayed_intent_enters_once(loop: TradingLoop, redis_client, db: psycopg.Connection) -> None:
     publisher, last = _warm(loop, redis_client)
     intent = _intent(last, "once")
-    assert loop.on_intent(intent).approved
-    again = loop.on_intent(intent)
+    assert loop.kernel.on_intent(intent).approved
+    again = loop.kernel.on_intent(intent)
     assert not again.approved and again.reasons == (RiskReason.POSITION_ALREADY_OPEN,)
-    loop.on_intent(_intent(last, "once-close", action=IntentAction.CLOSE, stop_loss=None, take_profit=None))
-    loop.on_intent(intent)  # approved again by risk, but the client order id is already used
+    loop.kernel.on_intent(_intent(last, "once-close", action=IntentAction.CLOSE, stop_loss=None, take_profit=None))
+    loop.kernel.on_intent(intent)  # approved again by risk, but the client order id is already used
     assert db.execute("SELECT count(*) FROM orders WHERE order_id = 'paper:once:entry'").fetchone()[0] == 1
-    assert loop.positions.open_positions() == []
+    assert loop.kernel.positions.open_positions() == []
 
 
 # --- every enabled strategy on its own isolated paper account
@@ -290,17 +289,17 @@ def test_every_strategy_trades_its_own_isolated_account(
 ) -> None:
     candles = _real_candles(shared_data)
     feed_and_drain(loop, redis_client, candles)
-    loop.record_snapshot()
+    loop.kernel.record_snapshot()
 
-    names = {s.name for s in loop.strategies}
+    names = {s.name for s in loop.kernel.strategies}
     # Every built-in that trades XRP/USDT runs; ratio trading (XRP/BTC only) is reported, not run.
     assert len(names) >= 9 and "ratio_trading" not in names
-    assert any(r.name == "ratio_trading" and not r.loaded for r in loop.strategy_reports)
-    assert [a.name for a in loop.accounts] == ["paper", *(f"paper:{s.name}" for s in loop.strategies)]
+    assert any(r.name == "ratio_trading" and not r.loaded for r in loop.kernel.strategy_reports)
+    assert [a.name for a in loop.kernel.accounts] == ["paper", *(f"paper:{s.name}" for s in loop.kernel.strategies)]
     store = TradingStore(db)
-    traded = [a for a in loop.accounts[1:] if a.stats.fills]
+    traded = [a for a in loop.kernel.accounts[1:] if a.stats.fills]
     assert len(traded) >= 3, "the real candles must make several strategies trade"
-    for account in loop.accounts:
+    for account in loop.kernel.accounts:
         positions = store.positions(account.name)
         assert all(p.strategy == (account.strategy or "technical_trend") for p in positions)
         assert db.execute("SELECT count(*) FROM fills WHERE account = %s", (account.name,)).fetchone()[0] \
@@ -318,7 +317,7 @@ def test_every_strategy_trades_its_own_isolated_account(
         assert metrics.realized_pnl_usdt == pytest.approx(sum(p.realized_pnl for p in closed), abs=1e-9)
         assert metrics.end_equity_usdt == pytest.approx(account.portfolio.equity_usdt({"XRP/USDT": candles[-1].close}))
     # Each account has its own equity curve.
-    assert set(store.accounts()) == {a.name for a in loop.accounts}
+    assert set(store.accounts()) == {a.name for a in loop.kernel.accounts}
 
 
 def test_configuration_chooses_the_strategies(redis_client, db: psycopg.Connection) -> None:
@@ -326,9 +325,9 @@ def test_configuration_chooses_the_strategies(redis_client, db: psycopg.Connecti
                         strategies=StrategySettings(enabled=("wavetrend", "no_such_strategy"), technical_agent=False,
                                                     tested=("wavetrend",)))
     loop = TradingLoop(settings, HotStateReader(redis_client), TradingStore(db), start_stream_id="0")
-    assert [s.name for s in loop.strategies] == ["wavetrend"]
-    assert [(a.name, a.tested) for a in loop.accounts] == [("paper", False), ("paper:wavetrend", True)]
-    reports = {r.name: r for r in loop.strategy_reports if not r.loaded}
+    assert [s.name for s in loop.kernel.strategies] == ["wavetrend"]
+    assert [(a.name, a.tested) for a in loop.kernel.accounts] == [("paper", False), ("paper:wavetrend", True)]
+    reports = {r.name: r for r in loop.kernel.strategy_reports if not r.loaded}
     assert reports["no_such_strategy"].reason == "enabled by configuration but not loaded"
     assert reports["trend_momentum"].reason == "not enabled by configuration"
     _warm(loop, redis_client)
@@ -370,9 +369,9 @@ def test_broken_strategies_are_reported_and_the_others_trade_on(
     while loop.cycle():  # the raising strategy fails on every candle; the loop goes on
         pass
     assert loop.stats.candles == 400
-    assert loop.account("paper:raising").stats.signals == 0
-    assert loop.strategy_failures["raising"] == 400  # called on every candle, failed every time
-    assert loop.account("paper:momentum_scalp").stats.signals > 0
+    assert loop.kernel.account("paper:raising").stats.signals == 0
+    assert loop.kernel.strategy_failures["raising"] == 400  # called on every candle, failed every time
+    assert loop.kernel.account("paper:momentum_scalp").stats.signals > 0
     assert loop.stats.accounts["paper"].signals > 0
 
 
@@ -434,13 +433,13 @@ def test_a_restarted_loop_starts_warm_and_trades_the_next_candle_as_a_whole_stre
     assert TradingStore(db).activity_counts("restarted")["orders"] == 0
     # Every series the strategies read is the whole-stream loop's, 5m and 1h included.
     now_us = candles[history - 1].close_time_us
-    warm, full = restarted.market.snapshot(now_us), whole.market.snapshot(now_us)
+    warm, full = restarted.kernel.market.snapshot(now_us), whole.kernel.market.snapshot(now_us)
     assert warm.candles.keys() == full.candles.keys()
     assert {tf for _, tf in warm.candles} >= {"1m", "5m", "1h"}
     for key, window in full.candles.items():
         for column in ("open_time_us", "open", "high", "low", "close", "volume"):
             assert np.array_equal(getattr(warm.candles[key], column), getattr(window, column)), (key, column)
-    assert restarted.market.history("XRP/USDT") == whole.market.history("XRP/USDT")
+    assert restarted.kernel.market.history("XRP/USDT") == whole.kernel.market.history("XRP/USDT")
 
     # The next new candles: the first one either loop signals on is signalled alike by both.
     for candle in candles[history:]:
@@ -476,7 +475,7 @@ def test_a_restarted_loop_takes_the_higher_timeframes_the_streamer_published(
     restarted.warm_start()
 
     now_us = candles[-1].close_time_us
-    warm, full = restarted.market.snapshot(now_us), whole.market.snapshot(now_us)
+    warm, full = restarted.kernel.market.snapshot(now_us), whole.kernel.market.snapshot(now_us)
     assert warm.candles.keys() == full.candles.keys()
     hourly = full.window("XRP/USDT", "1h")
     assert hourly is not None and len(hourly) * 60 > WARM_START_CANDLES  # longer than 1m candles could rebuild
@@ -521,12 +520,12 @@ class _NoConfig(BaseModel):
 def _stubborn_long(stop_fraction: float) -> LoadedStrategy:
     """LONG on every new candle while it believes itself flat, with a stop ``stop_fraction`` below."""
 
-    def generate(snapshot: MarketSnapshot, config: BaseModel, state: StrategyState) -> StrategySignal | None:
+    def generate(snapshot: MarketSnapshot, config: BaseModel, state: StrategyState) -> Signal | None:
         window = snapshot.window(state.symbol, "1m")
         if window is None or state.open_action is not None:
             return None
         close, key_us = float(window.close[-1]), int(window.open_time_us[-1])
-        return StrategySignal(signal_id=f"stubborn:{key_us}", strategy="stubborn", strategy_version="1",
+        return Signal(signal_id=f"stubborn:{key_us}", strategy="stubborn", strategy_version="1",
                               symbol=state.symbol, timeframe="1m", time=us_to_datetime(snapshot.ts_us),
                               action=SignalAction.LONG, strength=0.9, entry=close,
                               stop_loss=close * (1 - stop_fraction), take_profit=close * 1.5, reason="always long")
@@ -546,7 +545,7 @@ def test_a_strategy_whose_entry_the_risk_rules_reject_is_told_it_holds_nothing(
 ) -> None:
     loop = _stubborn_loop(db, redis_client, stop_fraction=0.10)  # beyond the 2 % the rules allow
     feed_and_drain(loop, redis_client, _walk(20))
-    account = loop.account("paper:stubborn")
+    account = loop.kernel.account("paper:stubborn")
     # Each candle it asks again, and each time the rules say no: it never believes it is long.
     assert account.stats.signals == account.stats.rejected == 20
     assert account.stats.approved == 0 and not account.positions.open_positions()
@@ -558,13 +557,13 @@ def test_a_strategy_stopped_out_on_a_tick_is_told_so_at_once(redis_client, db: p
     loop = _stubborn_loop(db, redis_client, stop_fraction=0.01)
     candles = _walk(10)
     feed_and_drain(loop, redis_client, candles)
-    (position,) = loop.account("paper:stubborn").positions.open_positions()
-    assert loop.strategy_state("stubborn", "XRP/USDT").open_action is SignalAction.LONG
+    (position,) = loop.kernel.account("paper:stubborn").positions.open_positions()
+    assert loop.kernel.strategy_state("stubborn", "XRP/USDT").open_action is SignalAction.LONG
     _tick(HotStatePublisher(redis_client), position.stop_loss * 0.99, candles[-1].close_time_us + 1_000_000)
     loop.cycle()
-    assert not loop.account("paper:stubborn").positions.open_positions()
+    assert not loop.kernel.account("paper:stubborn").positions.open_positions()
     # Told on the tick that closed it, before any candle says anything.
-    assert loop.strategy_state("stubborn", "XRP/USDT").open_action is None
+    assert loop.kernel.strategy_state("stubborn", "XRP/USDT").open_action is None
 
 
 def test_a_strategy_stopped_out_is_told_it_is_flat_and_enters_again(redis_client, db: psycopg.Connection) -> None:
@@ -581,4 +580,4 @@ def test_a_strategy_stopped_out_is_told_it_is_flat_and_enters_again(redis_client
     first, second = TradingStore(db).positions("paper:stubborn")
     assert first.status is PositionStatus.CLOSED and first.exit_reason is OrderPurpose.STOP_LOSS
     assert second.status is PositionStatus.OPEN and second.opened_at > first.closed_at
-    assert loop.account("paper:stubborn").stats.signals == 2
+    assert loop.kernel.account("paper:stubborn").stats.signals == 2

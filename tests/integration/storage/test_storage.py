@@ -21,7 +21,7 @@ from triplegain_core.model.market import (
     us_to_datetime,
 )
 from triplegain_core.model.orders import Fill, Order, OrderPurpose
-from triplegain_core.model.signals import Direction, TechnicalSignal
+from triplegain_core.model.signals import Direction, Signal, SignalAction
 from triplegain_core.portfolio.balances import PortfolioSnapshot
 from triplegain_core.portfolio.positions import Position, PositionStatus
 from triplegain_core.risk.rules import RiskCheck, RiskReason
@@ -167,9 +167,9 @@ def test_read_api_for_assets_and_gap_repair(db: psycopg.Connection) -> None:
 def test_trading_audit_trail_round_trip(db: psycopg.Connection) -> None:
     store = TradingStore(db)
     when = datetime(2026, 1, 5, 1, tzinfo=UTC)
-    signal = TechnicalSignal(signal_id="s1", strategy="t", symbol="XRP/USDT", timeframe="1m",
-                             time=when, direction=Direction.LONG, strength=0.8, entry=0.5,
-                             stop_loss=0.495, take_profit=0.51, indicators={"rsi_14": 55.0})
+    signal = Signal(signal_id="s1", strategy="t", strategy_version="1", symbol="XRP/USDT", timeframe="1m",
+                    time=when, action=SignalAction.LONG, strength=0.8, entry=0.5,
+                    stop_loss=0.495, take_profit=0.51, reason="test", indicators={"rsi_14": 55.0})
     check = RiskCheck(check_id="c1", account="paper", time=when, symbol="XRP/USDT",
                       signal_id="s1", position_id="p1", approved=True,
                       reasons=(RiskReason.APPROVED,), quantity=100.0, notional_usdt=50.0,
@@ -188,6 +188,10 @@ def test_trading_audit_trail_round_trip(db: psycopg.Connection) -> None:
         store.record_order(order)
         store.record_fill(fill)
         store.record_position(position, "opened")
+    # A CLOSE has no direction or levels: the signals table keeps entries only.
+    close = signal.model_copy(update={"action": SignalAction.CLOSE, "stop_loss": None, "take_profit": None})
+    with pytest.raises(ValueError, match="entries only"):
+        store.record_signal(close)
     closed = position.model_copy(update={"status": PositionStatus.CLOSED,
                                          "closed_at": datetime(2026, 1, 5, 2, tzinfo=UTC),
                                          "exit_price": 0.51, "realized_pnl": 0.9,

@@ -11,7 +11,7 @@ from triplegain_core.analysis.indicators import MIN_HISTORY, latest_indicators
 from triplegain_core.analysis.technical_agent import STRATEGY, TechnicalAgent, TechnicalAgentConfig
 from triplegain_core.model import market
 from triplegain_core.model.market import Candle, datetime_to_us, us_to_datetime
-from triplegain_core.model.signals import Direction, TechnicalSignal
+from triplegain_core.model.signals import Direction, Signal
 
 WINDOW = 300  # the executor keeps this much history per symbol
 
@@ -39,7 +39,7 @@ def candles(request: pytest.FixtureRequest, shared_data: Path) -> list[Candle]:
     return _load(shared_data, name, symbol)
 
 
-def _replay(agent: TechnicalAgent, candles: list[Candle]) -> list[tuple[int, TechnicalSignal]]:
+def _replay(agent: TechnicalAgent, candles: list[Candle]) -> list[tuple[int, Signal]]:
     signals = []
     for end in range(1, len(candles) + 1):
         signal = agent.analyze(candles[0].symbol, candles[max(0, end - WINDOW) : end])

@@ -18,7 +18,7 @@ from triplegain_core.llm.prompts import (
 from triplegain_core.llm.trading_decision import Rejection, RejectionReason
 from triplegain_core.model.market import Asset, Candle, datetime_to_us
 from triplegain_core.model.orders import OrderPurpose
-from triplegain_core.model.signals import Direction, TechnicalSignal
+from triplegain_core.model.signals import Direction, Signal, SignalAction
 from triplegain_core.portfolio.positions import Position, PositionStatus
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -46,10 +46,10 @@ def position(i: int, closed: bool) -> Position:
 
 
 def context(n_candles: int = 30, n_trades: int = 5) -> MarketContext:
-    signal = TechnicalSignal(
-        signal_id="s1", strategy="ema_cross", symbol="BTC/USDT", timeframe="1m", time=NOW,
-        direction=Direction.LONG, strength=0.8, entry=130.0, stop_loss=128.0, take_profit=134.0,
-        indicators={"rsi_14": 61.0},
+    signal = Signal(
+        signal_id="s1", strategy="ema_cross", strategy_version="1", symbol="BTC/USDT", timeframe="1m", time=NOW,
+        action=SignalAction.LONG, strength=0.8, entry=130.0, stop_loss=128.0, take_profit=134.0,
+        reason="test", indicators={"rsi_14": 61.0},
     )
     return MarketContext(
         symbol="BTC/USDT", time=NOW, price=130.5, candles=candles(n_candles),

@@ -14,7 +14,8 @@ from triplegain_core.model.orders import Order, OrderPurpose
 from triplegain_core.model.signals import (
     Direction,
     IntentAction,
-    TechnicalSignal,
+    Signal,
+    SignalAction,
     TradeIntent,
 )
 from triplegain_core.portfolio.balances import Portfolio
@@ -43,13 +44,13 @@ CALM = MarketRisk(
 
 def _signal(
     symbol: str = "XRP/USDT", direction: Direction = Direction.LONG, entry: float = 1.0, stop_fraction: float = 0.01
-) -> TechnicalSignal:
+) -> Signal:
     sign = 1.0 if direction is Direction.LONG else -1.0
-    return TechnicalSignal(
-        signal_id=f"sig:{symbol}", strategy="test", symbol=symbol, timeframe="1m", time=DAY1,
-        direction=direction, strength=0.9, entry=entry,
+    return Signal(
+        signal_id=f"sig:{symbol}", strategy="test", strategy_version="1", symbol=symbol, timeframe="1m", time=DAY1,
+        action=SignalAction(direction.value), strength=0.9, entry=entry,
         stop_loss=entry * (1 - sign * stop_fraction), take_profit=entry * (1 + sign * 2 * stop_fraction),
-        indicators={},
+        reason="test", indicators={},
     )
 
 
@@ -65,7 +66,7 @@ def _position(symbol: str, direction: Direction = Direction.LONG, quantity: floa
 
 def _validate(
     agent: RiskAgent,
-    signal: TechnicalSignal,
+    signal: Signal,
     portfolio: Portfolio,
     prices: dict[str, float] = PRICES,
     positions: tuple[Position, ...] = (),
@@ -409,7 +410,7 @@ def portfolios(draw: st.DrawFn) -> Portfolio:
     })
 
 
-def _enter(agent: RiskAgent, executor: PaperExecutor, signal: TechnicalSignal, portfolio: Portfolio,
+def _enter(agent: RiskAgent, executor: PaperExecutor, signal: Signal, portfolio: Portfolio,
            prices: dict[str, float], positions: list[Position]) -> None:
     check = agent.validate(signal, portfolio, prices, positions, DAY1, check_id=f"chk:{signal.symbol}")
     if not check.approved:
@@ -465,7 +466,7 @@ def test_an_intent_needs_an_aware_time_and_accepts_a_technical_signal() -> None:
     with pytest.raises(ValidationError):
         TradeIntent(intent_id="i", strategy="s", symbol="XRP/USDT", time=datetime(2024, 1, 1),
                     action=IntentAction.LONG, entry=1.0)
-    intent = TradeIntent.from_signal(_signal(), tested=True)
+    intent = _signal().to_trade_intent(source="technical", tested=True)
     assert (intent.intent_id, intent.signal_id, intent.action, intent.tested) == (
         "sig:XRP/USDT", "sig:XRP/USDT", IntentAction.LONG, True)
     assert intent.stop_loss == pytest.approx(0.99) and intent.take_profit == pytest.approx(1.02)

@@ -15,9 +15,9 @@ import pytest
 
 from triplegain_core.marketdata.snapshot import BookLevel, BookTop, MarketSnapshot, TradeWindow
 from triplegain_core.model.market import US_PER_SECOND, Side, Trade
+from triplegain_core.model.signals import Signal, SignalAction
 from triplegain_core.strategies.registry import LoadedStrategy, discover_strategies
 from triplegain_core.strategies.runner import StrategyRunner
-from triplegain_core.strategies.signal import SignalAction, StrategySignal
 
 SYMBOL = "XRP/BTC"  # XRP/ETH trades standing in for a crypto-quoted pair
 STEP_S = 300
@@ -141,7 +141,7 @@ def test_market_making_quotes_the_leaning_side_of_a_wide_spread(
         size = float(np.median([t.qty for t in window]))
         price = window[-1].price
 
-        def decide(book: BookTop | None) -> StrategySignal | None:
+        def decide(book: BookTop | None) -> Signal | None:
             books = {SYMBOL: book} if book is not None else {}
             return strategy.generate(MarketSnapshot(ts_us=ts, books=books), strategy.config, state)
 

@@ -18,10 +18,9 @@ from triplegain_core.analysis.technical_agent import TechnicalAgent
 from triplegain_core.marketdata.snapshot import CandleWindow, MarketSnapshot, timeframe_us
 from triplegain_core.model import market
 from triplegain_core.model.market import Candle, datetime_to_us
-from triplegain_core.model.signals import Direction
+from triplegain_core.model.signals import Direction, Signal, SignalAction
 from triplegain_core.strategies.registry import LoadedStrategy, StrategyCatalog, discover_strategies
 from triplegain_core.strategies.replay import replay_candles
-from triplegain_core.strategies.signal import SignalAction, StrategySignal
 
 T0 = 1_700_000_000_000_000
 MAX_STOP = 0.02
@@ -75,7 +74,7 @@ def fired(strategy: LoadedStrategy, history: CandleWindow) -> list[tuple[int, Si
     return [(index, signal.action) for index, signal in replay_candles(strategy, history)]
 
 
-def assert_consistent(signal: StrategySignal, history: CandleWindow, index: int, strategy: LoadedStrategy) -> None:
+def assert_consistent(signal: Signal, history: CandleWindow, index: int, strategy: LoadedStrategy) -> None:
     assert signal.strategy == strategy.name and signal.strategy_version == strategy.version
     assert signal.symbol == history.symbol and signal.timeframe == history.timeframe
     assert datetime_to_us(signal.time) == int(history.open_time_us[index]) + timeframe_us(history.timeframe)
@@ -93,8 +92,8 @@ def assert_consistent(signal: StrategySignal, history: CandleWindow, index: int,
         assert signal.take_profit < signal.entry < signal.stop_loss
         assert signal.invalidation is None or signal.invalidation > signal.entry
     assert abs(signal.entry - signal.stop_loss) <= MAX_STOP * signal.entry * (1 + 1e-12)
-    technical = signal.to_technical_signal()
-    assert technical.direction is Direction(signal.action.value) and technical.stop_loss == signal.stop_loss
+    intent = signal.to_trade_intent()
+    assert signal.direction is Direction(signal.action.value) and intent.stop_loss == signal.stop_loss
 
 
 @pytest.mark.parametrize(("name", "file", "symbol"), CANDLE_CASES)

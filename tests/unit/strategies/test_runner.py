@@ -20,7 +20,7 @@ from triplegain_core.decisions.gate import (
 )
 from triplegain_core.marketdata.snapshot import CandleBuffer, CandleWindow, MarketSnapshot
 from triplegain_core.model.market import Candle, datetime_to_us
-from triplegain_core.model.signals import Direction, IntentAction
+from triplegain_core.model.signals import Direction, IntentAction, Signal, SignalAction
 from triplegain_core.strategies.interface import StrategyState
 from triplegain_core.strategies.registry import (
     LoadedStrategy,
@@ -30,7 +30,6 @@ from triplegain_core.strategies.registry import (
 )
 from triplegain_core.strategies.replay import replay_candles
 from triplegain_core.strategies.runner import StrategyRunner
-from triplegain_core.strategies.signal import SignalAction, StrategySignal
 
 T0 = 1_700_000_000_000_000
 SPAN = 300_000_000
@@ -53,11 +52,11 @@ def _snapshot(candles: int) -> MarketSnapshot:
 
 
 def _long_on_last(name: str):  # type: ignore[no-untyped-def]
-    def generate(snapshot: MarketSnapshot, config: BaseModel, state: StrategyState) -> StrategySignal | None:
+    def generate(snapshot: MarketSnapshot, config: BaseModel, state: StrategyState) -> Signal | None:
         window = snapshot.window(state.symbol, "5m")
         assert window is not None
         entry = float(window.close[-1])
-        return StrategySignal(
+        return Signal(
             signal_id=f"{name}:{state.symbol}:{window.last_open_time_us}", strategy=name, strategy_version="1",
             symbol=state.symbol, timeframe="5m", time=datetime.fromtimestamp(window.last_close_time_us / 1e6, UTC),
             action=SignalAction.LONG, strength=0.8, entry=entry, stop_loss=entry * 0.99, take_profit=entry * 1.02,
@@ -132,7 +131,7 @@ def test_runner_over_builtins_on_real_candles_matches_each_strategy_alone(shared
     runner = StrategyRunner(catalog.strategies)
     assert len(runner.states) == 10 * 3 + 1  # ratio trading runs on XRP/BTC only
     buffers = {symbol: CandleBuffer(symbol, "5m", capacity) for symbol in series}
-    emitted: dict[str, StrategySignal] = {}
+    emitted: dict[str, Signal] = {}
     for cycle in range(cycles):
         for symbol, buffer in buffers.items():
             buffer.append(series[symbol][cycle])
@@ -141,7 +140,7 @@ def test_runner_over_builtins_on_real_candles_matches_each_strategy_alone(shared
         for signal in runner.run(MarketSnapshot(ts_us=ts, candles=windows)):  # type: ignore[arg-type]
             emitted[signal.signal_id] = signal
         assert runner.last_report.failures == []
-    expected: dict[str, StrategySignal] = {}
+    expected: dict[str, Signal] = {}
     for strategy in catalog.strategies:
         if getattr(strategy.config, "timeframe", None) != "5m":
             continue
@@ -163,7 +162,7 @@ def test_runner_over_builtins_on_real_candles_matches_each_strategy_alone(shared
 def test_calls_are_skipped_while_the_inputs_they_read_are_unchanged() -> None:
     calls: list[str] = []
 
-    def counting(snapshot: MarketSnapshot, config: BaseModel, state: StrategyState) -> StrategySignal | None:
+    def counting(snapshot: MarketSnapshot, config: BaseModel, state: StrategyState) -> Signal | None:
         calls.append(state.symbol)
         return _long_on_last("counting")(snapshot, config, state) if len(calls) == 1 else None
 
@@ -201,26 +200,26 @@ class FixedGate:
         self.verdict = verdict
         self.calls = 0
 
-    def review(self, signal: StrategySignal, snapshot: MarketSnapshot) -> object:
+    def review(self, signal: Signal, snapshot: MarketSnapshot) -> object:
         self.calls += 1
         return self.verdict
 
 
 class RaisingGate:
-    def review(self, signal: StrategySignal, snapshot: MarketSnapshot) -> GateVerdict:
+    def review(self, signal: Signal, snapshot: MarketSnapshot) -> GateVerdict:
         raise TimeoutError("LLM did not answer in 10 s")
 
 
 class TamperingGate:
     """Tries to move the stop on what it was given, then confirms."""
 
-    def review(self, signal: StrategySignal, snapshot: MarketSnapshot) -> GateVerdict:
+    def review(self, signal: Signal, snapshot: MarketSnapshot) -> GateVerdict:
         object.__setattr__(signal, "stop_loss", signal.entry * 0.5)
         object.__setattr__(signal, "action", SignalAction.SHORT)
         return GateVerdict(verdict=Verdict.CONFIRM, reason="looks fine (moved your stop)")
 
 
-def _baseline_signal() -> tuple[StrategySignal, MarketSnapshot]:
+def _baseline_signal() -> tuple[Signal, MarketSnapshot]:
     snapshot = _snapshot(10)
     signal = _long_on_last("baseline")(snapshot, EmptyConfig(), StrategyState(symbol="XRP/USDT"))
     assert signal is not None
@@ -304,24 +303,25 @@ def test_runner_with_gate_records_decisions_and_asks_once_per_signal() -> None:
 
 def test_signal_validation_and_conversion() -> None:
     signal, _ = _baseline_signal()
-    technical = signal.to_technical_signal()
-    assert (technical.signal_id, technical.entry, technical.stop_loss, technical.take_profit, technical.strength) == (
+    intent = signal.to_trade_intent(source="technical")
+    assert (intent.signal_id, intent.entry, intent.stop_loss, intent.take_profit, intent.confidence) == (
         signal.signal_id, signal.entry, signal.stop_loss, signal.take_profit, signal.strength)
+    assert intent.source == "technical" and intent.direction is signal.direction
     fields = signal.model_dump()
     with pytest.raises(ValidationError, match="in order"):
-        StrategySignal(**{**fields, "stop_loss": signal.entry * 1.01})
+        Signal(**{**fields, "stop_loss": signal.entry * 1.01})
     with pytest.raises(ValidationError, match="needs a stop-loss"):
-        StrategySignal(**{**fields, "stop_loss": None})
+        Signal(**{**fields, "stop_loss": None})
     with pytest.raises(ValidationError, match="finite"):
-        StrategySignal(**{**fields, "indicators": {"rsi": float("nan")}})
+        Signal(**{**fields, "indicators": {"rsi": float("nan")}})
     with pytest.raises(ValidationError, match="stop side"):
-        StrategySignal(**{**fields, "invalidation": signal.entry * 1.01})
+        Signal(**{**fields, "invalidation": signal.entry * 1.01})
     with pytest.raises(ValidationError, match="CLOSE"):
-        StrategySignal(**{**fields, "action": SignalAction.CLOSE})
-    close = StrategySignal(**{**fields, "action": SignalAction.CLOSE, "stop_loss": None, "take_profit": None})
+        Signal(**{**fields, "action": SignalAction.CLOSE})
+    close = Signal(**{**fields, "action": SignalAction.CLOSE, "stop_loss": None, "take_profit": None})
     assert close.direction is None and close.stop_distance is None
-    with pytest.raises(ValueError, match="CLOSE"):
-        close.to_technical_signal()
+    closing = close.to_trade_intent()
+    assert closing.action is IntentAction.CLOSE and closing.stop_loss is None and closing.take_profit is None
 
 
 def test_signal_becomes_a_trade_intent() -> None:
@@ -334,7 +334,7 @@ def test_signal_becomes_a_trade_intent() -> None:
     assert (intent.entry, intent.stop_loss, intent.take_profit, intent.invalidation) == (
         signal.entry, signal.stop_loss, signal.take_profit, signal.invalidation)
     assert intent.confidence == signal.strength and intent.tested and intent.max_holding_s == 3600.0
-    close = StrategySignal(**{**signal.model_dump(), "action": SignalAction.CLOSE, "stop_loss": None,
+    close = Signal(**{**signal.model_dump(), "action": SignalAction.CLOSE, "stop_loss": None,
                               "take_profit": None, "invalidation": None})
     close_intent = close.to_trade_intent()
     assert close_intent.action is IntentAction.CLOSE and close_intent.stop_loss is None and not close_intent.tested

@@ -13,9 +13,9 @@ from pydantic import Field
 
 from triplegain_core.marketdata.snapshot import MarketSnapshot
 from triplegain_core.model.market import TRADED_SYMBOLS
+from triplegain_core.model.signals import Signal, SignalAction
 from triplegain_core.strategies.interface import StrategyState
 from triplegain_core.strategies.levels import BracketConfig, candle_signal, clip01
-from triplegain_core.strategies.signal import SignalAction, StrategySignal
 
 NAME = "ema9_trend_flip"
 VERSION = "1.0.0"
@@ -33,7 +33,7 @@ class Config(BracketConfig):
     stop_atr_multiple: float = Field(default=1.5, gt=0.0)
 
 
-def generate_signal(snapshot: MarketSnapshot, config: Config, state: StrategyState) -> StrategySignal | None:
+def generate_signal(snapshot: MarketSnapshot, config: Config, state: StrategyState) -> Signal | None:
     """LONG/SHORT on the candle where the close crosses the EMA."""
     window = snapshot.window(state.symbol, config.timeframe)
     if window is None or len(window) < max(config.ema_period, config.atr_period) + 2:

@@ -15,9 +15,9 @@ from pydantic import Field
 
 from triplegain_core.marketdata.snapshot import MarketSnapshot
 from triplegain_core.model.market import TRADED_SYMBOLS
+from triplegain_core.model.signals import Signal, SignalAction
 from triplegain_core.strategies.interface import StrategyState
 from triplegain_core.strategies.levels import BracketConfig, candle_signal, clip01
-from triplegain_core.strategies.signal import SignalAction, StrategySignal
 
 NAME = "grid_rsi"
 VERSION = "1.0.0"
@@ -43,7 +43,7 @@ def grid_level(price: float, anchor: float, spacing: float) -> int:
     return int((price - anchor) / (anchor * spacing))
 
 
-def generate_signal(snapshot: MarketSnapshot, config: Config, state: StrategyState) -> StrategySignal | None:
+def generate_signal(snapshot: MarketSnapshot, config: Config, state: StrategyState) -> Signal | None:
     """LONG/SHORT when the close crosses into a new grid level away from the anchor."""
     window = snapshot.window(state.symbol, config.timeframe)
     if window is None or len(window) < max(config.anchor_period, config.rsi_period) + 2:

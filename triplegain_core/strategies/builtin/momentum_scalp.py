@@ -14,9 +14,9 @@ from pydantic import Field
 
 from triplegain_core.marketdata.snapshot import MarketSnapshot
 from triplegain_core.model.market import TRADED_SYMBOLS
+from triplegain_core.model.signals import Signal, SignalAction
 from triplegain_core.strategies.interface import StrategyState
 from triplegain_core.strategies.levels import BracketConfig, candle_signal, clip01
-from triplegain_core.strategies.signal import SignalAction, StrategySignal
 
 NAME = "momentum_scalp"
 VERSION = "1.0.0"
@@ -40,7 +40,7 @@ class Config(BracketConfig):
     reward_risk: float = Field(default=1.5, gt=0.0)
 
 
-def generate_signal(snapshot: MarketSnapshot, config: Config, state: StrategyState) -> StrategySignal | None:
+def generate_signal(snapshot: MarketSnapshot, config: Config, state: StrategyState) -> Signal | None:
     """LONG/SHORT on an RSI trigger cross with the EMA trend and a volume burst."""
     window = snapshot.window(state.symbol, config.timeframe)
     if window is None or len(window) < max(config.slow_ema, config.volume_period, 14) + 2:

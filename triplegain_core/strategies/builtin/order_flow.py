@@ -13,9 +13,9 @@ from pydantic import Field
 
 from triplegain_core.marketdata.snapshot import MarketSnapshot
 from triplegain_core.model.market import TRADED_SYMBOLS, US_PER_SECOND
+from triplegain_core.model.signals import Signal, SignalAction
 from triplegain_core.strategies.interface import StrategyState
 from triplegain_core.strategies.levels import BracketConfig, clip01, entry_signal
-from triplegain_core.strategies.signal import SignalAction, StrategySignal
 
 NAME = "order_flow"
 VERSION = "1.0.0"
@@ -39,7 +39,7 @@ class Config(BracketConfig):
     repeat_after_s: float = Field(default=60.0, ge=0.0)
 
 
-def generate_signal(snapshot: MarketSnapshot, config: Config, state: StrategyState) -> StrategySignal | None:
+def generate_signal(snapshot: MarketSnapshot, config: Config, state: StrategyState) -> Signal | None:
     """LONG/SHORT when taker flow and book depth agree; None without a book or enough trades."""
     book = snapshot.book(state.symbol)
     if book is None:

@@ -15,9 +15,9 @@ import numpy as np
 from pydantic import Field
 
 from triplegain_core.marketdata.snapshot import MarketSnapshot
+from triplegain_core.model.signals import Signal, SignalAction
 from triplegain_core.strategies.interface import StrategyState
 from triplegain_core.strategies.levels import BracketConfig, candle_signal, clip01, close_signal
-from triplegain_core.strategies.signal import SignalAction, StrategySignal
 
 NAME = "ratio_trading"
 VERSION = "1.0.0"
@@ -46,7 +46,7 @@ def _zscores(log_close: np.ndarray, lookback: int) -> tuple[float, float, float,
     return (float(now[-1]) - mean) / std, (float(prev[-1]) - float(prev.mean())) / prev_std, mean, std
 
 
-def generate_signal(snapshot: MarketSnapshot, config: Config, state: StrategyState) -> StrategySignal | None:
+def generate_signal(snapshot: MarketSnapshot, config: Config, state: StrategyState) -> Signal | None:
     """LONG/SHORT when the ratio's z-score first crosses the entry band; CLOSE back near the mean."""
     window = snapshot.window(state.symbol, config.timeframe)
     if window is None or len(window) < config.lookback + 1:

@@ -1,8 +1,10 @@
 """The TechnicalAgent's trend-following momentum rule as a strategy (built-in #1).
 
-Same rule, strength and levels as :class:`triplegain_core.analysis.technical_agent.TechnicalAgent`
-(EMA9 > EMA21 > EMA50, positive MACD histogram, RSI below overbought, ADX trending; SHORT
-mirrored), computed on a bounded window of the snapshot's arrays.
+The rule and its strength are the agent's own (:meth:`TechnicalAgent.direction` and
+:meth:`TechnicalAgent.strength` of :mod:`triplegain_core.analysis.technical_agent`: EMA9 >
+EMA21 > EMA50, positive MACD histogram, RSI below overbought, ADX trending; SHORT mirrored),
+applied to the indicator values of a bounded window of the snapshot's arrays, on the
+strategy's own timeframe.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from triplegain_core.analysis.indicators import MIN_HISTORY
 from triplegain_core.analysis.technical_agent import TechnicalAgent, TechnicalAgentConfig
 from triplegain_core.marketdata.snapshot import MarketSnapshot
 from triplegain_core.model.market import TRADED_SYMBOLS
+from triplegain_core.model.signals import Signal, SignalAction
 from triplegain_core.strategies.interface import StrategyState
 from triplegain_core.strategies.levels import candle_signal
-from triplegain_core.strategies.signal import SignalAction, StrategySignal
 
 NAME = "trend_momentum"
 VERSION = "1.0.0"
@@ -50,27 +52,26 @@ def indicator_values(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> di
     }
 
 
-def generate_signal(snapshot: MarketSnapshot, config: Config, state: StrategyState) -> StrategySignal | None:
+def generate_signal(snapshot: MarketSnapshot, config: Config, state: StrategyState) -> Signal | None:
     """LONG/SHORT on the last closed candle when the trend rule holds with enough strength."""
     window = snapshot.window(state.symbol, config.timeframe)
     if window is None or len(window) < MIN_HISTORY:
         return None
     window = window.tail(config.window)
     v = indicator_values(window.high, window.low, window.close)
-    if any(math.isnan(value) for value in v.values()) or v["atr_14"] <= 0.0 or v["adx_14"] < config.adx_threshold:
+    if any(math.isnan(value) for value in v.values()):
         return None
-    if v["ema_9"] > v["ema_21"] > v["ema_50"] and v["macd_hist"] > 0.0 and v["rsi_14"] < config.rsi_overbought:
-        action = SignalAction.LONG
-    elif v["ema_9"] < v["ema_21"] < v["ema_50"] and v["macd_hist"] < 0.0 and v["rsi_14"] > config.rsi_oversold:
-        action = SignalAction.SHORT
-    else:
+    agent = TechnicalAgent(config)
+    direction = agent.direction(v)
+    if direction is None:
         return None
+    action = SignalAction(direction.value)
     return candle_signal(
         strategy=NAME,
         version=VERSION,
         window=window,
         action=action,
-        strength=TechnicalAgent(config).strength(v),
+        strength=agent.strength(v),
         stop_distance=config.stop_atr_multiple * v["atr_14"],
         config=config,
         reason=f"EMAs stacked {action}, MACD histogram {v['macd_hist']:+.3g}, ADX {v['adx_14']:.1f}",

@@ -15,9 +15,9 @@ from pydantic import Field
 
 from triplegain_core.marketdata.snapshot import MarketSnapshot
 from triplegain_core.model.market import TRADED_SYMBOLS
+from triplegain_core.model.signals import Signal, SignalAction
 from triplegain_core.strategies.interface import StrategyState
 from triplegain_core.strategies.levels import BracketConfig, candle_signal, clip01
-from triplegain_core.strategies.signal import SignalAction, StrategySignal
 
 NAME = "wavetrend"
 VERSION = "1.0.0"
@@ -50,7 +50,7 @@ def wave_trend(high: np.ndarray, low: np.ndarray, close: np.ndarray, channel: in
     return wt1, talib.SMA(wt1, timeperiod=4)
 
 
-def generate_signal(snapshot: MarketSnapshot, config: Config, state: StrategyState) -> StrategySignal | None:
+def generate_signal(snapshot: MarketSnapshot, config: Config, state: StrategyState) -> Signal | None:
     """LONG/SHORT on a wt1/wt2 cross in oversold/overbought territory."""
     window = snapshot.window(state.symbol, config.timeframe)
     if window is None or len(window) < 2 * config.channel + config.average + 6:

@@ -16,9 +16,9 @@ from pydantic import Field
 
 from triplegain_core.marketdata.snapshot import MarketSnapshot
 from triplegain_core.model.market import TRADED_SYMBOLS
+from triplegain_core.model.signals import Signal, SignalAction
 from triplegain_core.strategies.interface import StrategyState
 from triplegain_core.strategies.levels import BracketConfig, candle_signal, clip01
-from triplegain_core.strategies.signal import SignalAction, StrategySignal
 
 NAME = "whale_sentiment"
 VERSION = "1.0.0"
@@ -36,7 +36,7 @@ class Config(BracketConfig):
     stop_buffer_atr: float = Field(default=0.25, ge=0.0)
 
 
-def generate_signal(snapshot: MarketSnapshot, config: Config, state: StrategyState) -> StrategySignal | None:
+def generate_signal(snapshot: MarketSnapshot, config: Config, state: StrategyState) -> Signal | None:
     """Contrarian LONG after a red whale print, SHORT after a green one."""
     window = snapshot.window(state.symbol, config.timeframe)
     if window is None or len(window) < config.volume_lookback + 16:

@@ -1,0 +1,559 @@
+"""The trading kernel: market events in, every account's risk-checked orders out, all audited.
+
+The kernel is the synchronous decision path of the platform, whatever hosts it (the live
+executor's 100 ms grid over Redis, a loop over stored candles, a Dagster asset). Its host hands
+it market events in market order:
+
+- closed 1m candles (:meth:`TradingKernel.on_candles`): moment by moment (the candles closing
+  at the same time together) they feed its :class:`~triplegain_core.marketdata.live_market.LiveMarket`
+  (which also builds the higher timeframes the strategies read); the exits of every account's
+  open positions are enforced against each candle's range (stop, trailing stop, invalidation,
+  take-profit, maximum holding time) and the trailing stops moved, then the deciders run on that
+  moment: the TechnicalAgent and every enabled strategy (a
+  :class:`~triplegain_core.strategies.runner.StrategyRunner` over one
+  :class:`~triplegain_core.marketdata.snapshot.MarketSnapshot`);
+- the latest trade prices (:meth:`TradingKernel.on_ticks`): exits against them, then the
+  strategies that read more than candles (books, time) on the latest snapshot;
+- the latest books (:meth:`TradingKernel.on_books`) and public trades (:meth:`TradingKernel.on_trades`);
+- deliberated decisions (:meth:`TradingKernel.on_decisions`) and the confirmation gate's
+  verdicts (:meth:`TradingKernel.on_gate_verdicts`).
+
+Each decider trades its own isolated :class:`~triplegain_core.execution.account.StrategyAccount`:
+the TechnicalAgent the base account (``Settings.account``), each strategy ``<account>:<strategy>``,
+each deliberated decision its LLM account (``llm:<model>``, ``llm:consensus``, ...) opened on its
+first decision with the configured starting balances. A signal at least as strong as
+``deliberation.strong_signal_strength`` is announced to the strong-signal sink; the signals of
+gated strategies go to the confirmation gate and are traded only on its verdict.
+
+The kernel reaches the world through small protocols only: an :class:`AuditSink` for the trail,
+a :class:`BookSource` for the book an order fills against, and optionally a
+:class:`StrongSignalSink`, a :class:`DecisionLifecycle`, a :class:`SignalGate` and a
+:class:`GateAudit`. Market time (candle and trade timestamps), not the wall clock, stamps every
+record, so a replay gives the same trail as the live run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from triplegain_core.analysis.indicators import MIN_HISTORY
+from triplegain_core.analysis.technical_agent import TechnicalAgent
+from triplegain_core.config import Settings
+from triplegain_core.contracts.decision_streams import LLM_ACCOUNT_PREFIX, PublishedDecision, StrongSignal
+from triplegain_core.contracts.hot_state import BookSnapshot, LastPrice
+from triplegain_core.decisions.gate import GateDecision
+from triplegain_core.decisions.lifecycle import DecisionState
+from triplegain_core.execution.account import AccountStats, StrategyAccount, strategy_account_name
+from triplegain_core.execution.audit import AuditSink
+from triplegain_core.execution.order_manager import OrderManager
+from triplegain_core.marketdata.live_market import LiveMarket
+from triplegain_core.marketdata.snapshot import BookTop, MarketSnapshot
+from triplegain_core.model.market import Candle, Trade, datetime_to_us, us_to_datetime
+from triplegain_core.model.signals import Direction, Signal, SignalAction, TradeIntent
+from triplegain_core.portfolio.balances import Portfolio
+from triplegain_core.portfolio.positions import PositionTracker
+from triplegain_core.risk.rules import MarketRisk, RiskCheck
+from triplegain_core.strategies.interface import StrategyState
+from triplegain_core.strategies.registry import LoadedStrategy, LoadReport
+from triplegain_core.strategies.runner import StrategyRunner
+from triplegain_core.strategies.selection import candle_needs, select_strategies, timeframe_of
+
+log = logging.getLogger(__name__)
+
+HISTORY_LENGTH = max(MIN_HISTORY * 3, 300)
+CYCLE_SAMPLES = 10_000
+
+
+class BookSource(Protocol):
+    """Where an order finds the book it fills against."""
+
+    def book(self, symbol: str, when: datetime) -> BookTop | None:
+        """The book of ``symbol`` to fill an order of ``when`` against, or None (fixed slippage)."""
+        ...
+
+
+class StrongSignalSink(Protocol):
+    """Where strong entries are announced, so the models may be asked early."""
+
+    def publish(self, item: StrongSignal, /) -> object:
+        """Announce one strong signal."""
+        ...
+
+
+class DecisionLifecycle(Protocol):
+    """The lifecycle side of the decision intake: what became of each decision is written back."""
+
+    def refuse(self, decision: PublishedDecision, reason: str, at: datetime) -> None:
+        """Refuse a decision the kernel cannot route."""
+        ...
+
+    def record_outcome(self, decision: PublishedDecision, check: RiskCheck, position_id: str,
+                       open_positions: Collection[str], at: datetime) -> DecisionState:
+        """Write what the risk check and the order made of ``decision``."""
+        ...
+
+    def track_closes(self, open_positions: Collection[str], at: datetime) -> list[str]:
+        """Close the lifecycle of every watched position no longer open."""
+        ...
+
+
+class SignalGate(Protocol):
+    """The confirmation gate the signals of gated strategies wait at, off the decision path."""
+
+    def submit(self, signal: Signal, snapshot: MarketSnapshot) -> None:
+        """Start reviewing ``signal``; returns at once."""
+        ...
+
+    def awaiting(self) -> set[str]:
+        """The strategies with a signal still waiting for its verdict."""
+        ...
+
+
+class GateAudit(Protocol):
+    """Where the gate's verdicts are kept."""
+
+    def record(self, decisions: Sequence[GateDecision]) -> None:
+        """Keep ``decisions`` with their reasons."""
+        ...
+
+
+@dataclass
+class KernelStats:
+    """Counters of one run; signals, approvals, rejections and fills summed over accounts.
+
+    ``cycles`` and ``cycle_ms`` are the host's (one per pass of its loop)."""
+
+    cycles: int = 0
+    candles: int = 0
+    # Closed candles taken at start as history only, not traded (a warm start).
+    warm_candles: int = 0
+    accounts: dict[str, AccountStats] = field(default_factory=dict)
+    # The latest cycle times only: a service runs for months and must not grow with them.
+    cycle_ms: deque[float] = field(default_factory=lambda: deque(maxlen=CYCLE_SAMPLES))
+    # The deciding part of each cycle: snapshot, TechnicalAgent and strategies (no I/O).
+    decision_ms: deque[float] = field(default_factory=lambda: deque(maxlen=CYCLE_SAMPLES))
+
+    @property
+    def signals(self) -> int:
+        """Signals over every account."""
+        return sum(a.signals for a in self.accounts.values())
+
+    @property
+    def approved(self) -> int:
+        """Approved risk checks over every account."""
+        return sum(a.approved for a in self.accounts.values())
+
+    @property
+    def rejected(self) -> int:
+        """Rejected risk checks over every account."""
+        return sum(a.rejected for a in self.accounts.values())
+
+    @property
+    def fills(self) -> int:
+        """Fills over every account."""
+        return sum(a.fills for a in self.accounts.values())
+
+    def __str__(self) -> str:
+        p, d = percentiles(self.cycle_ms), percentiles(self.decision_ms)
+        return (f"cycles={self.cycles} candles={self.candles} accounts={len(self.accounts)} "
+                f"signals={self.signals} approved={self.approved} rejected={self.rejected} fills={self.fills} "
+                f"cycle_p50_ms={p['p50']:.3f} cycle_p99_ms={p['p99']:.3f} decision_p99_ms={d['p99']:.3f}")
+
+
+class _SharedMarket:
+    """The market every account trades in: the kernel's prices and estimates, and the book an
+    order fills against from the kernel's book source."""
+
+    def __init__(self, market: LiveMarket, books: BookSource) -> None:
+        self._market = market
+        self._books = books
+
+    @property
+    def prices(self) -> Mapping[str, float]:
+        return self._market.prices
+
+    def market_risk(self) -> MarketRisk:
+        return self._market.market_risk()
+
+    def book(self, symbol: str, when: datetime) -> BookTop | None:
+        return self._books.book(symbol, when)
+
+
+class TradingKernel:
+    """Runs the TechnicalAgent, the enabled strategies and the deliberated decisions, each on
+    its own paper account, on the market events its host hands it.
+
+    ``strategies`` defaults to those the configuration enables (``Settings.strategies``),
+    discovered and validated; what was left out, and why, is in :attr:`strategy_reports`.
+    ``books`` is where an order finds its book (default: the books the kernel was handed).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        audit: AuditSink,
+        *,
+        agent: TechnicalAgent | None = None,
+        strategies: Iterable[LoadedStrategy] | None = None,
+        books: BookSource | None = None,
+        decisions: DecisionLifecycle | None = None,
+        strong_signals: StrongSignalSink | None = None,
+        gate: SignalGate | None = None,
+        gate_audit: GateAudit | None = None,
+    ) -> None:
+        self._settings = settings
+        self._audit = audit
+        reports: tuple[LoadReport, ...] = ()
+        if strategies is None:
+            catalog = select_strategies(settings.strategies, settings.symbols)
+            strategies, reports = catalog.strategies, catalog.reports
+        self.strategy_reports = reports
+        strategies = self._strategies = tuple(strategies)
+        names = [s.name for s in strategies]
+        if len(names) != len(set(names)):
+            raise ValueError(f"strategy names must be unique, got {names}")
+        # One runner per candle timeframe, each shown only its own series: a 5m strategy is then
+        # called again only when a 5m candle closes, not on every 1m close of any symbol.
+        groups: dict[str | None, list[LoadedStrategy]] = {}
+        for strategy in strategies:
+            groups.setdefault(timeframe_of(strategy), []).append(strategy)
+        self._runners = tuple((timeframe, StrategyRunner(group)) for timeframe, group in groups.items())
+        # Each strategy's state per symbol, to tell it what its account really holds.
+        self._states: dict[str, dict[str, StrategyState]] = {}
+        for _, runner in self._runners:
+            for (name, symbol), state in runner.states.items():
+                self._states.setdefault(name, {})[symbol] = state
+        # Strategies reading more than closed candles are also run between two candle closes.
+        self._tick_runners = tuple((timeframe, runner) for timeframe, runner in self._runners
+                                   if any(s.reads - {"candles"} for s in runner.strategies))
+        needs = candle_needs(strategies, HISTORY_LENGTH)
+        self._market = LiveMarket(settings.symbols, needs.timeframes, needs.capacity, HISTORY_LENGTH)
+        view = _SharedMarket(self._market, self._market if books is None else books)
+        self._view = view
+        self._decisions = decisions
+        self._strong_signals = strong_signals
+        self._gate = gate
+        self._gate_audit = gate_audit
+        self._gated = frozenset(settings.strategies.gated)
+        self._llm_accounts: dict[str, StrategyAccount] = {}
+        self._agent = (agent or TechnicalAgent()) if settings.strategies.technical_agent else None
+        tested = set(settings.strategies.tested)
+        self._base = StrategyAccount(settings.account, settings, audit, view, source="technical")
+        self._by_strategy = {
+            s.name: StrategyAccount(strategy_account_name(settings.account, s.name), settings, audit, view,
+                                    strategy=s.name, tested=s.name in tested)
+            for s in strategies
+        }
+        self._accounts: tuple[StrategyAccount, ...] = (self._base, *self._by_strategy.values())
+        self._last_snapshot_minute: int | None = None
+        self.reads_trades = any("trades" in s.reads for s in strategies)
+        """Whether some strategy reads the public tape (a host need not feed trades otherwise)."""
+        self.stats = KernelStats(accounts={a.name: a.stats for a in self._accounts})
+
+    @property
+    def portfolio(self) -> Portfolio:
+        """The base account's portfolio (the TechnicalAgent's)."""
+        return self._base.portfolio
+
+    @property
+    def positions(self) -> PositionTracker:
+        """The base account's positions."""
+        return self._base.positions
+
+    @property
+    def orders(self) -> OrderManager:
+        """The base account's orders."""
+        return self._base.orders
+
+    @property
+    def market(self) -> LiveMarket:
+        """The kernel's view of the market: its candle history, prices and books."""
+        return self._market
+
+    @property
+    def strategies(self) -> tuple[LoadedStrategy, ...]:
+        """The strategies the kernel runs, each on its own account."""
+        return self._strategies
+
+    def strategy_state(self, strategy: str, symbol: str) -> StrategyState:
+        """What ``strategy`` remembers about ``symbol`` (KeyError for a strategy the kernel does not run)."""
+        return self._states[strategy][symbol]
+
+    @property
+    def strategy_failures(self) -> dict[str, int]:
+        """How often each strategy raised (or returned garbage) since the start; it ran on regardless."""
+        return {name: count for _, runner in self._runners for name, count in runner.failure_counts.items()}
+
+    @property
+    def accounts(self) -> tuple[StrategyAccount, ...]:
+        """Every account the kernel trades: the base account first, then one per strategy, then
+        the LLM accounts in the order their first decision arrived."""
+        return self._accounts
+
+    @property
+    def market_time_us(self) -> int | None:
+        """The close of the newest candle the kernel has processed (None before the first)."""
+        return self._market.candle_time_us
+
+    def now_us(self) -> int | None:
+        """The latest moment the kernel knows of: the newest candle close or trade (None before
+        the first candle). Decisions are judged for expiry on it."""
+        return self._market.now_us()
+
+    def account(self, name: str) -> StrategyAccount:
+        """The account called ``name``; KeyError when the kernel has none."""
+        for account in self._accounts:
+            if account.name == name:
+                return account
+        raise KeyError(f"no account named {name!r}")
+
+    def warm(self, history: Mapping[str, Sequence[Candle]],
+             higher: Mapping[tuple[str, str], Iterable[Candle]] | None = None) -> int:
+        """Fill the market history with candles closed before the start (see
+        :meth:`LiveMarket.seed`) without deciding on any; returns how many were taken.
+
+        The strategies are primed on them as a kernel that had seen them all would have been,
+        so the next new candle is decided on a full history."""
+        taken = self._market.seed(history, higher)
+        now_us = self._market.candle_time_us
+        if now_us is not None:
+            for timeframe, runner in self._runners:
+                runner.prime(self._market.snapshot(now_us, timeframe, candles="candles" in runner.reads))
+        self.stats.warm_candles += taken
+        return taken
+
+    def on_books(self, books: Mapping[str, BookSnapshot]) -> None:
+        """The latest published books replace the known ones."""
+        self._market.set_books(books)
+
+    def on_trades(self, trades: Sequence[Trade]) -> None:
+        """The next public trades, in stream order, for the strategies that read the tape."""
+        if trades:
+            self._market.add_trades(trades)
+
+    def on_candles(self, candles: Sequence[Candle]) -> None:
+        """Closed candles in stream order, decided moment by moment; their whole trail is
+        written in one audit pipeline."""
+        deciding = 0.0
+        with self._audit.pipeline():
+            for moment in _moments(candles):
+                deciding += self._on_moment(moment)
+        self.stats.decision_ms.append(deciding * 1000)
+
+    def on_ticks(self, prices: Mapping[str, LastPrice]) -> None:
+        """Exits against the latest trade prices, then the strategies that read more than candles."""
+        self.stats.decision_ms.append(self._on_ticks(prices) * 1000)
+
+    def _on_moment(self, candles: Sequence[Candle]) -> float:
+        """Candles closing at the same time: exits, then decisions. Returns the deciding seconds."""
+        fresh = [candle for candle in candles if self._market.add_candle(candle)]
+        if not fresh:
+            return 0.0  # not ours, or already seen (a replayed stream entry)
+        self.stats.candles += len(fresh)
+        for candle in fresh:
+            when = us_to_datetime(candle.close_time_us)
+            for account in self._accounts:
+                account.manage_exits(candle.symbol, candle.low, candle.high, candle.close, when)
+        now, now_us = self._market.market_time, self._market.candle_time_us
+        assert now is not None and now_us is not None
+        for account in self._accounts[1:]:
+            account.observe_equity(now)
+        # As before the strategies came: the TechnicalAgent decides only once its account has a value.
+        base_valued = self._base.observe_equity(now)
+        started = time.perf_counter()
+        technical = []
+        if self._agent is not None and base_valued:
+            # The agent reads the last HISTORY_LENGTH candles from the 1m window the strategies
+            # share (its ring holds at least as many: candle_needs's minimum capacity).
+            technical = [s for c in fresh if (w := self._market.recent(c.symbol, HISTORY_LENGTH)) is not None
+                         and (s := self._agent.analyze_window(w))]
+        signals = self._decide(self._runners, now_us)
+        deciding = time.perf_counter() - started
+        for signal in technical:
+            self._base.on_signal(signal)
+        self._route(signals, now_us)
+        self._sync_holdings(self._by_strategy)
+        self._publish_strong([*technical, *signals])
+        self._maybe_snapshot(now_us)
+        return deciding
+
+    def _publish_strong(self, signals: Sequence[Signal]) -> None:
+        """Announce the strong entries of this moment, so the models may be asked early."""
+        if self._strong_signals is None:
+            return
+        threshold = self._settings.deliberation.strong_signal_strength
+        for signal in signals:
+            direction = signal.direction
+            if direction is None or signal.strength < threshold:
+                continue
+            ts_us = datetime_to_us(signal.time)
+            self._strong_signals.publish(StrongSignal(
+                signal_id=signal.signal_id, strategy=signal.strategy, symbol=signal.symbol,
+                direction=Direction(direction), strength=signal.strength, ts_us=ts_us))
+
+    def _llm_account(self, name: str) -> StrategyAccount | None:
+        """The LLM account ``name``, opened on its first decision; None for a non-LLM name."""
+        if not name.startswith(LLM_ACCOUNT_PREFIX):
+            return None
+        account = self._llm_accounts.get(name)
+        if account is None:
+            account = StrategyAccount(name, self._settings, self._audit, self._view, strategy=name)
+            self._llm_accounts[name] = account
+            self._accounts = (*self._accounts, account)
+            self.stats.accounts[name] = account.stats
+            log.info("account %s opened for its first decision", name)
+        return account
+
+    def on_decisions(self, decisions: Sequence[PublishedDecision]) -> None:
+        """Risk-check and trade fresh decisions (already judged for expiry and confidence on
+        :meth:`now_us`), each on its own LLM account; follow their positions.
+
+        Needs the market's time (a first candle) and a :class:`DecisionLifecycle`."""
+        lifecycle = self._decisions
+        now_us = self._market.now_us()
+        if lifecycle is None or now_us is None:
+            raise RuntimeError("decisions need a lifecycle and the market's time (a first candle)")
+        now = us_to_datetime(now_us)
+        for decision in decisions:
+            self._trade_decision(lifecycle, decision, now)
+        if self._llm_accounts:
+            open_ids = {p.position_id for a in self._llm_accounts.values() for p in a.positions.open_positions()}
+            lifecycle.track_closes(open_ids, now)
+
+    def _trade_decision(self, lifecycle: DecisionLifecycle, decision: PublishedDecision, now: datetime) -> None:
+        account = self._llm_account(decision.account)
+        if account is None:
+            # Decisions trade LLM accounts only: never the base or a strategy's account.
+            lifecycle.refuse(decision, f"{decision.account} is not an LLM account", now)
+            return
+        account.observe_equity(now)
+        intent = decision.intent()
+        check = account.on_intent(intent)
+        open_ids = {p.position_id for p in account.positions.open_positions()}
+        lifecycle.record_outcome(decision, check, f"{account.name}:{intent.intent_id}", open_ids, now)
+
+    def _decide(self, runners: Sequence[tuple[str | None, StrategyRunner]], ts_us: int) -> list[Signal]:
+        """The new signals of ``runners`` on the market as of ``ts_us``."""
+        signals: list[Signal] = []
+        for timeframe, runner in runners:
+            signals += runner.run(self._market.snapshot(ts_us, timeframe, candles="candles" in runner.reads))
+        return signals
+
+    def _on_ticks(self, prices: Mapping[str, LastPrice]) -> float:
+        """Exits against the latest trade prices, then the strategies that read more than
+        candles; returns the deciding seconds."""
+        if self._market.candle_time_us is None:
+            return 0.0
+        # Most accounts hold nothing most of the time: only those holding a position watch ticks.
+        holding = {account: count for account in self._accounts if (count := account.positions.open_count)}
+        for symbol, last in prices.items():
+            if not self._market.observe_tick(last) or not holding:
+                continue  # older than what the candles already told us, or nothing to watch
+            when = us_to_datetime(last.ts_us)
+            for account in holding:
+                account.manage_exits(symbol, last.price, last.price, last.price, when)
+        # A strategy whose position an exit just closed is told so; the others hold what they held.
+        closed = [account.strategy for account, count in holding.items()
+                  if account.positions.open_count < count and account.strategy in self._by_strategy]
+        if closed:
+            self._sync_holdings(closed)
+        if not self._tick_runners:
+            return 0.0
+        now_us = self._market.now_us()
+        assert now_us is not None
+        started = time.perf_counter()
+        signals = self._decide(self._tick_runners, now_us)
+        deciding = time.perf_counter() - started
+        self._route(signals, now_us)
+        if signals:
+            self._sync_holdings(signal.strategy for signal in signals)
+        return deciding
+
+    def _route(self, signals: Sequence[Signal], now_us: int) -> None:
+        """Each signal to its strategy's account, through the confirmation gate when it is gated."""
+        for signal in signals:
+            if self._gate is not None and signal.strategy in self._gated:
+                self._gate.submit(signal, self._market.snapshot(now_us))
+            else:
+                self._by_strategy[signal.strategy].on_signal(signal)
+
+    def on_gate_verdicts(self, decided: Sequence[GateDecision]) -> None:
+        """Trade the gated signals the gate let through; keep every verdict and its reasons."""
+        if not decided:
+            return
+        if self._gate_audit is not None:
+            self._gate_audit.record(decided)
+        for decision in decided:
+            if decision.final_signal is not None:
+                self._by_strategy[decision.strategy].on_signal(decision.final_signal)
+            else:
+                log.info("gated signal %s held back: %s (%s)", decision.signal_id, decision.outcome.value,
+                         decision.gate_reason)
+        self._sync_holdings(decision.strategy for decision in decided)
+
+    def _sync_holdings(self, strategies: Iterable[str]) -> None:
+        """Tell each of ``strategies`` what its account really holds on each symbol.
+
+        A strategy's state notes the entries it signalled; its account knows what came of them
+        (the risk rules may have rejected one, a stop or exit may have closed it since). A gated
+        strategy with a signal still at the gate is left as it is until the verdict.
+        """
+        awaiting = self._gate.awaiting() if self._gate is not None else set()
+        for name in set(strategies) - awaiting:
+            states, positions = self._states[name], self._by_strategy[name].positions
+            for symbol, state in states.items():
+                position = positions.open_for(symbol)
+                action = None if position is None else SignalAction(position.direction.value)
+                if action is not state.open_action:
+                    state.hold(action, None if position is None else position.entry_price)
+
+    def on_intent(self, intent: TradeIntent) -> RiskCheck:
+        """Risk-check ``intent`` on the base account and, when approved, trade it."""
+        return self._base.on_intent(intent)
+
+    def market_risk(self) -> MarketRisk:
+        """Volatility and correlations estimated from the candle history the kernel holds."""
+        return self._market.market_risk()
+
+    def _maybe_snapshot(self, close_time_us: int) -> None:
+        minute = close_time_us // 60_000_000
+        if minute != self._last_snapshot_minute:
+            self._last_snapshot_minute = minute
+            self.record_snapshot()
+
+    def record_snapshot(self) -> None:
+        """Keep every account's holdings and value at the current market time, in one batch."""
+        now = self._market.market_time
+        if now is None:
+            return
+        snapshots = [s for account in self._accounts if (s := account.snapshot(now)) is not None]
+        self._audit.record_snapshots(snapshots)
+
+
+def _moments(candles: Sequence[Candle]) -> Iterator[list[Candle]]:
+    """Consecutive runs of candles with the same close time, in stream order."""
+    run: list[Candle] = []
+    for candle in candles:
+        if run and candle.close_time_us != run[0].close_time_us:
+            yield run
+            run = []
+        run.append(candle)
+    if run:
+        yield run
+
+
+def percentiles(samples: Iterable[float]) -> Mapping[str, float]:
+    """p50 and p99 of ``samples`` (0 for none)."""
+    ordered = sorted(samples)
+    if not ordered:
+        return {"p50": 0.0, "p99": 0.0}
+    return {
+        "p50": ordered[len(ordered) // 2],
+        "p99": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
+    }
