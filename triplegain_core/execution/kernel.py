@@ -27,7 +27,7 @@ gated strategies go to the confirmation gate and are traded only on its verdict.
 
 The kernel reaches the world through small protocols only: an :class:`AuditSink` for the trail,
 a :class:`BookSource` for the book an order fills against, and optionally a
-:class:`StrongSignalSink`, a :class:`DecisionLifecycle`, a :class:`SignalGate` and a
+:class:`StrongSignalSink`, a :class:`DecisionLifecycle`, a :class:`GatedSignalQueue` and a
 :class:`GateAudit`. Market time (candle and trade timestamps), not the wall clock, stamps every
 record, so a replay gives the same trail as the live run.
 """
@@ -103,7 +103,7 @@ class DecisionLifecycle(Protocol):
         ...
 
 
-class SignalGate(Protocol):
+class GatedSignalQueue(Protocol):
     """The confirmation gate the signals of gated strategies wait at, off the decision path."""
 
     def submit(self, signal: Signal, snapshot: MarketSnapshot) -> None:
@@ -204,7 +204,7 @@ class TradingKernel:
         books: BookSource | None = None,
         decisions: DecisionLifecycle | None = None,
         strong_signals: StrongSignalSink | None = None,
-        gate: SignalGate | None = None,
+        gate: GatedSignalQueue | None = None,
         gate_audit: GateAudit | None = None,
     ) -> None:
         self._settings = settings
