@@ -43,7 +43,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -294,10 +294,8 @@ class TradingLoop:
                 if delay < 0:
                     next_tick = time.monotonic()
                     delay = 0
-                try:
+                with suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=delay)
-                except TimeoutError:
-                    pass
         if drain_before_stop:
             while await asyncio.to_thread(self.cycle):
                 pass

@@ -44,6 +44,7 @@ the ``pong`` (the server answers in order), then flushes everything, forming can
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import random
@@ -216,8 +217,16 @@ class _Batch:
 class _Sequence:
     """One symbol's trade-id sequencer."""
 
-    __slots__ = ("next_id", "last_ts", "held", "gap_since", "resync_at", "resyncs",
-                 "reconnected", "filling")
+    __slots__ = (
+        "filling",
+        "gap_since",
+        "held",
+        "last_ts",
+        "next_id",
+        "reconnected",
+        "resync_at",
+        "resyncs",
+    )
 
     def __init__(self) -> None:
         self.next_id: int | None = None
@@ -840,10 +849,8 @@ class TradeStreamer:
 
     async def _writer(self) -> None:
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._settings.write_interval_s)
-            except TimeoutError:
-                pass
             self._wake.clear()
             while True:  # full batches back to back, so a backlog drains at database speed
                 final = self._ended

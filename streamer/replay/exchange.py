@@ -274,6 +274,8 @@ class ReplayExchange:
         self.faults = faults
         self.faults_injected = FaultCounts()
         self._clients: set[_Client] = set()
+        # Held until done: the event loop keeps only a weak reference to a task.
+        self._closing: set[asyncio.Task[None]] = set()
         self._connection_ids = itertools.count(1)
         self._markets = {symbol: _SymbolMarket(symbol) for symbol in self.symbols}
         self.finished = asyncio.Event()
@@ -375,8 +377,10 @@ class ReplayExchange:
                 for client in list(self._clients):
                     counts.connections_dropped += 1
                     # In a task of its own: the close handshake must not hold the clock.
-                    asyncio.create_task(
+                    task = asyncio.create_task(
                         client.connection.close(1011, "replay fault: connection dropped"))
+                    self._closing.add(task)
+                    task.add_done_callback(self._closing.discard)
 
     async def _answer(self, client: _Client, frame: str | bytes) -> None:
         time_in = us_to_rfc3339(time.time_ns() // 1000)

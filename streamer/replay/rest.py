@@ -322,10 +322,7 @@ class ReplayRestExchange:
              t.trade_id]
             for t in history.trades[start:stop]
         ]
-        if stop > start:
-            last = history.times_us[stop - 1] * _NS_PER_US
-        else:
-            last = since if since is not None else 0
+        last = history.times_us[stop - 1] * _NS_PER_US if stop > start else since or 0
         return {pair.pair_id: rows, "last": str(last)}
 
     def _ohlc(self, query: dict[str, str]) -> dict[str, object]:

@@ -44,7 +44,7 @@ class _Handle:
     or a tuple for multi-output functions), NaN while the handle is still warming up.
     """
 
-    __slots__ = ("_factory", "_params", "_need", "_history", "_stream", "_blank")
+    __slots__ = ("_blank", "_factory", "_history", "_need", "_params", "_stream")
 
     def __init__(self, name: str, **params: float) -> None:
         function = abstract.Function(name)
@@ -201,24 +201,24 @@ class IncrementalIndicators:
             return None
         self._last_open_us = candle.open_time_us
         self.updates += 1
-        h, l, c, v = candle.high, candle.low, candle.close, candle.volume
+        h, lo, c, v = candle.high, candle.low, candle.close, candle.volume
         prev_close = self._prev_close
         self._prev_close = c
 
         macd, macd_signal, macd_hist = self._macd.push(c)
-        stoch_k, stoch_d = self._stoch.push(h, l, c)
+        stoch_k, stoch_d = self._stoch.push(h, lo, c)
         bb_upper, bb_middle, bb_lower = self._bbands.push(c)
-        kc_upper, kc_middle, kc_lower = self._kc.push(h, l, c)
-        dc_upper, dc_middle, dc_lower = self._donchian.push(h, l)
-        wt1, wt2 = self._wavetrend(h, l, c)
+        kc_upper, kc_middle, kc_lower = self._kc.push(h, lo, c)
+        dc_upper, dc_middle, dc_lower = self._donchian.push(h, lo)
+        wt1, wt2 = self._wavetrend(h, lo, c)
         values = IndicatorValues(
             ema_9=self._ema_fast.push(c),
             ema_21=self._ema_mid.push(c),
             ema_50=self._ema_slow.push(c),
             sma_20=self._sma.push(c),
-            adx_14=self._adx.push(h, l, c),
-            plus_di_14=self._plus_di.push(h, l, c),
-            minus_di_14=self._minus_di.push(h, l, c),
+            adx_14=self._adx.push(h, lo, c),
+            plus_di_14=self._plus_di.push(h, lo, c),
+            minus_di_14=self._minus_di.push(h, lo, c),
             rsi_14=self._rsi.push(c),
             macd=macd,
             macd_signal=macd_signal,
@@ -226,8 +226,8 @@ class IncrementalIndicators:
             roc_10=self._roc.push(c),
             stoch_k=stoch_k,
             stoch_d=stoch_d,
-            atr_14=self._atr.push(h, l, c),
-            natr_14=self._natr.push(h, l, c),
+            atr_14=self._atr.push(h, lo, c),
+            natr_14=self._natr.push(h, lo, c),
             bb_upper=bb_upper,
             bb_middle=bb_middle,
             bb_lower=bb_lower,
@@ -241,15 +241,15 @@ class IncrementalIndicators:
             obv=self._obv.push(c, v),
             vwap=self._session_vwap(candle),
             volume_ratio=self._rvol.push(v),
-            chop_14=self._choppiness(h, l, c),
+            chop_14=self._choppiness(h, lo, c),
             wt1=wt1,
             wt2=wt2,
             vpin=self._vpin(c, prev_close, v),
             realized_vol=self._realized_vol(c),
             close_zscore=self._zscore(c),
-            cci_20=self._cci.push(h, l, c),
-            mfi_14=self._mfi.push(h, l, c, v),
-            willr_14=self._willr.push(h, l, c),
+            cci_20=self._cci.push(h, lo, c),
+            mfi_14=self._mfi.push(h, lo, c, v),
+            willr_14=self._willr.push(h, lo, c),
         )
         self.last = IndicatorSnapshot(self.symbol, self.timeframe, candle.open_time_us, c, values)
         return self.last
@@ -264,16 +264,16 @@ class IncrementalIndicators:
             return self._vwap.value
         return self._vwap.update(*args)
 
-    def _choppiness(self, h: float, l: float, c: float) -> float:
-        true_range = self._trange.push(h, l, c)
+    def _choppiness(self, h: float, lo: float, c: float) -> float:
+        true_range = self._trange.push(h, lo, c)
         tr_sum = self._tr_sum.push(true_range) if true_range == true_range else NAN
-        price_range = self._high_max.push(h) - self._low_min.push(l)
+        price_range = self._high_max.push(h) - self._low_min.push(lo)
         if not price_range > 0.0 or tr_sum != tr_sum:
             return NAN
         return 100.0 * math.log10(tr_sum / price_range) / math.log10(ind.CHOP_PERIOD)
 
-    def _wavetrend(self, h: float, l: float, c: float) -> tuple[float, float]:
-        typical = (h + l + c) / 3.0  # exactly TA-Lib's TYPPRICE
+    def _wavetrend(self, h: float, lo: float, c: float) -> tuple[float, float]:
+        typical = (h + lo + c) / 3.0  # exactly TA-Lib's TYPPRICE
         esa = self._esa.push(typical)
         if esa != esa:
             return NAN, NAN

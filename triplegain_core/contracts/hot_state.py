@@ -15,6 +15,7 @@ The TTLs make stale state disappear: an executor that finds no price does not tr
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -126,7 +127,7 @@ class BookSnapshot:
             for price, qty in levels:
                 if not (math.isfinite(price) and price > 0 and math.isfinite(qty) and qty > 0):
                     raise ValueError(f"{self.symbol} {name}: level {price} x {qty} is not positive")
-            if any(not better(float(a[0]), float(b[0])) for a, b in zip(levels, levels[1:])):
+            if any(not better(float(a[0]), float(b[0])) for a, b in itertools.pairwise(levels)):
                 raise ValueError(f"{self.symbol} {name} are not ordered best first")
 
     @classmethod
@@ -364,7 +365,7 @@ class HotStateReader:
         for symbol, tf in series:
             pipe.zrange(recent_candles_key(symbol, tf), -limit, -1)
         newest, *sets = pipe.execute()
-        candles = {key: [Candle(**_loads(value)) for value in raw] for key, raw in zip(series, sets)}
+        candles = {key: [Candle(**_loads(value)) for value in raw] for key, raw in zip(series, sets, strict=True)}
         return RecentHistory(
             last_id=entry_id(newest[0][0]) if newest else "0",
             candles={symbol: candles[(symbol, timeframe)] for symbol in symbols},
@@ -441,10 +442,10 @@ class HotStateReader:
                 result.trades_id = entry_id(entries[-1][0])
             else:
                 result.extra[name] = entries
-        for symbol, raw in zip(symbols, values):
+        for symbol, raw in zip(symbols, values[:len(symbols)], strict=True):
             if raw is not None and (last := self._parsed(symbol, price_key(symbol), raw, _last_price)):
                 result.prices[symbol] = last
-        for symbol, raw in zip(symbols, values[len(symbols):]):
+        for symbol, raw in zip(symbols, values[len(symbols):], strict=True):
             if raw is not None and (book := self._parsed(symbol, book_key(symbol), raw, BookSnapshot.from_json)):
                 result.books[symbol] = book
         return result

@@ -130,7 +130,8 @@ class StrategyAccount:
         self.stats.approved += 1
         if intent.action is IntentAction.CLOSE:
             position = self.positions.get(check.position_id or "")
-            self._exit(position, OrderPurpose.SIGNAL_CLOSE, prices.get(position.symbol, intent.entry), intent.time, check)
+            price = prices.get(position.symbol, intent.entry)
+            self._exit(position, OrderPurpose.SIGNAL_CLOSE, price, intent.time, check)
             return check
         self._enter(intent, check, position_id)
         return check

@@ -72,8 +72,8 @@ def score_decision(
     window = [c for c in candles_after if c.open_time_us >= start_us and c.open_time_us < horizon_us]
     if not window or window[-1].close_time_us < horizon_us:
         return None
-    base = dict(model_name=model_name, symbol=decision.symbol, time=decided_at, action=decision.action,
-                confidence=decision.confidence)
+    base = {"model_name": model_name, "symbol": decision.symbol, "time": decided_at, "action": decision.action,
+                "confidence": decision.confidence}
     if decision.action is Action.HOLD:
         first_open = window[0].open
         moved = abs(window[-1].close - first_open) / first_open

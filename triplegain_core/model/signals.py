@@ -63,9 +63,10 @@ class TradeIntent(BaseModel):
 
     Deliberately lenient: every number may be NaN, infinite, negative or on the wrong side,
     because validating it is the RiskAgent's job (each defect becomes a machine-readable
-    rejection reason, never an exception in the loop). Only its time must be UTC-aware. ``size_fraction`` is the notional the
-    source asks for as a fraction of equity (None: size by risk alone); ``leverage`` None
-    takes the account's default for the direction. ``tested`` says whether the strategy has
+    rejection reason, never an exception in the loop). Only its time must be UTC-aware.
+    ``size_fraction`` is the notional the source asks for as a fraction of equity (None: size
+    by risk alone); ``leverage`` None takes the account's default for the direction.
+    ``tested`` says whether the strategy has
     a track record: untested strategies never get leverage. ``invalidation`` is a price on
     the stop's side of entry that closes the position when crossed; ``max_holding_s`` closes
     it after that many seconds.

@@ -96,7 +96,7 @@ def current_prices(
     """The snapshot's prices, each replaced by its symbol's last close if that is newer, and
     the time each price is from."""
     prices = dict(snapshot.prices)
-    times = {symbol: snapshot.time for symbol in prices}
+    times = dict.fromkeys(prices, snapshot.time)
     for symbol, candle in last_candles.items():
         closed_at = us_to_datetime(candle.close_time_us)
         if symbol in TRADED_SYMBOLS and closed_at > snapshot.time:

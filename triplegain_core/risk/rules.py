@@ -152,7 +152,7 @@ def estimate_market_risk(
         if len(values) <= min_returns or not np.all(np.isfinite(values)) or np.any(values <= 0):
             continue
         logs = np.diff(np.log(values))
-        returns[symbol] = dict(zip(times[1:], logs.tolist()))
+        returns[symbol] = dict(zip(times[1:], logs.tolist(), strict=True))
     volatility = {
         symbol: float(np.std(list(r.values()), ddof=1) * math.sqrt(periods_per_day)) for symbol, r in returns.items()
     }

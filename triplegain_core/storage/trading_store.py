@@ -257,7 +257,7 @@ class TradingStore:
             " (SELECT count(*) FROM fills WHERE account = %(a)s)",
             {"a": account},
         ).fetchone()
-        return dict(zip(("signals", "approved_checks", "rejected_checks", "orders", "fills"), row))
+        return dict(zip(("signals", "approved_checks", "rejected_checks", "orders", "fills"), row, strict=True))
 
     def fees_paid(self, account: str) -> dict[str, float]:
         """Total fees per fee asset."""

@@ -48,7 +48,8 @@ def _outcomes(conn: psycopg.Connection, rules: ScoringRules) -> list[DecisionOut
     outcomes = []
     for symbol, decisions in by_symbol.items():
         start = us_to_datetime(min(d.market_time_us for d in decisions))
-        candles = market.candles(symbol, "1m", start, us_to_datetime(max(d.market_time_us for d in decisions)) + horizon)
+        end = us_to_datetime(max(d.market_time_us for d in decisions)) + horizon
+        candles = market.candles(symbol, "1m", start, end)
         opens = [c.open_time_us for c in candles]
         for published in decisions:
             # Only this decision's horizon is handed over: the candles are in time order.

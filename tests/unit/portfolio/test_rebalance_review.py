@@ -45,7 +45,7 @@ def test_newer_closes_replace_the_snapshot_prices() -> None:
 
 
 def test_quotes_prefer_a_recent_book_then_same_moment_prices() -> None:
-    times = {symbol: T0 for symbol in PRICES}
+    times = dict.fromkeys(PRICES, T0)
     book = {s: BookTop(symbol=s, time=T0, bid=p * 0.999, ask=p * 1.001) for s, p in PRICES.items()}
     quotes, source = quotes_for(PRICES, times, book, T0)
     assert source == "book" and quotes["XRP/USDT"] == (2.1 * 0.999, 2.1 * 1.001)

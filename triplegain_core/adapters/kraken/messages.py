@@ -613,7 +613,7 @@ def _parse_trade(item: object) -> Trade:
         raise KrakenFrameError(f"trade symbol must be a non-empty string, got {symbol!r}")
     if type(trade_id) is not int or not 0 <= trade_id < _MAX_TRADE_ID:
         raise KrakenFrameError(f"trade_id must be an integer in [0, 2**63), got {trade_id!r}")
-    if ord_type != "market" and ord_type != "limit" or type(ord_type) is not str:
+    if (ord_type != "market" and ord_type != "limit") or type(ord_type) is not str:
         raise KrakenFrameError(f"ord_type must be 'limit' or 'market', got {ord_type!r}")
     taker = _SIDES.get(side) if type(side) is str else None
     if taker is None:
