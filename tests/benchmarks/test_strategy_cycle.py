@@ -27,9 +27,8 @@ from triplegain_core.marketdata.snapshot import (
     CandleBuffer,
     MarketSnapshot,
     TradeBuffer,
-    timeframe_us,
 )
-from triplegain_core.model.market import Candle, Side, Trade
+from triplegain_core.model.market import Candle, Side, Trade, timeframe_us
 from triplegain_core.strategies.registry import discover_strategies
 from triplegain_core.strategies.runner import StrategyRunner
 

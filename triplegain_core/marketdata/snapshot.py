@@ -18,7 +18,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from triplegain_core.model.market import TIMEFRAME_US, BookLevel, Candle, Side, Trade
+from triplegain_core.model.market import BookLevel, Candle, Side, Trade, timeframe_us
 
 _T = TypeVar("_T")
 
@@ -26,14 +26,6 @@ _SERIES = ("open", "high", "low", "close", "volume")
 
 # The parts of a snapshot a strategy may read; see MarketSnapshot.fingerprint.
 SNAPSHOT_PARTS: frozenset[str] = frozenset({"time", "candles", "books", "trades", "prices"})
-
-
-def timeframe_us(timeframe: str) -> int:
-    """Span of one candle of ``timeframe`` in microseconds; ValueError for an unknown one."""
-    try:
-        return TIMEFRAME_US[timeframe]
-    except KeyError:
-        raise ValueError(f"unknown timeframe {timeframe!r}; known: {sorted(TIMEFRAME_US)}") from None
 
 
 def _read_only(values: np.ndarray) -> np.ndarray:

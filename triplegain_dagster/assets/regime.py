@@ -11,8 +11,7 @@ from triplegain_core.analysis.symbol_regime import (
     detect_symbol_regime,
     regimes_markdown,
 )
-from triplegain_core.marketdata.timeframes import timeframe_us
-from triplegain_core.model.market import TRADED_SYMBOLS
+from triplegain_core.model.market import TRADED_SYMBOLS, timeframe_us
 from triplegain_core.storage.market_store import MarketStore
 from triplegain_core.storage.portfolio_store import PortfolioStore
 from triplegain_dagster.assets.candles import TIMEFRAME, candles_1m

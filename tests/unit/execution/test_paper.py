@@ -22,12 +22,6 @@ def _order(symbol: str, side: Side, qty: float) -> Order:
     )
 
 
-def test_worst_fill_price() -> None:
-    executor = PaperExecutor(fee_rate=0.001, slippage=0.0005)
-    assert executor.worst_fill_price(Side.BUY, 2.0) == 2.0 * 1.0005
-    assert executor.worst_fill_price(Side.SELL, 2.0) == 2.0 * 0.9995
-
-
 def test_buy_fill_arithmetic_and_balances() -> None:
     executor = PaperExecutor(fee_rate=0.001, slippage=0.0005)
     portfolio = Portfolio("acct", DEFAULT_STARTING_BALANCES)

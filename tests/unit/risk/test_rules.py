@@ -420,7 +420,7 @@ def _enter(agent: RiskAgent, executor: PaperExecutor, signal: TechnicalSignal, p
     equity = check.equity_usdt
     quote_usdt = 1.0 if INSTRUMENTS[signal.symbol].quote is Asset.USDT else prices["BTC/USDT"]
     side = Side.BUY if signal.direction is Direction.LONG else Side.SELL
-    worst = executor.worst_fill_price(side, signal.entry)
+    worst = executor.fill_model.worst_fill_price(side, signal.entry)
     assert check.quantity * worst * quote_usdt <= 0.20 * equity * (1 + 1e-9)
     assert check.quantity * abs(signal.entry - signal.stop_loss) * quote_usdt <= 0.01 * equity * (1 + 1e-9)
     order = Order(

@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 
 from triplegain_core.analysis.technical_agent import TechnicalAgent
-from triplegain_core.marketdata.snapshot import CandleWindow, MarketSnapshot, timeframe_us
+from triplegain_core.marketdata.snapshot import CandleWindow, MarketSnapshot
 from triplegain_core.model import market
-from triplegain_core.model.market import Candle, datetime_to_us
+from triplegain_core.model.market import Candle, datetime_to_us, timeframe_us
 from triplegain_core.model.signals import Direction
 from triplegain_core.strategies.registry import LoadedStrategy, StrategyCatalog, discover_strategies
 from triplegain_core.strategies.replay import replay_candles
