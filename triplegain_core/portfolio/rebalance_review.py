@@ -118,13 +118,13 @@ def quotes_for(
     quotes when all three are from the same minute (prices of different moments make a cross
     rate that never existed, and a "profit" with it); else none.
     """
-    tops = [stored_quotes.get(symbol) for symbol in TRADED_SYMBOLS]
-    if all(top is not None and top.time >= at - MAX_QUOTE_AGE and 0.0 < top.bid <= top.ask
-           for top in tops):
+    tops = [top for symbol in TRADED_SYMBOLS if (top := stored_quotes.get(symbol)) is not None
+            and top.time >= at - MAX_QUOTE_AGE and 0.0 < top.bid <= top.ask]
+    if len(tops) == len(TRADED_SYMBOLS):
         return {top.symbol: (top.bid, top.ask) for top in tops}, "book"
-    times = [price_times.get(symbol) for symbol in TRADED_SYMBOLS]
+    times = [time for symbol in TRADED_SYMBOLS if (time := price_times.get(symbol)) is not None]
     if (all(prices.get(symbol, 0.0) > 0.0 for symbol in TRADED_SYMBOLS)
-            and None not in times and max(times) - min(times) <= SAME_MOMENT):
+            and len(times) == len(TRADED_SYMBOLS) and max(times) - min(times) <= SAME_MOMENT):
         return {symbol: (prices[symbol], prices[symbol]) for symbol in TRADED_SYMBOLS}, "last_price"
     return {}, "none"
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
@@ -26,7 +27,7 @@ _PLAN_COLUMNS = ("account, snapshot_time, regime, previous_regime, prices, refer
                  " quote_source, plan, cycles")
 
 
-def _snapshot(row: dict) -> PortfolioSnapshot:
+def _snapshot(row: dict[str, Any]) -> PortfolioSnapshot:
     return PortfolioSnapshot(
         account=row["account"], time=row["time"],
         balances={Asset.BTC: row["btc"], Asset.USDT: row["usdt"], Asset.XRP: row["xrp"]},
@@ -34,7 +35,7 @@ def _snapshot(row: dict) -> PortfolioSnapshot:
     )
 
 
-def _plan(row: dict) -> StoredPlan:
+def _plan(row: dict[str, Any]) -> StoredPlan:
     return StoredPlan(
         account=row["account"], snapshot_time=row["snapshot_time"], regime=row["regime"],
         previous_regime=row["previous_regime"], prices=row["prices"],
