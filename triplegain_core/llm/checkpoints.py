@@ -17,6 +17,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import partial
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -191,22 +192,22 @@ def verdict_from(
     position: Position, turn: StructuredResult[CheckpointAnswer], min_confidence: float
 ) -> CheckpointVerdict:
     """The verdict on ``position`` from the model's turn: its answer, or STAY with the reason."""
-    common = {"position_id": position.position_id, "symbol": position.symbol, "direction": position.direction,
-              "model": turn.model_name, "turn": turn}
+    verdict = partial(CheckpointVerdict, position_id=position.position_id, symbol=position.symbol,
+                      direction=position.direction, model=turn.model_name, turn=turn)
     answer = turn.answer
     if answer is None:
-        return CheckpointVerdict(**common, action=CheckpointAction.STAY, reduce_fraction=None, flip_decision=None,
-                                 confidence=None, reasoning="no valid answer: the position keeps its stops",
-                                 fallback_reason=turn.why_not())
+        return verdict(action=CheckpointAction.STAY, reduce_fraction=None, flip_decision=None,
+                       confidence=None, reasoning="no valid answer: the position keeps its stops",
+                       fallback_reason=turn.why_not())
     if answer.action is not CheckpointAction.STAY and answer.confidence < min_confidence:
-        return CheckpointVerdict(**common, action=CheckpointAction.STAY, reduce_fraction=None, flip_decision=None,
-                                 confidence=answer.confidence, reasoning=answer.reasoning,
-                                 fallback_reason=(f"{answer.action.value} at confidence {answer.confidence:.2f}"
-                                                  f" < {min_confidence:.2f}"))
+        return verdict(action=CheckpointAction.STAY, reduce_fraction=None, flip_decision=None,
+                       confidence=answer.confidence, reasoning=answer.reasoning,
+                       fallback_reason=(f"{answer.action.value} at confidence {answer.confidence:.2f}"
+                                        f" < {min_confidence:.2f}"))
     flipped = flip_decision(position, answer, turn.model_name) if answer.flip is not None else None
-    return CheckpointVerdict(**common, action=answer.action, reduce_fraction=answer.reduce_fraction,
-                             flip_decision=flipped if isinstance(flipped, TradingDecision) else None,
-                             confidence=answer.confidence, reasoning=answer.reasoning, fallback_reason=None)
+    return verdict(action=answer.action, reduce_fraction=answer.reduce_fraction,
+                   flip_decision=flipped if isinstance(flipped, TradingDecision) else None,
+                   confidence=answer.confidence, reasoning=answer.reasoning, fallback_reason=None)
 
 
 async def run_checkpoint(client: LLMClient, model_name: str, positions: Sequence[Position],

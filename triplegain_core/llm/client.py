@@ -384,7 +384,7 @@ class LLMClient:
     def _backoff(self, attempts: int, retry_after_s: float | None) -> float:
         # Exponential with jitter, so processes that were refused together do not retry together;
         # a provider's Retry-After wins when it asks for longer.
-        base = self._settings.backoff_s * 2 ** (attempts - 1)
+        base = self._settings.backoff_s * 2.0 ** (attempts - 1)
         delay = base * (0.5 + random.random() / 2)
         if retry_after_s is not None:
             delay = max(delay, retry_after_s)

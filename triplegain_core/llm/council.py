@@ -52,7 +52,8 @@ class RubricScores(BaseModel):
     @property
     def mean(self) -> float:
         """The mean of the four criteria."""
-        return sum(getattr(self, name) for name in RUBRIC) / len(RUBRIC)
+        scores: list[float] = [getattr(self, name) for name in RUBRIC]
+        return sum(scores) / len(RUBRIC)
 
 
 class PitchReview(BaseModel):

@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from triplegain_core.marketdata.snapshot import BookLevel, BookTop
-from triplegain_core.model.market import Side
+from triplegain_core.marketdata.snapshot import BookTop
+from triplegain_core.model.market import BookLevel, Side
 
 
 @dataclass(frozen=True, slots=True)
