@@ -365,8 +365,9 @@ class TradingLoop:
             self.warm_start()
         # Decisions are read in the same round trip once the loop knows the market's time (an
         # entry read before that could not be judged for expiry).
-        reads_decisions = self._intake is not None and self._market.now_us() is not None
-        extra = {DECISIONS_STREAM: self._intake.last_id} if reads_decisions else None
+        intake = self._intake
+        reads_decisions = intake is not None and self._market.now_us() is not None
+        extra = {DECISIONS_STREAM: intake.last_id} if intake is not None and reads_decisions else None
         return self._hot_state.poll(self._stream_id, self._settings.symbols, trades_after=self._trades_id,
                                     extra_streams=extra)
 

@@ -366,13 +366,13 @@ class ReplayExchange:
             due = min(t for t in (next_drop, next_stall) if t is not None)
             await asyncio.sleep(max(0.0, due - time.monotonic()))
             now = time.monotonic()
-            if next_stall is not None and now >= next_stall:
+            if next_stall is not None and faults.stall_every_s is not None and now >= next_stall:
                 next_stall = now + faults.stall_every_s
                 for client in list(self._clients):
                     if not client.stalled:
                         client.stalled_until = now + faults.stall_for_s
                         counts.stalls += 1
-            if next_drop is not None and now >= next_drop:
+            if next_drop is not None and faults.drop_connection_every_s is not None and now >= next_drop:
                 next_drop = now + faults.drop_connection_every_s
                 for client in list(self._clients):
                     counts.connections_dropped += 1
@@ -613,7 +613,8 @@ class ReplayExchange:
         checksum = book_checksum(asks, bids)
         old = client.book_view.get(symbol)
         client.book_view[symbol] = new
-        ts_us = self._markets[symbol].last.ts_us if self._markets[symbol].last else 0
+        last = self._markets[symbol].last
+        ts_us = last.ts_us if last else 0
         if snapshot or old is None:
             return encode_book(BookData(symbol, tuple(bids), tuple(asks), checksum, ts_us),
                                kind="snapshot")
