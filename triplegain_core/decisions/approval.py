@@ -44,7 +44,7 @@ def _market_now_us(conn: psycopg.Connection, symbol: str) -> int | None:
     row = conn.execute(
         "SELECT max(open_time) FROM candles WHERE symbol = %s AND timeframe = '1m'", (symbol,),
     ).fetchone()
-    return None if row[0] is None else datetime_to_us(row[0]) + US_PER_MINUTE
+    return None if row is None or row[0] is None else datetime_to_us(row[0]) + US_PER_MINUTE
 
 
 def pending_decisions(conn: psycopg.Connection) -> list[PublishedDecision]:

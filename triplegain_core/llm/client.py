@@ -188,6 +188,8 @@ class LLMClient:
         under ``parser.kind``); ``deadline_s`` shortens the turn deadline for this ask.
         """
         result, answer = await self._ask_turn(model_name, prompt, parser, symbol, request_id, deadline_s)
+        # Parametrized at run time, so pydantic checks ``answer`` against the parser's own schema;
+        # a type checker takes no run-time value as a type argument.
         return StructuredResult[parser.schema](result=result, answer=answer)  # type: ignore[name-defined]
 
     async def _ask_turn(
