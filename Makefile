@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export DAGSTER_HOME ?= $(CURDIR)/.triplegain/dagster
 
-.PHONY: demo test bench ui install clean
+.PHONY: demo lint test bench ui install clean
 
 install: $(STAMP)
 
@@ -20,7 +20,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/triplegain demo
 
-test: $(STAMP)
+# The house rules: style, types, and which package may import which. Each step fails the build.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: lint
 	$(BIN)/pytest
 
 bench: $(STAMP)

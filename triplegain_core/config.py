@@ -158,7 +158,7 @@ def load_settings(
             values[field] = env[var]
     values.update({key: value for key, value in overrides.items() if value is not None})
     try:
-        settings = Settings(**values)
+        settings = Settings.model_validate(values)
     except ValidationError as exc:
         raise ConfigError(f"invalid configuration ({config_path}): {exc}") from exc
     if settings.mode == "live" and env.get(LIVE_OPT_IN_ENV) != "yes":

@@ -227,7 +227,7 @@ def _percent(value: float | None) -> str:
 def _with_database(url: str, database: str) -> str:
     params = conninfo_to_dict(url)
     params["dbname"] = database
-    return make_conninfo(**params)
+    return make_conninfo("", **params)
 
 
 class _ProgressBar:

@@ -201,7 +201,8 @@ class TradingLoop:
         # Decisions are read in the same round trip once the loop knows the market's time (an
         # entry read before that could not be judged for expiry).
         intake = self._intake
-        extra = {DECISIONS_STREAM: intake.last_id} if intake is not None and self.kernel.now_us() is not None else None
+        now_known = self.kernel.now_us() is not None
+        extra = {DECISIONS_STREAM: intake.last_id} if intake is not None and now_known else None
         return self._hot_state.poll(self._stream_id, self._settings.symbols, trades_after=self._trades_id,
                                     extra_streams=extra)
 

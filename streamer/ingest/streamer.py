@@ -44,6 +44,7 @@ the ``pong`` (the server answers in order), then flushes everything, forming can
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import random
@@ -84,7 +85,7 @@ from triplegain_core.contracts.hot_state import BookSnapshot, HotStatePublisher,
 from triplegain_core.contracts.hot_state import Heartbeat as HotHeartbeat
 from triplegain_core.contracts.hot_state import Ticker as HotTicker
 from triplegain_core.marketdata.candles import CandleAggregator
-from triplegain_core.model.market import TIMEFRAMES, US_PER_MINUTE, Candle, Trade
+from triplegain_core.model.market import TIMEFRAMES, US_PER_MINUTE, BookLevel, Candle, Trade
 from triplegain_core.storage.market_store import MarketStore
 
 log = logging.getLogger(__name__)
@@ -216,8 +217,16 @@ class _Batch:
 class _Sequence:
     """One symbol's trade-id sequencer."""
 
-    __slots__ = ("next_id", "last_ts", "held", "gap_since", "resync_at", "resyncs",
-                 "reconnected", "filling")
+    __slots__ = (
+        "filling",
+        "gap_since",
+        "held",
+        "last_ts",
+        "next_id",
+        "reconnected",
+        "resync_at",
+        "resyncs",
+    )
 
     def __init__(self) -> None:
         self.next_id: int | None = None
@@ -539,40 +548,39 @@ class TradeStreamer:
         except KrakenFrameError as exc:
             self._reject(exc, frame)
             return
-        kind = type(message)
-        if kind is TradeMessage:
+        if type(message) is TradeMessage:
             self._on_trades(message, frame)
-        elif kind is BookMessage:
+        elif type(message) is BookMessage:
             self._on_book(message)
-        elif kind is OhlcMessage:
+        elif type(message) is OhlcMessage:
             for bar in message.bars:
                 bars = self._ohlc.get(bar.symbol)
                 if bars is not None and bar.interval == 1:
                     bars[bar.interval_begin_us] = bar
                     if len(bars) > _OHLC_BARS_KEPT:
                         del bars[min(bars)]
-        elif kind is TickerMessage:
+        elif type(message) is TickerMessage:
             for ticker in message.tickers:
                 if ticker.symbol in self._symbols:
                     self.tickers[ticker.symbol] = self._fresh_tickers[ticker.symbol] = ticker
-        elif kind is InstrumentMessage:
+        elif type(message) is InstrumentMessage:
             self.instruments.update({pair.symbol: pair for pair in message.pairs})
             missing = self._symbols - set(self.instruments)
             if missing:
                 log.error("the exchange does not list %s", ", ".join(sorted(missing)))
-        elif kind is Pong:
+        elif type(message) is Pong:
             if message.req_id == DRAIN_REQ_ID:
                 self._pong.set()
-        elif kind is Status:
+        elif type(message) is Status:
             level = logging.INFO if message.system == "online" else logging.WARNING
             log.log(level, "exchange status %s (api %s)", message.system, message.api_version)
-        elif kind is SubscribeAck:
+        elif type(message) is SubscribeAck:
             if not message.success:
                 log.error("subscription to %s %s failed: %s", message.channel, message.symbol,
                           message.error)
             else:
                 self._received_since_connect = True
-        elif kind is ErrorReply:
+        elif type(message) is ErrorReply:
             log.error("exchange error: %s", message.error)
 
     def _on_trades(self, message: TradeMessage, frame: str | bytes) -> None:
@@ -743,10 +751,10 @@ class TradeStreamer:
         ready: list[Trade] = []
         self._release(sequence, ready, reordered=False)
         if held:
-            first = min(held)
-            if first > sequence.next_id:
+            first, next_id = min(held), sequence.next_id
+            if next_id is not None and first > next_id:
                 rest = MissedInterval(hole.symbol, sequence.last_ts, held[first].ts_us + 1,
-                                      sequence.next_id, first - 1, hole.reason)
+                                      next_id, first - 1, hole.reason)
                 log.warning("backfill left %d %s trades (ids %d..%d) missing: "
                             "left to REST gap repair", rest.trades, rest.symbol,
                             rest.first_trade_id, rest.last_trade_id)
@@ -840,10 +848,8 @@ class TradeStreamer:
 
     async def _writer(self) -> None:
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._settings.write_interval_s)
-            except TimeoutError:
-                pass
             self._wake.clear()
             while True:  # full batches back to back, so a backlog drains at database speed
                 final = self._ended
@@ -885,8 +891,8 @@ class TradeStreamer:
         book = self._books[symbol]
         if not book.valid:
             return None
-        bids = tuple((float(level.price), float(level.qty)) for level in book.bids())
-        asks = tuple((float(level.price), float(level.qty)) for level in book.asks())
+        bids = tuple(BookLevel(float(level.price), float(level.qty)) for level in book.bids())
+        asks = tuple(BookLevel(float(level.price), float(level.qty)) for level in book.asks())
         if not bids and not asks:
             return None
         return BookSnapshot(symbol, book.ts_us or time.time_ns() // 1000, book.depth, bids, asks)

@@ -274,6 +274,8 @@ class ReplayExchange:
         self.faults = faults
         self.faults_injected = FaultCounts()
         self._clients: set[_Client] = set()
+        # Held until done: the event loop keeps only a weak reference to a task.
+        self._closing: set[asyncio.Task[None]] = set()
         self._connection_ids = itertools.count(1)
         self._markets = {symbol: _SymbolMarket(symbol) for symbol in self.symbols}
         self.finished = asyncio.Event()
@@ -364,19 +366,21 @@ class ReplayExchange:
             due = min(t for t in (next_drop, next_stall) if t is not None)
             await asyncio.sleep(max(0.0, due - time.monotonic()))
             now = time.monotonic()
-            if next_stall is not None and now >= next_stall:
+            if next_stall is not None and faults.stall_every_s is not None and now >= next_stall:
                 next_stall = now + faults.stall_every_s
                 for client in list(self._clients):
                     if not client.stalled:
                         client.stalled_until = now + faults.stall_for_s
                         counts.stalls += 1
-            if next_drop is not None and now >= next_drop:
+            if next_drop is not None and faults.drop_connection_every_s is not None and now >= next_drop:
                 next_drop = now + faults.drop_connection_every_s
                 for client in list(self._clients):
                     counts.connections_dropped += 1
                     # In a task of its own: the close handshake must not hold the clock.
-                    asyncio.create_task(
+                    task = asyncio.create_task(
                         client.connection.close(1011, "replay fault: connection dropped"))
+                    self._closing.add(task)
+                    task.add_done_callback(self._closing.discard)
 
     async def _answer(self, client: _Client, frame: str | bytes) -> None:
         time_in = us_to_rfc3339(time.time_ns() // 1000)
@@ -609,7 +613,8 @@ class ReplayExchange:
         checksum = book_checksum(asks, bids)
         old = client.book_view.get(symbol)
         client.book_view[symbol] = new
-        ts_us = self._markets[symbol].last.ts_us if self._markets[symbol].last else 0
+        last = self._markets[symbol].last
+        ts_us = last.ts_us if last else 0
         if snapshot or old is None:
             return encode_book(BookData(symbol, tuple(bids), tuple(asks), checksum, ts_us),
                                kind="snapshot")

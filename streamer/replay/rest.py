@@ -26,11 +26,12 @@ import bisect
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from email.utils import formatdate
 from enum import StrEnum
+from typing import Any
 
 from aiohttp import web
 
@@ -262,21 +263,21 @@ class ReplayRestExchange:
             return web.json_response({"error": [str(exc)]})
         return web.json_response({"error": [], "result": result})
 
-    def _pair(self, query: dict[str, str]) -> KrakenPair:
+    def _pair(self, query: Mapping[str, str]) -> KrakenPair:
         pair = self._pairs.get(query.get("pair", ""))
         if pair is None:
             raise _KrakenError("EQuery:Unknown asset pair")
         return pair
 
-    def _time(self, query: dict[str, str]) -> dict[str, object]:
+    def _time(self, query: Mapping[str, str]) -> dict[str, object]:
         now_s = self._now_us() // US_PER_SECOND
         return {"unixtime": now_s, "rfc1123": formatdate(now_s, usegmt=True)}
 
-    def _system_status(self, query: dict[str, str]) -> dict[str, object]:
+    def _system_status(self, query: Mapping[str, str]) -> dict[str, object]:
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._now_us() // US_PER_SECOND))
         return {"status": "online", "timestamp": now}
 
-    def _assets(self, query: dict[str, str]) -> dict[str, object]:
+    def _assets(self, query: Mapping[str, str]) -> dict[str, object]:
         wanted = {KRAKEN_PAIRS[s].base for s in self.symbols} | {
             KRAKEN_PAIRS[s].quote for s in self.symbols}
         return {
@@ -285,7 +286,7 @@ class ReplayRestExchange:
             for asset, (altname, decimals, display) in KRAKEN_ASSETS.items() if asset in wanted
         }
 
-    def _asset_pairs(self, query: dict[str, str]) -> dict[str, object]:
+    def _asset_pairs(self, query: Mapping[str, str]) -> dict[str, object]:
         return {
             pair.pair_id: {
                 "altname": pair.altname, "wsname": pair.wsname, "aclass_base": "currency",
@@ -301,7 +302,7 @@ class ReplayRestExchange:
             for pair in (KRAKEN_PAIRS[s] for s in self.symbols)
         }
 
-    def _trades(self, query: dict[str, str]) -> dict[str, object]:
+    def _trades(self, query: Mapping[str, str]) -> dict[str, Any]:
         pair = self._pair(query)
         count = _decimal_arg(query.get("count"), "count")
         limit = MAX_TRADES_PER_PAGE if count is None else max(1, min(int(count),
@@ -322,13 +323,10 @@ class ReplayRestExchange:
              t.trade_id]
             for t in history.trades[start:stop]
         ]
-        if stop > start:
-            last = history.times_us[stop - 1] * _NS_PER_US
-        else:
-            last = since if since is not None else 0
+        last = history.times_us[stop - 1] * _NS_PER_US if stop > start else since or 0
         return {pair.pair_id: rows, "last": str(last)}
 
-    def _ohlc(self, query: dict[str, str]) -> dict[str, object]:
+    def _ohlc(self, query: Mapping[str, str]) -> dict[str, object]:
         pair = self._pair(query)
         interval_arg = _decimal_arg(query.get("interval"), "interval")
         interval = 1 if interval_arg is None else int(interval_arg)

@@ -27,9 +27,8 @@ from triplegain_core.marketdata.snapshot import (
     CandleBuffer,
     MarketSnapshot,
     TradeBuffer,
-    timeframe_us,
 )
-from triplegain_core.model.market import Candle, Side, Trade
+from triplegain_core.model.market import Candle, Side, Trade, timeframe_us
 from triplegain_core.strategies.registry import discover_strategies
 from triplegain_core.strategies.runner import StrategyRunner
 
@@ -93,13 +92,13 @@ def test_strategy_cycle_us(shared_data: Path) -> None:
                 tapes[symbol].append(Trade(symbol, next_trade, ts_us, row.price * scale / reference, row.amount,
                                            Side(row.side)))
             next_trade += 1
-        return {symbol: _book(symbol, float(tapes[symbol].window().price[-1]), ts_us)  # type: ignore[union-attr]
+        return {symbol: _book(symbol, float(tapes[symbol].window().price[-1]), ts_us)
                 for symbol in PAIRS}
 
     def snapshot(ts_us: int, books: dict[str, BookTop]) -> MarketSnapshot:
         windows = {key: buffer.window() for key, buffer in buffers.items()}
         trades = {symbol: tape.window() for symbol, tape in tapes.items()}
-        return MarketSnapshot(ts_us=ts_us, candles=windows, books=books, trades=trades)  # type: ignore[arg-type]
+        return MarketSnapshot(ts_us=ts_us, candles=windows, books=books, trades=trades)
 
     feed(T0)
     full: list[float] = []
@@ -109,7 +108,7 @@ def test_strategy_cycle_us(shared_data: Path) -> None:
     for cycle in range(CYCLES):
         for key, buffer in buffers.items():
             buffer.append(candles[key][CAPACITY + cycle])
-        ts = max(buffer.window().last_close_time_us for buffer in buffers.values())  # type: ignore[union-attr]
+        ts = max(buffer.window().last_close_time_us for buffer in buffers.values())
         books = feed(ts)
         started = time.perf_counter()
         fresh = snapshot(ts, books)

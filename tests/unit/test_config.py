@@ -101,7 +101,7 @@ def test_the_readmes_example_configuration_loads_as_documented(tmp_path: Path) -
 def test_a_misconfigured_deliberation_is_a_clear_error(tmp_path: Path) -> None:
     config = tmp_path / "bad.toml"
     config.write_text('[deliberation]\nmode = "parliament"\n')
-    with pytest.raises(ConfigError, match="deliberation.mode"):
+    with pytest.raises(ConfigError, match=r"deliberation\.mode"):
         load_settings(config, environ={})
     config.write_text('[[llm.models]]\nname = "x"\nprovider = "anthropic"\nmodel_id = "m"\napi_key = "sk-1"\n')
     with pytest.raises(ConfigError, match="api_key"):  # keys are never configuration

@@ -21,6 +21,7 @@ import logging
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import talib
@@ -29,7 +30,7 @@ from talib import abstract, stream
 from triplegain_core.analysis import indicators as ind
 from triplegain_core.analysis.indicators import IndicatorValues
 from triplegain_core.marketdata.timeframes import ANALYSIS_TIMEFRAMES, CandleResampler
-from triplegain_core.model.market import Candle
+from triplegain_core.model.market import US_PER_DAY, Candle
 
 log = logging.getLogger(__name__)
 
@@ -37,43 +38,88 @@ NAN = math.nan
 _SQRT2 = math.sqrt(2.0)
 
 
-class _Handle:
+class _Warmup:
     """One TA-Lib stream, opened once enough finite history has been pushed.
 
-    ``push`` takes the bar's inputs and returns the function's value at that bar (a float,
-    or a tuple for multi-output functions), NaN while the handle is still warming up.
+    Until then the bars' inputs are kept; :class:`_Handle` and :class:`_MultiHandle` give the
+    stream's values their types (one float, or one per output).
     """
 
-    __slots__ = ("_factory", "_params", "_need", "_history", "_stream", "_blank")
+    __slots__ = ("_factory", "_history", "_need", "_outputs", "_params", "_stream")
 
     def __init__(self, name: str, **params: float) -> None:
-        function = abstract.Function(name)
+        # talib's abstract.pyi leaves out Function, which its abstract.py defines.
+        function = abstract.Function(name)  # type: ignore[attr-defined]
         function.set_parameters(params)
-        self._factory: Callable[..., stream.Stream] = getattr(stream, name)
+        # Looked up by name, so typed by what the subclass's push returns, not by one function's stub.
+        self._factory: Callable[..., Any] = getattr(stream, name)
         self._params = params
-        self._need = function.lookback + 1
+        self._need: int = function.lookback + 1
+        self._outputs: int = len(function.output_names)
         n_inputs = sum(len(v) if isinstance(v, list) else 1 for v in function.input_names.values())
         self._history: list[list[float]] | None = [[] for _ in range(n_inputs)]
-        self._stream: stream.Stream | None = None
-        n_outputs = len(function.output_names)
-        self._blank: float | tuple[float, ...] = NAN if n_outputs == 1 else (NAN,) * n_outputs
+        self._stream: Any = None
 
-    def push(self, *inputs: float) -> float | tuple[float, ...]:
-        if self._stream is not None:
-            return self._stream.update(*inputs)
+    def _open(self, inputs: tuple[float, ...]) -> Any:
+        """Keep ``inputs`` for the warm-up; the stream once it opens on them, else None."""
         history = self._history
         assert history is not None
         for column, value in zip(history, inputs, strict=True):
             column.append(value)
         if len(history[0]) < self._need:
-            return self._blank
+            return None
         try:
             self._stream = self._factory(*(np.asarray(c, dtype=np.float64) for c in history), **self._params)
         except talib.InsufficientHistory:
             # A few functions seed on more bars than their lookback; try again next bar.
-            return self._blank
+            return None
         self._history = None
-        return self._stream.value
+        return self._stream
+
+
+class _Handle(_Warmup):
+    """A single-output stream: ``push`` returns the value at the bar, NaN while warming up."""
+
+    __slots__ = ()
+
+    def __init__(self, name: str, **params: float) -> None:
+        super().__init__(name, **params)
+        if self._outputs != 1:
+            raise ValueError(f"{name} has {self._outputs} outputs: use a _MultiHandle")
+
+    def push(self, *inputs: float) -> float:
+        value: float
+        if self._stream is not None:
+            value = self._stream.update(*inputs)
+            return value
+        opened = self._open(inputs)
+        if opened is None:
+            return NAN
+        value = opened.value
+        return value
+
+
+class _MultiHandle(_Warmup):
+    """A multi-output stream: ``push`` returns one value per output, NaNs while warming up."""
+
+    __slots__ = ("_blank",)
+
+    def __init__(self, name: str, **params: float) -> None:
+        super().__init__(name, **params)
+        if self._outputs < 2:
+            raise ValueError(f"{name} has one output: use a _Handle")
+        self._blank: tuple[float, ...] = (NAN,) * self._outputs
+
+    def push(self, *inputs: float) -> tuple[float, ...]:
+        values: tuple[float, ...]
+        if self._stream is not None:
+            values = self._stream.update(*inputs)
+            return values
+        opened = self._open(inputs)
+        if opened is None:
+            return self._blank
+        values = opened.value
+        return values
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +179,7 @@ class IncrementalIndicators:
         self._last_open_us: int | None = None
         self._prev_close = NAN
         self._session: int | None = None
-        self._vwap: stream.Stream | None = None
+        self._vwap: stream.VWAP | None = None
 
         fast, mid, slow = ind.EMA_PERIODS
         self._ema_fast = _Handle("EMA", timeperiod=fast)
@@ -145,19 +191,19 @@ class IncrementalIndicators:
         self._minus_di = _Handle("MINUS_DI", timeperiod=ind.ADX_PERIOD)
         self._rsi = _Handle("RSI", timeperiod=ind.RSI_PERIOD)
         f, s, g = ind.MACD_PERIODS
-        self._macd = _Handle("MACD", fastperiod=f, slowperiod=s, signalperiod=g)
+        self._macd = _MultiHandle("MACD", fastperiod=f, slowperiod=s, signalperiod=g)
         self._roc = _Handle("ROC", timeperiod=ind.ROC_PERIOD)
         k, sk, sd = ind.STOCH_PERIODS
-        self._stoch = _Handle(
+        self._stoch = _MultiHandle(
             "STOCH", fastk_period=k, slowk_period=sk, slowk_matype=0, slowd_period=sd, slowd_matype=0
         )
         self._atr = _Handle("ATR", timeperiod=ind.ATR_PERIOD)
         self._natr = _Handle("NATR", timeperiod=ind.ATR_PERIOD)
-        self._bbands = _Handle(
+        self._bbands = _MultiHandle(
             "BBANDS", timeperiod=ind.BB_PERIOD, nbdevup=ind.BB_DEVIATIONS, nbdevdn=ind.BB_DEVIATIONS, matype=0
         )
-        self._kc = _Handle("KC", timeperiod=ind.KC_PERIOD, atrperiod=ind.KC_ATR_PERIOD, nbdev=ind.KC_MULTIPLIER)
-        self._donchian = _Handle("DONCHIAN", timeperiod=ind.DONCHIAN_PERIOD)
+        self._kc = _MultiHandle("KC", timeperiod=ind.KC_PERIOD, atrperiod=ind.KC_ATR_PERIOD, nbdev=ind.KC_MULTIPLIER)
+        self._donchian = _MultiHandle("DONCHIAN", timeperiod=ind.DONCHIAN_PERIOD)
         self._obv = _Handle("OBV")
         self._rvol = _Handle("RVOL", timeperiod=ind.VOLUME_RATIO_PERIOD)
         self._cci = _Handle("CCI", timeperiod=ind.CCI_PERIOD)
@@ -201,24 +247,24 @@ class IncrementalIndicators:
             return None
         self._last_open_us = candle.open_time_us
         self.updates += 1
-        h, l, c, v = candle.high, candle.low, candle.close, candle.volume
+        h, lo, c, v = candle.high, candle.low, candle.close, candle.volume
         prev_close = self._prev_close
         self._prev_close = c
 
         macd, macd_signal, macd_hist = self._macd.push(c)
-        stoch_k, stoch_d = self._stoch.push(h, l, c)
+        stoch_k, stoch_d = self._stoch.push(h, lo, c)
         bb_upper, bb_middle, bb_lower = self._bbands.push(c)
-        kc_upper, kc_middle, kc_lower = self._kc.push(h, l, c)
-        dc_upper, dc_middle, dc_lower = self._donchian.push(h, l)
-        wt1, wt2 = self._wavetrend(h, l, c)
+        kc_upper, kc_middle, kc_lower = self._kc.push(h, lo, c)
+        dc_upper, dc_middle, dc_lower = self._donchian.push(h, lo)
+        wt1, wt2 = self._wavetrend(h, lo, c)
         values = IndicatorValues(
             ema_9=self._ema_fast.push(c),
             ema_21=self._ema_mid.push(c),
             ema_50=self._ema_slow.push(c),
             sma_20=self._sma.push(c),
-            adx_14=self._adx.push(h, l, c),
-            plus_di_14=self._plus_di.push(h, l, c),
-            minus_di_14=self._minus_di.push(h, l, c),
+            adx_14=self._adx.push(h, lo, c),
+            plus_di_14=self._plus_di.push(h, lo, c),
+            minus_di_14=self._minus_di.push(h, lo, c),
             rsi_14=self._rsi.push(c),
             macd=macd,
             macd_signal=macd_signal,
@@ -226,8 +272,8 @@ class IncrementalIndicators:
             roc_10=self._roc.push(c),
             stoch_k=stoch_k,
             stoch_d=stoch_d,
-            atr_14=self._atr.push(h, l, c),
-            natr_14=self._natr.push(h, l, c),
+            atr_14=self._atr.push(h, lo, c),
+            natr_14=self._natr.push(h, lo, c),
             bb_upper=bb_upper,
             bb_middle=bb_middle,
             bb_lower=bb_lower,
@@ -241,22 +287,22 @@ class IncrementalIndicators:
             obv=self._obv.push(c, v),
             vwap=self._session_vwap(candle),
             volume_ratio=self._rvol.push(v),
-            chop_14=self._choppiness(h, l, c),
+            chop_14=self._choppiness(h, lo, c),
             wt1=wt1,
             wt2=wt2,
             vpin=self._vpin(c, prev_close, v),
             realized_vol=self._realized_vol(c),
             close_zscore=self._zscore(c),
-            cci_20=self._cci.push(h, l, c),
-            mfi_14=self._mfi.push(h, l, c, v),
-            willr_14=self._willr.push(h, l, c),
+            cci_20=self._cci.push(h, lo, c),
+            mfi_14=self._mfi.push(h, lo, c, v),
+            willr_14=self._willr.push(h, lo, c),
         )
         self.last = IndicatorSnapshot(self.symbol, self.timeframe, candle.open_time_us, c, values)
         return self.last
 
 
     def _session_vwap(self, candle: Candle) -> float:
-        session = candle.open_time_us // ind.US_PER_DAY
+        session = candle.open_time_us // US_PER_DAY
         args = (candle.high, candle.low, candle.close, candle.volume)
         if session != self._session or self._vwap is None:
             self._session = session
@@ -264,16 +310,16 @@ class IncrementalIndicators:
             return self._vwap.value
         return self._vwap.update(*args)
 
-    def _choppiness(self, h: float, l: float, c: float) -> float:
-        true_range = self._trange.push(h, l, c)
+    def _choppiness(self, h: float, lo: float, c: float) -> float:
+        true_range = self._trange.push(h, lo, c)
         tr_sum = self._tr_sum.push(true_range) if true_range == true_range else NAN
-        price_range = self._high_max.push(h) - self._low_min.push(l)
+        price_range = self._high_max.push(h) - self._low_min.push(lo)
         if not price_range > 0.0 or tr_sum != tr_sum:
             return NAN
         return 100.0 * math.log10(tr_sum / price_range) / math.log10(ind.CHOP_PERIOD)
 
-    def _wavetrend(self, h: float, l: float, c: float) -> tuple[float, float]:
-        typical = (h + l + c) / 3.0  # exactly TA-Lib's TYPPRICE
+    def _wavetrend(self, h: float, lo: float, c: float) -> tuple[float, float]:
+        typical = (h + lo + c) / 3.0  # exactly TA-Lib's TYPPRICE
         esa = self._esa.push(typical)
         if esa != esa:
             return NAN, NAN

@@ -206,7 +206,7 @@ def choppiness(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int
     ranged = price_range > 0.0
     ratio[ranged] = tr_sum[ranged] / price_range[ranged]
     # libm's log10 element by element (not numpy's vectorized one), as the incremental twin.
-    log10 = np.frompyfunc(math.log10, 1, 1)(ratio).astype(np.float64)
+    log10: np.ndarray = np.frompyfunc(math.log10, 1, 1)(ratio).astype(np.float64)
     return 100.0 * log10 / math.log10(period)
 
 
@@ -245,7 +245,7 @@ def bvc_imbalance(price_change: np.ndarray, sigma: np.ndarray, volume: np.ndarra
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(sigma > 0.0, price_change / sigma, 0.0)
     erf = np.frompyfunc(math.erf, 1, 1)
-    imbalance = volume * erf(np.abs(z) / math.sqrt(2.0)).astype(np.float64)
+    imbalance = volume * np.asarray(erf(np.abs(z) / math.sqrt(2.0)), dtype=np.float64)
     return np.where(np.isnan(sigma), np.nan, imbalance)
 
 
@@ -324,9 +324,11 @@ def open_times_us(candles: pd.DataFrame) -> np.ndarray:
     """Epoch microseconds of each candle's open, from ``open_time``/``ts`` or a DatetimeIndex."""
     for column in ("open_time", "ts"):
         if column in candles.columns:
-            return pd.DatetimeIndex(candles[column]).as_unit("us").asi8
+            from_column: np.ndarray = pd.DatetimeIndex(candles[column]).as_unit("us").asi8
+            return from_column
     if isinstance(candles.index, pd.DatetimeIndex):
-        return candles.index.as_unit("us").asi8
+        from_index: np.ndarray = candles.index.as_unit("us").asi8
+        return from_index
     raise ValueError("candles need an 'open_time' or 'ts' column or a DatetimeIndex (VWAP sessions)")
 
 
@@ -343,11 +345,11 @@ def compute_features(
         close, fastperiod=MACD_PERIODS[0], slowperiod=MACD_PERIODS[1], signalperiod=MACD_PERIODS[2]
     )
     stoch_k, stoch_d = talib.STOCH(
-        high, low, close, fastk_period=STOCH_PERIODS[0], slowk_period=STOCH_PERIODS[1], slowk_matype=0,
-        slowd_period=STOCH_PERIODS[2], slowd_matype=0,
+        high, low, close, fastk_period=STOCH_PERIODS[0], slowk_period=STOCH_PERIODS[1], slowk_matype=talib.MA_Type.SMA,
+        slowd_period=STOCH_PERIODS[2], slowd_matype=talib.MA_Type.SMA,
     )
     bb_upper, bb_middle, bb_lower = talib.BBANDS(
-        close, timeperiod=BB_PERIOD, nbdevup=BB_DEVIATIONS, nbdevdn=BB_DEVIATIONS, matype=0
+        close, timeperiod=BB_PERIOD, nbdevup=BB_DEVIATIONS, nbdevdn=BB_DEVIATIONS, matype=talib.MA_Type.SMA
     )
     kc_upper, kc_middle, kc_lower = talib.KC(
         high, low, close, timeperiod=KC_PERIOD, atrperiod=KC_ATR_PERIOD, nbdev=KC_MULTIPLIER

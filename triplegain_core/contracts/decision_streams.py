@@ -20,7 +20,7 @@ from typing import Generic, TypeVar
 import redis
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from triplegain_core.contracts.hot_state import DECISIONS_MAXLEN, PREFIX, STRONG_SIGNALS_MAXLEN
+from triplegain_core.contracts.hot_state import DECISIONS_MAXLEN, PREFIX, STRONG_SIGNALS_MAXLEN, xread_streams
 from triplegain_core.llm.trading_decision import Action, TradingDecision
 from triplegain_core.model.market import TRADED_SYMBOLS, US_PER_SECOND, us_to_datetime
 from triplegain_core.model.signals import Direction, IntentAction, TradeIntent
@@ -171,7 +171,7 @@ class _ModelStream(Generic[T]):
 
     def after(self, last_id: str, count: int = 1000) -> tuple[str, list[T]]:
         """Entries published after ``last_id`` ("0" for all), oldest first, and the new last id."""
-        reply = self._client.xread({self._stream: last_id}, count=count)
+        reply = xread_streams(self._client.xread({self._stream: last_id}, count=count))
         if not reply:
             return last_id, []
         return self.parse(reply[0][1], last_id)

@@ -15,15 +15,17 @@ The TTLs make stale state disappear: an executor that finds no price does not tr
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 import orjson
 import redis
+from redis.typing import KeyT, StreamIdT, XReadResponse
 
 from triplegain_core.model.market import TIMEFRAMES, BookLevel, Candle, Side, Trade
 
@@ -126,7 +128,7 @@ class BookSnapshot:
             for price, qty in levels:
                 if not (math.isfinite(price) and price > 0 and math.isfinite(qty) and qty > 0):
                     raise ValueError(f"{self.symbol} {name}: level {price} x {qty} is not positive")
-            if any(not better(float(a[0]), float(b[0])) for a, b in zip(levels, levels[1:])):
+            if any(not better(float(a[0]), float(b[0])) for a, b in itertools.pairwise(levels)):
                 raise ValueError(f"{self.symbol} {name} are not ordered best first")
 
     @classmethod
@@ -151,7 +153,19 @@ class Heartbeat:
     contract: str = CONTRACT_REVISION
 
 
-def _loads(raw: bytes | str) -> object:
+# One stream entry as XREAD and XRANGE return it: its id and its fields.
+StreamEntry = tuple[bytes, dict[bytes, bytes]]
+
+
+def xread_streams(reply: XReadResponse) -> list[tuple[bytes, list[StreamEntry]]]:
+    """XREAD's reply as (stream, entries) pairs. redis-py types the reply of every protocol;
+    the clients here speak RESP2, whose reply is that list (empty when nothing came)."""
+    if isinstance(reply, dict):
+        raise TypeError("a RESP3 XREAD reply: the hot-state clients speak RESP2")
+    return cast(list[tuple[bytes, list[StreamEntry]]], reply)
+
+
+def _loads(raw: bytes | str) -> Any:
     """orjson first (several times faster on the loop's hot path); Python's json for what it
     refuses (NaN, say), so a value reads exactly as before, just sooner."""
     try:
@@ -309,7 +323,8 @@ class HotStateReader:
         self._client = client
         # poll's last value of each price and book key, raw and parsed: a value published again
         # unchanged (most books between two trades) is not parsed again.
-        self._polled: dict[str, tuple[bytes, LastPrice | BookSnapshot | None]] = {}
+        self._polled_prices: dict[str, tuple[bytes, LastPrice | None]] = {}
+        self._polled_books: dict[str, tuple[bytes, BookSnapshot | None]] = {}
 
     def last_prices(self, symbols: Sequence[str]) -> dict[str, LastPrice]:
         """Latest trade price per symbol; symbols with no fresh price are absent."""
@@ -342,8 +357,9 @@ class HotStateReader:
                        limit: int = RECENT_CANDLES_CAP) -> list[Candle]:
         """The last ``limit`` closed candles of ``symbol`` and ``timeframe``, oldest first,
         each in its latest (corrected) version."""
-        raw = self._client.zrange(recent_candles_key(symbol, timeframe), -limit, -1)
-        return [Candle(**_loads(value)) for value in raw]
+        # Asked without scores, ZRANGE answers the members alone.
+        members = cast(list[bytes], self._client.zrange(recent_candles_key(symbol, timeframe), -limit, -1))
+        return [Candle(**_loads(value)) for value in members]
 
     def recent_history(
         self, symbols: Sequence[str], limit: int = RECENT_CANDLES_CAP, *, timeframe: str = "1m",
@@ -364,7 +380,7 @@ class HotStateReader:
         for symbol, tf in series:
             pipe.zrange(recent_candles_key(symbol, tf), -limit, -1)
         newest, *sets = pipe.execute()
-        candles = {key: [Candle(**_loads(value)) for value in raw] for key, raw in zip(series, sets)}
+        candles = {key: [Candle(**_loads(value)) for value in raw] for key, raw in zip(series, sets, strict=True)}
         return RecentHistory(
             last_id=entry_id(newest[0][0]) if newest else "0",
             candles={symbol: candles[(symbol, timeframe)] for symbol in symbols},
@@ -376,15 +392,14 @@ class HotStateReader:
     ) -> tuple[str, list[Candle]]:
         """Closed candles of ``timeframe`` published after stream id ``last_id`` ("0" for all),
         oldest first. A corrected candle comes again with the same open time: the later wins."""
-        reply = self._client.xread({closed_candles_stream(timeframe): last_id}, count=count)
+        reply = xread_streams(self._client.xread({closed_candles_stream(timeframe): last_id}, count=count))
         if not reply:
             return last_id, []
         entries = reply[0][1]
         candles = [Candle(**_loads(fields[b"c"])) for _, fields in entries]
-        newest = entries[-1][0]
-        return newest.decode() if isinstance(newest, bytes) else newest, candles
+        return entry_id(entries[-1][0]), candles
 
-    def heartbeat(self) -> dict[str, int | str] | None:
+    def heartbeat(self) -> dict[str, Any] | None:
         """The streamer's heartbeat as a JSON object (see :meth:`streamer_heartbeat`)."""
         raw = self._client.get(HEARTBEAT_KEY)
         return None if raw is None else _loads(raw)
@@ -416,7 +431,7 @@ class HotStateReader:
         A price or book whose published value has not changed since the previous poll comes
         back as the very object returned then (``is``-identical), not parsed again."""
         candle_stream = closed_candles_stream(timeframe)
-        streams = {candle_stream: last_id}
+        streams: dict[KeyT, StreamIdT] = {candle_stream: last_id}
         if trades_after is not None:
             streams[TRADES_STREAM] = trades_after
         streams.update(extra_streams or {})
@@ -441,24 +456,32 @@ class HotStateReader:
                 result.trades_id = entry_id(entries[-1][0])
             else:
                 result.extra[name] = entries
-        for symbol, raw in zip(symbols, values):
-            if raw is not None and (last := self._parsed(symbol, price_key(symbol), raw, _last_price)):
+        for symbol, raw in zip(symbols, values[:len(symbols)], strict=True):
+            last = None if raw is None else self._parsed(symbol, price_key(symbol), raw, _last_price,
+                                                         self._polled_prices)
+            if last:
                 result.prices[symbol] = last
-        for symbol, raw in zip(symbols, values[len(symbols):]):
-            if raw is not None and (book := self._parsed(symbol, book_key(symbol), raw, BookSnapshot.from_json)):
+        for symbol, raw in zip(symbols, values[len(symbols):], strict=True):
+            book = None if raw is None else self._parsed(symbol, book_key(symbol), raw, BookSnapshot.from_json,
+                                                         self._polled_books)
+            if book:
                 result.books[symbol] = book
         return result
 
-    def _parsed(self, symbol: str, key: str, raw: bytes, parse: Callable[[bytes], _Polled]) -> _Polled | None:
+    @staticmethod
+    def _parsed(
+        symbol: str, key: str, raw: bytes, parse: Callable[[bytes], _Polled],
+        polled: dict[str, tuple[bytes, _Polled | None]],
+    ) -> _Polled | None:
         """``raw`` parsed, or the object parsed from the same bytes at the previous poll; None
         (logged once) for a value of another symbol than ``symbol``, whose key it was read from."""
-        known = self._polled.get(key)
+        known = polled.get(key)
         if known is not None and known[0] == raw:
             return known[1]
         value = parse(raw)
         if value.symbol != symbol:
             log.error("the hot-state key %s holds a value of %s: ignored", key, value.symbol)
-            self._polled[key] = (raw, None)
+            polled[key] = (raw, None)
             return None
-        self._polled[key] = (raw, value)
+        polled[key] = (raw, value)
         return value

@@ -1,11 +1,12 @@
-"""Paper execution: orders filled against the order book when there is one, else against a
-reference price with a fixed slippage; fees in the quote asset; loans for leverage."""
+"""Paper execution: orders filled by the fill model (the order book when there is one, else a
+reference price with a fixed slippage); fees in the quote asset; loans for leverage."""
 
 from __future__ import annotations
 
 import math
 
-from triplegain_core.marketdata.snapshot import BookLevel, BookTop
+from triplegain_core.marketdata.fill_model import FillModel, within_limit
+from triplegain_core.marketdata.snapshot import BookTop
 from triplegain_core.model.market import INSTRUMENTS, Side
 from triplegain_core.model.orders import Fill, Order, OrderPurpose, OrderType
 from triplegain_core.portfolio.balances import Portfolio
@@ -16,51 +17,14 @@ class UnfillableOrderError(ValueError):
 
 
 class PaperExecutor:
-    """Fills orders at once, as a taker.
+    """Fills orders at once, as a taker, at the prices of its :class:`FillModel`.
 
-    With a book, a market order walks the levels of the opposite side and fills at the
-    quantity-weighted average price of the levels it takes; what the book's top levels
-    cannot hold fills at the last level moved by ``slippage`` (the unseen depth is assumed
-    worse, never better). Without a book, it fills at the reference price moved by
-    ``slippage`` against the taker. A LIMIT order takes only what fills at its price or
-    better (the rest is not filled: IOC price protection). ``fee_rate`` is the fraction of
-    the notional charged in the quote asset.
+    A LIMIT order takes only what fills at its price or better (the rest is not filled: IOC
+    price protection).
     """
 
     def __init__(self, fee_rate: float = 0.001, slippage: float = 0.0005) -> None:
-        if not 0.0 <= fee_rate < 1.0 or not 0.0 <= slippage < 1.0:
-            raise ValueError(f"fee_rate and slippage must be in [0, 1), got {fee_rate}, {slippage}")
-        self.fee_rate = fee_rate
-        self.slippage = slippage
-
-    def worst_fill_price(self, side: Side, reference_price: float) -> float:
-        """The price a market order on ``side`` fills at without a book."""
-        if side is Side.BUY:
-            return reference_price * (1.0 + self.slippage)
-        return reference_price * (1.0 - self.slippage)
-
-    def book_fill(
-        self, side: Side, quantity: float, book: BookTop, limit_price: float | None = None
-    ) -> tuple[float, float]:
-        """(filled quantity, average price) of taking ``quantity`` from ``book`` on ``side``.
-
-        Levels beyond ``limit_price`` are not taken; the filled quantity is then smaller.
-        """
-        levels: tuple[BookLevel, ...] = book.asks if side is Side.BUY else book.bids
-        remaining, cost = quantity, 0.0
-        for level in levels:
-            if remaining <= 0.0 or not _within(side, level.price, limit_price):
-                break
-            take = min(remaining, level.qty)
-            cost += take * level.price
-            remaining -= take
-        if remaining > 0.0:
-            beyond = self.worst_fill_price(side, levels[-1].price)
-            if _within(side, beyond, limit_price):
-                cost += remaining * beyond
-                remaining = 0.0
-        filled = quantity - remaining
-        return filled, (cost / filled if filled > 0.0 else math.nan)
+        self.fill_model = FillModel(fee_rate=fee_rate, slippage=slippage)
 
     def execute(
         self, order: Order, reference_price: float, portfolio: Portfolio, book: BookTop | None = None
@@ -77,10 +41,10 @@ class PaperExecutor:
         if book is not None:
             if book.symbol != order.symbol:
                 raise ValueError(f"book of {book.symbol} cannot fill a {order.symbol} order")
-            quantity, price = self.book_fill(order.side, order.quantity, book, limit)
+            quantity, price = self.fill_model.book_fill(order.side, order.quantity, book, limit)
         else:
-            quantity, price = order.quantity, self.worst_fill_price(order.side, reference_price)
-            if not _within(order.side, price, limit):
+            quantity, price = order.quantity, self.fill_model.worst_fill_price(order.side, reference_price)
+            if not within_limit(order.side, price, limit):
                 quantity = 0.0
         if quantity <= 0.0:
             raise UnfillableOrderError(f"order {order.order_id}: nothing fills within limit {limit}")
@@ -104,7 +68,7 @@ class PaperExecutor:
             side=order.side,
             quantity=quantity,
             price=price,
-            fee=self.fee_rate * quantity * price,
+            fee=self.fill_model.fee_rate * quantity * price,
             fee_asset=instrument.quote,
             loan_change=loan_change,
             loan_asset=loan_asset,
@@ -112,8 +76,3 @@ class PaperExecutor:
         portfolio.apply_fill(fill)
         return fill
 
-
-def _within(side: Side, price: float, limit: float | None) -> bool:
-    if limit is None:
-        return True
-    return price <= limit if side is Side.BUY else price >= limit

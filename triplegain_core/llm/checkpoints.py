@@ -17,6 +17,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import partial
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -167,7 +168,8 @@ Your answer is parsed by a program. Answer with exactly one JSON object and noth
   "action": one of "STAY", "EXIT", "FLIP", "REDUCE"
   "confidence": number from 0 to 1
   "reduce_fraction": for REDUCE the fraction of the position to close (between 0 and 1), else null
-  "flip": for FLIP the opposite position {{"position_size_pct": 0..{MAX_POSITION_SIZE_PCT:g}, "leverage": 1..{MAX_LEVERAGE:g},
+  "flip": for FLIP the opposite position {{"position_size_pct": 0..{MAX_POSITION_SIZE_PCT:g}, \
+"leverage": 1..{MAX_LEVERAGE:g},
           "entry": price, "stop_loss": price, "take_profit": price, "invalidation": text}}, else null
   "reasoning": why, in at most {MAX_REASONING_CHARS} characters
 Numbers are JSON numbers, never strings. These limits are enforced by the program: an answer
@@ -186,24 +188,26 @@ def checkpoint_prompt(context: MarketContext, position: Position, token_budget: 
                   estimated_tokens=estimate_tokens(CHECKPOINT_SYSTEM) + estimate_tokens(user), trimmed=base.trimmed)
 
 
-def verdict_from(position: Position, turn: StructuredResult[CheckpointAnswer], min_confidence: float) -> CheckpointVerdict:
+def verdict_from(
+    position: Position, turn: StructuredResult[CheckpointAnswer], min_confidence: float
+) -> CheckpointVerdict:
     """The verdict on ``position`` from the model's turn: its answer, or STAY with the reason."""
-    common = {"position_id": position.position_id, "symbol": position.symbol, "direction": position.direction,
-              "model": turn.model_name, "turn": turn}
+    verdict = partial(CheckpointVerdict, position_id=position.position_id, symbol=position.symbol,
+                      direction=position.direction, model=turn.model_name, turn=turn)
     answer = turn.answer
     if answer is None:
-        return CheckpointVerdict(**common, action=CheckpointAction.STAY, reduce_fraction=None, flip_decision=None,
-                                 confidence=None, reasoning="no valid answer: the position keeps its stops",
-                                 fallback_reason=turn.why_not())
+        return verdict(action=CheckpointAction.STAY, reduce_fraction=None, flip_decision=None,
+                       confidence=None, reasoning="no valid answer: the position keeps its stops",
+                       fallback_reason=turn.why_not())
     if answer.action is not CheckpointAction.STAY and answer.confidence < min_confidence:
-        return CheckpointVerdict(**common, action=CheckpointAction.STAY, reduce_fraction=None, flip_decision=None,
-                                 confidence=answer.confidence, reasoning=answer.reasoning,
-                                 fallback_reason=(f"{answer.action.value} at confidence {answer.confidence:.2f}"
-                                                  f" < {min_confidence:.2f}"))
+        return verdict(action=CheckpointAction.STAY, reduce_fraction=None, flip_decision=None,
+                       confidence=answer.confidence, reasoning=answer.reasoning,
+                       fallback_reason=(f"{answer.action.value} at confidence {answer.confidence:.2f}"
+                                        f" < {min_confidence:.2f}"))
     flipped = flip_decision(position, answer, turn.model_name) if answer.flip is not None else None
-    return CheckpointVerdict(**common, action=answer.action, reduce_fraction=answer.reduce_fraction,
-                             flip_decision=flipped if isinstance(flipped, TradingDecision) else None,
-                             confidence=answer.confidence, reasoning=answer.reasoning, fallback_reason=None)
+    return verdict(action=answer.action, reduce_fraction=answer.reduce_fraction,
+                   flip_decision=flipped if isinstance(flipped, TradingDecision) else None,
+                   confidence=answer.confidence, reasoning=answer.reasoning, fallback_reason=None)
 
 
 async def run_checkpoint(client: LLMClient, model_name: str, positions: Sequence[Position],
@@ -223,4 +227,4 @@ async def run_checkpoint(client: LLMClient, model_name: str, positions: Sequence
                        symbol=p.symbol, request_id=f"{request_id}:{p.position_id}")
         for p in open_positions
     ))
-    return tuple(verdict_from(p, turn, min_confidence) for p, turn in zip(open_positions, turns))
+    return tuple(verdict_from(p, turn, min_confidence) for p, turn in zip(open_positions, turns, strict=True))

@@ -188,6 +188,8 @@ class LLMClient:
         under ``parser.kind``); ``deadline_s`` shortens the turn deadline for this ask.
         """
         result, answer = await self._ask_turn(model_name, prompt, parser, symbol, request_id, deadline_s)
+        # Parametrized at run time, so pydantic checks ``answer`` against the parser's own schema;
+        # a type checker takes no run-time value as a type argument.
         return StructuredResult[parser.schema](result=result, answer=answer)  # type: ignore[name-defined]
 
     async def _ask_turn(
@@ -383,7 +385,7 @@ class LLMClient:
     def _backoff(self, attempts: int, retry_after_s: float | None) -> float:
         # Exponential with jitter, so processes that were refused together do not retry together;
         # a provider's Retry-After wins when it asks for longer.
-        base = self._settings.backoff_s * 2 ** (attempts - 1)
+        base = self._settings.backoff_s * 2.0 ** (attempts - 1)
         delay = base * (0.5 + random.random() / 2)
         if retry_after_s is not None:
             delay = max(delay, retry_after_s)

@@ -52,7 +52,8 @@ class RubricScores(BaseModel):
     @property
     def mean(self) -> float:
         """The mean of the four criteria."""
-        return sum(getattr(self, name) for name in RUBRIC) / len(RUBRIC)
+        scores: list[float] = [getattr(self, name) for name in RUBRIC]
+        return sum(scores) / len(RUBRIC)
 
 
 class PitchReview(BaseModel):
@@ -143,7 +144,7 @@ def label_pitches(pitches: dict[str, TradingDecision], request_id: str) -> tuple
     seed = int.from_bytes(hashlib.sha256(request_id.encode()).digest()[:8], "big")
     random.Random(seed).shuffle(models)
     return tuple(LabeledPitch(label=f"Pitch {letter}", model=model, decision=pitches[model])
-                 for letter, model in zip(string.ascii_uppercase, models))
+                 for letter, model in zip(string.ascii_uppercase, models, strict=False))
 
 
 def masker(names: Sequence[str]) -> re.Pattern[str]:
@@ -248,7 +249,7 @@ async def run_council(client: LLMClient, context: MarketContext, config: Council
         for reviewer, shown in assignments
     ))
     reviews = tuple(ReviewTurn(reviewer=reviewer, labels=tuple(p.label for p in shown), turn=turn)
-                    for (reviewer, shown), turn in zip(assignments, turns))
+                    for (reviewer, shown), turn in zip(assignments, turns, strict=True))
     ranked = standings(pitches, reviews)
     chairman = await client.ask(config.chairman, chairman_prompt(context, ranked, pitches, mask, config.style, budget),
                                 symbol=symbol, request_id=f"{request_id}:chair")

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
+from functools import partial
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -72,18 +73,17 @@ def score_decision(
     window = [c for c in candles_after if c.open_time_us >= start_us and c.open_time_us < horizon_us]
     if not window or window[-1].close_time_us < horizon_us:
         return None
-    base = dict(model_name=model_name, symbol=decision.symbol, time=decided_at, action=decision.action,
-                confidence=decision.confidence)
+    outcome = partial(DecisionOutcome, model_name=model_name, symbol=decision.symbol, time=decided_at,
+                      action=decision.action, confidence=decision.confidence)
     if decision.action is Action.HOLD:
         first_open = window[0].open
         moved = abs(window[-1].close - first_open) / first_open
-        return DecisionOutcome(**base, exit_kind=ExitKind.HORIZON, return_pct=0.0,
-                               correct=moved < rules.hold_band)
+        return outcome(exit_kind=ExitKind.HORIZON, return_pct=0.0, correct=moved < rules.hold_band)
     exit_kind, exit_price = _first_exit(decision, window)
     assert decision.entry is not None  # LONG/SHORT always carry their levels
     sign = 1.0 if decision.action is Action.LONG else -1.0
     return_pct = sign * (exit_price - decision.entry) / decision.entry * 100.0
-    return DecisionOutcome(**base, exit_kind=exit_kind, return_pct=return_pct, correct=return_pct > 0.0)
+    return outcome(exit_kind=exit_kind, return_pct=return_pct, correct=return_pct > 0.0)
 
 
 def _first_exit(decision: TradingDecision, window: Sequence[Candle]) -> tuple[ExitKind, float]:

@@ -27,8 +27,8 @@ from triplegain_core.contracts.decision_streams import (
     model_account,
 )
 from triplegain_core.llm.client import LLMClient
-from triplegain_core.llm.council import run_council
-from triplegain_core.llm.debate import run_debate
+from triplegain_core.llm.council import CouncilResult, run_council
+from triplegain_core.llm.debate import DebateResult, run_debate
 from triplegain_core.llm.deliberation_config import (
     CouncilConfig,
     DebateConfig,
@@ -117,7 +117,7 @@ def symbol_records(request_id: str, fan_out: FanOutResult, consensus: ConsensusR
 
 def _roles(available: Sequence[str], primary: str | None) -> tuple[str, list[str]]:
     """The deciding model (the primary when available) and the others, in configuration order."""
-    decider = primary if primary in available else available[0]
+    decider = primary if primary is not None and primary in available else available[0]
     return decider, [name for name in available if name != decider] or [decider]
 
 
@@ -145,7 +145,7 @@ async def _panel(client: LLMClient, context: MarketContext, request_id: str, con
     if config.mode is DeliberationMode.DEBATE:
         debate = debate_roles(config, available, primary)
         roles = {"bull": debate.bull_model, "bear": debate.bear_model, "manager": debate.manager_model}
-        outcome = await run_debate(client, context, debate, request_id=symbol_request)
+        outcome: DebateResult | CouncilResult = await run_debate(client, context, debate, request_id=symbol_request)
     else:
         council = council_roles(config, available, primary)
         roles = {"chairman": council.chairman, "members": ", ".join(council.members or available)}

@@ -103,7 +103,8 @@ def _fmt(value: float | None, pattern: str) -> str:
 def render_markdown(board: Leaderboard) -> str:
     """The leaderboard as a markdown table (the consensus account in bold)."""
     lines = [
-        "| # | Model | Return % | Max DD % | Sharpe | Trades | Win rate | Brier | Cost $ | Mean latency ms | Max latency ms |",
+        "| # | Model | Return % | Max DD % | Sharpe | Trades | Win rate | Brier | Cost $ "
+        "| Mean latency ms | Max latency ms |",
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in board.rows:

@@ -49,7 +49,8 @@ Answer with exactly one JSON object and nothing else, with exactly these keys:
   "entry": price (number), or null for HOLD/CLOSE
   "stop_loss": price (number), or null for HOLD/CLOSE
   "take_profit": price (number), or null for HOLD/CLOSE
-  "invalidation": the market condition that would prove this decision wrong (at most {MAX_INVALIDATION_CHARS} characters)
+  "invalidation": the market condition that would prove this decision wrong \
+(at most {MAX_INVALIDATION_CHARS} characters)
   "reasoning": why, in at most {MAX_REASONING_CHARS} characters
 For LONG: stop_loss < entry < take_profit. For SHORT: take_profit < entry < stop_loss.
 Numbers are JSON numbers, never strings. No other keys.

@@ -116,7 +116,7 @@ def _weighted_mean(values: Sequence[float], weights: Sequence[float]) -> float:
     total = sum(weights)
     if total <= 0:
         return sum(values) / len(values)
-    return sum(v * w for v, w in zip(values, weights)) / total
+    return sum(v * w for v, w in zip(values, weights, strict=True)) / total
 
 
 def merge_decisions(symbol: str, agreeing: Sequence[Vote]) -> TradingDecision:

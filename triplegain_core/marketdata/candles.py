@@ -46,8 +46,19 @@ class Footprint(NamedTuple):
 class _Bar:
     """Mutable state of one bucket's candle (kept apart from the frozen ``Candle``)."""
 
-    __slots__ = ("start", "open", "high", "low", "close", "volume", "count",
-                 "first_ts", "first_id", "last_ts", "last_id")
+    __slots__ = (
+        "close",
+        "count",
+        "first_id",
+        "first_ts",
+        "high",
+        "last_id",
+        "last_ts",
+        "low",
+        "open",
+        "start",
+        "volume",
+    )
 
     def __init__(self, start: int, trade: Trade) -> None:
         self.start = start
@@ -74,7 +85,7 @@ class _Bar:
 class _SymbolState:
     """One symbol's watermark, id window and live buckets per timeframe."""
 
-    __slots__ = ("watermark", "ids", "id_order", "forgotten_ts", "bars", "forming")
+    __slots__ = ("bars", "forgotten_ts", "forming", "id_order", "ids", "watermark")
 
     def __init__(self, timeframes: int) -> None:
         self.watermark = _NEVER

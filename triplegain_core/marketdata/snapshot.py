@@ -13,11 +13,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import TypeVar
 
 import numpy as np
 
-from triplegain_core.model.market import TIMEFRAME_US, BookLevel, Candle, Side, Trade
+from triplegain_core.model.market import BookLevel, Candle, Side, Trade, timeframe_us
 
 _T = TypeVar("_T")
 
@@ -25,14 +26,6 @@ _SERIES = ("open", "high", "low", "close", "volume")
 
 # The parts of a snapshot a strategy may read; see MarketSnapshot.fingerprint.
 SNAPSHOT_PARTS: frozenset[str] = frozenset({"time", "candles", "books", "trades", "prices"})
-
-
-def timeframe_us(timeframe: str) -> int:
-    """Span of one candle of ``timeframe`` in microseconds; ValueError for an unknown one."""
-    try:
-        return TIMEFRAME_US[timeframe]
-    except KeyError:
-        raise ValueError(f"unknown timeframe {timeframe!r}; known: {sorted(TIMEFRAME_US)}") from None
 
 
 def _read_only(values: np.ndarray) -> np.ndarray:
@@ -353,9 +346,9 @@ class BookTop:
             if not _level_is_positive(level):
                 raise ValueError(f"{self.symbol} book level needs a positive price and quantity, got "
                                  f"{level.price} x {level.qty}")
-        if any(a.price <= b.price for a, b in zip(self.bids, self.bids[1:])):
+        if any(a.price <= b.price for a, b in pairwise(self.bids)):
             raise ValueError(f"{self.symbol} bids must strictly decrease")
-        if any(b.price <= a.price for a, b in zip(self.asks, self.asks[1:])):
+        if any(b.price <= a.price for a, b in pairwise(self.asks)):
             raise ValueError(f"{self.symbol} asks must strictly increase")
         if self.bids[0].price >= self.asks[0].price:
             raise ValueError(f"{self.symbol} book is crossed: bid {self.bids[0].price} >= ask {self.asks[0].price}")
@@ -404,8 +397,9 @@ class MarketSnapshot:
     """Everything a strategy may read on one cycle, as of ``ts_us``.
 
     ``candles`` maps (symbol, timeframe) to its window of *closed* candles; ``books`` and
-    ``trades`` (a :class:`TradeWindow` per symbol) are optional per symbol (absent when the feed has none); ``prices`` are the
-    latest traded or mid prices. Nothing in it is newer than ``ts_us``.
+    ``trades`` (a :class:`TradeWindow` per symbol) are optional per symbol (absent when the
+    feed has none); ``prices`` are the latest traded or mid prices. Nothing in it is newer
+    than ``ts_us``.
     """
 
     ts_us: int

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -63,7 +64,7 @@ def trades_from_file(path: str | Path, symbol: str) -> Iterator[Trade]:
     ids = (frame["trade_id"].astype("int64").tolist() if "trade_id" in frame
            else range(1, len(frame) + 1))
     sides = ([Side(s) for s in frame["side"]] if "side" in frame else _tick_rule_sides(prices))
-    rows = sorted(zip(ts_us, ids, prices, amounts, sides), key=lambda row: row[0])  # stable
+    rows = sorted(zip(ts_us, ids, prices, amounts, sides, strict=True), key=lambda row: row[0])  # stable
     for ts, trade_id, price, amount, side in rows:
         yield Trade(symbol, int(trade_id), int(ts), price, amount, side)
 
@@ -89,7 +90,7 @@ def trades_from_candles(
     trade_id = 0
     for open_us, o, h, low, c, volume in zip(
         opens_us, frame["open"].tolist(), frame["high"].tolist(), frame["low"].tolist(),
-        frame["close"].tolist(), frame["volume"].tolist(),
+        frame["close"].tolist(), frame["volume"].tolist(), strict=True,
     ):
         if not volume > 0:
             continue
@@ -171,7 +172,7 @@ class MarketSimulator:
     BTC_VOL_PER_MIN = 0.0006
     XRP_VOL_PER_MIN = 0.001
     # Median trade sizes (base currency) for the lognormal quantities.
-    MEDIAN_QTY = {"BTC/USDT": 0.02, "XRP/USDT": 400.0, "XRP/BTC": 250.0}
+    MEDIAN_QTY: ClassVar[Mapping[str, float]] = {"BTC/USDT": 0.02, "XRP/USDT": 400.0, "XRP/BTC": 250.0}
 
     def __init__(
         self,
@@ -237,7 +238,7 @@ class MarketSimulator:
                 sizes = rng.lognormal(math.log(self.MEDIAN_QTY[symbol]), 0.9, count)
                 if symbol not in wanted:
                     continue  # the draws above still happen: same market for any subset
-                for offset, buy, size in zip(offsets.tolist(), buys.tolist(), sizes.tolist()):
+                for offset, buy, size in zip(offsets.tolist(), buys.tolist(), sizes.tolist(), strict=True):
                     second = offset // US_PER_SECOND
                     btc, xrp = float(btc_prices[second]), float(xrp_prices[second])
                     price = (btc if symbol == "BTC/USDT" else

@@ -18,19 +18,11 @@ import logging
 import numpy as np
 import pandas as pd
 
-from triplegain_core.model.market import TIMEFRAME_US, Candle
+from triplegain_core.model.market import Candle, timeframe_us
 
 log = logging.getLogger(__name__)
 
 ANALYSIS_TIMEFRAMES: tuple[str, ...] = ("1m", "5m", "15m", "1h")
-
-
-def timeframe_us(timeframe: str) -> int:
-    """Length of a timeframe in microseconds; ValueError for an unknown one."""
-    try:
-        return TIMEFRAME_US[timeframe]
-    except KeyError:
-        raise ValueError(f"unknown timeframe {timeframe!r}; known: {list(TIMEFRAME_US)}") from None
 
 
 def resample_candles(candles: pd.DataFrame, timeframe: str, *, source: str = "1m") -> pd.DataFrame:

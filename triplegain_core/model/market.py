@@ -30,6 +30,14 @@ TIMEFRAME_US: dict[str, int] = {
 TIMEFRAMES: tuple[str, ...] = tuple(TIMEFRAME_US)
 
 
+def timeframe_us(timeframe: str) -> int:
+    """Span of one candle of ``timeframe`` in microseconds; ValueError for an unknown one."""
+    try:
+        return TIMEFRAME_US[timeframe]
+    except KeyError:
+        raise ValueError(f"unknown timeframe {timeframe!r}; known: {list(TIMEFRAME_US)}") from None
+
+
 class Asset(StrEnum):
     """The three assets whose holdings TripleGain grows."""
 

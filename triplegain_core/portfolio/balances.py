@@ -57,9 +57,9 @@ class Portfolio:
         if any(amount < 0 for amount in balances.values()):
             raise ValueError(f"starting balances must be >= 0, got {dict(balances)}")
         self.account = account
-        self._balances: dict[Asset, float] = {asset: 0.0 for asset in Asset}
+        self._balances: dict[Asset, float] = dict.fromkeys(Asset, 0.0)
         self._balances.update({Asset(asset): float(amount) for asset, amount in balances.items()})
-        self._liabilities: dict[Asset, float] = {asset: 0.0 for asset in Asset}
+        self._liabilities: dict[Asset, float] = dict.fromkeys(Asset, 0.0)
 
     @property
     def balances(self) -> dict[Asset, float]:

@@ -7,6 +7,7 @@ metrics put them side by side. Inputs are the account's positions and its equity
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from datetime import datetime
@@ -51,7 +52,7 @@ def max_drawdown(equity: Sequence[float]) -> float:
 
 def period_returns(equity: Sequence[float]) -> list[float]:
     """Simple returns between consecutive equity values."""
-    return [b / a - 1.0 for a, b in zip(equity, equity[1:]) if a > 0]
+    return [b / a - 1.0 for a, b in itertools.pairwise(equity) if a > 0]
 
 
 def sharpe_ratio(returns: Sequence[float], periods_per_year: float) -> float | None:

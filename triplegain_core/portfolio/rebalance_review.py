@@ -47,8 +47,9 @@ MAX_QUOTE_AGE = timedelta(minutes=5)
 SAME_MOMENT = timedelta(minutes=1)
 
 
-class BookTop(BaseModel):
-    """Best bid and ask of one pair from a stored order-book snapshot."""
+class StoredQuote(BaseModel):
+    """Best bid and ask of one pair from a stored order-book snapshot, as stored: unlike a
+    :class:`Quote` it may be stale or crossed, which :func:`quotes_for` checks."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -96,7 +97,7 @@ def current_prices(
     """The snapshot's prices, each replaced by its symbol's last close if that is newer, and
     the time each price is from."""
     prices = dict(snapshot.prices)
-    times = {symbol: snapshot.time for symbol in prices}
+    times = dict.fromkeys(prices, snapshot.time)
     for symbol, candle in last_candles.items():
         closed_at = us_to_datetime(candle.close_time_us)
         if symbol in TRADED_SYMBOLS and closed_at > snapshot.time:
@@ -108,7 +109,7 @@ def current_prices(
 def quotes_for(
     prices: Mapping[str, float],
     price_times: Mapping[str, datetime],
-    book_tops: Mapping[str, BookTop],
+    stored_quotes: Mapping[str, StoredQuote],
     at: datetime,
 ) -> tuple[dict[str, tuple[float, float]], QuoteSource]:
     """(symbol -> (bid, ask), source) for the triangular check.
@@ -117,13 +118,13 @@ def quotes_for(
     quotes when all three are from the same minute (prices of different moments make a cross
     rate that never existed, and a "profit" with it); else none.
     """
-    tops = [book_tops.get(symbol) for symbol in TRADED_SYMBOLS]
-    if all(top is not None and top.time >= at - MAX_QUOTE_AGE and 0.0 < top.bid <= top.ask
-           for top in tops):
+    tops = [top for symbol in TRADED_SYMBOLS if (top := stored_quotes.get(symbol)) is not None
+            and top.time >= at - MAX_QUOTE_AGE and 0.0 < top.bid <= top.ask]
+    if len(tops) == len(TRADED_SYMBOLS):
         return {top.symbol: (top.bid, top.ask) for top in tops}, "book"
-    times = [price_times.get(symbol) for symbol in TRADED_SYMBOLS]
+    times = [time for symbol in TRADED_SYMBOLS if (time := price_times.get(symbol)) is not None]
     if (all(prices.get(symbol, 0.0) > 0.0 for symbol in TRADED_SYMBOLS)
-            and None not in times and max(times) - min(times) <= SAME_MOMENT):
+            and len(times) == len(TRADED_SYMBOLS) and max(times) - min(times) <= SAME_MOMENT):
         return {symbol: (prices[symbol], prices[symbol]) for symbol in TRADED_SYMBOLS}, "last_price"
     return {}, "none"
 
@@ -132,7 +133,7 @@ def plan_inputs(
     snapshot: PortfolioSnapshot,
     first_snapshot: PortfolioSnapshot,
     last_candles: Mapping[str, Candle],
-    book_tops: Mapping[str, BookTop],
+    stored_quotes: Mapping[str, StoredQuote],
     regime: str | None,
     last_plan: StoredPlan | None,
     last_rebalance: StoredPlan | None,
@@ -140,7 +141,7 @@ def plan_inputs(
     """The agent's inputs for one account (the rules are in the module docstring)."""
     prices, times = current_prices(snapshot, last_candles)
     newest = max(times.values(), default=snapshot.time)
-    quotes, source = quotes_for(prices, times, book_tops, newest)
+    quotes, source = quotes_for(prices, times, stored_quotes, newest)
     reference = last_rebalance.prices if last_rebalance is not None else first_snapshot.prices
     return PlanInputs(
         snapshot=snapshot, prices=prices, reference_prices=dict(reference), regime=regime,

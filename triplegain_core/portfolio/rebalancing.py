@@ -56,7 +56,7 @@ class RebalanceConfig(BaseModel):
     drift_threshold: float = Field(default=0.10, gt=0.0, le=1.0)
     max_asset_fraction: float = Field(default=0.60, gt=0.0, le=1.0)
     gain_threshold: float = Field(default=0.20, gt=0.0)
-    fee_rates: dict[str, float] = Field(default_factory=lambda: {symbol: 0.001 for symbol in TRADED_SYMBOLS})
+    fee_rates: dict[str, float] = Field(default_factory=lambda: dict.fromkeys(TRADED_SYMBOLS, 0.001))
     min_trade_usdt: float = Field(default=5.0, ge=0.0)
     min_arbitrage_edge: float = Field(default=0.0, ge=0.0)
 
@@ -272,7 +272,9 @@ class RebalancingAgent:
         return RebalanceTrade(symbol=symbol, side=side, quantity=quantity, price=price,
                               fee=fee_rate * quantity * price, sells=sells, buys=buys, value_usdt=value)
 
-    def trades_to_target(self, balances: Mapping[Asset, float], prices: Mapping[str, float]) -> tuple[RebalanceTrade, ...]:
+    def trades_to_target(
+        self, balances: Mapping[Asset, float], prices: Mapping[str, float]
+    ) -> tuple[RebalanceTrade, ...]:
         """The trades from the current holdings to :meth:`target_values` (at most two).
 
         Over-weight assets are matched to under-weight ones, largest first, each pair of them

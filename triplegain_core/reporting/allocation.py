@@ -69,7 +69,7 @@ def allocation_of(snapshot: PortfolioSnapshot) -> AccountAllocation:
         account=snapshot.account, time=snapshot.time, equity_usdt=snapshot.equity_usdt,
         assets=tuple(
             AssetAllocation(asset=asset, balance=balance, price_usdt=price, value_usdt=value,
-                            share=value / total if complete and total > 0.0 else None)
+                            share=value / total if value is not None and complete and total > 0.0 else None)
             for asset, (balance, price, value) in values.items()
         ),
     )

@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -74,7 +75,7 @@ def usdt_price(asset: Asset, prices: Mapping[str, float]) -> float | None:
     return None
 
 
-def snapshot_from_record(account: str, record: Mapping[str, object]) -> PortfolioSnapshot:
+def snapshot_from_record(account: str, record: Mapping[str, Any]) -> PortfolioSnapshot:
     """A ``PortfolioSnapshot`` from one row of the snapshot frame (see the module docstring)."""
     return PortfolioSnapshot(
         account=account,

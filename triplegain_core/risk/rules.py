@@ -19,7 +19,7 @@ from enum import StrEnum
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from triplegain_core.execution.paper import PaperExecutor
+from triplegain_core.marketdata.fill_model import FillModel
 from triplegain_core.model.market import INSTRUMENTS, Asset, Side
 from triplegain_core.model.signals import Direction, IntentAction, Signal, TradeIntent
 from triplegain_core.portfolio.balances import MissingPriceError, Portfolio
@@ -152,7 +152,7 @@ def estimate_market_risk(
         if len(values) <= min_returns or not np.all(np.isfinite(values)) or np.any(values <= 0):
             continue
         logs = np.diff(np.log(values))
-        returns[symbol] = dict(zip(times[1:], logs.tolist()))
+        returns[symbol] = dict(zip(times[1:], logs.tolist(), strict=True))
     volatility = {
         symbol: float(np.std(list(r.values()), ddof=1) * math.sqrt(periods_per_day)) for symbol, r in returns.items()
     }
@@ -230,8 +230,8 @@ class RiskAgent:
         self.limits = limits
         self.fee_rate = fee_rate
         self.slippage = slippage
-        # The paper executor's own pricing, so sizing uses exactly the fill price it will get.
-        self._pricing = PaperExecutor(fee_rate=fee_rate, slippage=slippage)
+        # The paper executor's fill model, so sizing uses exactly the fill price it will get.
+        self._fills = FillModel(fee_rate=fee_rate, slippage=slippage)
         self._peak_equity: float | None = None
         self._day: date | None = None
         self._day_start_equity = 0.0
@@ -467,7 +467,7 @@ class RiskAgent:
         limits = self.limits
         assert intent.stop_loss is not None and intent.direction is not None  # checked by _level_reasons
         side = Side.BUY if intent.direction is Direction.LONG else Side.SELL
-        fill_price = self._pricing.worst_fill_price(side, intent.entry)
+        fill_price = self._fills.worst_fill_price(side, intent.entry)
         stop_distance = abs(intent.entry - intent.stop_loss)
         risk_quantity = limits.risk_per_trade * equity / (stop_distance * quote_usdt)
         cap_quantity = limits.max_position_fraction * equity / (fill_price * quote_usdt * (1 + self.fee_rate))
@@ -521,7 +521,7 @@ class RiskAgent:
         else:
             # Selling yields fill_price*(1-fee) per unit; buying back at the stop costs
             # stop*(1+slippage)*(1+fee): the quote balance must cover the difference.
-            buyback = self._pricing.worst_fill_price(Side.BUY, intent.stop_loss) * (1 + self.fee_rate)
+            buyback = self._fills.worst_fill_price(Side.BUY, intent.stop_loss) * (1 + self.fee_rate)
             shortfall_per_unit = buyback - fill_price * (1 - self.fee_rate)
             if leverage > 1.0:
                 # The base is borrowed; own quote must also hold the margin, notional / leverage.
@@ -544,12 +544,12 @@ class RiskAgent:
             if position.direction is Direction.LONG:
                 available[instrument.base] -= position.quantity
                 proceeds = (
-                    position.quantity * self._pricing.worst_fill_price(Side.SELL, position.stop_loss)
+                    position.quantity * self._fills.worst_fill_price(Side.SELL, position.stop_loss)
                     * (1 - self.fee_rate)
                 )
                 available[instrument.quote] -= max(0.0, position.loan - proceeds)
             else:
-                buyback = self._pricing.worst_fill_price(Side.BUY, position.stop_loss) * (1 + self.fee_rate)
+                buyback = self._fills.worst_fill_price(Side.BUY, position.stop_loss) * (1 + self.fee_rate)
                 available[instrument.quote] -= position.quantity * buyback
         return {asset: max(0.0, amount) for asset, amount in available.items()}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -68,7 +69,7 @@ def _row(record: DeliberatedDecision) -> tuple[object, ...]:
             record.refusal)
 
 
-def _record(row: tuple[object, ...]) -> DeliberatedDecision:
+def _record(row: tuple[Any, ...]) -> DeliberatedDecision:
     values = dict(zip(_COLUMNS, row, strict=True))
     # Stored JSON is the lax form of the strict schema; it is validated again on the way out.
     decision = TradingDecision.model_validate(values["decision"], strict=False)

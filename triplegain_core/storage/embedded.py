@@ -13,6 +13,7 @@ import subprocess
 import time
 import warnings
 from pathlib import Path
+from types import ModuleType
 
 import psycopg
 import redis
@@ -29,9 +30,10 @@ def embedded_postgres_url(data_dir: Path, database: str = DATABASE_NAME) -> str:
     # cleanup_mode=None: the server outlives this process, so the streamer, the executor and
     # Dagster's run workers share it; `triplegain db stop` ends it.
     server = embedded_postgres.get_server(data_dir.resolve() / "pgdata", cleanup_mode=None)
-    admin_url = server.get_uri()
+    admin_url: str = server.get_uri()
     ensure_database(admin_url, database)
-    return server.get_uri(database)
+    url: str = server.get_uri(database)
+    return url
 
 
 def ensure_database(admin_url: str, database: str) -> None:
@@ -94,7 +96,7 @@ def stop_embedded(data_dir: Path) -> None:
         _import_embedded_postgres().pg_ctl(["-w", "stop"], pgdata=pgdata, user=_pg_system_user())
 
 
-def _import_embedded_postgres():  # noqa: ANN202 - a module
+def _import_embedded_postgres() -> ModuleType:
     # embedded-postgres warns through platformdirs when XDG_RUNTIME_DIR is unset (CI, cron):
     # it then uses /tmp, which is what we want, so the warning is noise.
     with warnings.catch_warnings():

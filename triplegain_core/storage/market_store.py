@@ -18,12 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
 import pandas as pd
 import psycopg
 
 from triplegain_core.contracts.hot_state import BookSnapshot
-from triplegain_core.model.market import Candle, Side, Trade, datetime_to_us
+from triplegain_core.model.market import BookLevel, Candle, Side, Trade, datetime_to_us
 
 _CANDLE_COLUMNS = "symbol, timeframe, open_time, open, high, low, close, volume, trade_count"
 _TRADE_COLUMNS = "symbol, ts, trade_id, price, qty, side, ord_type"
@@ -136,7 +137,7 @@ class MarketStore:
         return self.write_batch(books=books)
 
     @staticmethod
-    def _copy(cur: psycopg.Cursor, table: str, types: list[str], rows: Iterable[tuple]) -> None:
+    def _copy(cur: psycopg.Cursor, table: str, types: list[str], rows: Iterable[tuple[Any, ...]]) -> None:
         with cur.copy(f"COPY {table} FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(types)
             for row in rows:
@@ -182,7 +183,8 @@ class MarketStore:
         self, symbol: str, start: datetime | None = None, end: datetime | None = None
     ) -> list[Trade]:
         """``symbol``'s stored trades in ``[start, end)``, in (time, trade id) order."""
-        clauses, params = ["symbol = %s"], [symbol]
+        clauses: list[str] = ["symbol = %s"]
+        params: list[object] = [symbol]
         _add_range(clauses, params, "ts", start, end)
         rows = self._conn.execute(
             f"SELECT {_TRADE_COLUMNS} FROM trades WHERE {' AND '.join(clauses)}"
@@ -194,15 +196,17 @@ class MarketStore:
         self, symbol: str, start: datetime | None = None, end: datetime | None = None
     ) -> list[BookSnapshot]:
         """``symbol``'s stored book snapshots in ``[start, end)``, oldest first."""
-        clauses, params = ["symbol = %s"], [symbol]
+        clauses: list[str] = ["symbol = %s"]
+        params: list[object] = [symbol]
         _add_range(clauses, params, "time", start, end)
         rows = self._conn.execute(
             f"SELECT {_BOOK_COLUMNS} FROM book_snapshots WHERE {' AND '.join(clauses)}"
             " ORDER BY time", params,
         ).fetchall()
         return [
-            BookSnapshot(symbol, datetime_to_us(time), depth, tuple(zip(bid_p, bid_q, strict=True)),
-                         tuple(zip(ask_p, ask_q, strict=True)))
+            BookSnapshot(symbol, datetime_to_us(time), depth,
+                         tuple(BookLevel(p, q) for p, q in zip(bid_p, bid_q, strict=True)),
+                         tuple(BookLevel(p, q) for p, q in zip(ask_p, ask_q, strict=True)))
             for symbol, time, depth, bid_p, bid_q, ask_p, ask_q in rows
         ]
 
@@ -232,7 +236,10 @@ class MarketStore:
         """Row count of a market-data table (``candles``, ``trades`` or ``book_snapshots``)."""
         if table not in MARKET_TABLES:
             raise ValueError(f"not a market-data table: {table}")
-        return self._conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        row = self._conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+        assert row is not None, "a SELECT count(*) returns one row"
+        count: int = row[0]
+        return count
 
 
 def _latest_candles(candles: Sequence[Candle]) -> list[Candle]:
@@ -255,7 +262,8 @@ def _add_range(clauses: list[str], params: list[object], column: str,
 
 def _candle_filter(symbol: str | None, timeframe: str, start: datetime | None,
                    end: datetime | None) -> tuple[str, list[object]]:
-    clauses, params = ["timeframe = %s"], [timeframe]
+    clauses: list[str] = ["timeframe = %s"]
+    params: list[object] = [timeframe]
     if symbol is not None:
         clauses.append("symbol = %s")
         params.append(symbol)
@@ -263,12 +271,12 @@ def _candle_filter(symbol: str | None, timeframe: str, start: datetime | None,
     return " AND ".join(clauses), params
 
 
-def _candle(row: tuple) -> Candle:
+def _candle(row: tuple[Any, ...]) -> Candle:
     symbol, timeframe, open_time, open_, high, low, close, volume, trade_count = row
     return Candle(symbol, timeframe, datetime_to_us(open_time), open_, high, low, close, volume,
                   trade_count)
 
 
-def _trade(row: tuple) -> Trade:
+def _trade(row: tuple[Any, ...]) -> Trade:
     symbol, ts, trade_id, price, qty, side, ord_type = row
     return Trade(symbol, trade_id, datetime_to_us(ts), price, qty, Side(side), ord_type)

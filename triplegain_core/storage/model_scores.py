@@ -51,7 +51,7 @@ def latest_weights(conn: psycopg.Connection) -> dict[str, float]:
         "SELECT model_name, weight FROM model_scores"
         " WHERE computed_at = (SELECT max(computed_at) FROM model_scores)"
     ).fetchall()
-    return {name: weight for name, weight in rows}
+    return dict(rows)
 
 
 def latest_primary(conn: psycopg.Connection) -> str | None:

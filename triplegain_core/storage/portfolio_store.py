@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
@@ -17,7 +18,7 @@ from triplegain_core.analysis.regime import RegimeResult
 from triplegain_core.analysis.symbol_regime import SymbolRegime
 from triplegain_core.model.market import TRADED_SYMBOLS, Asset
 from triplegain_core.portfolio.balances import PortfolioSnapshot
-from triplegain_core.portfolio.rebalance_review import BookTop, PlanInputs, StoredPlan, plan_inputs
+from triplegain_core.portfolio.rebalance_review import PlanInputs, StoredPlan, StoredQuote, plan_inputs
 from triplegain_core.portfolio.rebalancing import RebalancePlan, TriangularCycle
 from triplegain_core.storage.market_store import MarketStore
 
@@ -26,7 +27,7 @@ _PLAN_COLUMNS = ("account, snapshot_time, regime, previous_regime, prices, refer
                  " quote_source, plan, cycles")
 
 
-def _snapshot(row: dict) -> PortfolioSnapshot:
+def _snapshot(row: dict[str, Any]) -> PortfolioSnapshot:
     return PortfolioSnapshot(
         account=row["account"], time=row["time"],
         balances={Asset.BTC: row["btc"], Asset.USDT: row["usdt"], Asset.XRP: row["xrp"]},
@@ -34,7 +35,7 @@ def _snapshot(row: dict) -> PortfolioSnapshot:
     )
 
 
-def _plan(row: dict) -> StoredPlan:
+def _plan(row: dict[str, Any]) -> StoredPlan:
     return StoredPlan(
         account=row["account"], snapshot_time=row["snapshot_time"], regime=row["regime"],
         previous_regime=row["previous_regime"], prices=row["prices"],
@@ -119,7 +120,7 @@ class PortfolioStore:
             ).fetchone()
         return _snapshot(row) if row else None
 
-    def book_tops(self, symbols: Sequence[str]) -> dict[str, BookTop]:
+    def stored_quotes(self, symbols: Sequence[str]) -> dict[str, StoredQuote]:
         """Best bid and ask of each symbol's newest stored book snapshot with both sides."""
         rows = self._conn.execute(
             "SELECT b.symbol, b.time, b.bid_price[1], b.ask_price[1]"
@@ -130,7 +131,7 @@ class PortfolioStore:
             " ORDER BY time DESC LIMIT 1) AS b",
             (list(symbols),),
         ).fetchall()
-        return {symbol: BookTop(symbol=symbol, time=time, bid=bid, ask=ask)
+        return {symbol: StoredQuote(symbol=symbol, time=time, bid=bid, ask=ask)
                 for symbol, time, bid, ask in rows}
 
     # --- plans --------------------------------------------------------------------------------
@@ -194,7 +195,7 @@ class PortfolioStore:
             snapshot,
             self.first_snapshot(account) or snapshot,
             MarketStore(self._conn).last_candles(TRADED_SYMBOLS),
-            self.book_tops(TRADED_SYMBOLS),
+            self.stored_quotes(TRADED_SYMBOLS),
             regime.result.regime.value if regime else None,
             self.last_plan(account, before=snapshot.time),
             self.last_plan(account, with_trades=True, before=snapshot.time),

@@ -260,7 +260,8 @@ class TradingStore:
             " (SELECT count(*) FROM fills WHERE account = %(a)s)",
             {"a": account},
         ).fetchone()
-        return dict(zip(("signals", "approved_checks", "rejected_checks", "orders", "fills"), row))
+        assert row is not None, "a SELECT of counts returns one row"
+        return dict(zip(("signals", "approved_checks", "rejected_checks", "orders", "fills"), row, strict=True))
 
     def fees_paid(self, account: str) -> dict[str, float]:
         """Total fees per fee asset."""

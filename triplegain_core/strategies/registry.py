@@ -96,7 +96,8 @@ def load_strategy(
     ``config_override`` (e.g. a section of the configuration file) is validated by the
     strategy's own Config model on top of its defaults.
     """
-    missing = [attr for attr in ("NAME", "VERSION", "SYMBOLS", "Config", "generate_signal") if not hasattr(candidate, attr)]
+    attributes = ("NAME", "VERSION", "SYMBOLS", "Config", "generate_signal")
+    missing = [attr for attr in attributes if not hasattr(candidate, attr)]
     if missing:
         raise StrategyLoadError(f"missing required attribute(s): {', '.join(missing)}")
     name, version, symbols = candidate.NAME, candidate.VERSION, candidate.SYMBOLS

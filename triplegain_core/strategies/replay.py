@@ -7,7 +7,8 @@ replay (as the runner would). Used by backtests and by the tests' look-ahead che
 
 from __future__ import annotations
 
-from triplegain_core.marketdata.snapshot import CandleWindow, MarketSnapshot, timeframe_us
+from triplegain_core.marketdata.snapshot import CandleWindow, MarketSnapshot
+from triplegain_core.model.market import timeframe_us
 from triplegain_core.model.signals import Signal
 from triplegain_core.strategies.registry import LoadedStrategy
 

@@ -127,8 +127,10 @@ class StrategyRunner:
                     continue
                 if signal is None:
                     continue
-                if not isinstance(signal, Signal) or signal.symbol != symbol or signal.strategy != strategy.name:
-                    self._fail(report, strategy, symbol, f"returned {signal!r:.200}, not a {strategy.name} signal on {symbol}")
+                if (not isinstance(signal, Signal) or signal.symbol != symbol
+                        or signal.strategy != strategy.name):
+                    self._fail(report, strategy, symbol,
+                               f"returned {signal!r:.200}, not a {strategy.name} signal on {symbol}")
                     continue
                 if signal.signal_id == state.last_signal_id:
                     continue

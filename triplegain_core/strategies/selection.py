@@ -82,8 +82,8 @@ class CandleNeeds:
 def timeframe_of(strategy: LoadedStrategy) -> str | None:
     """The one candle timeframe ``strategy`` reads (its ``config.timeframe``), or None when it
     reads no candles or names no known timeframe (then it is shown every series)."""
-    timeframe = getattr(strategy.config, "timeframe", None)
-    if "candles" not in strategy.reads or timeframe not in TIMEFRAME_US:
+    timeframe: object = getattr(strategy.config, "timeframe", None)
+    if "candles" not in strategy.reads or not isinstance(timeframe, str) or timeframe not in TIMEFRAME_US:
         return None
     return timeframe
 

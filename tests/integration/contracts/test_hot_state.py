@@ -189,7 +189,7 @@ def test_the_executor_reads_only_one_minute_candles(
     higher = [_candle(m, symbol="XRP/USDT", timeframe=tf) for tf in ("5m", "15m", "1h", "1d")
               for m in range(2)]
     publisher.publish([], [], minutes[:5] + higher, {"ts_us": T0})
-    publisher.publish([], [], [_candle(2, close=90.0, symbol="XRP/USDT")] + minutes[5:],
+    publisher.publish([], [], [_candle(2, close=90.0, symbol="XRP/USDT"), *minutes[5:]],
                       {"ts_us": T0})
     loop = TradingLoop(Settings(symbols=("XRP/USDT",)), HotStateReader(redis_client),
                        TradingStore(db), start_stream_id="0")

@@ -392,7 +392,7 @@ def test_stale_stream_warns_without_blocking(
     result = dg.materialize(QUALITY_ASSETS, resources=resources)
 
     assert result.success
-    for name, table in (("market_trades_fresh", "trades"), ("candles_1m_fresh", "candles")):
+    for name in ("market_trades_fresh", "candles_1m_fresh"):
         check = _check(result, name)
         assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
         metadata = _metadata(check)

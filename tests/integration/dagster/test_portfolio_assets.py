@@ -234,7 +234,7 @@ def test_rebalance_plan_sells_a_concentrated_xrp_holding(
     assert plan.trades and all(t.sells is Asset.XRP for t in plan.trades)
     assert {t.symbol for t in plan.trades} == {"XRP/USDT", "XRP/BTC"}
     # Back to a third each, less the 0.1% fees.
-    assert plan.after == pytest.approx({a: 1 / 3 for a in Asset}, abs=1e-3)
+    assert plan.after == pytest.approx(dict.fromkeys(Asset, 1 / 3), abs=1e-3)
     assert plan.fees_usdt == pytest.approx(0.001 * sum(t.value_usdt for t in plan.trades), rel=1e-2)
     assert plans["paper"].quote_source == "last_price"
     # Balanced: no trigger, no trade.
@@ -452,6 +452,6 @@ def test_portfolio_assets_on_a_replayed_market(
     assert ("drift", Asset.BTC) in {(h.trigger.value, h.asset) for h in plan.triggers}
     assert Asset.BTC in {t.buys for t in plan.trades}
     assert {t.sells for t in plan.trades} == {a for a in Asset if plan.before[a] > 1 / 3}
-    assert plan.after == pytest.approx({a: 1 / 3 for a in Asset}, abs=1e-3)
+    assert plan.after == pytest.approx(dict.fromkeys(Asset, 1 / 3), abs=1e-3)
     assert stored.quote_source == "last_price"
     assert (tmp_path / "reports" / "allocation.png").is_file()

@@ -161,7 +161,8 @@ def vectorized(frame: pd.DataFrame) -> tuple[list[Trade], float]:
             # Exits are checked before the candle's signal: a re-entry may follow on the same candle.
             exit_bar, price, reason, bar = stop_bar, stop * (1.0 - SLIPPAGE), OrderPurpose.STOP_LOSS, stop_bar
         else:
-            exit_bar, price, reason, bar = down_bar, closes[down_bar] * (1.0 - SLIPPAGE), OrderPurpose.SIGNAL_CLOSE, down_bar + 1
+            exit_bar, price, reason = down_bar, closes[down_bar] * (1.0 - SLIPPAGE), OrderPurpose.SIGNAL_CLOSE
+            bar = down_bar + 1
         cash += quantity * price - FEE * quantity * price
         trades.append(Trade(close_time[entry], fill, quantity, close_time[exit_bar], price, reason))
         held = None

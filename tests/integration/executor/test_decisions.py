@@ -64,7 +64,8 @@ def world(db: psycopg.Connection, redis_client: redis.Redis) -> tuple[TradingLoo
 
 def _approved(events: DecisionEventStore, *ids: str) -> None:
     for decision_id in ids:
-        events.start(decision_id, us_to_datetime(T0), "m", [(DecisionState.PENDING, "p"), (DecisionState.APPROVED, "a")])
+        events.start(decision_id, us_to_datetime(T0), "m",
+                     [(DecisionState.PENDING, "p"), (DecisionState.APPROVED, "a")])
 
 
 def test_each_decision_trades_its_own_account_within_the_risk_rules(

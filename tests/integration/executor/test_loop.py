@@ -144,9 +144,9 @@ def _warm(loop: TradingLoop, redis_client) -> tuple[HotStatePublisher, Candle]:
 
 def _intent(last: Candle, intent_id: str, action: IntentAction = IntentAction.LONG, **fields: object) -> TradeIntent:
     price = last.close
-    values = dict(intent_id=intent_id, strategy="walk", tested=True, symbol="XRP/USDT",
-                  time=us_to_datetime(last.close_time_us), action=action, entry=price,
-                  stop_loss=price * 0.99, take_profit=price * 1.05)
+    values = {"intent_id": intent_id, "strategy": "walk", "tested": True, "symbol": "XRP/USDT",
+                  "time": us_to_datetime(last.close_time_us), "action": action, "entry": price,
+                  "stop_loss": price * 0.99, "take_profit": price * 1.05}
     values.update(fields)
     return TradeIntent(**values)
 
@@ -219,7 +219,8 @@ def test_max_holding_close_intent_and_malformed_intents(
     loop.cycle()
     assert loop.kernel.positions.open_positions() == []
     store = TradingStore(db)
-    assert {p.position_id: p.exit_reason for p in store.positions("paper")}[first.position_id] is OrderPurpose.MAX_HOLDING
+    exit_reasons = {p.position_id: p.exit_reason for p in store.positions("paper")}
+    assert exit_reasons[first.position_id] is OrderPurpose.MAX_HOLDING
 
     assert loop.kernel.on_intent(_intent(last, "again")).approved
     close = loop.kernel.on_intent(_intent(last, "close", action=IntentAction.CLOSE, stop_loss=None, take_profit=None))
@@ -232,7 +233,8 @@ def test_max_holding_close_intent_and_malformed_intents(
     assert RiskReason.INVALID_ENTRY in bad.reasons and RiskReason.STOP_WRONG_SIDE in wrong.reasons
     rows = db.execute("SELECT intent_id, entry FROM trade_intents WHERE intent_id IN ('nan', 'wrong')").fetchall()
     assert len(rows) == 2 and any(math.isnan(entry) for _, entry in rows)
-    assert db.execute("SELECT count(*) FROM orders WHERE position_id IN ('paper:nan', 'paper:wrong')").fetchone()[0] == 0
+    orders = db.execute("SELECT count(*) FROM orders WHERE position_id IN ('paper:nan', 'paper:wrong')").fetchone()
+    assert orders[0] == 0
     # Every fill belongs to an order that passed a risk check.
     assert all(approved for _, _, approved in store.fills_with_checks("paper"))
 
@@ -248,7 +250,8 @@ def test_entry_fills_against_a_fresh_published_book_and_ignores_a_stale_one(
     book = BookSnapshot("XRP/USDT", last.close_time_us + 100_000, 10, ((price * 0.9999, 500.0),), asks)
     publisher.publish([], [], [], {"ts_us": 0}, books=[book])
     assert loop.kernel.on_intent(_intent(last, "booked")).approved
-    fill_qty, fill_price = db.execute("SELECT quantity, price FROM fills WHERE order_id = 'paper:booked:entry'").fetchone()
+    fill_qty, fill_price = db.execute(
+        "SELECT quantity, price FROM fills WHERE order_id = 'paper:booked:entry'").fetchone()
     expected = (100.0 * asks[0][0] + (fill_qty - 100.0) * asks[1][0]) / fill_qty
     assert fill_qty > 100.0 and fill_price == pytest.approx(expected)
     loop.kernel.on_intent(_intent(last, "booked", action=IntentAction.CLOSE, stop_loss=None, take_profit=None))
@@ -261,7 +264,7 @@ def test_entry_fills_against_a_fresh_published_book_and_ignores_a_stale_one(
 
 
 def test_a_replayed_intent_enters_once(loop: TradingLoop, redis_client, db: psycopg.Connection) -> None:
-    publisher, last = _warm(loop, redis_client)
+    _publisher, last = _warm(loop, redis_client)
     intent = _intent(last, "once")
     assert loop.kernel.on_intent(intent).approved
     again = loop.kernel.on_intent(intent)

@@ -98,13 +98,12 @@ def test_same_timestamp_trades_share_one_update() -> None:
     trades = [Trade("XRP/USDT", i, START + (i // 3) * 5_000, 0.5, 1.0, Side.BUY) for i in range(9)]
 
     async def scenario() -> None:
-        async with ReplayExchange(trades, ["XRP/USDT"], batch_window_us=0) as exchange:
-            async with connect(exchange.url) as ws:
-                await _recv(ws)
-                await ws.send(encode_subscribe(["XRP/USDT"]))
-                await _recv(ws)
-                sizes = [len((await _recv(ws)).trades) for _ in range(3)]
-                assert sizes == [3, 3, 3]
+        async with ReplayExchange(trades, ["XRP/USDT"], batch_window_us=0) as exchange, connect(exchange.url) as ws:
+            await _recv(ws)
+            await ws.send(encode_subscribe(["XRP/USDT"]))
+            await _recv(ws)
+            sizes = [len((await _recv(ws)).trades) for _ in range(3)]
+            assert sizes == [3, 3, 3]
 
     asyncio.run(scenario())
 
@@ -148,19 +147,18 @@ def test_paced_replay_follows_the_trade_clock() -> None:
     trades = [Trade("XRP/USDT", i, START + i * 100_000, 0.5, 1.0, Side.SELL) for i in range(6)]
 
     async def scenario() -> float:
-        async with ReplayExchange(trades, ["XRP/USDT"], speed=2.0) as exchange:
-            async with connect(exchange.url) as ws:
-                await _recv(ws)
-                await ws.send(encode_subscribe(["XRP/USDT"]))
-                await _recv(ws)
-                loop = asyncio.get_running_loop()
-                first = await _recv(ws)
-                started = loop.time()
-                received = list(first.trades)
-                while len(received) < len(trades):
-                    received.extend((await _recv(ws)).trades)
-                assert received == trades
-                return loop.time() - started
+        async with ReplayExchange(trades, ["XRP/USDT"], speed=2.0) as exchange, connect(exchange.url) as ws:
+            await _recv(ws)
+            await ws.send(encode_subscribe(["XRP/USDT"]))
+            await _recv(ws)
+            loop = asyncio.get_running_loop()
+            first = await _recv(ws)
+            started = loop.time()
+            received = list(first.trades)
+            while len(received) < len(trades):
+                received.extend((await _recv(ws)).trades)
+            assert received == trades
+            return loop.time() - started
 
     # 0.5 s of trade time at twice real time: about 0.25 s (never sooner).
     assert asyncio.run(scenario()) >= 0.2
@@ -170,13 +168,12 @@ def test_real_trades_replay_exactly(shared_data: Path) -> None:
     source = list(trades_from_file(shared_data / "kraken_bch-eur_trades.csv", "XRP/USDT"))
 
     async def scenario() -> list[Trade]:
-        async with ReplayExchange(source, ["XRP/USDT"]) as exchange:
-            async with connect(exchange.url) as ws:
-                await _recv(ws)
-                await ws.send(encode_subscribe(["XRP/USDT"]))
-                await _recv(ws)
-                trades, _ = await _collect_until_pong(ws, exchange)
-                return trades
+        async with ReplayExchange(source, ["XRP/USDT"]) as exchange, connect(exchange.url) as ws:
+            await _recv(ws)
+            await ws.send(encode_subscribe(["XRP/USDT"]))
+            await _recv(ws)
+            trades, _ = await _collect_until_pong(ws, exchange)
+            return trades
 
     assert asyncio.run(scenario()) == source
 
@@ -220,34 +217,33 @@ def test_every_channel_in_kraken_shapes(depth: int) -> None:
     source = list(MarketSimulator(seed=8, start_us=START, duration_s=900))
 
     async def scenario() -> None:
-        async with ReplayExchange(source, TRADED_SYMBOLS, speed=0) as exchange:
-            async with connect(exchange.url) as ws:
-                await _recv(ws)
-                await _subscribe_all(ws, list(TRADED_SYMBOLS), depth)
-                books = {s: OrderBook(s, depth) for s in TRADED_SYMBOLS}
-                bars: dict[tuple[str, int], OhlcBar] = {}
-                tickers: dict[str, Ticker] = {}
-                pairs: list[InstrumentPair] = []
-                acks: list[SubscribeAck] = []
-                updates = 0
-                trades, others = await _collect_until_pong(ws, exchange)
-                for message in others:
-                    if isinstance(message, BookMessage):
-                        for data in message.books:
-                            book = books[data.symbol]
-                            apply = (book.apply_snapshot if message.kind == "snapshot"
-                                     else book.apply_update)
-                            apply(data.bids, data.asks, data.checksum, data.ts_us)
-                            updates += message.kind == "update"
-                            assert len(book.bids()) <= depth and len(book.asks()) <= depth
-                    elif isinstance(message, OhlcMessage):
-                        bars.update({(b.symbol, b.interval_begin_us): b for b in message.bars})
-                    elif isinstance(message, TickerMessage):
-                        tickers.update({t.symbol: t for t in message.tickers})
-                    elif isinstance(message, InstrumentMessage):
-                        pairs.extend(message.pairs)
-                    elif isinstance(message, SubscribeAck):
-                        acks.append(message)
+        async with ReplayExchange(source, TRADED_SYMBOLS, speed=0) as exchange, connect(exchange.url) as ws:
+            await _recv(ws)
+            await _subscribe_all(ws, list(TRADED_SYMBOLS), depth)
+            books = {s: OrderBook(s, depth) for s in TRADED_SYMBOLS}
+            bars: dict[tuple[str, int], OhlcBar] = {}
+            tickers: dict[str, Ticker] = {}
+            pairs: list[InstrumentPair] = []
+            acks: list[SubscribeAck] = []
+            updates = 0
+            trades, others = await _collect_until_pong(ws, exchange)
+            for message in others:
+                if isinstance(message, BookMessage):
+                    for data in message.books:
+                        book = books[data.symbol]
+                        apply = (book.apply_snapshot if message.kind == "snapshot"
+                                 else book.apply_update)
+                        apply(data.bids, data.asks, data.checksum, data.ts_us)
+                        updates += message.kind == "update"
+                        assert len(book.bids()) <= depth and len(book.asks()) <= depth
+                elif isinstance(message, OhlcMessage):
+                    bars.update({(b.symbol, b.interval_begin_us): b for b in message.bars})
+                elif isinstance(message, TickerMessage):
+                    tickers.update({t.symbol: t for t in message.tickers})
+                elif isinstance(message, InstrumentMessage):
+                    pairs.extend(message.pairs)
+                elif isinstance(message, SubscribeAck):
+                    acks.append(message)
         assert trades == source
         assert all(ack.success for ack in acks) and len(acks) == 4 * len(TRADED_SYMBOLS) + 1
         assert updates > 100 and all(book.valid for book in books.values())
@@ -279,43 +275,45 @@ def test_faults_are_injected_as_configured() -> None:
                           recovery_grace_s=0.05)
 
     async def scenario() -> tuple[list[Trade], int, int, FaultCounts]:
-        async with ReplayExchange(source, ["XRP/USDT"], speed=0, faults=faults) as exchange:
-            async with connect(exchange.url) as ws:
-                await _recv(ws)
-                await ws.send(encode_subscribe(["XRP/USDT"], req_id=1))
-                await ws.send(encode_subscribe(["XRP/USDT"], "book", snapshot=True, depth=10))
-                book = OrderBook("XRP/USDT", 10)
-                trades: list[Trade] = []
-                broken = mismatches = 0
+        async with (
+            ReplayExchange(source, ["XRP/USDT"], speed=0, faults=faults) as exchange,
+            connect(exchange.url) as ws,
+        ):
+            await _recv(ws)
+            await ws.send(encode_subscribe(["XRP/USDT"], req_id=1))
+            await ws.send(encode_subscribe(["XRP/USDT"], "book", snapshot=True, depth=10))
+            book = OrderBook("XRP/USDT", 10)
+            trades: list[Trade] = []
+            broken = mismatches = 0
 
-                async def ping_when_finished() -> None:
-                    await exchange.finished.wait()
-                    await ws.send(encode_ping(77))
+            async def ping_when_finished() -> None:
+                await exchange.finished.wait()
+                await ws.send(encode_ping(77))
 
-                pinger = asyncio.create_task(ping_when_finished())
-                while True:
-                    frame = await asyncio.wait_for(ws.recv(), 30)
+            pinger = asyncio.create_task(ping_when_finished())
+            while True:
+                frame = await asyncio.wait_for(ws.recv(), 30)
+                try:
+                    message = parse_server_message(frame)
+                except KrakenFrameError:
+                    broken += 1
+                    continue
+                if isinstance(message, Pong) and message.req_id == 77:
+                    break
+                if isinstance(message, TradeMessage):
+                    trades.extend(message.trades)
+                elif isinstance(message, BookMessage):
+                    data = message.books[0]
+                    apply = (book.apply_snapshot if message.kind == "snapshot"
+                             else book.apply_update)
                     try:
-                        message = parse_server_message(frame)
-                    except KrakenFrameError:
-                        broken += 1
-                        continue
-                    if isinstance(message, Pong) and message.req_id == 77:
-                        break
-                    if isinstance(message, TradeMessage):
-                        trades.extend(message.trades)
-                    elif isinstance(message, BookMessage):
-                        data = message.books[0]
-                        apply = (book.apply_snapshot if message.kind == "snapshot"
-                                 else book.apply_update)
-                        try:
-                            apply(data.bids, data.asks, data.checksum)
-                        except BookChecksumError:
-                            mismatches += 1
-                        except InvalidBookError:
-                            pass  # this plain client never asks a fresh snapshot
-                pinger.cancel()
-                return trades, broken, mismatches, exchange.faults_injected
+                        apply(data.bids, data.asks, data.checksum)
+                    except BookChecksumError:
+                        mismatches += 1
+                    except InvalidBookError:
+                        pass  # this plain client never asks a fresh snapshot
+            pinger.cancel()
+            return trades, broken, mismatches, exchange.faults_injected
 
     trades, broken, mismatches, injected = asyncio.run(scenario())
     assert injected.frames_dropped and injected.frames_duplicated and injected.frames_malformed

@@ -134,8 +134,8 @@ def _mutations(symbol: str) -> list:
         return json.dumps({**a, "action": rng.choice(["BUY", "SELL", "YOLO", "", 1, None])})
 
     def wrong_symbol(a: dict, rng: random.Random) -> str:
-        return json.dumps({**a, "symbol": rng.choice(["ETH/USDT", "BTC/EUR", "", None,
-                                                      *(s for s in ("BTC/USDT", "XRP/USDT", "XRP/BTC") if s != symbol)])})
+        others = [s for s in ("BTC/USDT", "XRP/USDT", "XRP/BTC") if s != symbol]
+        return json.dumps({**a, "symbol": rng.choice(["ETH/USDT", "BTC/EUR", "", None, *others])})
 
     def no_json(a: dict, rng: random.Random) -> str:
         return rng.choice(["I recommend going long with high conviction.", "HOLD", "", "   ",

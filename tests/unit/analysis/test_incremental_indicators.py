@@ -159,11 +159,11 @@ def test_snapshot_is_typed_and_complete_after_warmup(shared_data: Path) -> None:
     indicators = IncrementalIndicators("XRP/BTC", "5m")
     snapshots = [indicators.update(c) for c in _candles(frame, "XRP/BTC", "5m")]
     assert all(s is not None for s in snapshots)
-    assert not snapshots[-2].is_complete and snapshots[-1].is_complete  # type: ignore[union-attr]
+    assert not snapshots[-2].is_complete and snapshots[-1].is_complete
     last = snapshots[-1]
     assert IncrementalIndicators("XRP/BTC", "5m").feed(_candles(frame, "XRP/BTC", "5m")) == last
-    assert last is indicators.last and last.close == frame["close"].iloc[-1]  # type: ignore[union-attr]
-    assert list(last.values.as_dict()) == list(FEATURE_NAMES)  # type: ignore[union-attr]
+    assert last is indicators.last and last.close == frame["close"].iloc[-1]
+    assert list(last.values.as_dict()) == list(FEATURE_NAMES)
 
 
 # --- Resampling one candle at a time ---------------------------------------------------

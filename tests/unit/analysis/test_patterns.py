@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from pathlib import Path
 
@@ -197,7 +198,7 @@ def test_support_resistance_invariants_on_real_candles(shared_data: Path, name: 
     assert sum(level.touches for level in levels) <= len(highs) + len(lows)
     prices = [level.price for level in levels]
     assert prices == sorted(prices)
-    for below, above in zip(levels, levels[1:]):
+    for below, above in itertools.pairwise(levels):
         assert above.low > below.price * (1 + tolerance)  # distinct levels do not overlap
     for level in levels:
         assert level.touches >= 2

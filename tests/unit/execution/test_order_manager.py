@@ -17,8 +17,8 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 def _order(order_id: str = "c1", **fields: object) -> Order:
-    values = dict(order_id=order_id, account="a", time=T0, symbol="XRP/USDT", side=Side.BUY, quantity=100.0,
-                  purpose=OrderPurpose.ENTRY, check_id="chk", position_id="p1")
+    values = {"order_id": order_id, "account": "a", "time": T0, "symbol": "XRP/USDT", "side": Side.BUY,
+              "quantity": 100.0, "purpose": OrderPurpose.ENTRY, "check_id": "chk", "position_id": "p1"}
     values.update(fields)
     return Order(**values)
 

@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from triplegain_core.execution.paper import PaperExecutor
+from triplegain_core.execution.paper import PaperExecutor, UnfillableOrderError
+from triplegain_core.marketdata.snapshot import BookLevel, BookTop
 from triplegain_core.model.market import Asset, Side
-from triplegain_core.model.orders import Order, OrderPurpose
+from triplegain_core.model.orders import Order, OrderPurpose, OrderType, TimeInForce
 from triplegain_core.portfolio.balances import DEFAULT_STARTING_BALANCES, InsufficientBalanceError, Portfolio
 
 T0 = datetime(2024, 1, 1, 12, tzinfo=UTC)
@@ -19,12 +20,6 @@ def _order(symbol: str, side: Side, qty: float) -> Order:
         order_id="acct:sig:entry", account="acct", time=T0, symbol=symbol, side=side, quantity=qty,
         purpose=OrderPurpose.ENTRY, check_id="chk", position_id="acct:sig",
     )
-
-
-def test_worst_fill_price() -> None:
-    executor = PaperExecutor(fee_rate=0.001, slippage=0.0005)
-    assert executor.worst_fill_price(Side.BUY, 2.0) == 2.0 * 1.0005
-    assert executor.worst_fill_price(Side.SELL, 2.0) == 2.0 * 0.9995
 
 
 def test_buy_fill_arithmetic_and_balances() -> None:
@@ -62,8 +57,9 @@ def test_insufficient_balance_raises_and_leaves_portfolio_unchanged() -> None:
 
 
 def test_replay_gives_the_same_fill() -> None:
-    first = PaperExecutor().execute(_order("XRP/USDT", Side.BUY, 10.0), 0.5, Portfolio("acct", DEFAULT_STARTING_BALANCES))
-    second = PaperExecutor().execute(_order("XRP/USDT", Side.BUY, 10.0), 0.5, Portfolio("acct", DEFAULT_STARTING_BALANCES))
+    order = _order("XRP/USDT", Side.BUY, 10.0)
+    first = PaperExecutor().execute(order, 0.5, Portfolio("acct", DEFAULT_STARTING_BALANCES))
+    second = PaperExecutor().execute(order, 0.5, Portfolio("acct", DEFAULT_STARTING_BALANCES))
     assert first == second
 
 
@@ -77,10 +73,6 @@ def test_rejects_bad_parameters() -> None:
 
 
 # --- the book, price protection and leverage
-
-from triplegain_core.execution.paper import UnfillableOrderError  # noqa: E402
-from triplegain_core.marketdata.snapshot import BookLevel, BookTop  # noqa: E402
-from triplegain_core.model.orders import OrderType, TimeInForce  # noqa: E402
 
 BOOK = BookTop(
     symbol="XRP/USDT", ts_us=0,
@@ -101,7 +93,8 @@ def test_market_buy_walks_the_asks() -> None:
 
 def test_market_sell_walks_the_bids_and_beyond_the_book_is_worse() -> None:
     executor = PaperExecutor(fee_rate=0.0, slippage=0.001)
-    fill = executor.execute(_order("XRP/USDT", Side.SELL, 400.0), 0.5, Portfolio("acct", DEFAULT_STARTING_BALANCES), BOOK)
+    portfolio = Portfolio("acct", DEFAULT_STARTING_BALANCES)
+    fill = executor.execute(_order("XRP/USDT", Side.SELL, 400.0), 0.5, portfolio, BOOK)
     # 300 in the book, the last 100 at the last bid moved by the slippage.
     assert fill.price == pytest.approx((100 * 0.499 + 200 * 0.498 + 100 * 0.498 * 0.999) / 400)
 
@@ -121,7 +114,8 @@ def test_limit_ioc_takes_only_levels_within_its_price() -> None:
     at_limit = order.model_copy(update={"limit_price": 0.5 * 1.0005})
     assert executor.execute(at_limit, 0.5, Portfolio("acct", DEFAULT_STARTING_BALANCES)).quantity == 300.0
     with pytest.raises(UnfillableOrderError):
-        executor.execute(order.model_copy(update={"limit_price": 0.5}), 0.5, Portfolio("acct", DEFAULT_STARTING_BALANCES))
+        executor.execute(order.model_copy(update={"limit_price": 0.5}), 0.5,
+                         Portfolio("acct", DEFAULT_STARTING_BALANCES))
 
 
 def test_book_of_another_symbol_is_refused() -> None:

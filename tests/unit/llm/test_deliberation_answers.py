@@ -32,7 +32,8 @@ def test_research_case_is_strict() -> None:
     for name, (answer, reason) in cases.items():
         parsed = parser.parse(json.dumps(answer), "m")
         assert isinstance(parsed, Rejection) and parsed.reason is reason, name
-    assert parser.parse("```json\n" + json.dumps(CASE) + "\n```", "m") == ResearchCase.model_validate_json(json.dumps(CASE))
+    fenced = "```json\n" + json.dumps(CASE) + "\n```"
+    assert parser.parse(fenced, "m") == ResearchCase.model_validate_json(json.dumps(CASE))
     rejected = parser.parse('{"stance": "bull", "thesis": "x", "points": ["a"], "confidence": NaN}', "m")
     assert isinstance(rejected, Rejection) and rejected.reason is RejectionReason.NON_FINITE_NUMBER
 
@@ -52,7 +53,7 @@ def test_review_sheet_must_cover_exactly_the_pitches_shown_with_scores_1_to_10()
         "unknown pitch": {"reviews": [review("Pitch A"), review("Pitch B")]},
         "score 11": {"reviews": [review("Pitch A", evidence=11), review("Pitch C")]},
         "score 0": {"reviews": [review("Pitch A"), review("Pitch C", clarity=0)]},
-        "float score": {"reviews": [review("Pitch A", evidence=7.5), review("Pitch C")]},  # type: ignore[arg-type]
+        "float score": {"reviews": [review("Pitch A", evidence=7.5), review("Pitch C")]},
         "own label": {"reviews": [{**review("Pitch A"), "pitch": "claude"}, review("Pitch C")]},
     }
     for name, sheet in bad.items():
@@ -128,7 +129,8 @@ def test_checkpoint_schedule() -> None:
     schedule = CheckpointSchedule(every_minutes=240, offset_minutes=30)
     at = datetime(2026, 3, 1, 9, 15, tzinfo=UTC)
     assert schedule.latest_at_or_before(at) == datetime(2026, 3, 1, 8, 30, tzinfo=UTC)
-    assert schedule.latest_at_or_before(datetime(2026, 3, 1, 0, 10, tzinfo=UTC)) == datetime(2026, 2, 28, 20, 30, tzinfo=UTC)
+    just_after_midnight = datetime(2026, 3, 1, 0, 10, tzinfo=UTC)
+    assert schedule.latest_at_or_before(just_after_midnight) == datetime(2026, 2, 28, 20, 30, tzinfo=UTC)
     assert schedule.is_due(None, at)
     assert not schedule.is_due(datetime(2026, 3, 1, 8, 30, tzinfo=UTC), at)
     assert schedule.is_due(datetime(2026, 3, 1, 8, 29, tzinfo=UTC), at)

@@ -82,12 +82,12 @@ def test_prompt_hash_depends_on_model_and_both_prompts_only() -> None:
 
 
 def test_a_call_carries_exactly_the_result_of_its_outcome() -> None:
-    fields = dict(
-        call_id="r:m:ask", request_id="r", time=datetime.now(UTC), model_name="m",
-        provider=Provider.OPENAI, model_id="x", symbol="BTC/USDT", purpose=CallPurpose.ASK,
-        prompt_hash="h", system_prompt="s", user_prompt="u", raw_answer=None, http_attempts=1,
-        latency_ms=1.0,
-    )
+    fields = {
+        "call_id": "r:m:ask", "request_id": "r", "time": datetime.now(UTC), "model_name": "m",
+        "provider": Provider.OPENAI, "model_id": "x", "symbol": "BTC/USDT", "purpose": CallPurpose.ASK,
+        "prompt_hash": "h", "system_prompt": "s", "user_prompt": "u", "raw_answer": None, "http_attempts": 1,
+        "latency_ms": 1.0,
+    }
     LLMCall(**fields, outcome=CallOutcome.FAILED, failure=FailureKind.TIMEOUT)
     with pytest.raises(ValidationError, match="exactly its own result"):
         LLMCall(**fields, outcome=CallOutcome.DECIDED)

@@ -33,7 +33,7 @@ def decision(model: str, action: str = "LONG", confidence: float = 0.8, size: fl
 
 
 def vote(model: str, weight: float = 1.0, **kwargs: object) -> Vote:
-    return Vote(model=model, weight=weight, decision=decision(model, **kwargs))  # type: ignore[arg-type]
+    return Vote(model=model, weight=weight, decision=decision(model, **kwargs))
 
 
 def abstain(model: str) -> Vote:

@@ -68,7 +68,7 @@ def test_merge_trades_dedupes_and_orders() -> None:
 def test_repair_gives_the_candles_of_the_uninterrupted_stream(
     seed: int, hole_start_s: int, hole_length_s: int, overlap_s: int
 ) -> None:
-    trades = [t for t in MarketSimulator(seed, T0, 1800, symbols=["XRP/USDT"])]
+    trades = list(MarketSimulator(seed, T0, 1800, symbols=["XRP/USDT"]))
     hole = (T0 + hole_start_s * US_PER_SECOND,
             T0 + (hole_start_s + hole_length_s) * US_PER_SECOND)
     stored = [t for t in trades if not hole[0] <= t.ts_us < hole[1]]

@@ -11,9 +11,8 @@ from triplegain_core.marketdata.snapshot import (
     MarketSnapshot,
     TradeBuffer,
     TradeWindow,
-    timeframe_us,
 )
-from triplegain_core.model.market import Candle, Side, Trade
+from triplegain_core.model.market import Candle, Side, Trade, timeframe_us
 
 T0 = 1_700_000_000_000_000
 MINUTE = 60_000_000

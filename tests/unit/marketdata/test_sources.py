@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -39,7 +40,7 @@ def test_a_subset_of_symbols_is_the_same_market(simulated: list) -> None:
 
 
 def test_time_order_ids_and_levels(simulated: list) -> None:
-    assert all(a.ts_us <= b.ts_us for a, b in zip(simulated, simulated[1:]))
+    assert all(a.ts_us <= b.ts_us for a, b in itertools.pairwise(simulated))
     assert all(START <= t.ts_us < START + HOURS * 3600 * US_PER_SECOND for t in simulated)
     by_symbol = defaultdict(list)
     for trade in simulated:
@@ -108,7 +109,7 @@ def test_merge_by_time_keeps_time_order() -> None:
     b = list(MarketSimulator(2, START, 600, symbols=("XRP/USDT",)))
     merged = list(merge_by_time(a, b))
     assert len(merged) == len(a) + len(b)
-    assert all(x.ts_us <= y.ts_us for x, y in zip(merged, merged[1:]))
+    assert all(x.ts_us <= y.ts_us for x, y in itertools.pairwise(merged))
 
 
 def test_kraken_csv_trades_get_ids_and_tick_rule_sides(shared_data: Path) -> None:
@@ -117,7 +118,7 @@ def test_kraken_csv_trades_get_ids_and_tick_rule_sides(shared_data: Path) -> Non
     assert len(trades) == len(raw) == 148
     assert [t.trade_id for t in trades] == list(range(1, 149))
     assert trades[0].ts_us == int(raw["ts_s"].iloc[0]) * US_PER_SECOND
-    for previous, trade in zip(trades, trades[1:]):
+    for previous, trade in itertools.pairwise(trades):
         if trade.price > previous.price:
             assert trade.side is Side.BUY
         elif trade.price < previous.price:
@@ -137,7 +138,7 @@ def test_candle_trades_rebuild_the_candles(shared_data: Path, per_candle: int) -
     trades = list(trades_from_candles(path, "XRP/ETH", trades_per_candle=per_candle))
     source = pd.read_parquet(path)
     assert len(trades) == per_candle * len(source)
-    assert all(a.ts_us < b.ts_us for a, b in zip(trades, trades[1:]))
+    assert all(a.ts_us < b.ts_us for a, b in itertools.pairwise(trades))
     rebuilt = [(c.open_time_us, c.open, c.high, c.low, c.close, c.volume, c.trade_count)
                for c in build_candles(trades)]
     expected = list(zip(

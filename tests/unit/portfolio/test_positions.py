@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -10,7 +10,7 @@ from triplegain_core.model.market import Asset, Side
 from triplegain_core.model.orders import Fill, OrderPurpose
 from triplegain_core.model.signals import Direction
 from triplegain_core.portfolio.balances import MissingPriceError
-from triplegain_core.portfolio.positions import Position, PositionStatus, PositionTracker
+from triplegain_core.portfolio.positions import Position, PositionStatus, PositionTracker, holding_deadline
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 T1 = datetime(2024, 1, 1, 1, tzinfo=UTC)
@@ -113,10 +113,6 @@ def test_unrealized_pnl() -> None:
 
 
 # --- trailing stop, invalidation, holding time, USDT PnL
-
-from datetime import timedelta  # noqa: E402
-
-from triplegain_core.portfolio.positions import holding_deadline  # noqa: E402
 
 
 def test_trailing_stop_starts_after_one_and_a_half_r_and_only_tightens() -> None:

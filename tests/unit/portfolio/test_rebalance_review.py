@@ -9,7 +9,7 @@ import pytest
 from triplegain_core.model.market import Asset, Candle, datetime_to_us
 from triplegain_core.portfolio.balances import PortfolioSnapshot
 from triplegain_core.portfolio.rebalance_review import (
-    BookTop,
+    StoredQuote,
     WatchState,
     current_prices,
     quotes_for,
@@ -45,8 +45,8 @@ def test_newer_closes_replace_the_snapshot_prices() -> None:
 
 
 def test_quotes_prefer_a_recent_book_then_same_moment_prices() -> None:
-    times = {symbol: T0 for symbol in PRICES}
-    book = {s: BookTop(symbol=s, time=T0, bid=p * 0.999, ask=p * 1.001) for s, p in PRICES.items()}
+    times = dict.fromkeys(PRICES, T0)
+    book = {s: StoredQuote(symbol=s, time=T0, bid=p * 0.999, ask=p * 1.001) for s, p in PRICES.items()}
     quotes, source = quotes_for(PRICES, times, book, T0)
     assert source == "book" and quotes["XRP/USDT"] == (2.1 * 0.999, 2.1 * 1.001)
 

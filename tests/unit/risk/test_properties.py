@@ -98,7 +98,7 @@ def test_the_stream_approves_and_trades() -> None:
     """Guard against a vacuous property: a plain stream does get entries approved and filled."""
     limits = RiskLimits()
     account = Account(RiskAgent(limits, FEE, SLIP), Checker(limits), Portfolio("a", {Asset.USDT: 10_000.0}))
-    calm = MarketRisk({s: 0.01 for s in SYMBOLS}, {})
+    calm = MarketRisk(dict.fromkeys(SYMBOLS, 0.01), {})
     for n, symbol in enumerate(["BTC/USDT", "XRP/USDT"]):
         price = {"BTC/USDT": 40_000.0, "XRP/USDT": 1.0}[symbol]
         intent = TradeIntent(intent_id=f"i{n}", strategy="s", tested=True, symbol=symbol, time=START,

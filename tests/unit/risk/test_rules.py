@@ -36,7 +36,7 @@ FEE, SLIP = 0.001, 0.0005
 PRICES = {"BTC/USDT": 40_000.0, "XRP/USDT": 1.0, "XRP/BTC": 1.0 / 40_000.0}
 # A quiet, uncorrelated market: no correlation rule and no volatility rule binds.
 CALM = MarketRisk(
-    volatility={s: 0.02 for s in INSTRUMENTS},
+    volatility=dict.fromkeys(INSTRUMENTS, 0.02),
     correlations={frozenset(pair): 0.0 for pair in (("BTC/USDT", "XRP/USDT"), ("BTC/USDT", "XRP/BTC"),
                                                      ("XRP/USDT", "XRP/BTC"))},
 )
@@ -117,7 +117,8 @@ def test_stop_further_than_two_percent_is_rejected() -> None:
     assert not far.approved and far.reasons == (RiskReason.STOP_TOO_FAR,)
     assert far.quantity == 0.0 and far.notional_usdt == 0.0 and far.risk_usdt == 0.0
     assert _validate(agent, _signal(stop_fraction=0.02), _usdt(10_000.0)).approved
-    short = _validate(agent, _signal(direction=Direction.SHORT, stop_fraction=0.03), Portfolio("a", {Asset.USDT: 10_000.0, Asset.XRP: 5000.0}))
+    with_xrp = Portfolio("a", {Asset.USDT: 10_000.0, Asset.XRP: 5000.0})
+    short = _validate(agent, _signal(direction=Direction.SHORT, stop_fraction=0.03), with_xrp)
     assert RiskReason.STOP_TOO_FAR in short.reasons
 
 
@@ -175,7 +176,8 @@ def test_short_is_capped_by_base_inventory_and_buyback_quote() -> None:
     few_xrp = _validate(agent, short, Portfolio("a", {Asset.USDT: 10_000.0, Asset.XRP: 100.0}))
     assert few_xrp.approved and few_xrp.quantity == pytest.approx(100.0) and few_xrp.quantity <= 100.0
     # Selling XRP for BTC with no BTC: the buy-back at the stop could not be paid.
-    no_btc = _validate(agent, _signal("XRP/BTC", Direction.SHORT, entry=2.5e-5), Portfolio("a", {Asset.USDT: 10_000.0, Asset.XRP: 5000.0}))
+    with_xrp = Portfolio("a", {Asset.USDT: 10_000.0, Asset.XRP: 5000.0})
+    no_btc = _validate(agent, _signal("XRP/BTC", Direction.SHORT, entry=2.5e-5), with_xrp)
     assert not no_btc.approved and no_btc.reasons == (RiskReason.INSUFFICIENT_BALANCE,)
 
 
@@ -419,7 +421,7 @@ def _enter(agent: RiskAgent, executor: PaperExecutor, signal: Signal, portfolio:
     equity = check.equity_usdt
     quote_usdt = 1.0 if INSTRUMENTS[signal.symbol].quote is Asset.USDT else prices["BTC/USDT"]
     side = Side.BUY if signal.direction is Direction.LONG else Side.SELL
-    worst = executor.worst_fill_price(side, signal.entry)
+    worst = executor.fill_model.worst_fill_price(side, signal.entry)
     assert check.quantity * worst * quote_usdt <= 0.20 * equity * (1 + 1e-9)
     assert check.quantity * abs(signal.entry - signal.stop_loss) * quote_usdt <= 0.01 * equity * (1 + 1e-9)
     order = Order(

@@ -141,7 +141,7 @@ def test_market_making_quotes_the_leaning_side_of_a_wide_spread(
         size = float(np.median([t.qty for t in window]))
         price = window[-1].price
 
-        def decide(book: BookTop | None) -> Signal | None:
+        def decide(book: BookTop | None, ts: int = ts) -> Signal | None:
             books = {SYMBOL: book} if book is not None else {}
             return strategy.generate(MarketSnapshot(ts_us=ts, books=books), strategy.config, state)
 

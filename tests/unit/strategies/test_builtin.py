@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 
 from triplegain_core.analysis.technical_agent import TechnicalAgent
-from triplegain_core.marketdata.snapshot import CandleWindow, MarketSnapshot, timeframe_us
+from triplegain_core.marketdata.snapshot import CandleWindow, MarketSnapshot
 from triplegain_core.model import market
-from triplegain_core.model.market import Candle, datetime_to_us
+from triplegain_core.model.market import Candle, datetime_to_us, timeframe_us
 from triplegain_core.model.signals import Direction, Signal, SignalAction
 from triplegain_core.strategies.registry import LoadedStrategy, StrategyCatalog, discover_strategies
 from triplegain_core.strategies.replay import replay_candles
@@ -136,9 +136,9 @@ def test_trend_momentum_is_the_technical_agent_rule(
     strategy = catalog.get("trend_momentum")
     history = load_history(shared_data, "binance_xrp-usdt-perp_5m.parquet", "XRP/USDT")
     candles = [Candle("XRP/USDT", "5m", int(t), o, h, lo, c, v, 0) for t, o, h, lo, c, v in zip(
-        history.open_time_us, history.open, history.high, history.low, history.close, history.volume)]
-    agent = TechnicalAgent(strategy.config)  # type: ignore[arg-type]
-    ours = {index: signal for index, signal in replay_candles(strategy, history, window=300)}
+        history.open_time_us, history.open, history.high, history.low, history.close, history.volume, strict=True)]
+    agent = TechnicalAgent(strategy.config)
+    ours = dict(replay_candles(strategy, history, window=300))
     theirs = {}
     for end in range(1, len(candles) + 1):
         signal = agent.analyze("XRP/USDT", candles[max(0, end - 300):end])
@@ -271,7 +271,7 @@ def test_ratio_records_the_implied_cross(catalog: StrategyCatalog) -> None:
 def test_no_signal_without_candles_or_with_too_few(catalog: StrategyCatalog, name: str) -> None:
     strategy = catalog.get(name)
     symbol = strategy.symbols[0]
-    timeframe = strategy.config.timeframe  # type: ignore[attr-defined]
+    timeframe = strategy.config.timeframe
     assert strategy.generate(MarketSnapshot(ts_us=T0), strategy.config, strategy.new_state(symbol)) is None
     short = constructed(np.r_[np.full(8, 100.0), 110.0], timeframe, symbol)
     snapshot = MarketSnapshot(ts_us=short.last_close_time_us, candles={(symbol, timeframe): short})

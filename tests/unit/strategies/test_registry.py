@@ -167,7 +167,7 @@ def test_config_overrides_are_validated_by_the_strategy_model() -> None:
         "wavetrend": {"overbought": -5},
         "no_such_strategy": {"x": 1},
     })
-    assert catalog.get("trend_momentum").config.min_strength == 0.9  # type: ignore[attr-defined]
+    assert catalog.get("trend_momentum").config.min_strength == 0.9
     assert "wavetrend" not in {s.name for s in catalog.strategies}
     reasons = {r.name: r.reason for r in catalog.failures}
     assert reasons["wavetrend"].startswith("invalid config")

@@ -51,7 +51,7 @@ def _snapshot(candles: int) -> MarketSnapshot:
                           candles={(s, "5m"): _window(s, candles) for s in SYMBOLS})
 
 
-def _long_on_last(name: str):  # type: ignore[no-untyped-def]
+def _long_on_last(name: str):
     def generate(snapshot: MarketSnapshot, config: BaseModel, state: StrategyState) -> Signal | None:
         window = snapshot.window(state.symbol, "5m")
         assert window is not None
@@ -65,7 +65,7 @@ def _long_on_last(name: str):  # type: ignore[no-untyped-def]
     return generate
 
 
-def _plugin(name: str, generate, symbols: tuple[str, ...] = SYMBOLS) -> LoadedStrategy:  # type: ignore[no-untyped-def]
+def _plugin(name: str, generate, symbols: tuple[str, ...] = SYMBOLS) -> LoadedStrategy:
     module = types.SimpleNamespace(NAME=name, VERSION="1", SYMBOLS=symbols, Config=EmptyConfig,
                                    generate_signal=generate)
     return load_strategy(module, f"test:{name}")
@@ -137,7 +137,7 @@ def test_runner_over_builtins_on_real_candles_matches_each_strategy_alone(shared
             buffer.append(series[symbol][cycle])
         windows = {(symbol, "5m"): buffer.window() for symbol, buffer in buffers.items()}
         ts = max(window.last_close_time_us for window in windows.values() if window is not None)
-        for signal in runner.run(MarketSnapshot(ts_us=ts, candles=windows)):  # type: ignore[arg-type]
+        for signal in runner.run(MarketSnapshot(ts_us=ts, candles=windows)):
             emitted[signal.signal_id] = signal
         assert runner.last_report.failures == []
     expected: dict[str, Signal] = {}
@@ -257,7 +257,7 @@ def test_no_gate_passes_the_baseline() -> None:
 def test_failed_gate_follows_the_policy_and_never_modifies(gate: object, policy: GatePolicy) -> None:
     signal, snapshot = _baseline_signal()
     before = signal.model_dump()
-    decision = review_signal(signal, snapshot, gate, policy)  # type: ignore[arg-type]
+    decision = review_signal(signal, snapshot, gate, policy)
     assert decision.gate_verdict is None and decision.gate_reason
     if policy is GatePolicy.VETO:
         assert decision.outcome is GateOutcome.GATE_FAILED_VETOED and decision.final_signal is None
@@ -277,9 +277,9 @@ def test_a_tampering_gate_changes_nothing() -> None:
 
 def test_a_verdict_cannot_carry_a_changed_signal() -> None:
     with pytest.raises(ValidationError):
-        GateVerdict(verdict=Verdict.CONFIRM, reason="ok", stop_loss=1.0)  # type: ignore[call-arg]
+        GateVerdict(verdict=Verdict.CONFIRM, reason="ok", stop_loss=1.0)
     with pytest.raises(ValidationError):
-        GateVerdict(verdict="maybe", reason="ok")  # type: ignore[arg-type]
+        GateVerdict(verdict="maybe", reason="ok")
 
 
 def test_runner_with_gate_records_decisions_and_asks_once_per_signal() -> None:

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 
@@ -291,7 +291,7 @@ def _rfc3339_slow(text: object) -> int:
     return seconds * US_PER_SECOND + micros
 
 
-def rfc3339_to_us(text: str) -> int:
+def rfc3339_to_us(text: object) -> int:
     """``"2023-09-25T07:49:37.708706Z"`` -> epoch microseconds (UTC ``Z`` only; digits past
     the sixth are truncated). Raises :class:`KrakenFrameError` on anything else."""
     # Fast path for Kraken's usual shape (six fraction digits): the date is looked up once
@@ -310,6 +310,7 @@ def rfc3339_to_us(text: str) -> int:
                 return ((day + hours * 3600 + minutes * 60 + seconds) * US_PER_SECOND
                         + int(fraction))
     ts_us = _rfc3339_slow(text)
+    assert isinstance(text, str), "the slow path takes nothing else"
     if len(_DAY_CACHE) >= _DAY_CACHE_MAX:
         _DAY_CACHE.clear()
     moment = ts_us // US_PER_SECOND
@@ -330,19 +331,19 @@ def _now_text() -> str:
 # --- encoding -------------------------------------------------------------------------------
 
 
-def _dumps(message: dict) -> str:
-    return orjson.dumps(message).decode()
+def _dumps(value: object) -> str:
+    return orjson.dumps(value).decode()
 
 
-def _with_req_id(message: dict, req_id: int | None) -> dict:
+def _with_req_id(message: dict[str, Any], req_id: int | None) -> dict[str, Any]:
     if req_id is not None:
         message["req_id"] = req_id
     return message
 
 
 def _channel_params(channel: str, symbols: Sequence[str], snapshot: bool, depth: int | None,
-                    interval: int | None) -> dict:
-    params: dict = {"channel": channel}
+                    interval: int | None) -> dict[str, Any]:
+    params: dict[str, Any] = {"channel": channel}
     if channel != INSTRUMENT_CHANNEL or symbols:
         params["symbol"] = list(symbols)
     if depth is not None:
@@ -385,7 +386,7 @@ def encode_subscribe_ack(
 ) -> str:
     """The success ack for one symbol (``None`` for ``instrument``); ``time_in`` is when the
     request arrived (RFC 3339)."""
-    result: dict = {"channel": channel}
+    result: dict[str, Any] = {"channel": channel}
     if depth is not None:
         result["depth"] = depth
     if interval is not None:
@@ -406,7 +407,7 @@ def encode_error(
     time_in: str | None = None,
 ) -> str:
     """A failed reply: a subscription error for ``symbol``, or a rejected request."""
-    message: dict = {"error": error, "success": False}
+    message: dict[str, Any] = {"error": error, "success": False}
     if method is not None:
         message["method"] = method
     if symbol is not None:
@@ -489,7 +490,7 @@ def encode_ticker(tickers: Iterable[Ticker], kind: MessageKind = "update") -> st
 def encode_instrument(pairs: Iterable[InstrumentPair], kind: MessageKind = "snapshot") -> str:
     """An ``instrument`` message with ``pairs`` and their assets."""
     pair_items = []
-    assets: dict[str, dict] = {}
+    assets: dict[str, dict[str, Any]] = {}
     for p in pairs:
         pair_items.append({
             "symbol": p.symbol, "base": p.base, "quote": p.quote, "status": p.status,
@@ -510,7 +511,7 @@ def encode_instrument(pairs: Iterable[InstrumentPair], kind: MessageKind = "snap
 _orjson_loads = orjson.loads
 
 
-def _load(frame: str | bytes) -> dict:
+def _load(frame: str | bytes) -> dict[str, Any]:
     try:
         message = _orjson_loads(frame)
     except (ValueError, TypeError) as exc:  # orjson.JSONDecodeError is a ValueError
@@ -524,10 +525,11 @@ def _no_constants(name: str) -> object:
     raise KrakenFrameError(f"{name} is not a JSON number")
 
 
-def _load_decimal(frame: str | bytes) -> dict:
+def _load_decimal(frame: str | bytes) -> dict[str, Any]:
     """Re-read a frame keeping JSON numbers with a fraction as exact :class:`Decimal`."""
     try:
-        message = json.loads(frame, parse_float=Decimal, parse_constant=_no_constants)
+        # Only frames already read as a JSON object come here (the book channel's).
+        message: dict[str, Any] = json.loads(frame, parse_float=Decimal, parse_constant=_no_constants)
     except (ValueError, TypeError) as exc:
         raise KrakenFrameError(f"not JSON: {exc}") from exc
     except RecursionError as exc:
@@ -535,32 +537,31 @@ def _load_decimal(frame: str | bytes) -> dict:
     return message
 
 
-def _opt_int(message: dict, key: str) -> int | None:
+def _opt_int(message: dict[str, Any], key: str) -> int | None:
     value = message.get(key)
     if value is not None and type(value) is not int:
         raise KrakenFrameError(f"{key} must be an integer, got {value!r}")
     return value
 
 
-def _opt_str(message: dict, key: str) -> str | None:
+def _opt_str(message: dict[str, Any], key: str) -> str | None:
     value = message.get(key)
     if value is not None and type(value) is not str:
         raise KrakenFrameError(f"{key} must be a string, got {value!r}")
     return value
 
 
-def _opt_time(message: dict, key: str) -> int | None:
+def _opt_time(message: dict[str, Any], key: str) -> int | None:
     value = message.get(key)
     return None if value is None else rfc3339_to_us(value)
 
 
 def _positive(value: object, name: str) -> float:
-    kind = type(value)
-    if kind is float:
+    if type(value) is float:
         if 0 < value < _INF:  # also false for NaN
             return value
         raise KrakenFrameError(f"{name} must be positive and finite, got {value!r}")
-    if kind is not int:  # bool is a distinct type: rejected here
+    if type(value) is not int:  # bool is a distinct type: rejected here
         raise KrakenFrameError(f"{name} must be a number, got {value!r}")
     try:
         number = float(value)
@@ -572,8 +573,7 @@ def _positive(value: object, name: str) -> float:
 
 
 def _finite(value: object, name: str) -> float:
-    kind = type(value)
-    if kind is not float and kind is not int:
+    if type(value) is not float and type(value) is not int:
         raise KrakenFrameError(f"{name} must be a number, got {value!r}")
     try:
         number = float(value)
@@ -591,7 +591,7 @@ def _non_negative(value: object, name: str) -> float:
     return number
 
 
-def _symbol(item: dict) -> str:
+def _symbol(item: dict[str, Any]) -> str:
     symbol = item.get("symbol")
     if type(symbol) is not str or not symbol:
         raise KrakenFrameError(f"symbol must be a non-empty string, got {symbol!r}")
@@ -613,7 +613,7 @@ def _parse_trade(item: object) -> Trade:
         raise KrakenFrameError(f"trade symbol must be a non-empty string, got {symbol!r}")
     if type(trade_id) is not int or not 0 <= trade_id < _MAX_TRADE_ID:
         raise KrakenFrameError(f"trade_id must be an integer in [0, 2**63), got {trade_id!r}")
-    if ord_type != "market" and ord_type != "limit" or type(ord_type) is not str:
+    if (ord_type != "market" and ord_type != "limit") or type(ord_type) is not str:
         raise KrakenFrameError(f"ord_type must be 'limit' or 'market', got {ord_type!r}")
     taker = _SIDES.get(side) if type(side) is str else None
     if taker is None:
@@ -625,7 +625,7 @@ def _parse_trade(item: object) -> Trade:
     return Trade(symbol, trade_id, rfc3339_to_us(stamp), price, qty, taker, ord_type)
 
 
-def _kind_and_data(message: dict, channel: str) -> tuple[MessageKind, list]:
+def _kind_and_data(message: dict[str, Any], channel: str) -> tuple[MessageKind, list[Any]]:
     kind, data = message.get("type"), message.get("data")
     if kind != "update" and kind != "snapshot":
         raise KrakenFrameError(f"{channel} message type must be 'update' or 'snapshot', "
@@ -635,7 +635,7 @@ def _kind_and_data(message: dict, channel: str) -> tuple[MessageKind, list]:
     return kind, data
 
 
-def _parse_trade_message(message: dict) -> TradeMessage:
+def _parse_trade_message(message: dict[str, Any]) -> TradeMessage:
     kind, data = _kind_and_data(message, TRADE_CHANNEL)
     return TradeMessage(kind, [_parse_trade(item) for item in data])
 
@@ -660,7 +660,7 @@ def _decimal(value: object, name: str, positive: bool) -> Decimal:
     return value
 
 
-def _levels(item: dict, key: str) -> tuple[BookLevel, ...]:
+def _levels(item: dict[str, Any], key: str) -> tuple[BookLevel, ...]:
     raw = item.get(key)
     if type(raw) is not list:
         raise KrakenFrameError(f"book {key} must be a list")
@@ -698,7 +698,7 @@ def _count(value: object, name: str) -> int:
     return value
 
 
-def _parse_ohlc_message(message: dict) -> OhlcMessage:
+def _parse_ohlc_message(message: dict[str, Any]) -> OhlcMessage:
     kind, data = _kind_and_data(message, OHLC_CHANNEL)
     bars = []
     for item in data:
@@ -717,7 +717,7 @@ def _parse_ohlc_message(message: dict) -> OhlcMessage:
     return OhlcMessage(kind, bars)
 
 
-def _parse_ticker_message(message: dict) -> TickerMessage:
+def _parse_ticker_message(message: dict[str, Any]) -> TickerMessage:
     kind, data = _kind_and_data(message, TICKER_CHANNEL)
     tickers = []
     for item in data:
@@ -735,7 +735,7 @@ def _parse_ticker_message(message: dict) -> TickerMessage:
     return TickerMessage(kind, tickers)
 
 
-def _parse_instrument_message(message: dict) -> InstrumentMessage:
+def _parse_instrument_message(message: dict[str, Any]) -> InstrumentMessage:
     kind, data = message.get("type"), message.get("data")
     if kind != "update" and kind != "snapshot":
         raise KrakenFrameError(f"instrument message type must be 'update' or 'snapshot', "
@@ -746,14 +746,14 @@ def _parse_instrument_message(message: dict) -> InstrumentMessage:
     for item in data["pairs"]:
         if type(item) is not dict:
             raise KrakenFrameError(f"instrument pair is not an object: {item!r}")
-        texts = [item.get(key) for key in ("base", "quote", "status")]
-        if any(type(text) is not str for text in texts):
+        base, quote, status = item.get("base"), item.get("quote"), item.get("status")
+        if type(base) is not str or type(quote) is not str or type(status) is not str:
             raise KrakenFrameError(f"instrument pair needs base, quote and status: {item!r}")
         marginable = item.get("marginable", False)
         if type(marginable) is not bool:
             raise KrakenFrameError(f"marginable must be a boolean, got {marginable!r}")
         pairs.append(InstrumentPair(
-            _symbol(item), *texts, _count(item.get("price_precision"), "price_precision"),
+            _symbol(item), base, quote, status, _count(item.get("price_precision"), "price_precision"),
             _positive(item.get("price_increment"), "price_increment"),
             _count(item.get("qty_precision"), "qty_precision"),
             _positive(item.get("qty_increment"), "qty_increment"),
@@ -762,7 +762,7 @@ def _parse_instrument_message(message: dict) -> InstrumentMessage:
     return InstrumentMessage(kind, pairs)
 
 
-def _parse_status(message: dict) -> Status:
+def _parse_status(message: dict[str, Any]) -> Status:
     data = message.get("data")
     if type(data) is not list or not data or type(data[0]) is not dict:
         raise KrakenFrameError("status data must be a non-empty list of objects")
@@ -774,7 +774,7 @@ def _parse_status(message: dict) -> Status:
                   _opt_int(item, "connection_id") or 0, _opt_str(item, "version") or "")
 
 
-def _parse_reply(message: dict, method: object) -> SubscribeAck | Pong | ErrorReply:
+def _parse_reply(message: dict[str, Any], method: object) -> SubscribeAck | Pong | ErrorReply:
     req_id = _opt_int(message, "req_id")
     if method == "pong":
         return Pong(req_id, _opt_time(message, "time_in"), _opt_time(message, "time_out"))

@@ -57,7 +57,8 @@ def generate_signal(snapshot: MarketSnapshot, config: Config, state: StrategySta
         state.open_action is SignalAction.SHORT and now <= values["bb_middle"]
     ):
         return close_signal(strategy=NAME, version=VERSION, window=window,
-                            reason=f"close {now:.6g} back at the middle band {values['bb_middle']:.6g}", indicators=values)
+                            reason=f"close {now:.6g} back at the middle band {values['bb_middle']:.6g}",
+                            indicators=values)
     stretched_low = now < lower[-1] and rsi[-1] < config.rsi_low
     stretched_high = now > upper[-1] and rsi[-1] > config.rsi_high
     was_low = prev < lower[-2] and rsi[-2] < config.rsi_low
@@ -65,10 +66,12 @@ def generate_signal(snapshot: MarketSnapshot, config: Config, state: StrategySta
     width = float(upper[-1] - lower[-1])
     if stretched_low and not was_low:
         action = SignalAction.LONG
-        strength = 0.5 * clip01((values["bb_lower"] - now) / (0.25 * width)) + 0.5 * clip01((config.rsi_low - rsi[-1]) / 15.0)
+        strength = (0.5 * clip01((values["bb_lower"] - now) / (0.25 * width))
+                    + 0.5 * clip01((config.rsi_low - rsi[-1]) / 15.0))
     elif stretched_high and not was_high:
         action = SignalAction.SHORT
-        strength = 0.5 * clip01((now - values["bb_upper"]) / (0.25 * width)) + 0.5 * clip01((rsi[-1] - config.rsi_high) / 15.0)
+        strength = (0.5 * clip01((now - values["bb_upper"]) / (0.25 * width))
+                    + 0.5 * clip01((rsi[-1] - config.rsi_high) / 15.0))
     else:
         return None
     return candle_signal(
@@ -79,7 +82,8 @@ def generate_signal(snapshot: MarketSnapshot, config: Config, state: StrategySta
         strength=float(strength),
         stop_distance=config.stop_atr_multiple * atr,
         config=config,
-        reason=f"close {now:.6g} outside the {'lower' if action is SignalAction.LONG else 'upper'} band, RSI {rsi[-1]:.1f}",
+        reason=f"close {now:.6g} outside the {'lower' if action is SignalAction.LONG else 'upper'} band, "
+        f"RSI {rsi[-1]:.1f}",
         indicators=values,
         take_profit=values["bb_middle"],
     )

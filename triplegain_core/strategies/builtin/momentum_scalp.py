@@ -63,7 +63,8 @@ def generate_signal(snapshot: MarketSnapshot, config: Config, state: StrategySta
         action = SignalAction.SHORT
     else:
         return None
-    strength = 0.5 * clip01(abs(fast - slow) / atr) + 0.5 * clip01((volume_ratio - config.volume_multiple) / config.volume_multiple)
+    surplus_volume = (volume_ratio - config.volume_multiple) / config.volume_multiple
+    strength = 0.5 * clip01(abs(fast - slow) / atr) + 0.5 * clip01(surplus_volume)
     return candle_signal(
         strategy=NAME,
         version=VERSION,
@@ -74,5 +75,6 @@ def generate_signal(snapshot: MarketSnapshot, config: Config, state: StrategySta
         config=config,
         reason=f"RSI{config.rsi_period} crossed to {rsi[-1]:.1f} with EMA{config.fast_ema} "
         f"{'above' if action is SignalAction.LONG else 'below'} EMA{config.slow_ema} on {volume_ratio:.1f}x volume",
-        indicators={"ema_fast": fast, "ema_slow": slow, "rsi": float(rsi[-1]), "atr": atr, "volume_ratio": volume_ratio},
+        indicators={"ema_fast": fast, "ema_slow": slow, "rsi": float(rsi[-1]), "atr": atr,
+                    "volume_ratio": volume_ratio},
     )

@@ -59,7 +59,8 @@ def generate_signal(snapshot: MarketSnapshot, config: Config, state: StrategySta
         action, level, beyond = SignalAction.SHORT, channel_low, channel_low - last_close
     else:
         return None
-    strength = 0.5 * clip01(beyond / atr_before) + 0.5 * clip01((range_atr - config.min_range_atr) / config.min_range_atr)
+    surplus_range = (range_atr - config.min_range_atr) / config.min_range_atr
+    strength = 0.5 * clip01(beyond / atr_before) + 0.5 * clip01(surplus_range)
     return candle_signal(
         strategy=NAME,
         version=VERSION,
@@ -68,8 +69,10 @@ def generate_signal(snapshot: MarketSnapshot, config: Config, state: StrategySta
         strength=strength,
         stop_distance=config.stop_atr_multiple * atr_before,
         config=config,
-        reason=f"close {last_close:.6g} broke the {config.channel}-candle {'high' if action is SignalAction.LONG else 'low'} "
+        reason=f"close {last_close:.6g} broke the {config.channel}-candle "
+        f"{'high' if action is SignalAction.LONG else 'low'} "
         f"{level:.6g} on a {range_atr:.1f}x ATR candle",
-        indicators={"channel_high": channel_high, "channel_low": channel_low, "atr_before": atr_before, "range_atr": range_atr},
+        indicators={"channel_high": channel_high, "channel_low": channel_low, "atr_before": atr_before,
+                    "range_atr": range_atr},
         invalidation=level,
     )

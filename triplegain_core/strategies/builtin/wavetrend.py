@@ -37,7 +37,9 @@ class Config(BracketConfig):
     stop_atr_multiple: float = Field(default=1.5, gt=0.0)
 
 
-def wave_trend(high: np.ndarray, low: np.ndarray, close: np.ndarray, channel: int, average: int) -> tuple[np.ndarray, np.ndarray]:
+def wave_trend(
+    high: np.ndarray, low: np.ndarray, close: np.ndarray, channel: int, average: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(wt1, wt2) aligned with the *end* of the inputs (warm-up trimmed, NaN while undefined)."""
     ap = (high + low + close) / 3.0
     # TA-Lib's EMA does not skip leading NaNs, so each stage starts past the previous warm-up.

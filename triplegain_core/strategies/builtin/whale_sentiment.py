@@ -61,10 +61,12 @@ def generate_signal(snapshot: MarketSnapshot, config: Config, state: StrategySta
         version=VERSION,
         window=window,
         action=action,
-        strength=0.5 * clip01((spike - config.spike_multiple) / config.spike_multiple) + 0.5 * clip01(abs(body) / (3.0 * atr)),
+        strength=(0.5 * clip01((spike - config.spike_multiple) / config.spike_multiple)
+                  + 0.5 * clip01(abs(body) / (3.0 * atr))),
         stop_distance=abs(entry - extreme) + config.stop_buffer_atr * atr,
         config=config,
-        reason=f"{'red' if body < 0 else 'green'} whale print: {spike:.1f}x median volume, body {abs(body) / atr:.1f} ATR; fading it",
+        reason=f"{'red' if body < 0 else 'green'} whale print: {spike:.1f}x median volume, "
+        f"body {abs(body) / atr:.1f} ATR; fading it",
         indicators={"volume_spike": spike, "body_atr": abs(body) / atr, "atr": atr, "median_volume": median_volume},
         invalidation=extreme if extreme != entry else None,
     )

@@ -73,7 +73,7 @@ def indicator_features(
     A full recomputation keeps the warm-up of every indicator exact; the upsert makes reruns
     idempotent.
     """
-    per_symbol: list[list[object]] = []
+    per_symbol: list[tuple[str, int, int, str]] = []
     last_values: dict[str, pd.Series] = {}
     with postgres.connect() as conn:
         store = MarketStore(conn)
@@ -87,7 +87,7 @@ def indicator_features(
             context.log.info("%s: %d candles, %d feature rows upserted",
                              symbol, len(candles), written)
             last_open = candles["open_time"].iloc[-1]
-            per_symbol.append([symbol, len(candles), written, f"{last_open:%Y-%m-%d %H:%M}"])
+            per_symbol.append((symbol, len(candles), written, f"{last_open:%Y-%m-%d %H:%M}"))
             last_values[symbol] = features.iloc[-1]
     if not symbols:
         message = "No 1-minute candles stored yet: no features computed."

@@ -78,7 +78,9 @@ def validate_frame(name: str, frame: pd.DataFrame, rules: Sequence[Rule]) -> lis
     validation = batch.validate(suite, result_format="COMPLETE")
     outcomes: dict[str, RuleOutcome] = {}
     for result in validation.results:
-        rule = by_key[result.expectation_config.meta["rule"]]
+        config = result.expectation_config
+        assert config is not None, "a validation result names its expectation"
+        rule = by_key[config.meta["rule"]]
         if result.exception_info.get("raised_exception"):
             raise RuntimeError(f"{name}: expectation {rule.key} could not run: "
                                f"{result.exception_info.get('exception_message')}")

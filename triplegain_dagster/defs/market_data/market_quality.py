@@ -12,6 +12,8 @@ Rows checked: those within ``window_days`` of the latest stored row, so the cost
 as history grows (the backfill's partitions report their own coverage).
 """
 
+from typing import Any
+
 import dagster as dg
 import pandas as pd
 import psycopg
@@ -114,7 +116,7 @@ def trade_frame(rows: list[tuple]) -> pd.DataFrame:
 
 
 def check_result(
-    rows: int, outcomes: list[RuleOutcome], empty: str, extra: dict[str, object] | None = None
+    rows: int, outcomes: list[RuleOutcome], empty: str, extra: dict[str, Any] | None = None
 ) -> dg.AssetCheckResult:
     """Passed when no rule failed; ERROR when an error rule failed, else WARN."""
     failed = [outcome for outcome in outcomes if outcome.count]

@@ -1,6 +1,7 @@
 """The market regime of each traded pair, stored in ``market_regimes``."""
 
 from datetime import timedelta
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
@@ -11,8 +12,7 @@ from triplegain_core.analysis.symbol_regime import (
     detect_symbol_regime,
     regimes_markdown,
 )
-from triplegain_core.marketdata.timeframes import timeframe_us
-from triplegain_core.model.market import TRADED_SYMBOLS
+from triplegain_core.model.market import TRADED_SYMBOLS, timeframe_us
 from triplegain_core.storage.market_store import MarketStore
 from triplegain_core.storage.portfolio_store import PortfolioStore
 from triplegain_dagster import groups
@@ -63,7 +63,8 @@ def market_regime(
     for item in regimes:
         context.log.info("%s %s: %s (score %+.3f, volatility %s)", item.symbol, item.timeframe,
                          item.result.regime.value, item.result.score, item.result.volatility.value)
-    metadata: dict[str, object] = {
+    # Raw values of several kinds: Dagster checks them (its union of them is private).
+    metadata: dict[str, Any] = {
         "timeframe": config.timeframe,
         "rows_written": written,
         "regimes": dg.MetadataValue.md(regimes_markdown(regimes, warming_up)),

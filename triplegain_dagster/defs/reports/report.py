@@ -1,6 +1,7 @@
 """The portfolio report of one account: holdings, PnL and the equity curve."""
 
 import base64
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
@@ -67,7 +68,8 @@ def portfolio_report(
     )
     # Inlined as a data URI so the UI shows the picture itself, wherever the file system is.
     image = base64.b64encode(path.read_bytes()).decode("ascii")
-    metadata: dict[str, object] = {
+    # Raw values of several kinds: Dagster checks them (its union of them is private).
+    metadata: dict[str, Any] = {
         "account": account,
         "snapshots": len(snapshots),
         "holdings": dg.MetadataValue.md(holdings_markdown(first, last, positions)),

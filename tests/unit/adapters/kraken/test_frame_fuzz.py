@@ -71,7 +71,7 @@ def damaged_frames(draw: st.DrawFn) -> str | bytes:
     at = draw(st.integers(0, len(frame)))
     if how == "cut":
         return frame[:at]
-    char = draw(st.sampled_from(list('{}[]",:0123456789.-eE ntfalsu\\') + ["\x00", "é"]))
+    char = draw(st.sampled_from([*list('{}[]",:0123456789.-eE ntfalsu\\'), "\x00", "é"]))
     if how == "replace":
         return frame[:at] + char + frame[at + 1:]
     return frame[:at] + char + frame[at:]
@@ -110,7 +110,7 @@ def test_the_stream_goes_on_after_garbage(streamer: TradeStreamer,
     for frame in garbage:
         streamer.on_frame(frame)
     trades_before = streamer.stats.trades
-    sequence = streamer._sequences["BTC/USDT"]  # noqa: SLF001 - the next id it expects
+    sequence = streamer._sequences["BTC/USDT"]
     trade_id = sequence.next_id if sequence.next_id is not None else 100
     good = encode_trades([Trade("BTC/USDT", trade_id, START + 10**9, 60_000.0, 0.5, Side.BUY)])
     streamer.on_frame(good)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from decimal import Decimal
 
@@ -102,7 +103,7 @@ def test_rfc3339_round_trip(ts_us: int) -> None:
     "text",
     ["2023-13-25T07:49:37Z", "2023-02-30T07:49:37Z", "2023-09-25T24:00:00Z",
      "2023-09-25 07:49:37Z", "2023-09-25T07:49:37", "2023-09-25T07:49:37+01:00",
-     "2023-09-25T07:49:37.Z", "２０２３-09-25T07:49:37Z", ""],
+     "2023-09-25T07:49:37.Z", "\uff12\uff10\uff12\uff13-09-25T07:49:37Z", ""],
 )
 def test_bad_timestamps_are_frame_errors(text: str) -> None:
     with pytest.raises(KrakenFrameError):
@@ -227,18 +228,14 @@ _json_values = st.recursive(
 @given(st.binary(max_size=300))
 def test_random_bytes_only_raise_frame_error(frame: bytes) -> None:
     for parse in (parse_server_message, parse_client_message):
-        try:
+        with contextlib.suppress(KrakenFrameError):
             parse(frame)
-        except KrakenFrameError:
-            pass
 
 
 @given(st.integers(min_value=0, max_value=len(DOC_TRADE)))
 def test_truncated_frames_only_raise_frame_error(cut: int) -> None:
-    try:
+    with contextlib.suppress(KrakenFrameError):
         parse_server_message(DOC_TRADE[:cut])
-    except KrakenFrameError:
-        pass
 
 
 _scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
@@ -272,10 +269,8 @@ def test_random_trade_items_only_raise_frame_error(item: dict) -> None:
 def test_random_json_only_raises_frame_error(value: object) -> None:
     frame = json.dumps(value)
     for parse in (parse_server_message, parse_client_message):
-        try:
+        with contextlib.suppress(KrakenFrameError):
             parse(frame)
-        except KrakenFrameError:
-            pass
 
 
 # --- the other public channels --------------------------------------------------------------
