@@ -24,7 +24,7 @@ from streamer.replay.exchange import ReplayExchange
 from streamer.replay.faults import ReplayFaults
 from streamer.replay.rest import ReplayRestExchange, RestFault
 from triplegain_core.adapters.kraken.messages import (
-    PingRequest,
+    KrakenPingRequest,
     encode_pong,
     encode_status,
     encode_subscribe_ack,
@@ -329,7 +329,7 @@ def _lossy_exchange(trades: list[Trade], lost: range, done: asyncio.Event
         await connection.send(encode_status())
         async for raw in connection:
             request = parse_client_message(raw)
-            if isinstance(request, PingRequest):
+            if isinstance(request, KrakenPingRequest):
                 await connection.send(encode_pong(request.req_id))
                 continue
             await connection.send(encode_subscribe_ack("XRP/USDT", req_id=request.req_id,

@@ -49,7 +49,7 @@ from typing import Literal
 
 import orjson
 
-from triplegain_core.adapters.kraken.book import BOOK_DEPTHS, BookLevel
+from triplegain_core.adapters.kraken.book import BOOK_DEPTHS, KrakenBookLevel
 from triplegain_core.model.market import US_PER_SECOND, Side, Trade
 
 TRADE_CHANNEL = "trade"
@@ -77,7 +77,7 @@ class KrakenFrameError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class SubscribeRequest:
+class KrakenSubscribeRequest:
     """A client's ``subscribe`` (or ``unsubscribe``) request for one channel.
 
     ``symbols`` is empty for ``instrument``; ``depth`` is the book depth, ``interval`` the
@@ -93,14 +93,14 @@ class SubscribeRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class PingRequest:
+class KrakenPingRequest:
     """A client's application-level ``ping``."""
 
     req_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class SubscribeAck:
+class KrakenSubscribeAck:
     """The server's reply for one symbol of a (un)subscribe request; ``error`` when it failed."""
 
     method: Literal["subscribe", "unsubscribe"]
@@ -114,7 +114,7 @@ class SubscribeAck:
 
 
 @dataclass(frozen=True, slots=True)
-class Pong:
+class KrakenPong:
     """The server's answer to a ``ping``."""
 
     req_id: int | None = None
@@ -123,7 +123,7 @@ class Pong:
 
 
 @dataclass(frozen=True, slots=True)
-class ErrorReply:
+class KrakenErrorReply:
     """A failed reply to a request that is not a subscription (e.g. a malformed request)."""
 
     error: str
@@ -132,12 +132,12 @@ class ErrorReply:
 
 
 @dataclass(frozen=True, slots=True)
-class Heartbeat:
+class KrakenHeartbeat:
     """``{"channel":"heartbeat"}``: sent about once a second when nothing else flows."""
 
 
 @dataclass(frozen=True, slots=True)
-class Status:
+class KrakenStatus:
     """The ``status`` channel: sent on connect and whenever the engine's state changes."""
 
     system: str
@@ -147,7 +147,7 @@ class Status:
 
 
 @dataclass(frozen=True, slots=True)
-class TradeMessage:
+class KrakenTradeMessage:
     """A ``trade`` snapshot or update: one or more trades, possibly of several symbols."""
 
     kind: MessageKind
@@ -155,26 +155,26 @@ class TradeMessage:
 
 
 @dataclass(frozen=True, slots=True)
-class BookData:
+class KrakenBookData:
     """One symbol's part of a ``book`` message; ``ts_us`` is 0 when absent (snapshots)."""
 
     symbol: str
-    bids: tuple[BookLevel, ...]
-    asks: tuple[BookLevel, ...]
+    bids: tuple[KrakenBookLevel, ...]
+    asks: tuple[KrakenBookLevel, ...]
     checksum: int
     ts_us: int = 0
 
 
 @dataclass(frozen=True, slots=True)
-class BookMessage:
+class KrakenBookMessage:
     """A ``book`` snapshot or update."""
 
     kind: MessageKind
-    books: list[BookData]
+    books: list[KrakenBookData]
 
 
 @dataclass(frozen=True, slots=True)
-class OhlcBar:
+class KrakenOhlcBar:
     """One item of the ``ohlc`` channel: the exchange's candle of ``interval`` minutes."""
 
     symbol: str
@@ -191,15 +191,15 @@ class OhlcBar:
 
 
 @dataclass(frozen=True, slots=True)
-class OhlcMessage:
+class KrakenOhlcMessage:
     """An ``ohlc`` snapshot or update."""
 
     kind: MessageKind
-    bars: list[OhlcBar]
+    bars: list[KrakenOhlcBar]
 
 
 @dataclass(frozen=True, slots=True)
-class Ticker:
+class KrakenTicker:
     """One item of the ``ticker`` channel (level-1 and 24 h statistics)."""
 
     symbol: str
@@ -218,15 +218,15 @@ class Ticker:
 
 
 @dataclass(frozen=True, slots=True)
-class TickerMessage:
+class KrakenTickerMessage:
     """A ``ticker`` snapshot or update."""
 
     kind: MessageKind
-    tickers: list[Ticker]
+    tickers: list[KrakenTicker]
 
 
 @dataclass(frozen=True, slots=True)
-class InstrumentPair:
+class KrakenInstrumentPair:
     """A tradable pair of the ``instrument`` channel."""
 
     symbol: str
@@ -243,18 +243,19 @@ class InstrumentPair:
 
 
 @dataclass(frozen=True, slots=True)
-class InstrumentMessage:
+class KrakenInstrumentMessage:
     """The ``instrument`` channel: reference data of pairs (assets are not kept)."""
 
     kind: MessageKind
-    pairs: list[InstrumentPair]
+    pairs: list[KrakenInstrumentPair]
 
 
-ClientMessage = SubscribeRequest | PingRequest
-ServerMessage = (TradeMessage | BookMessage | OhlcMessage | TickerMessage | InstrumentMessage
-                 | Heartbeat | Status | SubscribeAck | Pong | ErrorReply)
+KrakenClientMessage = KrakenSubscribeRequest | KrakenPingRequest
+KrakenServerMessage = (KrakenTradeMessage | KrakenBookMessage | KrakenOhlcMessage | KrakenTickerMessage
+                       | KrakenInstrumentMessage | KrakenHeartbeat | KrakenStatus | KrakenSubscribeAck
+                       | KrakenPong | KrakenErrorReply)
 
-HEARTBEAT = Heartbeat()
+HEARTBEAT = KrakenHeartbeat()
 
 
 # --- timestamps -----------------------------------------------------------------------------
@@ -446,14 +447,14 @@ def encode_trades(trades: Iterable[Trade], kind: MessageKind = "update") -> str:
     return _dumps({"channel": TRADE_CHANNEL, "type": kind, "data": data})
 
 
-def _levels_json(levels: Iterable[BookLevel]) -> str:
+def _levels_json(levels: Iterable[KrakenBookLevel]) -> str:
     # Decimal text goes on the wire verbatim as a JSON number, trailing zeros included,
     # as Kraken prints it: a float encoder would drop them and break the checksum.
     return ",".join(f'{{"price":{format(level.price, "f")},"qty":{format(level.qty, "f")}}}'
                     for level in levels)
 
 
-def encode_book(book: BookData, kind: MessageKind = "update") -> str:
+def encode_book(book: KrakenBookData, kind: MessageKind = "update") -> str:
     """A ``book`` message for one symbol; ``ts_us`` 0 leaves the timestamp out."""
     stamp = f',"timestamp":"{us_to_rfc3339(book.ts_us)}"' if book.ts_us else ""
     return (f'{{"channel":"book","type":"{kind}","data":[{{"symbol":{_dumps(book.symbol)},'
@@ -461,7 +462,7 @@ def encode_book(book: BookData, kind: MessageKind = "update") -> str:
             f'"checksum":{book.checksum}{stamp}}}]}}')
 
 
-def encode_ohlc(bars: Iterable[OhlcBar], kind: MessageKind = "update") -> str:
+def encode_ohlc(bars: Iterable[KrakenOhlcBar], kind: MessageKind = "update") -> str:
     """An ``ohlc`` message."""
     data = [
         {"symbol": b.symbol, "open": b.open, "high": b.high, "low": b.low, "close": b.close,
@@ -473,7 +474,7 @@ def encode_ohlc(bars: Iterable[OhlcBar], kind: MessageKind = "update") -> str:
     return _dumps({"channel": OHLC_CHANNEL, "type": kind, "data": data})
 
 
-def encode_ticker(tickers: Iterable[Ticker], kind: MessageKind = "update") -> str:
+def encode_ticker(tickers: Iterable[KrakenTicker], kind: MessageKind = "update") -> str:
     """A ``ticker`` message."""
     data = []
     for t in tickers:
@@ -486,7 +487,7 @@ def encode_ticker(tickers: Iterable[Ticker], kind: MessageKind = "update") -> st
     return _dumps({"channel": TICKER_CHANNEL, "type": kind, "data": data})
 
 
-def encode_instrument(pairs: Iterable[InstrumentPair], kind: MessageKind = "snapshot") -> str:
+def encode_instrument(pairs: Iterable[KrakenInstrumentPair], kind: MessageKind = "snapshot") -> str:
     """An ``instrument`` message with ``pairs`` and their assets."""
     pair_items = []
     assets: dict[str, dict] = {}
@@ -635,9 +636,9 @@ def _kind_and_data(message: dict, channel: str) -> tuple[MessageKind, list]:
     return kind, data
 
 
-def _parse_trade_message(message: dict) -> TradeMessage:
+def _parse_trade_message(message: dict) -> KrakenTradeMessage:
     kind, data = _kind_and_data(message, TRADE_CHANNEL)
-    return TradeMessage(kind, [_parse_trade(item) for item in data])
+    return KrakenTradeMessage(kind, [_parse_trade(item) for item in data])
 
 
 def _decimal(value: object, name: str, positive: bool) -> Decimal:
@@ -660,7 +661,7 @@ def _decimal(value: object, name: str, positive: bool) -> Decimal:
     return value
 
 
-def _levels(item: dict, key: str) -> tuple[BookLevel, ...]:
+def _levels(item: dict, key: str) -> tuple[KrakenBookLevel, ...]:
     raw = item.get(key)
     if type(raw) is not list:
         raise KrakenFrameError(f"book {key} must be a list")
@@ -668,12 +669,12 @@ def _levels(item: dict, key: str) -> tuple[BookLevel, ...]:
     for level in raw:
         if type(level) is not dict:
             raise KrakenFrameError(f"book level must be an object, got {level!r}")
-        levels.append(BookLevel(_decimal(level.get("price"), "price", True),
+        levels.append(KrakenBookLevel(_decimal(level.get("price"), "price", True),
                                 _decimal(level.get("qty"), "qty", False)))
     return tuple(levels)
 
 
-def _parse_book_message(frame: str | bytes) -> BookMessage:
+def _parse_book_message(frame: str | bytes) -> KrakenBookMessage:
     message = _load_decimal(frame)
     kind, data = _kind_and_data(message, BOOK_CHANNEL)
     if not data:
@@ -687,9 +688,9 @@ def _parse_book_message(frame: str | bytes) -> BookMessage:
             raise KrakenFrameError(f"book checksum must be a 32-bit unsigned integer, "
                                    f"got {checksum!r}")
         stamp = item.get("timestamp")
-        books.append(BookData(_symbol(item), _levels(item, "bids"), _levels(item, "asks"),
+        books.append(KrakenBookData(_symbol(item), _levels(item, "bids"), _levels(item, "asks"),
                               checksum, 0 if stamp is None else rfc3339_to_us(stamp)))
-    return BookMessage(kind, books)
+    return KrakenBookMessage(kind, books)
 
 
 def _count(value: object, name: str) -> int:
@@ -698,7 +699,7 @@ def _count(value: object, name: str) -> int:
     return value
 
 
-def _parse_ohlc_message(message: dict) -> OhlcMessage:
+def _parse_ohlc_message(message: dict) -> KrakenOhlcMessage:
     kind, data = _kind_and_data(message, OHLC_CHANNEL)
     bars = []
     for item in data:
@@ -708,23 +709,23 @@ def _parse_ohlc_message(message: dict) -> OhlcMessage:
         if interval not in OHLC_INTERVALS or type(interval) is not int:
             raise KrakenFrameError(f"ohlc interval must be one of {OHLC_INTERVALS}, "
                                    f"got {interval!r}")
-        bars.append(OhlcBar(
+        bars.append(KrakenOhlcBar(
             _symbol(item), _positive(item.get("open"), "open"), _positive(item.get("high"), "high"),
             _positive(item.get("low"), "low"), _positive(item.get("close"), "close"),
             _count(item.get("trades"), "trades"), _non_negative(item.get("volume"), "volume"),
             _non_negative(item.get("vwap"), "vwap"), rfc3339_to_us(item.get("interval_begin")),
             interval, rfc3339_to_us(item.get("timestamp"))))
-    return OhlcMessage(kind, bars)
+    return KrakenOhlcMessage(kind, bars)
 
 
-def _parse_ticker_message(message: dict) -> TickerMessage:
+def _parse_ticker_message(message: dict) -> KrakenTickerMessage:
     kind, data = _kind_and_data(message, TICKER_CHANNEL)
     tickers = []
     for item in data:
         if type(item) is not dict:
             raise KrakenFrameError(f"ticker item is not an object: {item!r}")
         stamp = item.get("timestamp")
-        tickers.append(Ticker(
+        tickers.append(KrakenTicker(
             _symbol(item), _positive(item.get("bid"), "bid"),
             _non_negative(item.get("bid_qty"), "bid_qty"), _positive(item.get("ask"), "ask"),
             _non_negative(item.get("ask_qty"), "ask_qty"), _positive(item.get("last"), "last"),
@@ -732,10 +733,10 @@ def _parse_ticker_message(message: dict) -> TickerMessage:
             _non_negative(item.get("low"), "low"), _non_negative(item.get("high"), "high"),
             _finite(item.get("change"), "change"), _finite(item.get("change_pct"), "change_pct"),
             0 if stamp is None else rfc3339_to_us(stamp)))
-    return TickerMessage(kind, tickers)
+    return KrakenTickerMessage(kind, tickers)
 
 
-def _parse_instrument_message(message: dict) -> InstrumentMessage:
+def _parse_instrument_message(message: dict) -> KrakenInstrumentMessage:
     kind, data = message.get("type"), message.get("data")
     if kind != "update" and kind != "snapshot":
         raise KrakenFrameError(f"instrument message type must be 'update' or 'snapshot', "
@@ -752,17 +753,17 @@ def _parse_instrument_message(message: dict) -> InstrumentMessage:
         marginable = item.get("marginable", False)
         if type(marginable) is not bool:
             raise KrakenFrameError(f"marginable must be a boolean, got {marginable!r}")
-        pairs.append(InstrumentPair(
+        pairs.append(KrakenInstrumentPair(
             _symbol(item), *texts, _count(item.get("price_precision"), "price_precision"),
             _positive(item.get("price_increment"), "price_increment"),
             _count(item.get("qty_precision"), "qty_precision"),
             _positive(item.get("qty_increment"), "qty_increment"),
             _non_negative(item.get("qty_min"), "qty_min"),
             _non_negative(item.get("cost_min"), "cost_min"), marginable))
-    return InstrumentMessage(kind, pairs)
+    return KrakenInstrumentMessage(kind, pairs)
 
 
-def _parse_status(message: dict) -> Status:
+def _parse_status(message: dict) -> KrakenStatus:
     data = message.get("data")
     if type(data) is not list or not data or type(data[0]) is not dict:
         raise KrakenFrameError("status data must be a non-empty list of objects")
@@ -770,14 +771,14 @@ def _parse_status(message: dict) -> Status:
     system = item.get("system")
     if type(system) is not str or system not in SYSTEM_STATES:
         raise KrakenFrameError(f"unknown system status {system!r}")
-    return Status(system, _opt_str(item, "api_version") or "v2",
+    return KrakenStatus(system, _opt_str(item, "api_version") or "v2",
                   _opt_int(item, "connection_id") or 0, _opt_str(item, "version") or "")
 
 
-def _parse_reply(message: dict, method: object) -> SubscribeAck | Pong | ErrorReply:
+def _parse_reply(message: dict, method: object) -> KrakenSubscribeAck | KrakenPong | KrakenErrorReply:
     req_id = _opt_int(message, "req_id")
     if method == "pong":
-        return Pong(req_id, _opt_time(message, "time_in"), _opt_time(message, "time_out"))
+        return KrakenPong(req_id, _opt_time(message, "time_in"), _opt_time(message, "time_out"))
     success = message.get("success")
     if type(success) is not bool:
         raise KrakenFrameError(f"reply to {method!r} lacks a boolean 'success'")
@@ -787,15 +788,15 @@ def _parse_reply(message: dict, method: object) -> SubscribeAck | Pong | ErrorRe
         if success and type(result) is not dict:
             raise KrakenFrameError(f"successful {method} ack lacks its 'result' object")
         source = result if type(result) is dict else message
-        return SubscribeAck(method, success, _opt_str(source, "channel"),
+        return KrakenSubscribeAck(method, success, _opt_str(source, "channel"),
                             _opt_str(source, "symbol"), req_id, error,
                             _opt_time(message, "time_in"), _opt_time(message, "time_out"))
     if success or error is None:
         raise KrakenFrameError(f"unexpected reply to method {method!r}")
-    return ErrorReply(error, method if type(method) is str else None, req_id)
+    return KrakenErrorReply(error, method if type(method) is str else None, req_id)
 
 
-def parse_server_message(frame: str | bytes) -> ServerMessage:
+def parse_server_message(frame: str | bytes) -> KrakenServerMessage:
     """Parse a frame the exchange sent. Raises :class:`KrakenFrameError` if it is malformed
     or of a kind this codec does not know (another channel, an unexpected method)."""
     try:
@@ -808,7 +809,7 @@ def parse_server_message(frame: str | bytes) -> ServerMessage:
     if channel == TRADE_CHANNEL:
         kind, data = message.get("type"), message.get("data")
         if (kind == "update" or kind == "snapshot") and type(data) is list:
-            return TradeMessage(kind, [_parse_trade(item) for item in data])
+            return KrakenTradeMessage(kind, [_parse_trade(item) for item in data])
         return _parse_trade_message(message)
     if channel == "heartbeat":
         return HEARTBEAT
@@ -829,13 +830,13 @@ def parse_server_message(frame: str | bytes) -> ServerMessage:
     raise KrakenFrameError("neither a channel message nor a reply")
 
 
-def parse_client_message(frame: str | bytes) -> ClientMessage:
+def parse_client_message(frame: str | bytes) -> KrakenClientMessage:
     """Parse a frame a client sent to the exchange (subscribe, unsubscribe, ping)."""
     message = _load(frame)
     method = message.get("method")
     req_id = _opt_int(message, "req_id")
     if method == "ping":
-        return PingRequest(req_id)
+        return KrakenPingRequest(req_id)
     if method != "subscribe" and method != "unsubscribe":
         raise KrakenFrameError(f"unsupported method {method!r}")
     params = message.get("params")
@@ -858,4 +859,4 @@ def parse_client_message(frame: str | bytes) -> ClientMessage:
     interval = _opt_int(params, "interval")
     if interval is not None and interval not in OHLC_INTERVALS:
         raise KrakenFrameError(f"ohlc interval must be one of {OHLC_INTERVALS}, got {interval}")
-    return SubscribeRequest(channel, tuple(symbols), snapshot, req_id, method, depth, interval)
+    return KrakenSubscribeRequest(channel, tuple(symbols), snapshot, req_id, method, depth, interval)
