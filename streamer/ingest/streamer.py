@@ -55,34 +55,32 @@ from dataclasses import dataclass, replace
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from triplegain_core.adapters.kraken.book import BookChecksumError, InvalidBookError, OrderBook, TopOfBook
+from triplegain_core.adapters.kraken.book import BookChecksumError, InvalidBookError, KrakenBookTop, OrderBook
 from triplegain_core.adapters.kraken.messages import (
     BOOK_CHANNEL,
     INSTRUMENT_CHANNEL,
     OHLC_CHANNEL,
     TICKER_CHANNEL,
     TRADE_CHANNEL,
-    BookMessage,
-    ErrorReply,
-    InstrumentMessage,
-    InstrumentPair,
+    KrakenBookMessage,
+    KrakenErrorReply,
     KrakenFrameError,
-    OhlcBar,
-    OhlcMessage,
-    Pong,
-    Status,
-    SubscribeAck,
-    Ticker,
-    TickerMessage,
-    TradeMessage,
+    KrakenInstrumentMessage,
+    KrakenInstrumentPair,
+    KrakenOhlcBar,
+    KrakenOhlcMessage,
+    KrakenPong,
+    KrakenStatus,
+    KrakenSubscribeAck,
+    KrakenTicker,
+    KrakenTickerMessage,
+    KrakenTradeMessage,
     encode_ping,
     encode_subscribe,
     parse_server_message,
 )
 from triplegain_core.config import Settings
-from triplegain_core.contracts.hot_state import BookSnapshot, HotStatePublisher, LastPrice
-from triplegain_core.contracts.hot_state import Heartbeat as HotHeartbeat
-from triplegain_core.contracts.hot_state import Ticker as HotTicker
+from triplegain_core.contracts.hot_state import BookSnapshot, Heartbeat, HotStatePublisher, LastPrice, Ticker
 from triplegain_core.marketdata.candles import CandleAggregator
 from triplegain_core.model.market import TIMEFRAMES, US_PER_MINUTE, Candle, Trade
 from triplegain_core.storage.market_store import MarketStore
@@ -208,7 +206,7 @@ class _Batch:
     closed: list[Candle]
     forming: list[Candle]
     prices: list[LastPrice]
-    tickers: list[HotTicker]
+    tickers: list[Ticker]
     books: list[BookSnapshot]  # validated books changed since the last batch, for Redis
     stored_books: list[BookSnapshot]  # the ones due to be stored in the database
 
@@ -285,12 +283,12 @@ class TradeStreamer:
         self._books = {s: OrderBook(s, self.policy.book_depth) for s in settings.symbols}
         self._book_resync: set[str] = set()  # symbols whose fresh snapshot is awaited
         self._book_resync_wanted: list[str] = []
-        self._ohlc: dict[str, dict[int, OhlcBar]] = {s: {} for s in settings.symbols}
-        self.tickers: dict[str, Ticker] = {}
-        self._fresh_tickers: dict[str, Ticker] = {}
+        self._ohlc: dict[str, dict[int, KrakenOhlcBar]] = {s: {} for s in settings.symbols}
+        self.tickers: dict[str, KrakenTicker] = {}
+        self._fresh_tickers: dict[str, KrakenTicker] = {}
         self._books_changed: set[str] = set()
         self._book_stored_at: dict[str, float] = {}
-        self.instruments: dict[str, InstrumentPair] = {}
+        self.instruments: dict[str, KrakenInstrumentPair] = {}
         self._pending: list[Trade] = []
         self._closed: list[Candle] = []
         self._prices: dict[str, Trade] = {}
@@ -311,7 +309,7 @@ class TradeStreamer:
         """Ask for a clean end: read what the server already sent, flush, return."""
         self._stop.set()
 
-    def top_of_book(self, symbol: str) -> TopOfBook | None:
+    def top_of_book(self, symbol: str) -> KrakenBookTop | None:
         """Best bid/ask of ``symbol``'s validated book; ``None`` while it is invalid or empty."""
         book = self._books.get(symbol)
         if book is None or not book.valid:
@@ -540,42 +538,42 @@ class TradeStreamer:
             self._reject(exc, frame)
             return
         kind = type(message)
-        if kind is TradeMessage:
+        if kind is KrakenTradeMessage:
             self._on_trades(message, frame)
-        elif kind is BookMessage:
+        elif kind is KrakenBookMessage:
             self._on_book(message)
-        elif kind is OhlcMessage:
+        elif kind is KrakenOhlcMessage:
             for bar in message.bars:
                 bars = self._ohlc.get(bar.symbol)
                 if bars is not None and bar.interval == 1:
                     bars[bar.interval_begin_us] = bar
                     if len(bars) > _OHLC_BARS_KEPT:
                         del bars[min(bars)]
-        elif kind is TickerMessage:
+        elif kind is KrakenTickerMessage:
             for ticker in message.tickers:
                 if ticker.symbol in self._symbols:
                     self.tickers[ticker.symbol] = self._fresh_tickers[ticker.symbol] = ticker
-        elif kind is InstrumentMessage:
+        elif kind is KrakenInstrumentMessage:
             self.instruments.update({pair.symbol: pair for pair in message.pairs})
             missing = self._symbols - set(self.instruments)
             if missing:
                 log.error("the exchange does not list %s", ", ".join(sorted(missing)))
-        elif kind is Pong:
+        elif kind is KrakenPong:
             if message.req_id == DRAIN_REQ_ID:
                 self._pong.set()
-        elif kind is Status:
+        elif kind is KrakenStatus:
             level = logging.INFO if message.system == "online" else logging.WARNING
             log.log(level, "exchange status %s (api %s)", message.system, message.api_version)
-        elif kind is SubscribeAck:
+        elif kind is KrakenSubscribeAck:
             if not message.success:
                 log.error("subscription to %s %s failed: %s", message.channel, message.symbol,
                           message.error)
             else:
                 self._received_since_connect = True
-        elif kind is ErrorReply:
+        elif kind is KrakenErrorReply:
             log.error("exchange error: %s", message.error)
 
-    def _on_trades(self, message: TradeMessage, frame: str | bytes) -> None:
+    def _on_trades(self, message: KrakenTradeMessage, frame: str | bytes) -> None:
         trades = message.trades
         sequences = self._sequences
         for trade in trades:
@@ -795,7 +793,7 @@ class TradeStreamer:
                 log.warning("candle %s %d differs from the exchange's ohlc: %s vs %s",
                             candle.symbol, candle.open_time_us // US_PER_MINUTE, candle, bar)
 
-    def _on_book(self, message: BookMessage) -> None:
+    def _on_book(self, message: KrakenBookMessage) -> None:
         for data in message.books:
             book = self._books.get(data.symbol)
             if book is None:
@@ -863,7 +861,7 @@ class TradeStreamer:
         prices = [LastPrice(t.symbol, t.price, t.ts_us) for t in self._prices.values()]
         self._prices.clear()
         forming = [] if final or not trades else self._aggregator.forming()
-        tickers = [HotTicker(t.symbol, t.ts_us or int(time.time_ns() // 1000), t.bid, t.bid_qty,
+        tickers = [Ticker(t.symbol, t.ts_us or int(time.time_ns() // 1000), t.bid, t.bid_qty,
                              t.ask, t.ask_qty, t.last, t.volume, t.vwap, t.low, t.high, t.change,
                              t.change_pct) for t in self._fresh_tickers.values()]
         self._fresh_tickers.clear()
@@ -901,7 +899,7 @@ class TradeStreamer:
                 self.stats.batches += 1
             self.stats.candles += len(batch.closed)
         stats = self.stats
-        heartbeat = HotHeartbeat(
+        heartbeat = Heartbeat(
             time.time_ns() // 1000, stats.trades, stats.candles, stats.late_trades,
             stats.duplicate_trades, stats.rejected_frames, stats.reconnects,
             stats.missed_intervals, stats.last_trade_ts_us)
