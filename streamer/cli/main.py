@@ -149,8 +149,9 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _stream(args: argparse.Namespace, settings: Settings) -> int:
-    from streamer.ingest.gap_repair import RestBackfill, resume_state
-    from streamer.ingest.streamer import TradeStreamer
+    from streamer.ingest.connection import TradeStreamer
+    from streamer.ingest.rest_repair import RestBackfill
+    from streamer.ingest.resume import resume_state
     from triplegain_core.adapters.kraken.rest import ExchangeRestConfig, RestMarketData
 
     updates = {key: value for key, value in (("ws_url", args.ws_url),

@@ -21,7 +21,7 @@ from pathlib import Path
 import psycopg
 import redis
 
-from streamer.ingest.streamer import TradeStreamer
+from streamer.ingest.connection import TradeStreamer
 from streamer.replay.exchange import ReplayExchange
 from triplegain_core.adapters.kraken.messages import encode_trades, parse_server_message
 from triplegain_core.config import Settings

@@ -11,7 +11,7 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streamer.ingest.streamer import TradeStreamer
+from streamer.ingest.connection import TradeStreamer
 from triplegain_core.adapters.kraken.book import KrakenBookLevel, book_checksum
 from triplegain_core.adapters.kraken.messages import (
     KrakenBookData,
@@ -110,8 +110,8 @@ def test_the_stream_goes_on_after_garbage(streamer: TradeStreamer,
     for frame in garbage:
         streamer.on_frame(frame)
     trades_before = streamer.stats.trades
-    sequence = streamer._sequences["BTC/USDT"]  # noqa: SLF001 - the next id it expects
-    trade_id = sequence.next_id if sequence.next_id is not None else 100
+    next_id = streamer.sequencer.next_id("BTC/USDT")
+    trade_id = next_id if next_id is not None else 100
     good = encode_trades([Trade("BTC/USDT", trade_id, START + 10**9, 60_000.0, 0.5, Side.BUY)])
     streamer.on_frame(good)
     streamer.on_frame(good)

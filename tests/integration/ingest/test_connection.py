@@ -12,14 +12,9 @@ import pytest
 import redis
 from websockets.asyncio.server import ServerConnection, serve
 
-from streamer.ingest.gap_repair import RestBackfill
-from streamer.ingest.streamer import (
-    ConnectionPolicy,
-    MissedInterval,
-    StreamerStats,
-    TradeMark,
-    TradeStreamer,
-)
+from streamer.ingest.connection import ConnectionPolicy, TradeStreamer
+from streamer.ingest.rest_repair import RestBackfill
+from streamer.ingest.stats import StreamerStats
 from streamer.replay.exchange import ReplayExchange
 from streamer.replay.faults import ReplayFaults
 from streamer.replay.rest import ReplayRestExchange, RestFault
@@ -35,6 +30,8 @@ from triplegain_core.adapters.kraken.rest import ExchangeRestConfig, RestMarketD
 from triplegain_core.config import Settings
 from triplegain_core.contracts.hot_state import HotStatePublisher, HotStateReader
 from triplegain_core.marketdata.candles import build_candles
+from triplegain_core.marketdata.gaps import MissedInterval
+from triplegain_core.marketdata.sequencer import TradeMark
 from triplegain_core.marketdata.sources import MarketSimulator, trades_from_file
 from triplegain_core.model.market import TIMEFRAMES, TRADED_SYMBOLS, Candle, Side, Trade
 from triplegain_core.storage.market_store import MarketStore
