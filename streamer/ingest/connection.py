@@ -496,8 +496,8 @@ class TradeStreamer:
 
     def _merge_backfill(self, hole: MissedInterval, fetched: Sequence[Trade]) -> None:
         ready: list[Trade] = []
-        brought, rest = self.sequencer.fill(hole, fetched, ready)
-        if rest is not None:
+        brought, left = self.sequencer.fill(hole, fetched, ready)
+        for rest in left:
             log.warning("backfill left %d %s trades (ids %d..%d) missing: "
                         "left to REST gap repair", rest.trades, rest.symbol,
                         rest.first_trade_id, rest.last_trade_id)
@@ -533,9 +533,13 @@ class TradeStreamer:
             log.warning("rejected frame #%d: %s; frame %.200r", count, error, frame)
 
     async def _end_of_stream(self) -> None:
-        ready: list[Trade] = []
-        self.sequencer.end(ready)
-        self._after_sequencer(ready)
-        if self._fill_wanted:  # REST needs no socket: the last holes are backfilled too
+        while True:
+            ready: list[Trade] = []
+            self.sequencer.end(ready)
+            self._after_sequencer(ready)
+            if not self._fill_wanted:
+                break
+            # REST needs no socket: the last holes are backfilled too, and what their trades
+            # held back goes out at the next turn.
             await self._fill_holes()
         self._writer.finish(self._aggregator.flush())

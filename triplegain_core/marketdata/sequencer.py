@@ -221,17 +221,18 @@ class TradeSequencer:
         return wanted
 
     def end(self, ready: list[Trade]) -> None:
-        """The stream ends: every gap still open is given up, and the trades held go out."""
+        """The stream ends: every gap still open is given up, and the trades held go out. With
+        a backfill, call it again after filling the holes it found, until it finds none."""
         for symbol, sequence in self._sequences.items():
             if sequence.held and not sequence.filling:
                 self._settle(symbol, sequence, ready)
 
     def fill(self, hole: MissedInterval, fetched: Iterable[Trade], ready: list[Trade]
-             ) -> tuple[int, MissedInterval | None]:
+             ) -> tuple[int, list[MissedInterval]]:
         """Merge the backfill of ``hole`` (any trades of its time span; those of its missing
         ids are kept) and release what follows. Returns how many missing trades it brought and
-        the hole it left (the ids before the first trade held that it did not bring), if any.
-        """
+        the holes it left: every run of the hole's ids it did not bring (the stream goes on
+        after them)."""
         sequence = self._sequences[hole.symbol]
         held = sequence.held
         first_id, last_id = hole.first_trade_id, hole.last_trade_id
@@ -244,18 +245,19 @@ class TradeSequencer:
                     brought += 1
         self.counts.backfilled_trades += brought
         sequence.filling = False
+        self._drop_applied(sequence)
         self._release(sequence, ready, reordered=False)
-        rest = None
-        if held:
+        left: list[MissedInterval] = []
+        next_id = sequence.next_id
+        while held and next_id is not None and last_id is not None and next_id <= last_id:
             first = min(held)
-            next_id = sequence.next_id
-            if next_id is not None and first > next_id:
-                after = held[first]
-                rest = MissedInterval(hole.symbol, min(sequence.last_ts, after.ts_us), after.ts_us + 1,
-                                      next_id, first - 1, hole.reason)
-                sequence.next_id = first
+            after = held[first]
+            left.append(MissedInterval(hole.symbol, min(sequence.last_ts, after.ts_us), after.ts_us + 1,
+                                       next_id, first - 1, hole.reason))
+            sequence.next_id = first
             self._release(sequence, ready, reordered=False)
-        return brought, rest
+            next_id = sequence.next_id
+        return brought, left
 
     # --- inside ------------------------------------------------------------------------------
 
@@ -288,10 +290,7 @@ class TradeSequencer:
         sequence.resync_at = 0.0
         sequence.resyncs = 0
         next_id = sequence.next_id
-        if next_id is not None:
-            for trade_id in [i for i in sequence.held if i < next_id]:
-                del sequence.held[trade_id]
-                self.counts.duplicate_trades += 1
+        self._drop_applied(sequence)
         if sequence.held:
             first = min(sequence.held)
             if next_id is not None and first > next_id:
@@ -302,6 +301,14 @@ class TradeSequencer:
             sequence.next_id = first
             self._release(sequence, ready)
         sequence.reconnected = False
+
+    def _drop_applied(self, sequence: _Sequence) -> None:
+        """Trades held that an earlier one already applied (a late copy) are duplicates."""
+        next_id = sequence.next_id
+        if next_id is not None:
+            for trade_id in [i for i in sequence.held if i < next_id]:
+                del sequence.held[trade_id]
+                self.counts.duplicate_trades += 1
 
     def _missed(self, sequence: _Sequence, symbol: str, after: Trade, first_id: int) -> None:
         """Report the hole before ``after``; with a backfill the symbol is then ``filling``
