@@ -52,6 +52,7 @@ from streamer.ingest.batch_writer import BatchWriter
 from streamer.ingest.channels import BookChannel, InstrumentChannel, OhlcChannel, TickerChannel
 from streamer.ingest.stats import StreamerStats
 from triplegain_core.adapters.kraken.book import KrakenBookTop
+from triplegain_core.adapters.kraken.encode import encode_ping, encode_subscribe
 from triplegain_core.adapters.kraken.messages import (
     BOOK_CHANNEL,
     INSTRUMENT_CHANNEL,
@@ -68,10 +69,8 @@ from triplegain_core.adapters.kraken.messages import (
     KrakenSubscribeAck,
     KrakenTickerMessage,
     KrakenTradeMessage,
-    encode_ping,
-    encode_subscribe,
-    parse_server_message,
 )
+from triplegain_core.adapters.kraken.parse import parse_server_message
 from triplegain_core.config import Settings
 from triplegain_core.contracts.hot_state import HotStatePublisher
 from triplegain_core.marketdata.candles import CandleAggregator

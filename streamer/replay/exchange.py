@@ -59,6 +59,18 @@ from streamer.replay.faults import (
 )
 from streamer.replay.rest import ReplayRestExchange
 from triplegain_core.adapters.kraken.book import KrakenBookLevel, book_checksum
+from triplegain_core.adapters.kraken.encode import (
+    encode_book,
+    encode_error,
+    encode_heartbeat,
+    encode_instrument,
+    encode_ohlc,
+    encode_pong,
+    encode_status,
+    encode_subscribe_ack,
+    encode_ticker,
+    encode_trades,
+)
 from triplegain_core.adapters.kraken.messages import (
     BOOK_CHANNEL,
     INSTRUMENT_CHANNEL,
@@ -72,19 +84,9 @@ from triplegain_core.adapters.kraken.messages import (
     KrakenPingRequest,
     KrakenSubscribeRequest,
     KrakenTicker,
-    encode_book,
-    encode_error,
-    encode_heartbeat,
-    encode_instrument,
-    encode_ohlc,
-    encode_pong,
-    encode_status,
-    encode_subscribe_ack,
-    encode_ticker,
-    encode_trades,
-    parse_client_message,
     us_to_rfc3339,
 )
+from triplegain_core.adapters.kraken.parse import parse_client_message
 from triplegain_core.model.market import INSTRUMENTS, US_PER_MINUTE, US_PER_SECOND, Trade
 
 log = logging.getLogger(__name__)

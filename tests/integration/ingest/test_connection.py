@@ -18,14 +18,9 @@ from streamer.ingest.stats import StreamerStats
 from streamer.replay.exchange import ReplayExchange
 from streamer.replay.faults import ReplayFaults
 from streamer.replay.rest import ReplayRestExchange, RestFault
-from triplegain_core.adapters.kraken.messages import (
-    KrakenPingRequest,
-    encode_pong,
-    encode_status,
-    encode_subscribe_ack,
-    encode_trades,
-    parse_client_message,
-)
+from triplegain_core.adapters.kraken.encode import encode_pong, encode_status, encode_subscribe_ack, encode_trades
+from triplegain_core.adapters.kraken.messages import KrakenPingRequest
+from triplegain_core.adapters.kraken.parse import parse_client_message
 from triplegain_core.adapters.kraken.rest import ExchangeRestConfig, RestMarketData
 from triplegain_core.config import Settings
 from triplegain_core.contracts.hot_state import HotStatePublisher, HotStateReader

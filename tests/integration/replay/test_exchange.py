@@ -13,6 +13,7 @@ from websockets.exceptions import ConnectionClosed
 from streamer.replay.exchange import ReplayExchange, run_replay_exchange
 from streamer.replay.faults import FaultCounts, ReplayFaults
 from triplegain_core.adapters.kraken.book import BookChecksumError, InvalidBookError, OrderBook
+from triplegain_core.adapters.kraken.encode import encode_ping, encode_subscribe
 from triplegain_core.adapters.kraken.messages import (
     KrakenBookMessage,
     KrakenErrorReply,
@@ -29,10 +30,8 @@ from triplegain_core.adapters.kraken.messages import (
     KrakenTicker,
     KrakenTickerMessage,
     KrakenTradeMessage,
-    encode_ping,
-    encode_subscribe,
-    parse_server_message,
 )
+from triplegain_core.adapters.kraken.parse import parse_server_message
 from triplegain_core.marketdata.candles import build_candles
 from triplegain_core.marketdata.sources import MarketSimulator, trades_from_file
 from triplegain_core.model.market import TRADED_SYMBOLS, Side, Trade

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from triplegain_core.marketdata.gaps import MissedInterval
-from triplegain_core.marketdata.sequencer import GapPatience, TradeMark, TradeSequencer
+from triplegain_core.marketdata.sequencer import GapPatience, SequenceCounts, TradeMark, TradeSequencer
 from triplegain_core.marketdata.sources import trades_from_file
 from triplegain_core.model.market import Side, Trade
 
@@ -66,6 +66,7 @@ class Outcome:
     holes: list[MissedInterval] = field(default_factory=list)
     left: list[MissedInterval] = field(default_factory=list)
     filled: int = 0
+    counts: SequenceCounts = field(default_factory=SequenceCounts)
 
 
 class _Run:
@@ -230,11 +231,14 @@ def _run(truth: dict[str, list[Trade]], sizes: list[int], frame_fates: list[Fate
     padded = (frame_fates * (len(frames) // len(frame_fates) + 1))[:len(frames)]
     out = run.play(frames, padded)
     _check(truth, out, first_ids, backfill)
-    counts = run.sequencer.counts
-    # Shown by --hypothesis-show-statistics: the cases cover every path, not just clean wires.
-    event(f"holes reported: {bool(out.holes)}, left by the backfill: {bool(out.left)}")
-    event(f"duplicates: {counts.duplicate_trades > 0}, reordered: {counts.reordered_trades > 0}")
+    out.counts = run.sequencer.counts
     return out
+
+
+def _events(out: Outcome) -> None:
+    """Shown by --hypothesis-show-statistics: the cases cover every path, not just clean wires."""
+    event(f"holes reported: {bool(out.holes)}, left by the backfill: {bool(out.left)}")
+    event(f"duplicates: {out.counts.duplicate_trades > 0}, reordered: {out.counts.reordered_trades > 0}")
 
 
 # --- true sequences ---------------------------------------------------------------------------
@@ -280,7 +284,7 @@ wire = {
 def test_generated_sequences_come_out_whole_or_with_their_holes_reported(
         truth: dict[str, list[Trade]], sizes: list[int], frame_fates: list[Fate], backfill: bool,
         rest_lacks: frozenset[int], resume: bool, history: int) -> None:
-    _run(truth, sizes, frame_fates, backfill, rest_lacks, resume, history)
+    _events(_run(truth, sizes, frame_fates, backfill, rest_lacks, resume, history))
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -294,7 +298,7 @@ def test_real_sequences_come_out_whole_or_with_their_holes_reported(
         length = data.draw(st.integers(1, min(150, len(trades))), label=f"{symbol} trades")
         start = data.draw(st.integers(0, len(trades) - length), label=f"{symbol} start")
         truth[symbol] = _relabel(trades[start:start + length], symbol)
-    _run(truth, sizes, frame_fates, backfill, rest_lacks, resume, history)
+    _events(_run(truth, sizes, frame_fates, backfill, rest_lacks, resume, history))
 
 
 def _steady(count: int) -> dict[str, list[Trade]]:

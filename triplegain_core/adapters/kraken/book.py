@@ -74,7 +74,7 @@ def book_checksum(asks: Iterable[KrakenBookLevel], bids: Iterable[KrakenBookLeve
 class _Side:
     """Levels of one side, keyed by price, with prices kept sorted best first."""
 
-    __slots__ = ("qty", "_keys", "_descending")
+    __slots__ = ("_descending", "_keys", "qty")
 
     def __init__(self, descending: bool) -> None:
         self.qty: dict[Decimal, Decimal] = {}

@@ -17,12 +17,9 @@ from triplegain_core.adapters.kraken.book import (
     book_checksum,
     level_text,
 )
-from triplegain_core.adapters.kraken.messages import (
-    KrakenBookData,
-    KrakenBookMessage,
-    encode_book,
-    parse_server_message,
-)
+from triplegain_core.adapters.kraken.encode import encode_book
+from triplegain_core.adapters.kraken.messages import KrakenBookData, KrakenBookMessage
+from triplegain_core.adapters.kraken.parse import parse_server_message
 
 # The BTC/USD snapshot of Kraken's "Spot Websockets (v2) Book Checksum" guide
 # (docs.kraken.com/api/docs/guides/spot-ws-book-v2), whose documented checksum is 3310070434.

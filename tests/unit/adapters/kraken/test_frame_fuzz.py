@@ -13,13 +13,7 @@ from hypothesis import strategies as st
 
 from streamer.ingest.connection import TradeStreamer
 from triplegain_core.adapters.kraken.book import KrakenBookLevel, book_checksum
-from triplegain_core.adapters.kraken.messages import (
-    KrakenBookData,
-    KrakenFrameError,
-    KrakenInstrumentPair,
-    KrakenOhlcBar,
-    KrakenTicker,
-    KrakenTradeMessage,
+from triplegain_core.adapters.kraken.encode import (
     encode_book,
     encode_heartbeat,
     encode_instrument,
@@ -29,8 +23,16 @@ from triplegain_core.adapters.kraken.messages import (
     encode_subscribe_ack,
     encode_ticker,
     encode_trades,
-    parse_server_message,
 )
+from triplegain_core.adapters.kraken.messages import (
+    KrakenBookData,
+    KrakenFrameError,
+    KrakenInstrumentPair,
+    KrakenOhlcBar,
+    KrakenTicker,
+    KrakenTradeMessage,
+)
+from triplegain_core.adapters.kraken.parse import parse_server_message
 from triplegain_core.config import Settings
 from triplegain_core.contracts.hot_state import HotStatePublisher
 from triplegain_core.model.market import Side, Trade

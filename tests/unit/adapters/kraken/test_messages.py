@@ -10,6 +10,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from triplegain_core.adapters.kraken.book import KrakenBookLevel
+from triplegain_core.adapters.kraken.encode import (
+    encode_book,
+    encode_error,
+    encode_heartbeat,
+    encode_instrument,
+    encode_ohlc,
+    encode_ping,
+    encode_pong,
+    encode_status,
+    encode_subscribe,
+    encode_subscribe_ack,
+    encode_ticker,
+    encode_trades,
+)
 from triplegain_core.adapters.kraken.messages import (
     KrakenBookData,
     KrakenBookMessage,
@@ -28,23 +42,10 @@ from triplegain_core.adapters.kraken.messages import (
     KrakenTicker,
     KrakenTickerMessage,
     KrakenTradeMessage,
-    encode_book,
-    encode_error,
-    encode_heartbeat,
-    encode_instrument,
-    encode_ohlc,
-    encode_ping,
-    encode_pong,
-    encode_status,
-    encode_subscribe,
-    encode_subscribe_ack,
-    encode_ticker,
-    encode_trades,
-    parse_client_message,
-    parse_server_message,
     rfc3339_to_us,
     us_to_rfc3339,
 )
+from triplegain_core.adapters.kraken.parse import parse_client_message, parse_server_message
 from triplegain_core.model.market import Side, Trade
 
 # The example trade message of Kraken's v2 documentation (trade channel).
