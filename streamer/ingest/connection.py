@@ -174,6 +174,7 @@ class TradeStreamer:
         self._fill_wanted: deque[MissedInterval] = deque()
         self._filling = False
         symbols = settings.symbols
+        self._symbols = frozenset(symbols)
         # The sequencer already drops duplicates by id, so the aggregator's own id window
         # can stay small (its memory is per symbol).
         self._aggregator = CandleAggregator(TIMEFRAMES, trade_id_window=AGGREGATOR_ID_WINDOW)
@@ -437,13 +438,14 @@ class TradeStreamer:
 
     def _on_trades(self, message: KrakenTradeMessage, frame: str | bytes, now: float) -> None:
         trades = message.trades
-        sequencer = self.sequencer
+        symbols = self._symbols
         for trade in trades:
-            if trade.symbol not in sequencer:
+            if trade.symbol not in symbols:
                 self._reject(KrakenFrameError(f"trade for unsubscribed {trade.symbol}"), frame)
                 return
         self._received_since_connect = True
         ready: list[Trade] = []
+        sequencer = self.sequencer
         if message.kind == "snapshot":
             sequencer.snapshot(trades, ready)
         else:

@@ -106,16 +106,9 @@ class TradeSequencer:
                 sequence.last_ts = mark.ts_us
                 sequence.reconnected = True
 
-    def __contains__(self, symbol: object) -> bool:
-        return symbol in self._sequences
-
     def next_id(self, symbol: str) -> int | None:
         """The id ``symbol``'s next trade must have; None before its first trade."""
         return self._sequences[symbol].next_id
-
-    def filling(self, symbol: str) -> bool:
-        """Whether ``symbol``'s trades wait for the backfill of a hole."""
-        return self._sequences[symbol].filling
 
     @property
     def has_holes(self) -> bool:
