@@ -76,7 +76,7 @@ from triplegain_core.contracts.hot_state import HotStatePublisher
 from triplegain_core.marketdata.candles import CandleAggregator
 from triplegain_core.marketdata.gaps import MissedInterval
 from triplegain_core.marketdata.sequencer import GapPatience, TradeMark, TradeSequencer
-from triplegain_core.model.market import TIMEFRAMES, Trade
+from triplegain_core.model.market import TIMEFRAMES, Candle, Trade
 from triplegain_core.storage.market_store import MarketStore
 
 log = logging.getLogger(__name__)
@@ -450,11 +450,16 @@ class TradeStreamer:
             sequencer.snapshot(trades, ready)
         else:
             sequencer.updates(trades, now, ready)
-        self._after_sequencer(ready)
+        # _after_sequencer, inlined: this runs for every frame.
+        if sequencer.holes:
+            for hole in sequencer.take_holes():
+                self._missed(hole)
+        if ready:
+            self._apply(ready)
 
     def _after_sequencer(self, ready: list[Trade]) -> None:
         """Hand on the holes the sequencer found, then apply the trades it released."""
-        if self.sequencer.has_holes:
+        if self.sequencer.holes:
             for hole in self.sequencer.take_holes():
                 self._missed(hole)
         if ready:
@@ -512,13 +517,12 @@ class TradeStreamer:
 
     def _apply(self, trades: list[Trade]) -> None:
         aggregator = self._aggregator
-        closed = []
+        closed: list[Candle] = []
         for trade in trades:
             done = aggregator.add(trade)
             if done:
-                closed.extend(done)
-        if closed:
-            self._ohlc.cross_check(closed)
+                closed += done
+                self._ohlc.cross_check(done)
         stats = self.stats
         stats.trades += len(trades)
         stats.late_trades = aggregator.late_trades

@@ -98,7 +98,7 @@ class TradeSequencer:
         self._backfill = backfill
         self.patience = patience or GapPatience()
         self.counts = counts if counts is not None else SequenceCounts()
-        self._holes: list[MissedInterval] = []
+        self.holes: list[MissedInterval] = []  # found, not yet taken (a plain list: read per frame)
         for symbol, mark in (resume_from or {}).items():
             sequence = self._sequences.get(symbol)
             if sequence is not None:
@@ -110,14 +110,10 @@ class TradeSequencer:
         """The id ``symbol``'s next trade must have; None before its first trade."""
         return self._sequences[symbol].next_id
 
-    @property
-    def has_holes(self) -> bool:
-        """Whether holes were found since the last :meth:`take_holes`."""
-        return bool(self._holes)
-
     def take_holes(self) -> list[MissedInterval]:
-        """The holes found since the last call (each counted once in :attr:`counts`)."""
-        holes, self._holes = self._holes, []
+        """The holes found since the last call (each counted once in :attr:`counts`); until
+        then they are in :attr:`holes`."""
+        holes, self.holes = self.holes, []
         return holes
 
     # --- what the host tells -----------------------------------------------------------------
@@ -310,6 +306,6 @@ class TradeSequencer:
                               after.trade_id - 1, "reconnect" if sequence.reconnected else "gap")
         self.counts.missed_intervals += 1
         self.counts.missed_trades += after.trade_id - first_id
-        self._holes.append(hole)
+        self.holes.append(hole)
         if self._backfill:
             sequence.filling = True
