@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from streamer.demo.deliberation import DeliberationLog, DemoDeliberation
 from streamer.executor.loop import TradingLoop
-from streamer.ingest.streamer import TradeStreamer
+from streamer.ingest.connection import TradeStreamer
 from streamer.replay.exchange import ReplayExchange
 from streamer.replay.source import ReplaySource, replay_source
 from triplegain_core.config import Settings

@@ -58,20 +58,8 @@ from streamer.replay.faults import (
     malformed,
 )
 from streamer.replay.rest import ReplayRestExchange
-from triplegain_core.adapters.kraken.book import BookLevel, book_checksum
-from triplegain_core.adapters.kraken.messages import (
-    BOOK_CHANNEL,
-    INSTRUMENT_CHANNEL,
-    OHLC_CHANNEL,
-    TICKER_CHANNEL,
-    TRADE_CHANNEL,
-    BookData,
-    InstrumentPair,
-    KrakenFrameError,
-    OhlcBar,
-    PingRequest,
-    SubscribeRequest,
-    Ticker,
+from triplegain_core.adapters.kraken.book import KrakenBookLevel, book_checksum
+from triplegain_core.adapters.kraken.encode import (
     encode_book,
     encode_error,
     encode_heartbeat,
@@ -82,9 +70,23 @@ from triplegain_core.adapters.kraken.messages import (
     encode_subscribe_ack,
     encode_ticker,
     encode_trades,
-    parse_client_message,
+)
+from triplegain_core.adapters.kraken.messages import (
+    BOOK_CHANNEL,
+    INSTRUMENT_CHANNEL,
+    OHLC_CHANNEL,
+    TICKER_CHANNEL,
+    TRADE_CHANNEL,
+    KrakenBookData,
+    KrakenFrameError,
+    KrakenInstrumentPair,
+    KrakenOhlcBar,
+    KrakenPingRequest,
+    KrakenSubscribeRequest,
+    KrakenTicker,
     us_to_rfc3339,
 )
+from triplegain_core.adapters.kraken.parse import parse_client_message
 from triplegain_core.model.market import INSTRUMENTS, US_PER_MINUTE, US_PER_SECOND, Trade
 
 log = logging.getLogger(__name__)
@@ -140,14 +142,14 @@ class _SymbolMarket:
         self.recent: deque[Trade] = deque(maxlen=SNAPSHOT_DEPTH)
         self.last: Trade | None = None
         self.batches = 0
-        self.bar: OhlcBar | None = None
+        self.bar: KrakenOhlcBar | None = None
         self._bar_value = 0.0  # sum of price * qty of the bar, for its vwap
         self.first_price = 0.0
         self.volume = self.value = 0.0
         self.low = math.inf
         self.high = 0.0
         self._seed = zlib.crc32(symbol.encode())
-        self._levels: dict[tuple[int, Decimal], BookLevel] = {}
+        self._levels: dict[tuple[int, Decimal], KrakenBookLevel] = {}
         self._tick = Decimal(0)
         self._middle = 0
 
@@ -169,18 +171,18 @@ class _SymbolMarket:
         bar = self.bar
         if bar is None or bar.interval_begin_us != begin:
             self._bar_value = trade.price * trade.qty
-            self.bar = OhlcBar(self.symbol, trade.price, trade.price, trade.price, trade.price, 1,
+            self.bar = KrakenOhlcBar(self.symbol, trade.price, trade.price, trade.price, trade.price, 1,
                                trade.qty, trade.price, begin, 1, trade.ts_us)
             return
         self._bar_value += trade.price * trade.qty
         volume = bar.volume + trade.qty
-        self.bar = OhlcBar(self.symbol, bar.open, max(bar.high, trade.price),
+        self.bar = KrakenOhlcBar(self.symbol, bar.open, max(bar.high, trade.price),
                            min(bar.low, trade.price), trade.price, bar.trades + 1, volume,
                            self._bar_value / volume, begin, 1, trade.ts_us)
 
     # --- the derived book -------------------------------------------------------------------
 
-    def book(self) -> tuple[list[BookLevel], list[BookLevel]]:
+    def book(self) -> tuple[list[KrakenBookLevel], list[KrakenBookLevel]]:
         """(bids best first, asks best first), ``BOOK_LEVELS`` each; empty before any trade."""
         if self.last is None:
             return [], []
@@ -200,7 +202,7 @@ class _SymbolMarket:
                                                               _HALF_SPREAD + BOOK_LEVELS)]
         return bids, asks
 
-    def _level(self, index: int, tick: Decimal) -> BookLevel:
+    def _level(self, index: int, tick: Decimal) -> KrakenBookLevel:
         # The two inside levels change with every batch; the rest only when the ladder moves
         # (so they are cached, by level and tick).
         inside = abs(index - self._middle) == _HALF_SPREAD
@@ -211,18 +213,18 @@ class _SymbolMarket:
                 return level
         salt = self.batches if inside else 0
         units = zlib.crc32(f"{self._seed}:{index}:{salt}".encode()) % 500_000_000 + 1_000_000
-        level = BookLevel(index * tick, (Decimal(units) * _QTY_EXPONENT).quantize(_QTY_EXPONENT))
+        level = KrakenBookLevel(index * tick, (Decimal(units) * _QTY_EXPONENT).quantize(_QTY_EXPONENT))
         if not inside:
             if len(self._levels) >= _LEVEL_CACHE:
                 self._levels.clear()
             self._levels[key] = level
         return level
 
-    def ticker(self, bid: BookLevel | None, ask: BookLevel | None) -> Ticker:
+    def ticker(self, bid: KrakenBookLevel | None, ask: KrakenBookLevel | None) -> KrakenTicker:
         last = self.last
         assert last is not None
         change = last.price - self.first_price
-        return Ticker(self.symbol, float(bid.price) if bid else last.price,
+        return KrakenTicker(self.symbol, float(bid.price) if bid else last.price,
                       float(bid.qty) if bid else 0.0, float(ask.price) if ask else last.price,
                       float(ask.qty) if ask else 0.0, last.price, self.volume,
                       self.value / self.volume if self.volume else 0.0, self.low, self.high,
@@ -389,12 +391,12 @@ class ReplayExchange:
         except KrakenFrameError as exc:
             await client.send(encode_error(f"Malformed request: {exc}", time_in=time_in))
             return
-        if isinstance(request, PingRequest):
+        if isinstance(request, KrakenPingRequest):
             await client.send(encode_pong(request.req_id, time_in))
             return
         await self._subscription(client, request, time_in)
 
-    def _refusal(self, request: SubscribeRequest, symbol: str | None) -> str | None:
+    def _refusal(self, request: KrakenSubscribeRequest, symbol: str | None) -> str | None:
         channel = request.channel
         if channel not in (TRADE_CHANNEL, BOOK_CHANNEL, OHLC_CHANNEL, TICKER_CHANNEL,
                            INSTRUMENT_CHANNEL):
@@ -407,7 +409,7 @@ class ReplayExchange:
             return f"Currency pair not supported {symbol}"
         return None
 
-    async def _subscription(self, client: _Client, request: SubscribeRequest, time_in: str) -> None:
+    async def _subscription(self, client: _Client, request: KrakenSubscribeRequest, time_in: str) -> None:
         if request.channel == INSTRUMENT_CHANNEL and not request.symbols:
             error = self._refusal(request, None)
             await client.send(encode_subscribe_ack(None, INSTRUMENT_CHANNEL, request.snapshot,
@@ -447,7 +449,7 @@ class ReplayExchange:
         elif channel == TICKER_CHANNEL:
             (client.tickers.add if subscribe else client.tickers.discard)(symbol)
 
-    async def _snapshot(self, client: _Client, request: SubscribeRequest, symbol: str) -> None:
+    async def _snapshot(self, client: _Client, request: KrakenSubscribeRequest, symbol: str) -> None:
         market = self._markets[symbol]
         channel = request.channel
         if channel == TRADE_CHANNEL:
@@ -467,14 +469,14 @@ class ReplayExchange:
                 [market.ticker(bids[0] if bids else None, asks[0] if asks else None)],
                 kind="snapshot"))
 
-    def _instrument_pairs(self) -> list[InstrumentPair]:
+    def _instrument_pairs(self) -> list[KrakenInstrumentPair]:
         pairs = []
         for symbol in self.symbols:
             instrument = INSTRUMENTS.get(symbol)
             base, quote = symbol.split("/", 1) if instrument is None else (
                 instrument.base.value, instrument.quote.value)
             precision = _PRICE_PRECISION.get(symbol, 5)
-            pairs.append(InstrumentPair(symbol, base, quote, "online", precision,
+            pairs.append(KrakenInstrumentPair(symbol, base, quote, "online", precision,
                                         10.0**-precision, 8, 1e-8, 1e-8, 0.5))
         return pairs
 
@@ -603,7 +605,7 @@ class ReplayExchange:
         self.trades_sent += len(batch)
 
     def _book_frame(self, client: _Client, symbol: str,
-                    book: tuple[list[BookLevel], list[BookLevel]], snapshot: bool) -> str | None:
+                    book: tuple[list[KrakenBookLevel], list[KrakenBookLevel]], snapshot: bool) -> str | None:
         """The snapshot, or the update that brings the client's view of the book to ``book``
         (``None`` when nothing changed in its view)."""
         depth = client.books.get(symbol, 10)
@@ -616,12 +618,12 @@ class ReplayExchange:
         last = self._markets[symbol].last
         ts_us = last.ts_us if last else 0
         if snapshot or old is None:
-            return encode_book(BookData(symbol, tuple(bids), tuple(asks), checksum, ts_us),
+            return encode_book(KrakenBookData(symbol, tuple(bids), tuple(asks), checksum, ts_us),
                                kind="snapshot")
         changes = []
         for side_old, side_new in zip(old, new, strict=True):
-            changed = [BookLevel(price, Decimal(0)) for price in side_old if price not in side_new]
-            changed += [BookLevel(price, qty) for price, qty in side_new.items()
+            changed = [KrakenBookLevel(price, Decimal(0)) for price in side_old if price not in side_new]
+            changed += [KrakenBookLevel(price, qty) for price, qty in side_new.items()
                         if side_old.get(price) != qty]
             changes.append(tuple(changed))
         if not changes[0] and not changes[1]:
@@ -629,7 +631,7 @@ class ReplayExchange:
         if client.dice.corrupt_checksum():
             self.faults_injected.checksums_corrupted += 1
             checksum ^= 1
-        return encode_book(BookData(symbol, changes[0], changes[1], checksum, ts_us))
+        return encode_book(KrakenBookData(symbol, changes[0], changes[1], checksum, ts_us))
 
     async def _deliver(self, client: _Client, delivery: _Delivery, trades: int) -> None:
         symbol = delivery.trade_symbol

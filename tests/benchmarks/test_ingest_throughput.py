@@ -21,9 +21,10 @@ from pathlib import Path
 import psycopg
 import redis
 
-from streamer.ingest.streamer import TradeStreamer
+from streamer.ingest.connection import TradeStreamer
 from streamer.replay.exchange import ReplayExchange
-from triplegain_core.adapters.kraken.messages import encode_trades, parse_server_message
+from triplegain_core.adapters.kraken.encode import encode_trades
+from triplegain_core.adapters.kraken.parse import parse_server_message
 from triplegain_core.config import Settings
 from triplegain_core.contracts.hot_state import HotStatePublisher
 from triplegain_core.marketdata.candles import CandleAggregator

@@ -8,7 +8,7 @@ import time
 import psycopg
 import redis
 
-from streamer.ingest.streamer import TradeStreamer
+from streamer.ingest.connection import TradeStreamer
 from streamer.replay.exchange import ReplayExchange
 from streamer.replay.source import replay_source
 from triplegain_core.config import Settings

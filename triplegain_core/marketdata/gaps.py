@@ -1,4 +1,5 @@
-"""Planning the repair of a hole in the stored market data, and merging what REST brings back.
+"""Holes in the market data (:class:`MissedInterval`): planning their repair, and merging what
+REST brings back.
 
 A hole appears when the live stream stops (a reconnect, a restart of the streamer): the
 trades between the last one stored and the first one received afterwards were never seen.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from triplegain_core.marketdata.candles import build_candles
 from triplegain_core.model.market import (
@@ -22,19 +24,43 @@ from triplegain_core.model.market import (
     us_to_datetime,
 )
 
+GapReason = Literal["gap", "reconnect"]
+
 
 @dataclass(frozen=True, slots=True)
 class MissedInterval:
-    """Trades of ``symbol`` with ``from_us <= ts_us < to_us`` may be missing from the store."""
+    """Trades of ``symbol`` with ``from_us <= ts_us < to_us`` may be missing from the store.
+
+    When the live stream found the hole (see :mod:`triplegain_core.marketdata.sequencer`) it
+    also knows the missing trades' ids, ``first_trade_id..last_trade_id`` (inclusive):
+    ``from_us`` is then the time of the last trade received before the hole and ``to_us`` one
+    microsecond after the first trade received after it. ``reason``: ``"reconnect"`` when the
+    hole spans a reconnection (or a restart), else ``"gap"``.
+    """
 
     symbol: str
     from_us: int
     to_us: int
+    first_trade_id: int | None = None
+    last_trade_id: int | None = None
+    reason: GapReason = "gap"
 
     def __post_init__(self) -> None:
         if self.to_us <= self.from_us:
             raise ValueError(f"empty missed interval of {self.symbol}: "
                              f"[{self.from_us}, {self.to_us})")
+        if (self.first_trade_id is None) != (self.last_trade_id is None) or (
+                self.first_trade_id is not None and self.last_trade_id is not None
+                and self.last_trade_id < self.first_trade_id):
+            raise ValueError(f"missed trade ids of {self.symbol} must be a range: "
+                             f"{self.first_trade_id}..{self.last_trade_id}")
+
+    @property
+    def trades(self) -> int | None:
+        """How many trades are missing, when their ids are known."""
+        if self.first_trade_id is None or self.last_trade_id is None:
+            return None
+        return self.last_trade_id - self.first_trade_id + 1
 
     @property
     def minutes(self) -> tuple[int, int]:

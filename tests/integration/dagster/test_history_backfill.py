@@ -14,7 +14,7 @@ import dagster as dg
 import psycopg
 import pytest
 
-from streamer.ingest.gap_repair import stored_trades
+from streamer.ingest.rest_repair import stored_trades
 from streamer.replay.rest import ReplayRestExchange, RestFault
 from triplegain_core.marketdata.candles import build_candles
 from triplegain_core.marketdata.sources import MarketSimulator

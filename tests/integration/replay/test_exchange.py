@@ -13,26 +13,25 @@ from websockets.exceptions import ConnectionClosed
 from streamer.replay.exchange import ReplayExchange, run_replay_exchange
 from streamer.replay.faults import FaultCounts, ReplayFaults
 from triplegain_core.adapters.kraken.book import BookChecksumError, InvalidBookError, OrderBook
+from triplegain_core.adapters.kraken.encode import encode_ping, encode_subscribe
 from triplegain_core.adapters.kraken.messages import (
-    BookMessage,
-    ErrorReply,
-    Heartbeat,
-    InstrumentMessage,
-    InstrumentPair,
+    KrakenBookMessage,
+    KrakenErrorReply,
     KrakenFrameError,
-    OhlcBar,
-    OhlcMessage,
-    Pong,
-    ServerMessage,
-    Status,
-    SubscribeAck,
-    Ticker,
-    TickerMessage,
-    TradeMessage,
-    encode_ping,
-    encode_subscribe,
-    parse_server_message,
+    KrakenHeartbeat,
+    KrakenInstrumentMessage,
+    KrakenInstrumentPair,
+    KrakenOhlcBar,
+    KrakenOhlcMessage,
+    KrakenPong,
+    KrakenServerMessage,
+    KrakenStatus,
+    KrakenSubscribeAck,
+    KrakenTicker,
+    KrakenTickerMessage,
+    KrakenTradeMessage,
 )
+from triplegain_core.adapters.kraken.parse import parse_server_message
 from triplegain_core.marketdata.candles import build_candles
 from triplegain_core.marketdata.sources import MarketSimulator, trades_from_file
 from triplegain_core.model.market import TRADED_SYMBOLS, Side, Trade
@@ -40,12 +39,12 @@ from triplegain_core.model.market import TRADED_SYMBOLS, Side, Trade
 START = 1_767_571_200_000_000
 
 
-async def _recv(ws: ClientConnection, timeout: float = 5.0) -> ServerMessage:
+async def _recv(ws: ClientConnection, timeout: float = 5.0) -> KrakenServerMessage:
     return parse_server_message(await asyncio.wait_for(ws.recv(), timeout))
 
 
 async def _collect_until_pong(ws: ClientConnection, exchange: ReplayExchange,
-                              ping_id: int = 99) -> tuple[list[Trade], list[ServerMessage]]:
+                              ping_id: int = 99) -> tuple[list[Trade], list[KrakenServerMessage]]:
     """Read until the pong of a ping sent once the replay finished: the server answers in
     order, so every trade it sent is in by then."""
 
@@ -54,14 +53,14 @@ async def _collect_until_pong(ws: ClientConnection, exchange: ReplayExchange,
         await ws.send(encode_ping(ping_id))
 
     trades: list[Trade] = []
-    others: list[ServerMessage] = []
+    others: list[KrakenServerMessage] = []
     pinger = asyncio.create_task(ping_when_finished())
     try:
         while True:
             message = await _recv(ws, 30)
-            if isinstance(message, TradeMessage):
+            if isinstance(message, KrakenTradeMessage):
                 trades.extend(message.trades)
-            elif isinstance(message, Pong) and message.req_id == ping_id:
+            elif isinstance(message, KrakenPong) and message.req_id == ping_id:
                 return trades, others
             else:
                 others.append(message)
@@ -77,11 +76,11 @@ def test_status_acks_errors_and_every_trade_once_in_order() -> None:
             assert exchange.url.startswith("ws://127.0.0.1:") and exchange.url.endswith("/v2")
             async with connect(exchange.url) as ws:
                 status = await _recv(ws)
-                assert isinstance(status, Status) and status.system == "online"
+                assert isinstance(status, KrakenStatus) and status.system == "online"
                 assert status.api_version == "v2"
                 await ws.send(encode_subscribe([*TRADED_SYMBOLS, "XBT/USD"], req_id=42))
                 acks = [await _recv(ws) for _ in range(4)]
-                assert all(isinstance(ack, SubscribeAck) and ack.req_id == 42 for ack in acks)
+                assert all(isinstance(ack, KrakenSubscribeAck) and ack.req_id == 42 for ack in acks)
                 assert [(a.symbol, a.success) for a in acks] == [
                     *((s, True) for s in TRADED_SYMBOLS), ("XBT/USD", False)]
                 assert acks[-1].error == "Currency pair not supported XBT/USD"
@@ -89,7 +88,7 @@ def test_status_acks_errors_and_every_trade_once_in_order() -> None:
                 trades, others = await _collect_until_pong(ws, exchange)
         assert trades == source
         assert exchange.trades_sent == len(source)
-        assert all(isinstance(m, Heartbeat) for m in others)
+        assert all(isinstance(m, KrakenHeartbeat) for m in others)
 
     asyncio.run(scenario())
 
@@ -118,26 +117,26 @@ def test_ping_heartbeat_errors_and_snapshot() -> None:
                 await _recv(ws)
                 await ws.send(encode_ping(7))
                 pong = await _recv(ws)
-                assert isinstance(pong, Pong) and pong.req_id == 7
+                assert isinstance(pong, KrakenPong) and pong.req_id == 7
                 await ws.send("this is not JSON")
-                assert isinstance(await _recv(ws), ErrorReply)
+                assert isinstance(await _recv(ws), KrakenErrorReply)
                 await ws.send(encode_subscribe(["BTC/USDT"], channel="level3", req_id=3))
                 refused = await _recv(ws)
-                assert isinstance(refused, SubscribeAck) and not refused.success
+                assert isinstance(refused, KrakenSubscribeAck) and not refused.success
                 await ws.send(encode_subscribe(["BTC/USDT"], req_id=4))
                 assert (await _recv(ws)).success
                 trades, _ = await _collect_until_pong(ws, exchange)
                 assert trades == source
                 # Idle after the replay: heartbeats keep coming, pings are still answered.
-                assert isinstance(await _recv(ws, 2), Heartbeat)
-                assert isinstance(await _recv(ws, 2), Heartbeat)
+                assert isinstance(await _recv(ws, 2), KrakenHeartbeat)
+                assert isinstance(await _recv(ws, 2), KrakenHeartbeat)
             # A late client asking for a snapshot gets Kraken's last 50 trades.
             async with connect(exchange.url) as late:
                 await _recv(late)
                 await late.send(encode_subscribe(["BTC/USDT"], snapshot=True))
                 assert (await _recv(late)).success
                 snapshot = await _recv(late)
-                assert isinstance(snapshot, TradeMessage) and snapshot.kind == "snapshot"
+                assert isinstance(snapshot, KrakenTradeMessage) and snapshot.kind == "snapshot"
                 assert snapshot.trades == source[-50:]
 
     asyncio.run(scenario())
@@ -221,14 +220,14 @@ def test_every_channel_in_kraken_shapes(depth: int) -> None:
             await _recv(ws)
             await _subscribe_all(ws, list(TRADED_SYMBOLS), depth)
             books = {s: OrderBook(s, depth) for s in TRADED_SYMBOLS}
-            bars: dict[tuple[str, int], OhlcBar] = {}
-            tickers: dict[str, Ticker] = {}
-            pairs: list[InstrumentPair] = []
-            acks: list[SubscribeAck] = []
+            bars: dict[tuple[str, int], KrakenOhlcBar] = {}
+            tickers: dict[str, KrakenTicker] = {}
+            pairs: list[KrakenInstrumentPair] = []
+            acks: list[KrakenSubscribeAck] = []
             updates = 0
             trades, others = await _collect_until_pong(ws, exchange)
             for message in others:
-                if isinstance(message, BookMessage):
+                if isinstance(message, KrakenBookMessage):
                     for data in message.books:
                         book = books[data.symbol]
                         apply = (book.apply_snapshot if message.kind == "snapshot"
@@ -236,13 +235,13 @@ def test_every_channel_in_kraken_shapes(depth: int) -> None:
                         apply(data.bids, data.asks, data.checksum, data.ts_us)
                         updates += message.kind == "update"
                         assert len(book.bids()) <= depth and len(book.asks()) <= depth
-                elif isinstance(message, OhlcMessage):
+                elif isinstance(message, KrakenOhlcMessage):
                     bars.update({(b.symbol, b.interval_begin_us): b for b in message.bars})
-                elif isinstance(message, TickerMessage):
+                elif isinstance(message, KrakenTickerMessage):
                     tickers.update({t.symbol: t for t in message.tickers})
-                elif isinstance(message, InstrumentMessage):
+                elif isinstance(message, KrakenInstrumentMessage):
                     pairs.extend(message.pairs)
-                elif isinstance(message, SubscribeAck):
+                elif isinstance(message, KrakenSubscribeAck):
                     acks.append(message)
         assert trades == source
         assert all(ack.success for ack in acks) and len(acks) == 4 * len(TRADED_SYMBOLS) + 1
@@ -275,10 +274,8 @@ def test_faults_are_injected_as_configured() -> None:
                           recovery_grace_s=0.05)
 
     async def scenario() -> tuple[list[Trade], int, int, FaultCounts]:
-        async with (
-            ReplayExchange(source, ["XRP/USDT"], speed=0, faults=faults) as exchange,
-            connect(exchange.url) as ws,
-        ):
+        async with (ReplayExchange(source, ["XRP/USDT"], speed=0, faults=faults) as exchange,
+                    connect(exchange.url) as ws):
             await _recv(ws)
             await ws.send(encode_subscribe(["XRP/USDT"], req_id=1))
             await ws.send(encode_subscribe(["XRP/USDT"], "book", snapshot=True, depth=10))
@@ -298,11 +295,11 @@ def test_faults_are_injected_as_configured() -> None:
                 except KrakenFrameError:
                     broken += 1
                     continue
-                if isinstance(message, Pong) and message.req_id == 77:
+                if isinstance(message, KrakenPong) and message.req_id == 77:
                     break
-                if isinstance(message, TradeMessage):
+                if isinstance(message, KrakenTradeMessage):
                     trades.extend(message.trades)
-                elif isinstance(message, BookMessage):
+                elif isinstance(message, KrakenBookMessage):
                     data = message.books[0]
                     apply = (book.apply_snapshot if message.kind == "snapshot"
                              else book.apply_update)
@@ -340,7 +337,7 @@ def test_a_dropped_connection_pauses_the_replay_until_a_resubscribe() -> None:
                         await ws.send(encode_subscribe(["XRP/USDT"], snapshot=True))
                         while len(received) < len(source):
                             message = await _recv(ws)
-                            if isinstance(message, TradeMessage):
+                            if isinstance(message, KrakenTradeMessage):
                                 received.update({t.trade_id: t for t in message.trades})
                 except ConnectionClosed:
                     continue

@@ -26,7 +26,7 @@ _ZERO = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)
-class BookLevel:
+class KrakenBookLevel:
     """One price level: ``qty`` 0 in an update deletes the level."""
 
     price: Decimal
@@ -34,7 +34,7 @@ class BookLevel:
 
 
 @dataclass(frozen=True, slots=True)
-class TopOfBook:
+class KrakenBookTop:
     """Best bid and ask of a validated book."""
 
     symbol: str
@@ -58,7 +58,7 @@ def level_text(value: Decimal) -> str:
     return format(value, "f").replace(".", "").lstrip("0")
 
 
-def book_checksum(asks: Iterable[BookLevel], bids: Iterable[BookLevel]) -> int:
+def book_checksum(asks: Iterable[KrakenBookLevel], bids: Iterable[KrakenBookLevel]) -> int:
     """Kraken's v2 CRC32 of (at most) the first 10 ``asks`` (best first) and ``bids`` (best
     first), both already in book order."""
     parts: list[str] = []
@@ -100,10 +100,10 @@ class _Side:
             del self.qty[-key if self._descending else key]
         del self._keys[depth:]
 
-    def levels(self, limit: int | None = None) -> list[BookLevel]:
+    def levels(self, limit: int | None = None) -> list[KrakenBookLevel]:
         keys = self._keys if limit is None else self._keys[:limit]
         sign = -1 if self._descending else 1
-        return [BookLevel(sign * key, self.qty[sign * key]) for key in keys]
+        return [KrakenBookLevel(sign * key, self.qty[sign * key]) for key in keys]
 
     def clear(self) -> None:
         self.qty.clear()
@@ -123,7 +123,7 @@ class OrderBook:
         self.valid = False
         self.ts_us = 0
 
-    def apply_snapshot(self, bids: Sequence[BookLevel], asks: Sequence[BookLevel],
+    def apply_snapshot(self, bids: Sequence[KrakenBookLevel], asks: Sequence[KrakenBookLevel],
                        checksum: int, ts_us: int = 0) -> None:
         """Replace the book; raises :class:`BookChecksumError` (and stays invalid) on a
         checksum mismatch."""
@@ -132,7 +132,7 @@ class OrderBook:
         self.valid = True
         self._apply(bids, asks, checksum, ts_us)
 
-    def apply_update(self, bids: Sequence[BookLevel], asks: Sequence[BookLevel],
+    def apply_update(self, bids: Sequence[KrakenBookLevel], asks: Sequence[KrakenBookLevel],
                      checksum: int, ts_us: int = 0) -> None:
         """Apply an update; raises :class:`InvalidBookError` when no valid snapshot is in
         place, :class:`BookChecksumError` (the book turns invalid) on a mismatch."""
@@ -140,7 +140,7 @@ class OrderBook:
             raise InvalidBookError(f"{self.symbol} book awaits a snapshot")
         self._apply(bids, asks, checksum, ts_us)
 
-    def _apply(self, bids: Sequence[BookLevel], asks: Sequence[BookLevel], checksum: int,
+    def _apply(self, bids: Sequence[KrakenBookLevel], asks: Sequence[KrakenBookLevel], checksum: int,
                ts_us: int) -> None:
         for level in bids:
             self._bids.set(level.price, level.qty)
@@ -169,21 +169,21 @@ class OrderBook:
         if not self.valid:
             raise InvalidBookError(f"{self.symbol} book is invalid until its next snapshot")
 
-    def bids(self) -> list[BookLevel]:
+    def bids(self) -> list[KrakenBookLevel]:
         """Bid levels, best (highest) first."""
         self._check()
         return self._bids.levels()
 
-    def asks(self) -> list[BookLevel]:
+    def asks(self) -> list[KrakenBookLevel]:
         """Ask levels, best (lowest) first."""
         self._check()
         return self._asks.levels()
 
-    def top(self) -> TopOfBook | None:
+    def top(self) -> KrakenBookTop | None:
         """Best bid and ask, ``None`` while a side is empty."""
         self._check()
         bids, asks = self._bids.levels(1), self._asks.levels(1)
         if not bids or not asks:
             return None
-        return TopOfBook(self.symbol, bids[0].price, bids[0].qty, asks[0].price, asks[0].qty,
+        return KrakenBookTop(self.symbol, bids[0].price, bids[0].qty, asks[0].price, asks[0].qty,
                          self.ts_us)

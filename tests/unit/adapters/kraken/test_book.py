@@ -10,14 +10,16 @@ from hypothesis import strategies as st
 
 from triplegain_core.adapters.kraken.book import (
     BookChecksumError,
-    BookLevel,
     InvalidBookError,
+    KrakenBookLevel,
+    KrakenBookTop,
     OrderBook,
-    TopOfBook,
     book_checksum,
     level_text,
 )
-from triplegain_core.adapters.kraken.messages import BookData, BookMessage, encode_book, parse_server_message
+from triplegain_core.adapters.kraken.encode import encode_book
+from triplegain_core.adapters.kraken.messages import KrakenBookData, KrakenBookMessage
+from triplegain_core.adapters.kraken.parse import parse_server_message
 
 # The BTC/USD snapshot of Kraken's "Spot Websockets (v2) Book Checksum" guide
 # (docs.kraken.com/api/docs/guides/spot-ws-book-v2), whose documented checksum is 3310070434.
@@ -43,9 +45,9 @@ DOC_BIDS_TEXT = ("45283510000000452834154582015452821100000004528101000000045280
                  "799000045277633101034527753000000045277315460273745276615445238")
 
 
-def _doc_book() -> tuple[OrderBook, BookMessage]:
+def _doc_book() -> tuple[OrderBook, KrakenBookMessage]:
     message = parse_server_message(DOC_SNAPSHOT)
-    assert isinstance(message, BookMessage)
+    assert isinstance(message, KrakenBookMessage)
     book = OrderBook("BTC/USD", depth=10)
     data = message.books[0]
     book.apply_snapshot(data.bids, data.asks, data.checksum)
@@ -59,7 +61,7 @@ def test_documented_snapshot_gives_the_documented_checksum() -> None:
     asks_text = "".join(level_text(lv.price) + level_text(lv.qty) for lv in book.asks())
     bids_text = "".join(level_text(lv.price) + level_text(lv.qty) for lv in book.bids())
     assert (asks_text, bids_text) == (DOC_ASKS_TEXT, DOC_BIDS_TEXT)
-    assert book.top() == TopOfBook("BTC/USD", Decimal("45283.5"), Decimal("0.10000000"),
+    assert book.top() == KrakenBookTop("BTC/USD", Decimal("45283.5"), Decimal("0.10000000"),
                                    Decimal("45285.2"), Decimal("0.00100000"), 0)
 
 
@@ -74,8 +76,8 @@ def test_trailing_zeros_are_kept_from_the_wire() -> None:
 def test_update_delete_insert_and_truncate_to_depth() -> None:
     book, _ = _doc_book()
     # Delete the best bid, insert a better ask: the 11th ask falls out of the depth-10 book.
-    bids = (BookLevel(Decimal("45283.5"), Decimal("0")),)
-    asks = (BookLevel(Decimal("45284.0"), Decimal("2.00000000")),)
+    bids = (KrakenBookLevel(Decimal("45283.5"), Decimal("0")),)
+    asks = (KrakenBookLevel(Decimal("45284.0"), Decimal("2.00000000")),)
     new_bids = [lv for lv in book.bids() if lv.price != Decimal("45283.5")]
     new_asks = [asks[0], *book.asks()[:9]]
     expected = book_checksum(new_asks, new_bids)
@@ -88,7 +90,7 @@ def test_update_delete_insert_and_truncate_to_depth() -> None:
 def test_mismatch_invalidates_until_the_next_snapshot() -> None:
     book, message = _doc_book()
     with pytest.raises(BookChecksumError):
-        book.apply_update((BookLevel(Decimal("45283.5"), Decimal("0.2")),), (), DOC_CHECKSUM)
+        book.apply_update((KrakenBookLevel(Decimal("45283.5"), Decimal("0.2")),), (), DOC_CHECKSUM)
     assert not book.valid
     with pytest.raises(InvalidBookError):
         book.top()
@@ -124,14 +126,14 @@ _levels = st.lists(
 def test_encoded_books_round_trip_with_their_checksum(bids: list, asks: list, depth: int) -> None:
     """Whatever levels an exchange sends, encoding then parsing keeps the exact text, and the
     receiving book agrees with the sender's checksum."""
-    def levels(raw: list, best_high: bool) -> list[BookLevel]:
+    def levels(raw: list, best_high: bool) -> list[KrakenBookLevel]:
         unique = {Decimal(p).scaleb(-2): (Decimal(q).scaleb(-e)) for p, q, e in raw if q}
         ordered = sorted(unique.items(), reverse=best_high)[:depth]
-        return [BookLevel(p, q) for p, q in ordered]
+        return [KrakenBookLevel(p, q) for p, q in ordered]
 
     bid_levels, ask_levels = levels(bids, True), levels(asks, False)
     checksum = book_checksum(ask_levels, bid_levels)
-    frame = encode_book(BookData("XRP/USDT", tuple(bid_levels), tuple(ask_levels), checksum),
+    frame = encode_book(KrakenBookData("XRP/USDT", tuple(bid_levels), tuple(ask_levels), checksum),
                         kind="snapshot")
     data = parse_server_message(frame).books[0]
     book = OrderBook("XRP/USDT", depth)

@@ -11,15 +11,9 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streamer.ingest.streamer import TradeStreamer
-from triplegain_core.adapters.kraken.book import BookLevel, book_checksum
-from triplegain_core.adapters.kraken.messages import (
-    BookData,
-    InstrumentPair,
-    KrakenFrameError,
-    OhlcBar,
-    Ticker,
-    TradeMessage,
+from streamer.ingest.connection import TradeStreamer
+from triplegain_core.adapters.kraken.book import KrakenBookLevel, book_checksum
+from triplegain_core.adapters.kraken.encode import (
     encode_book,
     encode_heartbeat,
     encode_instrument,
@@ -29,8 +23,16 @@ from triplegain_core.adapters.kraken.messages import (
     encode_subscribe_ack,
     encode_ticker,
     encode_trades,
-    parse_server_message,
 )
+from triplegain_core.adapters.kraken.messages import (
+    KrakenBookData,
+    KrakenFrameError,
+    KrakenInstrumentPair,
+    KrakenOhlcBar,
+    KrakenTicker,
+    KrakenTradeMessage,
+)
+from triplegain_core.adapters.kraken.parse import parse_server_message
 from triplegain_core.config import Settings
 from triplegain_core.contracts.hot_state import HotStatePublisher
 from triplegain_core.model.market import Side, Trade
@@ -38,19 +40,19 @@ from triplegain_core.storage.market_store import MarketStore
 
 START = 1_767_571_200_000_000
 SYMBOLS = ("XRP/USDT", "BTC/USDT")
-_BIDS = (BookLevel(Decimal("0.51230"), Decimal("10.00000000")),
-         BookLevel(Decimal("0.51220"), Decimal("3.50000000")))
-_ASKS = (BookLevel(Decimal("0.51250"), Decimal("0.00100000")),)
+_BIDS = (KrakenBookLevel(Decimal("0.51230"), Decimal("10.00000000")),
+         KrakenBookLevel(Decimal("0.51220"), Decimal("3.50000000")))
+_ASKS = (KrakenBookLevel(Decimal("0.51250"), Decimal("0.00100000")),)
 VALID_FRAMES = [
     encode_trades([Trade("XRP/USDT", 7, START, 0.5123, 10.0, Side.BUY, "limit"),
                    Trade("XRP/USDT", 8, START + 1, 0.5124, 2.5, Side.SELL)]),
     encode_trades([Trade("XRP/USDT", 1, START, 0.5, 1.0, Side.SELL)], kind="snapshot"),
-    encode_book(BookData("XRP/USDT", _BIDS, _ASKS, book_checksum(_ASKS, _BIDS)), "snapshot"),
-    encode_book(BookData("XRP/USDT", _BIDS[:1], (), 12345, START)),
-    encode_ohlc([OhlcBar("XRP/USDT", 0.5, 0.6, 0.4, 0.55, 12, 100.0, 0.52, START, 1, START)]),
-    encode_ticker([Ticker("XRP/USDT", 0.51, 10.0, 0.52, 5.0, 0.515, 1e6, 0.5, 0.4, 0.6,
+    encode_book(KrakenBookData("XRP/USDT", _BIDS, _ASKS, book_checksum(_ASKS, _BIDS)), "snapshot"),
+    encode_book(KrakenBookData("XRP/USDT", _BIDS[:1], (), 12345, START)),
+    encode_ohlc([KrakenOhlcBar("XRP/USDT", 0.5, 0.6, 0.4, 0.55, 12, 100.0, 0.52, START, 1, START)]),
+    encode_ticker([KrakenTicker("XRP/USDT", 0.51, 10.0, 0.52, 5.0, 0.515, 1e6, 0.5, 0.4, 0.6,
                           -0.01, -1.9, START)]),
-    encode_instrument([InstrumentPair("XRP/USDT", "XRP", "USDT", "online", 5, 1e-5, 8, 1e-8,
+    encode_instrument([KrakenInstrumentPair("XRP/USDT", "XRP", "USDT", "online", 5, 1e-5, 8, 1e-8,
                                       1e-8, 0.5)]),
     encode_status(), encode_heartbeat(), encode_pong(3), encode_subscribe_ack("XRP/USDT"),
 ]
@@ -96,7 +98,7 @@ def test_damaged_frames_are_counted_never_raised(streamer: TradeStreamer,
         assert streamer.stats.rejected_frames == before + 1
         return
     # A well-formed trade of a symbol the streamer did not subscribe to is rejected too.
-    stranger = isinstance(message, TradeMessage) and any(
+    stranger = isinstance(message, KrakenTradeMessage) and any(
         trade.symbol not in SYMBOLS for trade in message.trades)
     assert streamer.stats.rejected_frames == before + stranger
 
@@ -110,8 +112,8 @@ def test_the_stream_goes_on_after_garbage(streamer: TradeStreamer,
     for frame in garbage:
         streamer.on_frame(frame)
     trades_before = streamer.stats.trades
-    sequence = streamer._sequences["BTC/USDT"]
-    trade_id = sequence.next_id if sequence.next_id is not None else 100
+    next_id = streamer.sequencer.next_id("BTC/USDT")
+    trade_id = next_id if next_id is not None else 100
     good = encode_trades([Trade("BTC/USDT", trade_id, START + 10**9, 60_000.0, 0.5, Side.BUY)])
     streamer.on_frame(good)
     streamer.on_frame(good)

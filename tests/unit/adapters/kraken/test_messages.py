@@ -10,25 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from triplegain_core.adapters.kraken.book import BookLevel
-from triplegain_core.adapters.kraken.messages import (
-    BookData,
-    BookMessage,
-    ErrorReply,
-    Heartbeat,
-    InstrumentMessage,
-    InstrumentPair,
-    KrakenFrameError,
-    OhlcBar,
-    OhlcMessage,
-    PingRequest,
-    Pong,
-    Status,
-    SubscribeAck,
-    SubscribeRequest,
-    Ticker,
-    TickerMessage,
-    TradeMessage,
+from triplegain_core.adapters.kraken.book import KrakenBookLevel
+from triplegain_core.adapters.kraken.encode import (
     encode_book,
     encode_error,
     encode_heartbeat,
@@ -41,11 +24,29 @@ from triplegain_core.adapters.kraken.messages import (
     encode_subscribe_ack,
     encode_ticker,
     encode_trades,
-    parse_client_message,
-    parse_server_message,
+)
+from triplegain_core.adapters.kraken.messages import (
+    KrakenBookData,
+    KrakenBookMessage,
+    KrakenErrorReply,
+    KrakenFrameError,
+    KrakenHeartbeat,
+    KrakenInstrumentMessage,
+    KrakenInstrumentPair,
+    KrakenOhlcBar,
+    KrakenOhlcMessage,
+    KrakenPingRequest,
+    KrakenPong,
+    KrakenStatus,
+    KrakenSubscribeAck,
+    KrakenSubscribeRequest,
+    KrakenTicker,
+    KrakenTickerMessage,
+    KrakenTradeMessage,
     rfc3339_to_us,
     us_to_rfc3339,
 )
+from triplegain_core.adapters.kraken.parse import parse_client_message, parse_server_message
 from triplegain_core.model.market import Side, Trade
 
 # The example trade message of Kraken's v2 documentation (trade channel).
@@ -59,7 +60,7 @@ TRADE = Trade("XRP/USDT", 17, 1_695_628_177_708_706, 0.5117, 40.0, Side.SELL, "m
 
 def test_documented_trade_message_parses_to_typed_trades() -> None:
     message = parse_server_message(DOC_TRADE)
-    assert message == TradeMessage("update", [
+    assert message == KrakenTradeMessage("update", [
         Trade("MATIC/USD", 4665906, 1_695_628_177_708_706, 0.5117, 40.0, Side.SELL, "market")
     ])
 
@@ -69,7 +70,7 @@ def test_trades_round_trip_exactly() -> None:
               Trade("XRP/BTC", 3, 1_767_571_203_073_000, 9.160642597063099e-06, 87.02276762,
                     Side.BUY)]
     for kind in ("update", "snapshot"):
-        assert parse_server_message(encode_trades(trades, kind)) == TradeMessage(kind, trades)
+        assert parse_server_message(encode_trades(trades, kind)) == KrakenTradeMessage(kind, trades)
 
 
 def test_integer_prices_and_quantities_are_floats() -> None:
@@ -117,17 +118,17 @@ def test_subscribe_request_round_trip_and_shape() -> None:
         "params": {"channel": "trade", "symbol": ["BTC/USDT", "XRP/BTC"], "snapshot": False},
         "req_id": 11,
     }
-    assert parse_client_message(frame) == SubscribeRequest("trade", ("BTC/USDT", "XRP/BTC"),
+    assert parse_client_message(frame) == KrakenSubscribeRequest("trade", ("BTC/USDT", "XRP/BTC"),
                                                            False, 11)
     unsubscribe = encode_subscribe(["BTC/USDT"], method="unsubscribe")
     assert parse_client_message(unsubscribe).method == "unsubscribe"
 
 
 def test_ping_pong_round_trip() -> None:
-    assert parse_client_message(encode_ping(101)) == PingRequest(101)
-    assert parse_client_message(encode_ping()) == PingRequest(None)
+    assert parse_client_message(encode_ping(101)) == KrakenPingRequest(101)
+    assert parse_client_message(encode_ping()) == KrakenPingRequest(None)
     pong = parse_server_message(encode_pong(101, "2022-12-25T09:30:59.123456Z"))
-    assert isinstance(pong, Pong) and pong.req_id == 101
+    assert isinstance(pong, KrakenPong) and pong.req_id == 101
     assert pong.time_in_us == rfc3339_to_us("2022-12-25T09:30:59.123456Z")
     assert pong.time_out_us is not None
 
@@ -138,25 +139,25 @@ def test_subscribe_ack_echoes_req_id_and_result() -> None:
     assert raw["result"] == {"channel": "trade", "snapshot": False, "symbol": "BTC/USDT"}
     assert raw["success"] is True and raw["req_id"] == 11 and "time_out" in raw
     ack = parse_server_message(frame)
-    assert isinstance(ack, SubscribeAck)
+    assert isinstance(ack, KrakenSubscribeAck)
     assert (ack.success, ack.channel, ack.symbol, ack.req_id) == (True, "trade", "BTC/USDT", 11)
 
 
 def test_error_acks() -> None:
     frame = encode_error("Currency pair not supported XBT/USD", "subscribe", 11, "XBT/USD")
     ack = parse_server_message(frame)
-    assert isinstance(ack, SubscribeAck)
+    assert isinstance(ack, KrakenSubscribeAck)
     assert (ack.success, ack.symbol, ack.error, ack.req_id) == (
         False, "XBT/USD", "Currency pair not supported XBT/USD", 11)
     rejected = parse_server_message(encode_error("Malformed request"))
-    assert rejected == ErrorReply("Malformed request")
+    assert rejected == KrakenErrorReply("Malformed request")
 
 
 def test_heartbeat_and_status() -> None:
     assert json.loads(encode_heartbeat()) == {"channel": "heartbeat"}
-    assert parse_server_message(encode_heartbeat()) == Heartbeat()
+    assert parse_server_message(encode_heartbeat()) == KrakenHeartbeat()
     status = parse_server_message(encode_status("maintenance", 42, "2.0.9"))
-    assert status == Status("maintenance", "v2", 42, "2.0.9")
+    assert status == KrakenStatus("maintenance", "v2", 42, "2.0.9")
 
 
 def _trade_frame(**changes: object) -> str:
@@ -292,31 +293,31 @@ DOC_TICKER = (
 
 def test_documented_ohlc_and_ticker_parse() -> None:
     ohlc = parse_server_message(DOC_OHLC)
-    assert ohlc == OhlcMessage("update", [OhlcBar(
+    assert ohlc == KrakenOhlcMessage("update", [KrakenOhlcBar(
         "MATIC/USD", 0.5624, 0.5628, 0.5622, 0.5627, 12, 1468.78667473, 0.5626,
         rfc3339_to_us("2023-10-04T16:25:00Z"), 5, rfc3339_to_us("2023-10-04T16:30:00Z"))])
     ticker = parse_server_message(DOC_TICKER)
-    assert ticker == TickerMessage("snapshot", [Ticker(
+    assert ticker == KrakenTickerMessage("snapshot", [KrakenTicker(
         "ALGO/USD", 0.10025, 740.0, 0.10036, 1361.44813783, 0.10035, 997038.98383185, 0.10148,
         0.09979, 0.10285, -0.00017, -0.17)])
 
 
 def test_ohlc_ticker_instrument_and_book_round_trip() -> None:
-    bar = OhlcBar("XRP/USDT", 0.5, 0.6, 0.4, 0.55, 3, 12.5, 0.52, 1_767_571_200_000_000, 1,
+    bar = KrakenOhlcBar("XRP/USDT", 0.5, 0.6, 0.4, 0.55, 3, 12.5, 0.52, 1_767_571_200_000_000, 1,
                   1_767_571_230_000_000)
-    assert parse_server_message(encode_ohlc([bar])) == OhlcMessage("update", [bar])
-    ticker = Ticker("BTC/USDT", 60_000.1, 1.5, 60_000.2, 0.25, 60_000.15, 100.0, 59_999.0,
+    assert parse_server_message(encode_ohlc([bar])) == KrakenOhlcMessage("update", [bar])
+    ticker = KrakenTicker("BTC/USDT", 60_000.1, 1.5, 60_000.2, 0.25, 60_000.15, 100.0, 59_999.0,
                     59_000.0, 61_000.0, -12.5, -0.02, 1_767_571_230_000_000)
-    assert parse_server_message(encode_ticker([ticker])) == TickerMessage("update", [ticker])
-    pair = InstrumentPair("XRP/BTC", "XRP", "BTC", "online", 8, 1e-8, 8, 1e-8, 1e-8, 0.00002)
-    assert parse_server_message(encode_instrument([pair])) == InstrumentMessage("snapshot",
+    assert parse_server_message(encode_ticker([ticker])) == KrakenTickerMessage("update", [ticker])
+    pair = KrakenInstrumentPair("XRP/BTC", "XRP", "BTC", "online", 8, 1e-8, 8, 1e-8, 1e-8, 0.00002)
+    assert parse_server_message(encode_instrument([pair])) == KrakenInstrumentMessage("snapshot",
                                                                                 [pair])
-    book = BookData("XRP/USDT", (BookLevel(Decimal("0.51230"), Decimal("10.00000000")),),
-                    (BookLevel(Decimal("0.51250"), Decimal("0")),), 42, 1_767_571_230_000_000)
+    book = KrakenBookData("XRP/USDT", (KrakenBookLevel(Decimal("0.51230"), Decimal("10.00000000")),),
+                    (KrakenBookLevel(Decimal("0.51250"), Decimal("0")),), 42, 1_767_571_230_000_000)
     frame = encode_book(book)
     assert '"price":0.51230,"qty":10.00000000' in frame  # exact decimal text on the wire
     parsed = parse_server_message(frame)
-    assert parsed == BookMessage("update", [book])
+    assert parsed == KrakenBookMessage("update", [book])
     assert str(parsed.books[0].bids[0].qty) == "10.00000000"
 
 
@@ -324,7 +325,7 @@ def test_channel_subscriptions_round_trip() -> None:
     book = encode_subscribe(["BTC/USDT"], "book", snapshot=True, req_id=3, depth=25)
     assert json.loads(book)["params"] == {"channel": "book", "symbol": ["BTC/USDT"],
                                           "depth": 25, "snapshot": True}
-    assert parse_client_message(book) == SubscribeRequest("book", ("BTC/USDT",), True, 3,
+    assert parse_client_message(book) == KrakenSubscribeRequest("book", ("BTC/USDT",), True, 3,
                                                           "subscribe", 25, None)
     ohlc = parse_client_message(encode_subscribe(["XRP/BTC"], "ohlc", interval=1))
     assert (ohlc.channel, ohlc.interval) == ("ohlc", 1)

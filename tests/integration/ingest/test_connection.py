@@ -12,29 +12,21 @@ import pytest
 import redis
 from websockets.asyncio.server import ServerConnection, serve
 
-from streamer.ingest.gap_repair import RestBackfill
-from streamer.ingest.streamer import (
-    ConnectionPolicy,
-    MissedInterval,
-    StreamerStats,
-    TradeMark,
-    TradeStreamer,
-)
+from streamer.ingest.connection import ConnectionPolicy, TradeStreamer
+from streamer.ingest.rest_repair import RestBackfill
+from streamer.ingest.stats import StreamerStats
 from streamer.replay.exchange import ReplayExchange
 from streamer.replay.faults import ReplayFaults
 from streamer.replay.rest import ReplayRestExchange, RestFault
-from triplegain_core.adapters.kraken.messages import (
-    PingRequest,
-    encode_pong,
-    encode_status,
-    encode_subscribe_ack,
-    encode_trades,
-    parse_client_message,
-)
+from triplegain_core.adapters.kraken.encode import encode_pong, encode_status, encode_subscribe_ack, encode_trades
+from triplegain_core.adapters.kraken.messages import KrakenPingRequest
+from triplegain_core.adapters.kraken.parse import parse_client_message
 from triplegain_core.adapters.kraken.rest import ExchangeRestConfig, RestMarketData
 from triplegain_core.config import Settings
 from triplegain_core.contracts.hot_state import HotStatePublisher, HotStateReader
 from triplegain_core.marketdata.candles import build_candles
+from triplegain_core.marketdata.gaps import MissedInterval
+from triplegain_core.marketdata.sequencer import TradeMark
 from triplegain_core.marketdata.sources import MarketSimulator, trades_from_file
 from triplegain_core.model.market import TIMEFRAMES, TRADED_SYMBOLS, Candle, Side, Trade
 from triplegain_core.storage.market_store import MarketStore
@@ -329,7 +321,7 @@ def _lossy_exchange(trades: list[Trade], lost: range, done: asyncio.Event
         await connection.send(encode_status())
         async for raw in connection:
             request = parse_client_message(raw)
-            if isinstance(request, PingRequest):
+            if isinstance(request, KrakenPingRequest):
                 await connection.send(encode_pong(request.req_id))
                 continue
             await connection.send(encode_subscribe_ack("XRP/USDT", req_id=request.req_id,

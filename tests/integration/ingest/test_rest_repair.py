@@ -8,12 +8,13 @@ import asyncio
 import psycopg
 import pytest
 
-from streamer.ingest.gap_repair import GapRepairer, GapRepairReport, resume_state, stored_trades
-from streamer.ingest.streamer import TradeMark
+from streamer.ingest.rest_repair import GapRepairer, GapRepairReport, stored_trades
+from streamer.ingest.resume import resume_state
 from streamer.replay.rest import ReplayRestExchange, RestFault
 from triplegain_core.adapters.kraken.rest import ExchangeRestConfig, RestMarketData
 from triplegain_core.marketdata.candles import build_candles
 from triplegain_core.marketdata.gaps import MissedInterval, interval_after_outage
+from triplegain_core.marketdata.sequencer import TradeMark
 from triplegain_core.marketdata.sources import MarketSimulator
 from triplegain_core.model.market import (
     TIMEFRAMES,

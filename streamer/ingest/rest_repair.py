@@ -1,9 +1,8 @@
-"""Repairing holes in the stored trades and candles from the exchange's REST history.
+"""Repairing holes in the trades and candles over the exchange's REST history (the plan and the
+merge are the core's, :mod:`triplegain_core.marketdata.gaps`).
 
 In the stream: :class:`RestBackfill` is the streamer's ``backfill``, fetching a hole's trades
-so they are applied in order with the live ones; :func:`resume_state` is what a restarted
-streamer needs to go on from the stored data (the last stored trade per symbol, and the stored
-trades of the buckets still open at it).
+so they are applied in order with the live ones.
 
 Out of band, for a hole left in the store (one the stream could not backfill, REST being
 down): :class:`GapRepairer`, the edge around :mod:`triplegain_core.marketdata.gaps`. It fetches the
@@ -23,12 +22,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import psycopg
 
-from streamer.ingest.streamer import MissedInterval as StreamHole
-from streamer.ingest.streamer import TradeMark
 from triplegain_core.adapters.kraken.rest import RestMarketData
 from triplegain_core.marketdata.gaps import (
     MissedInterval,
@@ -36,34 +33,10 @@ from triplegain_core.marketdata.gaps import (
     repair_span,
     repaired_candles,
 )
-from triplegain_core.model.market import TIMEFRAME_US, TIMEFRAMES, Trade, us_to_datetime
+from triplegain_core.model.market import TIMEFRAMES, Trade, us_to_datetime
 from triplegain_core.storage.market_store import MarketStore
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class ResumeState:
-    """Where a restarted streamer resumes: ``marks`` (symbol -> last stored trade) and
-    ``warm_up`` (the stored trades since the start of the widest open bucket of each symbol,
-    symbol after symbol, each in time order)."""
-
-    marks: dict[str, TradeMark] = field(default_factory=dict)
-    warm_up: list[Trade] = field(default_factory=list)
-
-
-def resume_state(store: MarketStore, symbols: Sequence[str],
-                 timeframes: Sequence[str] = TIMEFRAMES) -> ResumeState:
-    """The stored state the streamer of ``symbols`` resumes from (empty when nothing is
-    stored). Every candle of ``timeframes`` open at the last stored trade is rebuilt from
-    these trades, so it goes on exactly where an uninterrupted stream would stand."""
-    widest = max(TIMEFRAME_US[tf] for tf in timeframes)
-    state = ResumeState()
-    for symbol, last in store.last_trades(symbols).items():
-        state.marks[symbol] = TradeMark(last.trade_id, last.ts_us)
-        start = last.ts_us - last.ts_us % widest
-        state.warm_up.extend(store.trades(symbol, start=us_to_datetime(start)))
-    return state
 
 
 class RestBackfill:
@@ -72,7 +45,7 @@ class RestBackfill:
     def __init__(self, rest: RestMarketData) -> None:
         self._rest = rest
 
-    async def __call__(self, hole: StreamHole) -> list[Trade]:
+    async def __call__(self, hole: MissedInterval) -> list[Trade]:
         """The trades of ``hole.symbol`` in ``[hole.from_us, hole.to_us)``."""
         trades: list[Trade] = []
         async for page in self._rest.trade_pages(hole.symbol, hole.from_us, hole.to_us):

@@ -1,0 +1,103 @@
+"""``triplegain execute``: the 100 ms trading loop on the paper accounts."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from typing import TYPE_CHECKING
+
+import psycopg
+import redis
+
+from streamer.cli.signals import stop_on_signals
+from triplegain_core.config import Settings
+from triplegain_core.contracts.hot_state import HotStateReader
+from triplegain_core.storage.endpoints import database_url, redis_url
+from triplegain_core.storage.migrate import migrate
+from triplegain_core.storage.trading_store import TradingStore
+
+if TYPE_CHECKING:
+    from triplegain_core.decisions.gate_queue import GateQueue
+
+log = logging.getLogger("triplegain")
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``execute``."""
+    execute = commands.add_parser("execute", help="run the trading loop (paper)")
+    execute.add_argument("--from-start", action="store_true",
+                         help="process the closed-candle stream from its beginning")
+    execute.set_defaults(handler=_execute)
+
+
+def _execute(args: argparse.Namespace, settings: Settings) -> int:
+    from streamer.executor.loop import TradingLoop
+    from triplegain_core.contracts.decision_streams import DecisionStream, StrongSignalStream
+    from triplegain_core.decisions.intake import DecisionIntake
+    from triplegain_core.storage.decision_events import DecisionEventStore
+    from triplegain_core.storage.gate_store import GateStore
+
+    if settings.mode != "paper":
+        print("live execution is not part of this version: the executor trades on paper only",
+              file=sys.stderr)
+        return 2
+    db_url = database_url(settings)
+    migrate(db_url)
+
+    async def run() -> None:
+        stop = stop_on_signals()
+        client = redis.Redis.from_url(redis_url(settings))
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            # Decisions are read from the stream's start: expired ones are refused, handled ones
+            # (before a restart) skipped by their stored lifecycle, so none is lost or repeated.
+            intake = DecisionIntake(DecisionStream(client), DecisionEventStore(conn),
+                                    min_confidence=settings.deliberation.min_confidence, start_id="0")
+            gate = _gate_queue(settings, db_url)
+            loop = TradingLoop(
+                settings,
+                HotStateReader(client),
+                TradingStore(conn),
+                start_stream_id="0" if args.from_start else "$",
+                decisions=intake,
+                strong_signals=StrongSignalStream(client),
+                gate=gate,
+                gate_store=GateStore(conn),
+            )
+            for account in loop.kernel.accounts:
+                log.info("account %s trades %s", account.name, account.strategy or "the TechnicalAgent")
+            for report in loop.kernel.strategy_reports:
+                if not report.loaded:
+                    log.warning("strategy %s not run: %s", report.name or report.source, report.reason)
+            try:
+                stats = await loop.run(stop)
+            finally:
+                if gate is not None:
+                    gate.close()
+            print(stats)
+            for account in loop.kernel.accounts:
+                print(account.name, account.stats)
+            print("decisions", intake.stats)
+
+    asyncio.run(run())
+    return 0
+
+
+def _gate_queue(settings: Settings, db_url: str) -> GateQueue | None:
+    """The LLM confirmation gate of the gated strategies, off the loop (None: nothing gated)."""
+    model = settings.gate_model()
+    if model is None:
+        return None
+    # Imported only here: the executor loads no LLM SDK unless a strategy is gated.
+    from triplegain_core.decisions.gate_queue import GateQueue
+    from triplegain_core.llm.client import LLMClient
+    from triplegain_core.llm.gate import LLMSignalGate
+    from triplegain_core.storage.llm_store import DatabaseRecorder
+
+    gating = settings.strategies
+    log.info("strategies %s are gated by %s (%s on failure)", ", ".join(gating.gated), model,
+             gating.gate_policy.value)
+    gate = LLMSignalGate(lambda: LLMClient(settings.llm, recorder=DatabaseRecorder(db_url)), model,
+                         min_confidence=settings.deliberation.min_confidence, deadline_s=gating.gate_wait_s)
+    return GateQueue(gate, gating.gate_policy, max_wait_s=gating.gate_wait_s + 5.0)
