@@ -21,18 +21,19 @@ import redis
 from streamer.executor.loop import TradingLoop
 from streamer.replay.exchange import ReplayExchange
 from triplegain_core.config import Settings
-from triplegain_core.contracts.decision_streams import DecisionStream, model_account
+from triplegain_core.contracts.decision_streams import DecisionStream
 from triplegain_core.contracts.hot_state import HotStateReader
 from triplegain_core.decisions.handover import hand_over
 from triplegain_core.decisions.lifecycle import DecisionState
+from triplegain_core.decisions.published import model_account
 from triplegain_core.llm.client import LLMClient
 from triplegain_core.llm.deliberation_config import DeliberationMode
 from triplegain_core.llm.deliberation_round import deliberate
 from triplegain_core.llm.models import LLMStatus
-from triplegain_core.llm.recorded_client import recorded_client
 from triplegain_core.llm.voting import CONSENSUS_MODEL
 from triplegain_core.model.market import US_PER_MINUTE
 from triplegain_core.storage.decision_ledger import DecisionLedger
+from triplegain_core.storage.llm_store import recorded_client
 from triplegain_core.storage.market_context import market_contexts
 
 log = logging.getLogger(__name__)

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 
 from streamer.ingest.channels import BookChannel, TickerChannel
 from streamer.ingest.stats import StreamerStats
-from triplegain_core.contracts.hot_state import BookSnapshot, Heartbeat, HotStatePublisher, LastPrice, Ticker
+from triplegain_core.contracts.hot_state import Heartbeat, HotStatePublisher
 from triplegain_core.marketdata.candles import CandleAggregator
 from triplegain_core.model.market import Candle, Trade
+from triplegain_core.model.quotes import BookSnapshot, LastPrice, Ticker
 from triplegain_core.storage.market_store import MarketStore
 
 

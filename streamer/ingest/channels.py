@@ -25,8 +25,8 @@ from triplegain_core.adapters.kraken.messages import (
     KrakenTicker,
     KrakenTickerMessage,
 )
-from triplegain_core.contracts.hot_state import BookSnapshot, Ticker
 from triplegain_core.model.market import US_PER_MINUTE, Candle
+from triplegain_core.model.quotes import BookSnapshot, Ticker
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,10 @@ import redis
 from streamer.executor.loop import TradingLoop
 from triplegain_core.config import Settings
 from triplegain_core.contracts.decision_streams import DecisionStream
-from triplegain_core.contracts.hot_state import BookSnapshot, HotStatePublisher, HotStateReader, LastPrice
+from triplegain_core.contracts.hot_state import HotStatePublisher, HotStateReader
 from triplegain_core.decisions.intake import DecisionIntake
 from triplegain_core.model.market import US_PER_MINUTE, Candle, Side, Trade, datetime_to_us
+from triplegain_core.model.quotes import BookSnapshot, LastPrice
 from triplegain_core.storage.decision_events import DecisionEventStore
 from triplegain_core.storage.trading_store import TradingStore
 

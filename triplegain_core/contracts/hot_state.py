@@ -15,10 +15,8 @@ The TTLs make stale state disappear: an executor that finds no price does not tr
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, TypeVar, cast
@@ -27,7 +25,8 @@ import orjson
 import redis
 from redis.typing import KeyT, StreamIdT, XReadResponse
 
-from triplegain_core.model.market import TIMEFRAMES, BookLevel, Candle, Side, Trade
+from triplegain_core.model.market import TIMEFRAMES, Candle, Side, Trade
+from triplegain_core.model.quotes import BookSnapshot, LastPrice, Ticker
 
 log = logging.getLogger(__name__)
 
@@ -72,69 +71,6 @@ CONTRACT: tuple[KeySpec, ...] = (
     KeySpec("stream:decisions", "stream", None, DECISIONS_MAXLEN),
     KeySpec("stream:signals:strong", "stream", None, STRONG_SIGNALS_MAXLEN),
 )
-
-
-@dataclass(frozen=True, slots=True)
-class LastPrice:
-    """The latest trade price of a symbol."""
-
-    symbol: str
-    price: float
-    ts_us: int
-
-
-@dataclass(frozen=True, slots=True)
-class Ticker:
-    """The exchange's ticker of a symbol (Kraken v2 ``ticker`` channel fields)."""
-
-    symbol: str
-    ts_us: int
-    bid: float
-    bid_qty: float
-    ask: float
-    ask_qty: float
-    last: float
-    volume: float
-    vwap: float
-    low: float
-    high: float
-    change: float
-    change_pct: float
-
-
-@dataclass(frozen=True, slots=True)
-class BookSnapshot:
-    """The top ``depth`` levels of a symbol's book at ``ts_us``: ``(price, qty)`` pairs, bids
-    best (highest) first, asks best (lowest) first. A thin book may show fewer levels."""
-
-    symbol: str
-    ts_us: int
-    depth: int
-    bids: tuple[BookLevel, ...]
-    asks: tuple[BookLevel, ...]
-
-    def __post_init__(self) -> None:
-        if self.depth < 1:
-            raise ValueError(f"{self.symbol} book depth must be >= 1, got {self.depth}")
-        for name, better in (("bids", float.__gt__), ("asks", float.__lt__)):
-            # Any (price, qty) pairs become BookLevels once, here: readers then share them as they are.
-            try:
-                levels = tuple(map(BookLevel._make, getattr(self, name)))
-            except TypeError:
-                raise ValueError(f"{self.symbol} {name}: each level must be a (price, qty) pair") from None
-            object.__setattr__(self, name, levels)
-            if len(levels) > self.depth:
-                raise ValueError(f"{self.symbol} {name}: {len(levels)} levels > depth {self.depth}")
-            for price, qty in levels:
-                if not (math.isfinite(price) and price > 0 and math.isfinite(qty) and qty > 0):
-                    raise ValueError(f"{self.symbol} {name}: level {price} x {qty} is not positive")
-            if any(not better(float(a[0]), float(b[0])) for a, b in itertools.pairwise(levels)):
-                raise ValueError(f"{self.symbol} {name} are not ordered best first")
-
-    @classmethod
-    def from_json(cls, raw: str | bytes) -> BookSnapshot:
-        data = _loads(raw)
-        return cls(data["symbol"], data["ts_us"], data["depth"], data["bids"], data["asks"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +156,11 @@ def _trades(raw: bytes | str) -> list[Trade]:
 
 
 _Polled = TypeVar("_Polled", LastPrice, BookSnapshot)
+
+
+def _book_snapshot(raw: bytes | str) -> BookSnapshot:
+    data = _loads(raw)
+    return BookSnapshot(data["symbol"], data["ts_us"], data["depth"], data["bids"], data["asks"])
 
 
 def _last_price(raw: bytes | str) -> LastPrice:
@@ -345,7 +286,7 @@ class HotStateReader:
     def books(self, symbols: Sequence[str]) -> dict[str, BookSnapshot]:
         """Latest top of book per symbol; symbols with no fresh book are absent."""
         values = self._client.mget([book_key(s) for s in symbols])
-        found = [BookSnapshot.from_json(raw) for raw in values if raw is not None]
+        found = [_book_snapshot(raw) for raw in values if raw is not None]
         return {book.symbol: book for book in found}
 
     def forming_candle(self, symbol: str, timeframe: str = "1m") -> Candle | None:
@@ -462,7 +403,7 @@ class HotStateReader:
             if last:
                 result.prices[symbol] = last
         for symbol, raw in zip(symbols, values[len(symbols):], strict=True):
-            book = None if raw is None else self._parsed(symbol, book_key(symbol), raw, BookSnapshot.from_json,
+            book = None if raw is None else self._parsed(symbol, book_key(symbol), raw, _book_snapshot,
                                                          self._polled_books)
             if book:
                 result.books[symbol] = book

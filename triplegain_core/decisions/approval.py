@@ -14,9 +14,9 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from triplegain_core.contracts.decision_streams import PublishedDecision
 from triplegain_core.decisions.handover import DecisionPublisher
 from triplegain_core.decisions.lifecycle import DecisionState, Transition
+from triplegain_core.decisions.published import PublishedDecision
 from triplegain_core.model.market import datetime_to_us, us_to_datetime
 
 

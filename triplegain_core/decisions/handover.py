@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from triplegain_core.contracts.decision_streams import DeliberatedDecision, PublishedDecision
 from triplegain_core.decisions.lifecycle import DecisionState, Transition
+from triplegain_core.decisions.published import DeliberatedDecision, PublishedDecision
 from triplegain_core.model.market import us_to_datetime
 from triplegain_core.reporting.reports import markdown_table
 

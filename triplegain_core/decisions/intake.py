@@ -18,16 +18,43 @@ import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
-from triplegain_core.contracts.decision_streams import MIN_DECISION_CONFIDENCE, DecisionStream, PublishedDecision
 from triplegain_core.decisions.lifecycle import DecisionState, IllegalTransitionError
+from triplegain_core.decisions.published import MIN_DECISION_CONFIDENCE, PublishedDecision
 from triplegain_core.llm.trading_decision import Action
 from triplegain_core.model.market import us_to_datetime
 from triplegain_core.risk.rules import RiskCheck
-from triplegain_core.storage.decision_events import DecisionEventStore
 
 log = logging.getLogger(__name__)
 EXECUTOR_ACTOR = "executor"
+
+
+class DecisionSource(Protocol):
+    """Where published decisions are read from (the decision stream of the hot-state contract)."""
+
+    rejected: int  # malformed entries skipped so far
+
+    def after(self, last_id: str) -> tuple[str, list[PublishedDecision]]:
+        """The decisions published after ``last_id`` and the id read up to."""
+        ...
+
+    def parse(self, entries: Sequence[tuple[bytes, Mapping[bytes, bytes]]], last_id: str
+              ) -> tuple[str, list[PublishedDecision]]:
+        """The decisions of raw stream ``entries`` read elsewhere, and the id read up to."""
+        ...
+
+
+class LifecycleStore(Protocol):
+    """Where each decision's lifecycle is kept (``decision_events``)."""
+
+    def state(self, decision_id: str) -> DecisionState | None:
+        """The current state of ``decision_id`` (None: unknown)."""
+        ...
+
+    def move(self, decision_id: str, target: DecisionState, at: datetime, reason: str, by: str = ...) -> object:
+        """Append one transition, checked against the stored state."""
+        ...
 
 
 @dataclass(slots=True)
@@ -46,7 +73,7 @@ class IntakeStats:
 class DecisionIntake:
     """Reads decisions after ``start_id`` and keeps their lifecycles (when ``events`` is given)."""
 
-    def __init__(self, stream: DecisionStream, events: DecisionEventStore | None = None, *,
+    def __init__(self, stream: DecisionSource, events: LifecycleStore | None = None, *,
                  min_confidence: float = MIN_DECISION_CONFIDENCE, start_id: str = "$") -> None:
         self._stream = stream
         self._events = events

@@ -45,16 +45,16 @@ from typing import Protocol
 from triplegain_core.analysis.indicators import MIN_HISTORY
 from triplegain_core.analysis.technical_agent import TechnicalAgent
 from triplegain_core.config import Settings
-from triplegain_core.contracts.decision_streams import LLM_ACCOUNT_PREFIX, PublishedDecision, StrongSignal
-from triplegain_core.contracts.hot_state import BookSnapshot, LastPrice
 from triplegain_core.decisions.gate import GateDecision
 from triplegain_core.decisions.lifecycle import DecisionState
+from triplegain_core.decisions.published import LLM_ACCOUNT_PREFIX, PublishedDecision, StrongSignal
 from triplegain_core.execution.account import AccountStats, StrategyAccount, strategy_account_name
 from triplegain_core.execution.audit import AuditSink
 from triplegain_core.execution.order_manager import OrderManager
 from triplegain_core.marketdata.live_market import LiveMarket
 from triplegain_core.marketdata.snapshot import BookTop, MarketSnapshot
 from triplegain_core.model.market import Candle, Trade, datetime_to_us, us_to_datetime
+from triplegain_core.model.quotes import BookSnapshot, LastPrice
 from triplegain_core.model.signals import Direction, Signal, SignalAction, TradeIntent
 from triplegain_core.portfolio.balances import Portfolio
 from triplegain_core.portfolio.positions import PositionTracker

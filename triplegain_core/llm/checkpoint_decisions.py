@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from triplegain_core.contracts.decision_streams import (
+from triplegain_core.decisions.published import (
     LLM_ACCOUNT_PREFIX,
     MIN_DECISION_CONFIDENCE,
     DeliberatedDecision,

@@ -12,7 +12,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from triplegain_core.contracts.decision_streams import DEFAULT_DECISION_TTL_S, MIN_DECISION_CONFIDENCE
+from triplegain_core.decisions.published import DEFAULT_DECISION_TTL_S, MIN_DECISION_CONFIDENCE
 from triplegain_core.llm.prompts import PromptStyle
 
 

@@ -21,11 +21,7 @@ from collections.abc import Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
-from triplegain_core.contracts.decision_streams import (
-    DeliberatedDecision,
-    PublishedDecision,
-    model_account,
-)
+from triplegain_core.decisions.published import DeliberatedDecision, PublishedDecision, model_account
 from triplegain_core.llm.client import LLMClient
 from triplegain_core.llm.council import CouncilResult, run_council
 from triplegain_core.llm.debate import DebateResult, run_debate

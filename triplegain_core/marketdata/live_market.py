@@ -17,7 +17,6 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
-from triplegain_core.contracts.hot_state import BookSnapshot, LastPrice
 from triplegain_core.marketdata.snapshot import (
     BookTop,
     CandleBuffer,
@@ -28,6 +27,7 @@ from triplegain_core.marketdata.snapshot import (
 )
 from triplegain_core.marketdata.timeframes import CandleResampler
 from triplegain_core.model.market import TIMEFRAME_US, Candle, Trade, datetime_to_us, us_to_datetime
+from triplegain_core.model.quotes import BookSnapshot, LastPrice
 from triplegain_core.risk.rules import MarketRisk, estimate_market_risk
 
 SOURCE_TIMEFRAME = "1m"

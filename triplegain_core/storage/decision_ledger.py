@@ -9,8 +9,8 @@ from datetime import datetime
 
 import psycopg
 
-from triplegain_core.contracts.decision_streams import DeliberatedDecision, PublishedDecision
 from triplegain_core.decisions.lifecycle import DecisionState, Transition
+from triplegain_core.decisions.published import DeliberatedDecision, PublishedDecision
 from triplegain_core.model.market import US_PER_MINUTE, datetime_to_us
 from triplegain_core.storage.decision_events import DecisionEventStore
 from triplegain_core.storage.decision_store import DecisionStore

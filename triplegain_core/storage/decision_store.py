@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from triplegain_core.contracts.decision_streams import DeliberatedDecision, PublishedDecision
+from triplegain_core.decisions.published import DeliberatedDecision, PublishedDecision
 from triplegain_core.llm.model_performance import CallSummary
 from triplegain_core.llm.models import CallOutcome
 from triplegain_core.llm.trading_decision import TradingDecision

@@ -4,6 +4,8 @@ Async (psycopg ``AsyncConnection``) because it is written from inside the client
 It is both the client's :class:`~triplegain_core.llm.client.CallRecorder` and its
 :class:`~triplegain_core.llm.answer_cache.AnswerCache`. Writes are keyed (call id, prompt hash):
 writing the same record twice leaves one row, and the first recorded answer of a prompt stays.
+:func:`recorded_client` is the LLM client as every process uses it: its calls recorded here,
+its request rates shared through Redis.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from triplegain_core.llm.answer_cache import CachedAnswer
-from triplegain_core.llm.models import LLMCall, TokenUsage
+from triplegain_core.contracts.rate_limits import shared_rate_window
+from triplegain_core.llm.answer_cache import CachedAnswer, CacheMode
+from triplegain_core.llm.client import LLMClient
+from triplegain_core.llm.models import LLMCall, LLMSettings, TokenUsage
+from triplegain_core.llm.rate_limit import RateLimiter
 from triplegain_core.llm.trading_decision import Rejection, TradingDecision
 
 _CALL_COLUMNS = (
@@ -128,3 +133,17 @@ def _call_from_row(row: dict[str, Any]) -> LLMCall:
         decision=TradingDecision.model_validate(decision) if decision is not None else None,
         rejection=Rejection(reason=reason, detail=detail, field=field) if reason is not None else None,
     )
+
+
+@asynccontextmanager
+async def recorded_client(settings: LLMSettings, database_url: str, redis_url: str,
+                          cache_mode: CacheMode = CacheMode.LIVE,
+                          rate_limit_wait_s: float = 5.0) -> AsyncIterator[LLMClient]:
+    """A client over ``settings``' models, recording every call in the database at ``database_url``."""
+    async with (
+        llm_store(database_url) as store,
+        shared_rate_window(redis_url) as window,
+        LLMClient(settings, cache=store, cache_mode=cache_mode, recorder=store, rate_limiter=RateLimiter(window),
+                  rate_limit_wait_s=rate_limit_wait_s) as client,
+    ):
+        yield client

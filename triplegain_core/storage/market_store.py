@@ -23,8 +23,8 @@ from typing import Any
 import pandas as pd
 import psycopg
 
-from triplegain_core.contracts.hot_state import BookSnapshot
 from triplegain_core.model.market import BookLevel, Candle, Side, Trade, datetime_to_us
+from triplegain_core.model.quotes import BookSnapshot
 
 _CANDLE_COLUMNS = "symbol, timeframe, open_time, open, high, low, close, volume, trade_count"
 _TRADE_COLUMNS = "symbol, ts, trade_id, price, qty, side, ord_type"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import psycopg
 
-from triplegain_core.contracts.decision_streams import LLM_ACCOUNT_PREFIX, model_account
+from triplegain_core.decisions.published import LLM_ACCOUNT_PREFIX, model_account
 from triplegain_core.llm.leaderboard import ModelAccount, ScoredDecision
 from triplegain_core.llm.voting import CONSENSUS_MODEL
 from triplegain_core.portfolio.positions import Position, PositionStatus

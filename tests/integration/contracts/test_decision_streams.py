@@ -13,12 +13,10 @@ from pydantic import ValidationError
 from triplegain_core.contracts.decision_streams import (
     DECISIONS_STREAM,
     STRONG_SIGNALS_STREAM,
-    DecisionRefusal,
     DecisionStream,
-    PublishedDecision,
-    StrongSignal,
     StrongSignalStream,
 )
+from triplegain_core.decisions.published import DecisionRefusal, PublishedDecision, StrongSignal
 from triplegain_core.llm.trading_decision import Action, TradingDecision
 from triplegain_core.model.market import US_PER_SECOND, datetime_to_us
 from triplegain_core.model.signals import Direction, IntentAction

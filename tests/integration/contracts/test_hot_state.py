@@ -14,27 +14,21 @@ import redis
 from streamer.executor.loop import TradingLoop
 from triplegain_core.config import Settings
 from triplegain_core.contracts import decision_streams, hot_state
-from triplegain_core.contracts.decision_streams import (
-    DecisionStream,
-    PublishedDecision,
-    StrongSignal,
-    StrongSignalStream,
-)
+from triplegain_core.contracts.decision_streams import DecisionStream, StrongSignalStream
 from triplegain_core.contracts.hot_state import (
     CONTRACT,
     CONTRACT_REVISION,
     PREFIX,
     RECENT_CANDLES_CAP,
-    BookSnapshot,
     Heartbeat,
     HotStatePublisher,
     HotStateReader,
     KeySpec,
-    LastPrice,
-    Ticker,
 )
+from triplegain_core.decisions.published import PublishedDecision, StrongSignal
 from triplegain_core.llm.trading_decision import Action, TradingDecision
 from triplegain_core.model.market import TIMEFRAME_US, TIMEFRAMES, US_PER_MINUTE, Candle, Side, Trade, datetime_to_us
+from triplegain_core.model.quotes import BookSnapshot, LastPrice, Ticker
 from triplegain_core.model.signals import Direction
 from triplegain_core.storage.trading_store import TradingStore
 

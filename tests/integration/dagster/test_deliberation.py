@@ -16,8 +16,9 @@ import pytest
 import redis
 
 from tests.support.llm_standins import TEST_KEYS, LLMStandIn, Reply
-from triplegain_core.contracts.decision_streams import DecisionStream, StrongSignal, StrongSignalStream
+from triplegain_core.contracts.decision_streams import DecisionStream, StrongSignalStream
 from triplegain_core.decisions.lifecycle import DecisionState
+from triplegain_core.decisions.published import StrongSignal
 from triplegain_core.model.market import US_PER_MINUTE, Candle, datetime_to_us
 from triplegain_core.model.signals import Direction
 from triplegain_core.portfolio.positions import Position

@@ -10,9 +10,10 @@ import pytest
 import redis
 
 from streamer.cli.main import main
-from triplegain_core.contracts.decision_streams import DecisionStream, DeliberatedDecision, PublishedDecision
+from triplegain_core.contracts.decision_streams import DecisionStream
 from triplegain_core.decisions.approval import ApprovalOutcome, approve, pending_decisions, reject
 from triplegain_core.decisions.lifecycle import DecisionState
+from triplegain_core.decisions.published import DeliberatedDecision, PublishedDecision
 from triplegain_core.llm.trading_decision import Action, TradingDecision
 from triplegain_core.model.market import US_PER_MINUTE, Candle, datetime_to_us
 from triplegain_core.storage.decision_events import DecisionEventStore

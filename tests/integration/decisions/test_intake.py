@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import redis
 
-from triplegain_core.contracts.decision_streams import DecisionStream, PublishedDecision
+from triplegain_core.contracts.decision_streams import DecisionStream
 from triplegain_core.decisions.intake import DecisionIntake
 from triplegain_core.decisions.lifecycle import DecisionState
+from triplegain_core.decisions.published import PublishedDecision
 from triplegain_core.llm.trading_decision import Action, TradingDecision
 from triplegain_core.model.market import US_PER_MINUTE, datetime_to_us
 from triplegain_core.risk.rules import RiskCheck, RiskReason

@@ -15,16 +15,18 @@ from streamer.executor.loop import TradingLoop
 from tests.support.candle_feed import feed_and_drain
 from tests.support.llm_standins import TEST_KEYS, LLMStandIn, Reply, standin_settings
 from triplegain_core.config import Settings, StrategySettings
-from triplegain_core.contracts.decision_streams import DecisionStream, PublishedDecision, StrongSignalStream
-from triplegain_core.contracts.hot_state import BookSnapshot, HotStatePublisher, HotStateReader, LastPrice
+from triplegain_core.contracts.decision_streams import DecisionStream, StrongSignalStream
+from triplegain_core.contracts.hot_state import HotStatePublisher, HotStateReader
 from triplegain_core.decisions.gate_queue import GateQueue
 from triplegain_core.decisions.intake import DecisionIntake
 from triplegain_core.decisions.lifecycle import DecisionState
+from triplegain_core.decisions.published import PublishedDecision
 from triplegain_core.llm.client import LLMClient
 from triplegain_core.llm.deliberation_config import RoundConfig
 from triplegain_core.llm.gate import LLMSignalGate
 from triplegain_core.llm.trading_decision import Action, TradingDecision
 from triplegain_core.model.market import US_PER_MINUTE, Candle, Side, Trade, us_to_datetime
+from triplegain_core.model.quotes import BookSnapshot, LastPrice
 from triplegain_core.portfolio.positions import PositionStatus
 from triplegain_core.storage.decision_events import DecisionEventStore
 from triplegain_core.storage.gate_store import GateStore

@@ -15,19 +15,19 @@ import redis
 from streamer.executor.feed import FeedStopped, HotStateFeed
 from streamer.executor.loop import TradingLoop
 from triplegain_core.config import Settings, StrategySettings
-from triplegain_core.contracts.decision_streams import DecisionStream, PublishedDecision
+from triplegain_core.contracts.decision_streams import DecisionStream
 from triplegain_core.contracts.hot_state import (
-    BookSnapshot,
     HotStatePublisher,
     HotStateReader,
-    LastPrice,
     book_key,
     closed_candles_stream,
     price_key,
 )
 from triplegain_core.decisions.intake import DecisionIntake
+from triplegain_core.decisions.published import PublishedDecision
 from triplegain_core.llm.trading_decision import Action, TradingDecision
 from triplegain_core.model.market import US_PER_MINUTE, Candle, Side, Trade, datetime_to_us, us_to_datetime
+from triplegain_core.model.quotes import BookSnapshot, LastPrice
 from triplegain_core.storage.trading_store import TradingStore
 
 pytestmark = pytest.mark.integration

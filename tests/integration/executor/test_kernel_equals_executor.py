@@ -20,10 +20,11 @@ from streamer.executor.loop import TradingLoop
 from tests.support.candle_feed import feed_and_drain
 from tests.support.memory_audit import MemoryAudit
 from triplegain_core.config import Settings
-from triplegain_core.contracts.decision_streams import DecisionStream, PublishedDecision
+from triplegain_core.contracts.decision_streams import DecisionStream
 from triplegain_core.contracts.hot_state import HotStateReader
 from triplegain_core.decisions.intake import DecisionIntake
 from triplegain_core.decisions.lifecycle import DecisionState
+from triplegain_core.decisions.published import PublishedDecision
 from triplegain_core.execution.account import StrategyAccount
 from triplegain_core.execution.kernel import TradingKernel
 from triplegain_core.llm.trading_decision import Action, TradingDecision

@@ -16,12 +16,13 @@ from pydantic import BaseModel
 from streamer.executor.loop import WARM_START_CANDLES, TradingLoop
 from tests.support.candle_feed import feed_and_drain
 from triplegain_core.config import Settings, StrategySettings
-from triplegain_core.contracts.hot_state import BookSnapshot, HotStatePublisher, HotStateReader, LastPrice
+from triplegain_core.contracts.hot_state import HotStatePublisher, HotStateReader
 from triplegain_core.execution.account import StrategyAccount
 from triplegain_core.marketdata.snapshot import MarketSnapshot
 from triplegain_core.marketdata.timeframes import CandleResampler
 from triplegain_core.model.market import TIMEFRAMES, US_PER_MINUTE, Candle, Side, Trade, datetime_to_us, us_to_datetime
 from triplegain_core.model.orders import Fill, OrderPurpose, OrderState
+from triplegain_core.model.quotes import BookSnapshot, LastPrice
 from triplegain_core.model.signals import Direction, IntentAction, Signal, SignalAction, TradeIntent
 from triplegain_core.portfolio.balances import Portfolio
 from triplegain_core.portfolio.positions import PositionStatus
@@ -242,7 +243,7 @@ def test_max_holding_close_intent_and_malformed_intents(
 def test_entry_fills_against_a_fresh_published_book_and_ignores_a_stale_one(
     loop: TradingLoop, redis_client, db: psycopg.Connection
 ) -> None:
-    from triplegain_core.contracts.hot_state import BookSnapshot
+    from triplegain_core.model.quotes import BookSnapshot
 
     publisher, last = _warm(loop, redis_client)
     price = last.close

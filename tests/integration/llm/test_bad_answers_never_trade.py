@@ -25,10 +25,10 @@ from triplegain_core.contracts.hot_state import HotStatePublisher, HotStateReade
 from triplegain_core.decisions.handover import hand_over
 from triplegain_core.decisions.intake import DecisionIntake
 from triplegain_core.llm.deliberation_round import deliberate
-from triplegain_core.llm.recorded_client import recorded_client
 from triplegain_core.model.market import US_PER_MINUTE, Candle
 from triplegain_core.storage.decision_events import DecisionEventStore
 from triplegain_core.storage.decision_ledger import DecisionLedger
+from triplegain_core.storage.llm_store import recorded_client
 from triplegain_core.storage.market_context import market_contexts
 from triplegain_core.storage.market_store import MarketStore
 from triplegain_core.storage.trading_store import TradingStore

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.support.llm_standins import TEST_KEYS, LLMStandIn, Reply, standin_settings, system_text, user_text
-from triplegain_core.contracts.decision_streams import DecisionRefusal
+from triplegain_core.decisions.published import DecisionRefusal
 from triplegain_core.llm.client import LLMClient
 from triplegain_core.llm.deliberation_config import DebateConfig, DeliberationMode, RoundConfig
 from triplegain_core.llm.deliberation_round import RoundResult, deliberate

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from triplegain_core.contracts.decision_streams import DeliberatedDecision, PublishedDecision
+from triplegain_core.decisions.published import DeliberatedDecision, PublishedDecision
 from triplegain_core.llm.leaderboard import ScoredDecision
 from triplegain_core.llm.models import CallOutcome
 from triplegain_core.llm.trading_decision import Action, TradingDecision

@@ -9,7 +9,6 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from triplegain_core.contracts.hot_state import BookSnapshot
 from triplegain_core.model.market import (
     TIMEFRAME_US,
     US_PER_MINUTE,
@@ -21,6 +20,7 @@ from triplegain_core.model.market import (
     us_to_datetime,
 )
 from triplegain_core.model.orders import Fill, Order, OrderPurpose
+from triplegain_core.model.quotes import BookSnapshot
 from triplegain_core.model.signals import Direction, Signal, SignalAction
 from triplegain_core.portfolio.balances import PortfolioSnapshot
 from triplegain_core.portfolio.positions import Position, PositionStatus

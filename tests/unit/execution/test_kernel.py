@@ -12,14 +12,14 @@ from pydantic import BaseModel
 
 from tests.support.memory_audit import MemoryAudit
 from triplegain_core.config import Settings, StrategySettings
-from triplegain_core.contracts.decision_streams import PublishedDecision, StrongSignal
-from triplegain_core.contracts.hot_state import BookSnapshot, LastPrice
 from triplegain_core.decisions.lifecycle import DecisionState
+from triplegain_core.decisions.published import PublishedDecision, StrongSignal
 from triplegain_core.execution.kernel import TradingKernel
 from triplegain_core.llm.trading_decision import Action, TradingDecision
 from triplegain_core.marketdata.snapshot import MarketSnapshot
 from triplegain_core.model.market import US_PER_MINUTE, Candle, datetime_to_us, us_to_datetime
 from triplegain_core.model.orders import OrderPurpose
+from triplegain_core.model.quotes import BookSnapshot, LastPrice
 from triplegain_core.model.signals import IntentAction, Signal, SignalAction, TradeIntent
 from triplegain_core.portfolio.positions import PositionStatus
 from triplegain_core.risk.rules import RiskCheck

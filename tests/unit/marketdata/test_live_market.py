@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from triplegain_core.contracts.hot_state import BookSnapshot, LastPrice
 from triplegain_core.marketdata.live_market import BOOK_MAX_AGE_US, LiveMarket, book_top
 from triplegain_core.marketdata.snapshot import BookLevel, BookTop
 from triplegain_core.model.market import US_PER_MINUTE, Candle, datetime_to_us
+from triplegain_core.model.quotes import BookSnapshot, LastPrice
 
 T0 = 1_700_000_040 * 1_000_000 - (1_700_000_040 * 1_000_000) % (60 * US_PER_MINUTE)
 

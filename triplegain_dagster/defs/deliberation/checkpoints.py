@@ -13,17 +13,18 @@ import uuid
 import dagster as dg
 
 from triplegain_core.config import Settings
-from triplegain_core.contracts.decision_streams import LLM_ACCOUNT_PREFIX, DecisionStream, DeliberatedDecision
+from triplegain_core.contracts.decision_streams import DecisionStream
 from triplegain_core.decisions.handover import decisions_table, hand_over
+from triplegain_core.decisions.published import LLM_ACCOUNT_PREFIX, DeliberatedDecision
 from triplegain_core.llm.checkpoint_decisions import checkpoint_decisions
 from triplegain_core.llm.checkpoints import CheckpointVerdict, run_checkpoint
 from triplegain_core.llm.models import LLMStatus
 from triplegain_core.llm.prompts import MarketContext
-from triplegain_core.llm.recorded_client import recorded_client
 from triplegain_core.model.market import datetime_to_us
 from triplegain_core.portfolio.positions import Position
 from triplegain_core.reporting.reports import markdown_table
 from triplegain_core.storage.decision_ledger import DecisionLedger
+from triplegain_core.storage.llm_store import recorded_client
 from triplegain_core.storage.market_context import market_contexts
 from triplegain_core.storage.model_accounts import open_llm_positions
 from triplegain_core.storage.model_scores import latest_primary

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import psycopg
 
-from triplegain_core.contracts.decision_streams import PublishedDecision, model_account
+from triplegain_core.decisions.published import PublishedDecision, model_account
 from triplegain_core.llm.decision_outcomes import DecisionOutcome, ScoringRules, score_decision
 from triplegain_core.llm.leaderboard import leaderboard, render_markdown
 from triplegain_core.llm.model_performance import ModelPerformance, scorecards

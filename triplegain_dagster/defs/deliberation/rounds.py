@@ -12,17 +12,18 @@ import uuid
 import dagster as dg
 
 from triplegain_core.config import Settings
-from triplegain_core.contracts.decision_streams import DecisionStream, model_account
+from triplegain_core.contracts.decision_streams import DecisionStream
 from triplegain_core.decisions.handover import decisions_table, hand_over
 from triplegain_core.decisions.lifecycle import DecisionState
+from triplegain_core.decisions.published import model_account
 from triplegain_core.llm.deliberation_config import DeliberationMode
 from triplegain_core.llm.deliberation_round import RoundResult, deliberate
 from triplegain_core.llm.models import LLMStatus
 from triplegain_core.llm.prompts import MarketContext
-from triplegain_core.llm.recorded_client import recorded_client
 from triplegain_core.llm.voting import CONSENSUS_MODEL
 from triplegain_core.reporting.reports import markdown_table
 from triplegain_core.storage.decision_ledger import DecisionLedger
+from triplegain_core.storage.llm_store import recorded_client
 from triplegain_core.storage.market_context import market_contexts
 from triplegain_core.storage.model_scores import latest_primary, latest_weights
 from triplegain_dagster import groups
