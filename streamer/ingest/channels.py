@@ -25,7 +25,7 @@ from triplegain_core.adapters.kraken.messages import (
     KrakenTicker,
     KrakenTickerMessage,
 )
-from triplegain_core.model.market import US_PER_MINUTE, Candle
+from triplegain_core.model.market import US_PER_MINUTE, BookLevel, Candle
 from triplegain_core.model.quotes import BookSnapshot, Ticker
 
 log = logging.getLogger(__name__)
@@ -109,8 +109,8 @@ class BookChannel:
         book = self._books[symbol]
         if not book.valid:
             return None
-        bids = tuple((float(level.price), float(level.qty)) for level in book.bids())
-        asks = tuple((float(level.price), float(level.qty)) for level in book.asks())
+        bids = tuple(BookLevel(float(level.price), float(level.qty)) for level in book.bids())
+        asks = tuple(BookLevel(float(level.price), float(level.qty)) for level in book.asks())
         if not bids and not asks:
             return None
         return BookSnapshot(symbol, book.ts_us or time.time_ns() // 1000, book.depth, bids, asks)

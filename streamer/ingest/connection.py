@@ -410,30 +410,31 @@ class TradeStreamer:
         except KrakenFrameError as exc:
             self._reject(exc, frame)
             return
-        kind = type(message)
-        if kind is KrakenTradeMessage:
+        # isinstance on the concrete message classes (none subclasses another, so it means
+        # type() is): it narrows the union and costs no more than type() for trades, tested first.
+        if isinstance(message, KrakenTradeMessage):
             self._on_trades(message, frame, now)
-        elif kind is KrakenBookMessage:
+        elif isinstance(message, KrakenBookMessage):
             self._books.on_message(message)
-        elif kind is KrakenOhlcMessage:
+        elif isinstance(message, KrakenOhlcMessage):
             self._ohlc.on_message(message)
-        elif kind is KrakenTickerMessage:
+        elif isinstance(message, KrakenTickerMessage):
             self._tickers.on_message(message)
-        elif kind is KrakenInstrumentMessage:
+        elif isinstance(message, KrakenInstrumentMessage):
             self._instruments.on_message(message)
-        elif kind is KrakenPong:
+        elif isinstance(message, KrakenPong):
             if message.req_id == DRAIN_REQ_ID:
                 self._pong.set()
-        elif kind is KrakenStatus:
+        elif isinstance(message, KrakenStatus):
             level = logging.INFO if message.system == "online" else logging.WARNING
             log.log(level, "exchange status %s (api %s)", message.system, message.api_version)
-        elif kind is KrakenSubscribeAck:
+        elif isinstance(message, KrakenSubscribeAck):
             if not message.success:
                 log.error("subscription to %s %s failed: %s", message.channel, message.symbol,
                           message.error)
             else:
                 self._received_since_connect = True
-        elif kind is KrakenErrorReply:
+        elif isinstance(message, KrakenErrorReply):
             log.error("exchange error: %s", message.error)
 
     def _on_trades(self, message: KrakenTradeMessage, frame: str | bytes, now: float) -> None:

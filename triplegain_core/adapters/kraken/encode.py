@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 
@@ -30,19 +30,19 @@ def _now_text() -> str:
     return us_to_rfc3339(time.time_ns() // 1000)
 
 
-def _dumps(message: dict) -> str:
-    return orjson.dumps(message).decode()
+def _dumps(value: object) -> str:
+    return orjson.dumps(value).decode()
 
 
-def _with_req_id(message: dict, req_id: int | None) -> dict:
+def _with_req_id(message: dict[str, Any], req_id: int | None) -> dict[str, Any]:
     if req_id is not None:
         message["req_id"] = req_id
     return message
 
 
 def _channel_params(channel: str, symbols: Sequence[str], snapshot: bool, depth: int | None,
-                    interval: int | None) -> dict:
-    params: dict = {"channel": channel}
+                    interval: int | None) -> dict[str, Any]:
+    params: dict[str, Any] = {"channel": channel}
     if channel != INSTRUMENT_CHANNEL or symbols:
         params["symbol"] = list(symbols)
     if depth is not None:
@@ -85,7 +85,7 @@ def encode_subscribe_ack(
 ) -> str:
     """The success ack for one symbol (``None`` for ``instrument``); ``time_in`` is when the
     request arrived (RFC 3339)."""
-    result: dict = {"channel": channel}
+    result: dict[str, Any] = {"channel": channel}
     if depth is not None:
         result["depth"] = depth
     if interval is not None:
@@ -106,7 +106,7 @@ def encode_error(
     time_in: str | None = None,
 ) -> str:
     """A failed reply: a subscription error for ``symbol``, or a rejected request."""
-    message: dict = {"error": error, "success": False}
+    message: dict[str, Any] = {"error": error, "success": False}
     if method is not None:
         message["method"] = method
     if symbol is not None:
@@ -189,7 +189,7 @@ def encode_ticker(tickers: Iterable[KrakenTicker], kind: MessageKind = "update")
 def encode_instrument(pairs: Iterable[KrakenInstrumentPair], kind: MessageKind = "snapshot") -> str:
     """An ``instrument`` message with ``pairs`` and their assets."""
     pair_items = []
-    assets: dict[str, dict] = {}
+    assets: dict[str, dict[str, Any]] = {}
     for p in pairs:
         pair_items.append({
             "symbol": p.symbol, "base": p.base, "quote": p.quote, "status": p.status,

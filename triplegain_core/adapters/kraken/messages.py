@@ -280,7 +280,7 @@ def _rfc3339_slow(text: object) -> int:
     return seconds * US_PER_SECOND + micros
 
 
-def rfc3339_to_us(text: str) -> int:
+def rfc3339_to_us(text: object) -> int:
     """``"2023-09-25T07:49:37.708706Z"`` -> epoch microseconds (UTC ``Z`` only; digits past
     the sixth are truncated). Raises :class:`KrakenFrameError` on anything else."""
     # Fast path for Kraken's usual shape (six fraction digits): the date is looked up once
@@ -299,6 +299,7 @@ def rfc3339_to_us(text: str) -> int:
                 return ((day + hours * 3600 + minutes * 60 + seconds) * US_PER_SECOND
                         + int(fraction))
     ts_us = _rfc3339_slow(text)
+    assert isinstance(text, str), "the slow path takes nothing else"
     if len(_DAY_CACHE) >= _DAY_CACHE_MAX:
         _DAY_CACHE.clear()
     moment = ts_us // US_PER_SECOND

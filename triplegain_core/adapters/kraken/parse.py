@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 import orjson
 
@@ -59,7 +60,7 @@ HEARTBEAT = KrakenHeartbeat()
 _orjson_loads = orjson.loads
 
 
-def _load(frame: str | bytes) -> dict:
+def _load(frame: str | bytes) -> dict[str, Any]:
     try:
         message = _orjson_loads(frame)
     except (ValueError, TypeError) as exc:  # orjson.JSONDecodeError is a ValueError
@@ -73,10 +74,11 @@ def _no_constants(name: str) -> object:
     raise KrakenFrameError(f"{name} is not a JSON number")
 
 
-def _load_decimal(frame: str | bytes) -> dict:
+def _load_decimal(frame: str | bytes) -> dict[str, Any]:
     """Re-read a frame keeping JSON numbers with a fraction as exact :class:`Decimal`."""
     try:
-        message = json.loads(frame, parse_float=Decimal, parse_constant=_no_constants)
+        # Only frames already read as a JSON object come here (the book channel's).
+        message: dict[str, Any] = json.loads(frame, parse_float=Decimal, parse_constant=_no_constants)
     except (ValueError, TypeError) as exc:
         raise KrakenFrameError(f"not JSON: {exc}") from exc
     except RecursionError as exc:
@@ -84,32 +86,31 @@ def _load_decimal(frame: str | bytes) -> dict:
     return message
 
 
-def _opt_int(message: dict, key: str) -> int | None:
+def _opt_int(message: dict[str, Any], key: str) -> int | None:
     value = message.get(key)
     if value is not None and type(value) is not int:
         raise KrakenFrameError(f"{key} must be an integer, got {value!r}")
     return value
 
 
-def _opt_str(message: dict, key: str) -> str | None:
+def _opt_str(message: dict[str, Any], key: str) -> str | None:
     value = message.get(key)
     if value is not None and type(value) is not str:
         raise KrakenFrameError(f"{key} must be a string, got {value!r}")
     return value
 
 
-def _opt_time(message: dict, key: str) -> int | None:
+def _opt_time(message: dict[str, Any], key: str) -> int | None:
     value = message.get(key)
     return None if value is None else rfc3339_to_us(value)
 
 
 def _positive(value: object, name: str) -> float:
-    kind = type(value)
-    if kind is float:
+    if type(value) is float:
         if 0 < value < _INF:  # also false for NaN
             return value
         raise KrakenFrameError(f"{name} must be positive and finite, got {value!r}")
-    if kind is not int:  # bool is a distinct type: rejected here
+    if type(value) is not int:  # bool is a distinct type: rejected here
         raise KrakenFrameError(f"{name} must be a number, got {value!r}")
     try:
         number = float(value)
@@ -121,8 +122,7 @@ def _positive(value: object, name: str) -> float:
 
 
 def _finite(value: object, name: str) -> float:
-    kind = type(value)
-    if kind is not float and kind is not int:
+    if type(value) is not float and type(value) is not int:
         raise KrakenFrameError(f"{name} must be a number, got {value!r}")
     try:
         number = float(value)
@@ -140,7 +140,7 @@ def _non_negative(value: object, name: str) -> float:
     return number
 
 
-def _symbol(item: dict) -> str:
+def _symbol(item: dict[str, Any]) -> str:
     symbol = item.get("symbol")
     if type(symbol) is not str or not symbol:
         raise KrakenFrameError(f"symbol must be a non-empty string, got {symbol!r}")
@@ -174,7 +174,7 @@ def _parse_trade(item: object) -> Trade:
     return Trade(symbol, trade_id, rfc3339_to_us(stamp), price, qty, taker, ord_type)
 
 
-def _kind_and_data(message: dict, channel: str) -> tuple[MessageKind, list]:
+def _kind_and_data(message: dict[str, Any], channel: str) -> tuple[MessageKind, list[Any]]:
     kind, data = message.get("type"), message.get("data")
     if kind != "update" and kind != "snapshot":
         raise KrakenFrameError(f"{channel} message type must be 'update' or 'snapshot', "
@@ -184,7 +184,7 @@ def _kind_and_data(message: dict, channel: str) -> tuple[MessageKind, list]:
     return kind, data
 
 
-def _parse_trade_message(message: dict) -> KrakenTradeMessage:
+def _parse_trade_message(message: dict[str, Any]) -> KrakenTradeMessage:
     kind, data = _kind_and_data(message, TRADE_CHANNEL)
     return KrakenTradeMessage(kind, [_parse_trade(item) for item in data])
 
@@ -209,7 +209,7 @@ def _decimal(value: object, name: str, positive: bool) -> Decimal:
     return value
 
 
-def _levels(item: dict, key: str) -> tuple[KrakenBookLevel, ...]:
+def _levels(item: dict[str, Any], key: str) -> tuple[KrakenBookLevel, ...]:
     raw = item.get(key)
     if type(raw) is not list:
         raise KrakenFrameError(f"book {key} must be a list")
@@ -247,7 +247,7 @@ def _count(value: object, name: str) -> int:
     return value
 
 
-def _parse_ohlc_message(message: dict) -> KrakenOhlcMessage:
+def _parse_ohlc_message(message: dict[str, Any]) -> KrakenOhlcMessage:
     kind, data = _kind_and_data(message, OHLC_CHANNEL)
     bars = []
     for item in data:
@@ -266,7 +266,7 @@ def _parse_ohlc_message(message: dict) -> KrakenOhlcMessage:
     return KrakenOhlcMessage(kind, bars)
 
 
-def _parse_ticker_message(message: dict) -> KrakenTickerMessage:
+def _parse_ticker_message(message: dict[str, Any]) -> KrakenTickerMessage:
     kind, data = _kind_and_data(message, TICKER_CHANNEL)
     tickers = []
     for item in data:
@@ -284,7 +284,7 @@ def _parse_ticker_message(message: dict) -> KrakenTickerMessage:
     return KrakenTickerMessage(kind, tickers)
 
 
-def _parse_instrument_message(message: dict) -> KrakenInstrumentMessage:
+def _parse_instrument_message(message: dict[str, Any]) -> KrakenInstrumentMessage:
     kind, data = message.get("type"), message.get("data")
     if kind != "update" and kind != "snapshot":
         raise KrakenFrameError(f"instrument message type must be 'update' or 'snapshot', "
@@ -295,14 +295,14 @@ def _parse_instrument_message(message: dict) -> KrakenInstrumentMessage:
     for item in data["pairs"]:
         if type(item) is not dict:
             raise KrakenFrameError(f"instrument pair is not an object: {item!r}")
-        texts = [item.get(key) for key in ("base", "quote", "status")]
-        if any(type(text) is not str for text in texts):
+        base, quote, status = item.get("base"), item.get("quote"), item.get("status")
+        if type(base) is not str or type(quote) is not str or type(status) is not str:
             raise KrakenFrameError(f"instrument pair needs base, quote and status: {item!r}")
         marginable = item.get("marginable", False)
         if type(marginable) is not bool:
             raise KrakenFrameError(f"marginable must be a boolean, got {marginable!r}")
         pairs.append(KrakenInstrumentPair(
-            _symbol(item), *texts, _count(item.get("price_precision"), "price_precision"),
+            _symbol(item), base, quote, status, _count(item.get("price_precision"), "price_precision"),
             _positive(item.get("price_increment"), "price_increment"),
             _count(item.get("qty_precision"), "qty_precision"),
             _positive(item.get("qty_increment"), "qty_increment"),
@@ -311,7 +311,7 @@ def _parse_instrument_message(message: dict) -> KrakenInstrumentMessage:
     return KrakenInstrumentMessage(kind, pairs)
 
 
-def _parse_status(message: dict) -> KrakenStatus:
+def _parse_status(message: dict[str, Any]) -> KrakenStatus:
     data = message.get("data")
     if type(data) is not list or not data or type(data[0]) is not dict:
         raise KrakenFrameError("status data must be a non-empty list of objects")
@@ -323,7 +323,7 @@ def _parse_status(message: dict) -> KrakenStatus:
                   _opt_int(item, "connection_id") or 0, _opt_str(item, "version") or "")
 
 
-def _parse_reply(message: dict, method: object) -> KrakenSubscribeAck | KrakenPong | KrakenErrorReply:
+def _parse_reply(message: dict[str, Any], method: object) -> KrakenSubscribeAck | KrakenPong | KrakenErrorReply:
     req_id = _opt_int(message, "req_id")
     if method == "pong":
         return KrakenPong(req_id, _opt_time(message, "time_in"), _opt_time(message, "time_out"))
