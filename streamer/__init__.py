@@ -1,1 +1,1 @@
-"""Standalone async processes: replay exchange, market-data streamer, executor, and the CLI."""
+"""The standalone processes, one package per role: ingest, executor, replay, demo, and the CLI."""

@@ -6,7 +6,7 @@ and :class:`~triplegain_core.storage.llm_store.LLMStore` for the stored calls.
 
 Deliberation, one module per mode: ``voting`` (parallel, confidence-weighted consensus),
 ``model_selector`` (weights and primary from scored performance), ``debate`` (bull, bear,
-portfolio manager), ``council`` (pitches, anonymous reviews, chairman), ``llm_gate`` (confirm or
-veto a rules signal), ``checkpoints`` (STAY/EXIT/FLIP/REDUCE per open position), ``lifecycle``
-(the decision state machine, human approval) and ``leaderboard`` (per-model paper accounts).
+portfolio manager), ``council`` (pitches, anonymous reviews, chairman), ``gate`` (confirm or
+veto a rules signal), ``checkpoints`` (STAY/EXIT/FLIP/REDUCE per open position) and
+``leaderboard`` (per-model paper accounts). The decision lifecycle lives in ``triplegain_core.decisions``.
 """

@@ -8,7 +8,7 @@ A strategy is any module (or object) with:
 - ``generate_signal(snapshot, config, state) -> Signal | None``, a pure function of
   its three arguments;
 - optionally ``READS``: the snapshot parts it reads (a subset of
-  ``market_snapshot.SNAPSHOT_PARTS``, all of them when absent). The runner calls it again only
+  ``marketdata.snapshot.SNAPSHOT_PARTS``, all of them when absent). The runner calls it again only
   when one of those parts, or its state, changed: a candle strategy costs nothing on the
   cycles between two candle closes.
 

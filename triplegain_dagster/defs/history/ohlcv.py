@@ -1,7 +1,7 @@
 """Historical trades and candles, backfilled over REST one day and symbol at a time.
 
 Kraken's ``OHLC`` endpoint only returns the 720 most recent intervals, so older candles are
-rebuilt from the full trade history, paged through ``Trades`` (see ``exchange_rest``). A
+rebuilt from the full trade history, paged through ``Trades`` (see ``triplegain_core.adapters.kraken.rest``). A
 partition writes its day's trades (insert-or-ignore) and the candles of every timeframe built
 from them (1m to 1d; buckets align on UTC midnight, so a day holds whole buckets), upserted on
 their natural key, so rerunning a partition, or running it over days the streamer already
