@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from triplegain_core.decisions.gate import GatePolicy
+from triplegain_core.errors import UserMistake
 from triplegain_core.llm.deliberation_config import RoundConfig
 from triplegain_core.llm.models import LLMSettings, default_llm_settings
 from triplegain_core.model.market import TRADED_SYMBOLS, Asset
@@ -38,7 +39,7 @@ ENV_OVERRIDES = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(UserMistake, ValueError):
     """The configuration file or environment is invalid; the message says where and why."""
 
 
