@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from triplegain_core.decisions.gate import GatePolicy
-from triplegain_core.errors import UserMistake
+from triplegain_core.errors import UserMistake, did_you_mean
 from triplegain_core.llm.deliberation_config import RoundConfig
-from triplegain_core.llm.models import LLMSettings, default_llm_settings
+from triplegain_core.llm.models import LLMSettings, default_llm_settings, unknown_models
 from triplegain_core.model.market import TRADED_SYMBOLS, Asset
 from triplegain_core.risk.rules import RiskLimits
+from triplegain_core.strategies.registry import known_strategy_names
 
 KRAKEN_WS_V2_URL = "wss://ws.kraken.com/v2"
 CONFIG_FILE_ENV = "TRIPLEGAIN_CONFIG"
@@ -71,16 +72,31 @@ class StrategySettings(BaseModel):
 
     @model_validator(mode="after")
     def _consistent_names(self) -> StrategySettings:
-        named = [*(self.enabled or ()), *self.disabled, *self.config, *self.tested]
-        if any(not name.strip() for name in named):
-            raise ValueError("strategy names must be non-empty")
+        for key, names in self.named():
+            if any(not name.strip() for name in names):
+                raise ValueError(f"strategies.{key}: strategy names must be non-empty, got {list(names)}")
         for label, names in (("enabled", self.enabled or ()), ("disabled", self.disabled)):
             if len(set(names)) != len(names):
                 raise ValueError(f"strategies.{label} names a strategy twice: {list(names)}")
         both = set(self.enabled or ()) & set(self.disabled)
         if both:
-            raise ValueError(f"strategies {sorted(both)} are both enabled and disabled")
+            raise ValueError(f"strategies {sorted(both)} are both enabled and disabled; "
+                             "remove them from one of the two lists")
         return self
+
+    def named(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """Every key of this section that names strategies, with the names it gives."""
+        return (("enabled", self.enabled or ()), ("disabled", self.disabled), ("tested", self.tested),
+                ("gated", self.gated), ("config", tuple(self.config)))
+
+    def check_names(self, known: Sequence[str]) -> None:
+        """ConfigError naming the first key that names a strategy not in ``known`` (those discovery
+        finds): a misspelt name would otherwise be ignored, and the strategy meant would trade."""
+        for key, names in self.named():
+            unknown = [name for name in names if name not in known]
+            if unknown:
+                raise ConfigError(f"strategies.{key}: unknown strategy {unknown[0]!r}; known strategies: "
+                                  f"{', '.join(known)}{did_you_mean(unknown[0], known)}")
 
 
 class Settings(BaseModel):
@@ -116,18 +132,32 @@ class Settings(BaseModel):
     deliberation: RoundConfig = RoundConfig()
 
     @model_validator(mode="after")
-    def _known_symbols(self) -> Settings:
-        unknown = set(self.symbols) - set(TRADED_SYMBOLS)
+    def _names_resolve(self) -> Settings:
+        unknown = [symbol for symbol in self.symbols if symbol not in TRADED_SYMBOLS]
         if unknown:
-            raise ValueError(f"unknown symbols {sorted(unknown)}; known: {list(TRADED_SYMBOLS)}")
-        if any(value < 0 for value in self.starting_balances.values()):
-            raise ValueError("starting balances must be >= 0")
-        gate_model = self.gate_model()
-        if self.strategies.gated and gate_model is None:
+            raise ValueError(f"symbols: unknown symbols {unknown}; known symbols: {', '.join(TRADED_SYMBOLS)}"
+                             f"{did_you_mean(unknown[0], TRADED_SYMBOLS)}")
+        negative = {asset.value: value for asset, value in self.starting_balances.items() if value < 0}
+        if negative:
+            raise ValueError(f"starting_balances: starting balances must be >= 0, got {negative}")
+        if self.strategies.gated and self.gate_model() is None:
             raise ValueError("strategies.gated needs strategies.gate_model or an llm.fallback_chain")
-        if gate_model is not None and gate_model not in {m.name for m in self.llm.models}:
-            raise ValueError(f"strategies.gate_model {gate_model!r} is not a configured llm model")
+        for mistake in self._unknown_models():
+            if mistake is not None:
+                raise ValueError(mistake)
         return self
+
+    def _unknown_models(self) -> tuple[str | None, ...]:
+        """One answer per configuration key naming models that are not configured (None: all are)."""
+        configured = self.llm.model_names()
+        debate, council = self.deliberation.debate, self.deliberation.council
+        return (
+            unknown_models("strategies.gate_model", self.strategies.gate_model, configured),
+            *(unknown_models(f"deliberation.debate.{role}", getattr(debate, role), configured)
+              for role in ("bull_model", "bear_model", "manager_model") if debate is not None),
+            unknown_models("deliberation.council.chairman", council.chairman if council else None, configured),
+            unknown_models("deliberation.council.members", council.members if council else None, configured),
+        )
 
     def gate_model(self) -> str | None:
         """The model that confirms or vetoes gated signals (None: no gate configured)."""
@@ -161,7 +191,27 @@ def load_settings(
     try:
         settings = Settings.model_validate(values)
     except ValidationError as exc:
-        raise ConfigError(f"invalid configuration ({config_path}): {exc}") from exc
+        raise ConfigError(f"invalid configuration ({config_path}): {one_line(exc)}") from exc
     if settings.mode == "live" and env.get(LIVE_OPT_IN_ENV) != "yes":
         raise ConfigError(f"mode = 'live' needs the explicit opt-in {LIVE_OPT_IN_ENV}=yes")
+    try:
+        settings.strategies.check_names(known_strategy_names())
+    except ConfigError as exc:
+        raise ConfigError(f"invalid configuration ({config_path}): {exc}") from exc
     return settings
+
+
+def one_line(exc: ValidationError) -> str:
+    """Every error of ``exc`` as ``key: what is wrong``, joined on one line.
+
+    The value given is never printed: a secret pasted under the wrong key must not be echoed
+    to a terminal or a log. A message of our own validators already starts with its key.
+    """
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False):
+        # pydantic marks an invalid mapping key with a "[key]" step after the key itself.
+        key = ".".join(str(part) for part in error["loc"] if part != "[key]")
+        context = error.get("ctx") or {}
+        what = str(context["error"]) if error["type"] == "value_error" and "error" in context else error["msg"]
+        parts.append(what if not key or what.startswith(key) else f"{key}: {what}")
+    return " ".join("; ".join(parts).split())

@@ -118,3 +118,104 @@ def test_gated_strategies_need_a_configured_gate_model(tmp_path: Path) -> None:
     config.write_text('[strategies]\ngated = ["trend_momentum"]\ngate_model = "oracle"\n')
     with pytest.raises(ConfigError, match="'oracle' is not a configured llm model"):
         load_settings(config, environ={})
+
+
+def _refusal(tmp_path: Path, text: str) -> str:
+    """The one-line message load_settings refuses ``text`` with."""
+    config = tmp_path / "names.toml"
+    config.write_text(text)
+    with pytest.raises(ConfigError) as refused:
+        load_settings(config, environ={})
+    message = str(refused.value)
+    assert "\n" not in message and str(config) in message
+    return message
+
+
+@pytest.mark.parametrize("key", ["enabled", "disabled", "tested", "gated"])
+def test_a_misspelt_strategy_name_is_refused_with_the_known_ones(tmp_path: Path, key: str) -> None:
+    message = _refusal(tmp_path, f'[strategies]\n{key} = ["trend_momentum", "market_makng"]\n')
+    assert f"strategies.{key}: unknown strategy 'market_makng'; known strategies: ema9_trend_flip, grid_rsi, " \
+        "market_making," in message
+    assert message.endswith("; did you mean 'market_making'?")
+
+
+def test_disabling_a_misspelt_strategy_no_longer_lets_it_trade(tmp_path: Path) -> None:
+    config = tmp_path / "tg.toml"
+    config.write_text('[strategies]\ndisabled = ["market_making"]\n')
+    assert load_settings(config, environ={}).strategies.disabled == ("market_making",)
+    config.write_text('[strategies]\ndisabled = ["market_makng"]\n')
+    with pytest.raises(ConfigError, match=r"strategies\.disabled: unknown strategy 'market_makng'"):
+        load_settings(config, environ={})
+
+
+def test_a_strategy_config_for_an_unknown_strategy_is_refused(tmp_path: Path) -> None:
+    message = _refusal(tmp_path, '[strategies.config.wavetrnd]\ntimeframe = "1h"\n')
+    assert "strategies.config: unknown strategy 'wavetrnd'; known strategies: " in message
+    assert message.endswith("did you mean 'wavetrend'?")
+
+
+def test_a_name_far_from_every_strategy_gets_no_suggestion(tmp_path: Path) -> None:
+    message = _refusal(tmp_path, '[strategies]\ntested = ["zzzz"]\n')
+    assert "strategies.tested: unknown strategy 'zzzz'" in message and "did you mean" not in message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[llm]\nfallback_chain = ["claud"]\n[[llm.models]]\nname = "claude"\nprovider = "anthropic"\n'
+         'model_id = "m"\n',
+         "llm.fallback_chain: unknown models ['claud']; configured models: claude; did you mean 'claude'?"),
+        ('[llm]\nfallback_chain = ["claude"]\n',
+         "llm.fallback_chain: unknown models ['claude']; configured models: none (add an [[llm.models]] entry)"),
+        ('[strategies]\ngate_model = "gtp"\n',
+         "strategies.gate_model: 'gtp' is not a configured llm model; configured models: claude, gpt, grok, "
+         "deepseek, qwen; did you mean 'gpt'?"),
+        ('[deliberation]\nmode = "debate"\n[deliberation.debate]\nbull_model = "gpt"\nbear_model = "grokk"\n'
+         'manager_model = "claude"\n',
+         "deliberation.debate.bear_model: 'grokk' is not a configured llm model; configured models: claude, gpt, "
+         "grok, deepseek, qwen; did you mean 'grok'?"),
+        ('[deliberation]\nmode = "debate"\n[deliberation.debate]\nbull_model = "bard"\nbear_model = "gpt"\n'
+         'manager_model = "claude"\n',
+         "deliberation.debate.bull_model: 'bard' is not a configured llm model"),
+        ('[deliberation]\nmode = "debate"\n[deliberation.debate]\nbull_model = "gpt"\nbear_model = "gpt"\n'
+         'manager_model = "boss"\n',
+         "deliberation.debate.manager_model: 'boss' is not a configured llm model"),
+        ('[deliberation]\nmode = "council"\n[deliberation.council]\nchairman = "chair"\n',
+         "deliberation.council.chairman: 'chair' is not a configured llm model; configured models: claude, gpt, "
+         "grok, deepseek, qwen"),
+        ('[deliberation]\nmode = "council"\n[deliberation.council]\nchairman = "claude"\nmembers = ["gpt", "qwen2"]\n',
+         "deliberation.council.members: unknown models ['qwen2']; configured models: claude, gpt, grok, deepseek, "
+         "qwen; did you mean 'qwen'?"),
+    ],
+)
+def test_every_key_naming_a_model_names_a_configured_one(tmp_path: Path, text: str, expected: str) -> None:
+    assert expected in _refusal(tmp_path, text)
+
+
+def test_the_configured_roles_load_when_every_name_resolves(tmp_path: Path) -> None:
+    config = tmp_path / "roles.toml"
+    config.write_text('[deliberation]\nmode = "council"\n[deliberation.council]\nchairman = "claude"\n'
+                      'members = ["gpt", "qwen"]\n[strategies]\ngate_model = "grok"\n')
+    settings = load_settings(config, environ={})
+    assert settings.deliberation.council is not None and settings.deliberation.council.members == ("gpt", "qwen")
+    assert settings.strategies.gate_model == "grok"
+
+
+def test_an_unknown_symbol_is_refused_with_the_known_ones(tmp_path: Path) -> None:
+    message = _refusal(tmp_path, 'symbols = ["BTC/USDT", "XRP/USTD"]\n')
+    assert "symbols: unknown symbols ['XRP/USTD']; known symbols: BTC/USDT, XRP/USDT, XRP/BTC" in message
+    assert message.endswith("did you mean 'XRP/USDT'?")
+
+
+def test_an_unknown_starting_balance_asset_is_refused_with_the_known_ones(tmp_path: Path) -> None:
+    message = _refusal(tmp_path, "[starting_balances]\nDOGE = 10.0\n")
+    assert message.endswith("starting_balances.DOGE: Input should be 'BTC', 'USDT' or 'XRP'")
+
+
+def test_every_validation_error_is_one_line_and_never_echoes_the_value(tmp_path: Path) -> None:
+    secret = "sk-ant-api03-this-is-a-secret-value"
+    message = _refusal(tmp_path, f'fee_rate = 0.5\n[[llm.models]]\nname = "x"\nprovider = "anthropic"\n'
+                                 f'model_id = "m"\napi_key = "{secret}"\n')
+    assert "fee_rate: Input should be less than or equal to 0.01" in message
+    assert "llm.models.0.api_key: Extra inputs are not permitted" in message
+    assert secret not in message and "0.5" not in message

@@ -154,9 +154,13 @@ class LLMClient:
                                                reason=f"{key_env} is not set"))
                 continue
             if len(key) < MIN_KEY_CHARS:
-                # No provider issues keys this short; redacting one would also mangle answers.
-                found.append(ModelAvailability(name=model.name, available=False,
-                                               reason=f"{key_env} is too short to be a key"))
+                # No provider issues keys this short, and every answer and error is stored with the
+                # key redacted: redacting a word this short would mangle them. Its length, never the
+                # key, tells the user what is wrong.
+                found.append(ModelAvailability(
+                    name=model.name, available=False, mistake=True,
+                    reason=(f"{key_env} is set but is {len(key)} characters long; a real key has at least "
+                            f"{MIN_KEY_CHARS} (a server that takes any key needs one of {MIN_KEY_CHARS} or more)")))
                 continue
             secrets.append(key)
             base_url = model.base_url or DEFAULT_BASE_URLS[model.provider]

@@ -6,11 +6,13 @@ variable named in :data:`PROVIDER_KEY_ENV`, at the moment it builds the provider
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
+from triplegain_core.errors import did_you_mean
 from triplegain_core.llm.trading_decision import Rejection, TradingDecision
 
 
@@ -98,16 +100,20 @@ class LLMSettings(BaseModel):
 
     @model_validator(mode="after")
     def _names_resolve(self) -> LLMSettings:
-        names = [model.name for model in self.models]
+        names = self.model_names()
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
-            raise ValueError(f"model names must be unique, repeated: {duplicates}")
-        unknown = [name for name in self.fallback_chain if name not in names]
+            raise ValueError(f"llm.models: model names must be unique, repeated: {duplicates}")
+        unknown = unknown_models("llm.fallback_chain", self.fallback_chain, names)
         if unknown:
-            raise ValueError(f"fallback_chain names unknown models {unknown}; known: {names}")
+            raise ValueError(unknown)
         if len(set(self.fallback_chain)) != len(self.fallback_chain):
-            raise ValueError("fallback_chain repeats a model")
+            raise ValueError(f"llm.fallback_chain repeats a model: {list(self.fallback_chain)}")
         return self
+
+    def model_names(self) -> list[str]:
+        """The configured models' names, in configuration order."""
+        return [model.name for model in self.models]
 
     def model(self, name: str) -> ModelConfig:
         """The model configured under ``name`` (KeyError if none)."""
@@ -115,6 +121,24 @@ class LLMSettings(BaseModel):
             if model.name == name:
                 return model
         raise KeyError(f"no model named {name!r}; configured: {[m.name for m in self.models]}")
+
+
+def unknown_models(key: str, named: str | Sequence[str] | None, configured: Sequence[str]) -> str | None:
+    """The one-line answer when the configuration's ``key`` names a model not in ``configured``.
+
+    ``named`` is the key's value: one model name, a list of them, or None (nothing to check).
+    None when every name resolves.
+    """
+    listed = ", ".join(configured) or "none (add an [[llm.models]] entry)"
+    if isinstance(named, str):
+        if named in configured:
+            return None
+        return (f"{key}: {named!r} is not a configured llm model; configured models: {listed}"
+                f"{did_you_mean(named, configured)}")
+    unknown = [name for name in named or () if name not in configured]
+    if not unknown:
+        return None
+    return f"{key}: unknown models {unknown}; configured models: {listed}{did_you_mean(unknown[0], configured)}"
 
 
 def default_llm_settings() -> LLMSettings:
@@ -293,13 +317,18 @@ NO_MODELS_MESSAGE = (
 
 
 class ModelAvailability(BaseModel):
-    """Whether one configured model can be asked now, and why not."""
+    """Whether one configured model can be asked now, and why not.
+
+    ``mistake`` marks a reason that is the user's to fix (a key set but unusable), as opposed to
+    a model simply not set up: the availability's message then says what is wrong.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     name: str
     available: bool
     reason: str
+    mistake: bool = False
 
 
 class LLMAvailability(BaseModel):
@@ -321,10 +350,15 @@ class LLMAvailability(BaseModel):
 
     @property
     def message(self) -> str:
-        """A sentence for a person: which models are ready, or that none is."""
+        """A sentence for a person: which models are ready, or that none is, and what the user
+        got wrong in setting up the others."""
+        mistakes = "; ".join(f"model {m.name}: {m.reason}" for m in self.models if m.mistake)
         if not self.available:
+            if mistakes:
+                return f"No LLM can be asked ({mistakes}): trading on the rules alone."
             return NO_MODELS_MESSAGE
-        return f"LLM models ready: {', '.join(self.available)}"
+        ready = f"LLM models ready: {', '.join(self.available)}"
+        return f"{ready}; not asked: {mistakes}" if mistakes else ready
 
 
 class FanOutResult(BaseModel):

@@ -164,6 +164,26 @@ def _entry_point_candidates(group: str) -> list[tuple[str, Any]]:
     return found
 
 
+def known_strategy_names(
+    packages: Iterable[str] = (BUILTIN_PACKAGE,), entry_point_group: str | None = ENTRY_POINT_GROUP
+) -> tuple[str, ...]:
+    """Sorted names the configuration may give a strategy: the NAME of every candidate that
+    :func:`discover_strategies` would find, loadable or not.
+
+    A plugin that fails to import has no NAME to read: its entry-point name stands in, so a
+    configuration that names a broken plugin is not refused for it (discovery reports the plugin).
+    """
+    names = {getattr(candidate, "NAME", None) for package in packages
+             for _, candidate in _package_candidates(package)}
+    if entry_point_group:
+        for point in entry_points(group=entry_point_group):
+            try:
+                names.add(getattr(point.load(), "NAME", None))
+            except Exception:  # a broken distribution: discovery reports it when it runs
+                names.add(point.name)
+    return tuple(sorted(name for name in names if isinstance(name, str) and name.strip()))
+
+
 def discover_strategies(
     packages: Iterable[str] = (BUILTIN_PACKAGE,),
     entry_point_group: str | None = ENTRY_POINT_GROUP,

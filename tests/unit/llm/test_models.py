@@ -24,6 +24,7 @@ from triplegain_core.llm.models import (
     TokenPrices,
     TokenUsage,
     default_llm_settings,
+    unknown_models,
 )
 
 
@@ -103,3 +104,15 @@ def test_with_no_model_available_the_status_says_so_plainly() -> None:
     some = LLMAvailability(models=(*none.models, ModelAvailability(name="qwen", available=True, reason="up")))
     assert some.status is LLMStatus.READY
     assert some.available == ("qwen",)
+
+
+def test_unknown_model_names_get_one_line_naming_the_key_and_the_configured_models() -> None:
+    with pytest.raises(ValidationError) as refused:
+        LLMSettings(models=(model("claude"), model("gpt")), fallback_chain=("gpt", "claud"))
+    assert ("llm.fallback_chain: unknown models ['claud']; configured models: claude, gpt; "
+            "did you mean 'claude'?") in str(refused.value)
+    assert unknown_models("strategies.gate_model", "oracle", ["claude"]) == (
+        "strategies.gate_model: 'oracle' is not a configured llm model; configured models: claude")
+    assert unknown_models("k", "claude", ["claude"]) is None
+    assert unknown_models("k", None, ["claude"]) is None
+    assert unknown_models("k", ("claude",), ["claude"]) is None

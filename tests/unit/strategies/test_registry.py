@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from triplegain_core.config import ConfigError, load_settings
 from triplegain_core.strategies.registry import (
     ENTRY_POINT_GROUP,
     StrategyLoadError,
     discover_strategies,
+    known_strategy_names,
     load_strategy,
 )
 
@@ -152,6 +154,39 @@ def test_entry_point_plugins_are_discovered(tmp_path: Path, monkeypatch: pytest.
     assert [s.name for s in catalog.strategies] == ["external"]
     failed = [r for r in catalog.failures if "missing" in r.source]
     assert len(failed) == 1 and failed[0].reason.startswith("import failed: ModuleNotFoundError")
+
+
+def test_known_names_are_the_builtins_and_the_broken_candidates_with_a_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert set(known_strategy_names(entry_point_group=None)) == BUILTINS
+    assert list(known_strategy_names(entry_point_group=None)) == sorted(BUILTINS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    package = _package(tmp_path, {**BROKEN, "a_good": GOOD.format(name="good")})
+    # A candidate that fails validation keeps its NAME (so it may be disabled); one that fails to
+    # import has none.
+    assert set(known_strategy_names(packages=[package], entry_point_group=None)) == {"good", *BROKEN} - {
+        "import_error"}
+
+
+def test_plugins_are_names_the_configuration_may_use(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    module = f"tg_ep_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text(textwrap.dedent(GOOD.format(name="external")))
+    dist = tmp_path / f"{module}-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        f"[{ENTRY_POINT_GROUP}]\nexternal_point = {module}\nmissing = {module}_does_not_exist\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    # The plugin's NAME, and for a plugin that fails to import its entry-point name.
+    assert {"external", "missing"} <= set(known_strategy_names())
+    assert "external_point" not in known_strategy_names()
+    config = tmp_path / "tg.toml"
+    config.write_text('[strategies]\ndisabled = ["missing"]\ntested = ["external", "wavetrend"]\n')
+    assert load_settings(config, environ={}).strategies.tested == ("external", "wavetrend")
+    config.write_text('[strategies]\ntested = ["externl"]\n')
+    with pytest.raises(ConfigError, match=r"strategies\.tested: unknown strategy 'externl'.*did you mean 'external'"):
+        load_settings(config, environ={})
 
 
 def test_a_missing_plugin_package_is_reported() -> None:
