@@ -55,7 +55,8 @@ class StrategySettings(BaseModel):
     ``<account>:<strategy>``. ``gated`` strategies pass each signal through the confirmation
     gate first: the LLM ``gate_model`` (default: the first of the LLM fallback chain) may only
     confirm or veto it, off the trading loop; a gate that fails or answers after
-    ``gate_wait_s`` is resolved by ``gate_policy`` (a late answer always vetoes).
+    ``gate_wait_s`` is resolved by ``gate_policy`` (a late answer always vetoes). Every name is
+    checked against discovery's by :meth:`check_names` when the file is read.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -142,22 +143,26 @@ class Settings(BaseModel):
             raise ValueError(f"starting_balances: starting balances must be >= 0, got {negative}")
         if self.strategies.gated and self.gate_model() is None:
             raise ValueError("strategies.gated needs strategies.gate_model or an llm.fallback_chain")
-        for mistake in self._unknown_models():
-            if mistake is not None:
-                raise ValueError(mistake)
+        mistakes = self._unknown_models()
+        if mistakes:
+            raise ValueError(mistakes[0])
         return self
 
-    def _unknown_models(self) -> tuple[str | None, ...]:
-        """One answer per configuration key naming models that are not configured (None: all are)."""
-        configured = self.llm.model_names()
+    def _unknown_models(self) -> list[str]:
+        """One answer per configuration key that names a model not in ``llm.models``."""
+        named: list[tuple[str, str | tuple[str, ...] | None]] = [
+            ("strategies.gate_model", self.strategies.gate_model)]
         debate, council = self.deliberation.debate, self.deliberation.council
-        return (
-            unknown_models("strategies.gate_model", self.strategies.gate_model, configured),
-            *(unknown_models(f"deliberation.debate.{role}", getattr(debate, role), configured)
-              for role in ("bull_model", "bear_model", "manager_model") if debate is not None),
-            unknown_models("deliberation.council.chairman", council.chairman if council else None, configured),
-            unknown_models("deliberation.council.members", council.members if council else None, configured),
-        )
+        if debate is not None:
+            named += [("deliberation.debate.bull_model", debate.bull_model),
+                      ("deliberation.debate.bear_model", debate.bear_model),
+                      ("deliberation.debate.manager_model", debate.manager_model)]
+        if council is not None:
+            named += [("deliberation.council.chairman", council.chairman),
+                      ("deliberation.council.members", council.members)]
+        configured = self.llm.model_names()
+        answers = (unknown_models(key, names, configured) for key, names in named)
+        return [answer for answer in answers if answer is not None]
 
     def gate_model(self) -> str | None:
         """The model that confirms or vetoes gated signals (None: no gate configured)."""
@@ -191,7 +196,7 @@ def load_settings(
     try:
         settings = Settings.model_validate(values)
     except ValidationError as exc:
-        raise ConfigError(f"invalid configuration ({config_path}): {one_line(exc)}") from exc
+        raise ConfigError(f"invalid configuration ({config_path}): {_one_line(exc)}") from exc
     if settings.mode == "live" and env.get(LIVE_OPT_IN_ENV) != "yes":
         raise ConfigError(f"mode = 'live' needs the explicit opt-in {LIVE_OPT_IN_ENV}=yes")
     try:
@@ -201,7 +206,7 @@ def load_settings(
     return settings
 
 
-def one_line(exc: ValidationError) -> str:
+def _one_line(exc: ValidationError) -> str:
     """Every error of ``exc`` as ``key: what is wrong``, joined on one line.
 
     The value given is never printed: a secret pasted under the wrong key must not be echoed

@@ -3,8 +3,9 @@
 Discovery (:func:`~triplegain_core.strategies.registry.discover_strategies`) loads and
 validates every candidate; this module then keeps the ones the configuration enables and
 cuts each one's symbols down to those the process trades. Everything left out is reported in
-the catalog's reports, with the reason, and the rest run: a typo in the configuration or a
-broken plugin is visible in the log, never a crash of the loop.
+the catalog's reports, with the reason, and the rest run: a broken plugin is visible in the
+log, never a crash of the loop. A misspelt strategy name never gets this far:
+:func:`~triplegain_core.config.load_settings` refuses the file.
 """
 
 from __future__ import annotations
