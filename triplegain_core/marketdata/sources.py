@@ -78,7 +78,11 @@ class _SourceTable:
 
     def position(self, row: int) -> str:
         """Where data row ``row`` (from 0) is: its line in a csv file, its row in a parquet one."""
-        return f"line {_csv_data_lines(self.path)[row]}" if self.is_csv else f"row {row}"
+        if not self.is_csv:
+            return f"row {row}"
+        lines = _csv_data_lines(self.path)
+        # A quoted value spanning lines would shift the count: past the end, assume one line a row.
+        return f"line {lines[row] if row < len(lines) else row + 2}"
 
     def error(self, row: int, column: str | None, problem: str) -> SourceFileError:
         """The error for a fault at data row ``row`` (from 0): all rows before it were fine."""
@@ -156,11 +160,8 @@ def _read_csv(path: Path) -> pd.DataFrame:
         rows_read = bisect.bisect_left(_csv_data_lines(path), line)
         raise SourceFileError(path, f"{seen} fields where the header names {expected}",
                               rows_read, f"line {line}") from None
-    except UnicodeDecodeError:
-        line, byte = _first_non_utf8(path)
-        rows_read = bisect.bisect_left(_csv_data_lines(path), line)
-        raise SourceFileError(path, f"not UTF-8 text (byte {byte:#04x}); save the file as UTF-8",
-                              rows_read, f"line {line}") from None
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(path, exc) from None
     longer = _longer_first_row(path)
     if longer is not None:
         # pandas silently takes a first row longer than the header as index plus values.
@@ -169,15 +170,18 @@ def _read_csv(path: Path) -> pd.DataFrame:
     return frame
 
 
-def _first_non_utf8(path: Path) -> tuple[int, int]:
-    """The line number and the byte of the file's first text that is not UTF-8."""
-    with path.open("rb") as handle:
-        for number, line in enumerate(handle, start=1):
-            try:
-                line.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                return number, line[exc.start]
-    return 1, 0  # pandas read it in chunks that split a character: blame the start
+def _not_utf8(path: Path, exc: UnicodeDecodeError) -> SourceFileError:
+    """The error naming the line of the file's first byte that is not UTF-8."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as whole:
+        # pandas decodes in chunks, so its offsets are the chunk's: decode the whole file.
+        line = data.count(b"\n", 0, whole.start) + 1
+        rows_read = bisect.bisect_left(_csv_data_lines(path), line)
+        return SourceFileError(path, f"not UTF-8 text (byte {data[whole.start]:#04x}); save the file as UTF-8",
+                               rows_read, f"line {line}")
+    return SourceFileError(path, f"not UTF-8 text ({exc.reason}); save the file as UTF-8")
 
 
 def _longer_first_row(path: Path) -> tuple[int, int, int] | None:
@@ -185,7 +189,10 @@ def _longer_first_row(path: Path) -> tuple[int, int, int] | None:
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.reader(handle)
         filled = (fields for fields in reader if any(field.strip() for field in fields))
-        header, first = next(filled, []), next(filled, [])
+        try:
+            header, first = next(filled, []), next(filled, [])
+        except csv.Error:  # a row Python's reader refuses, which pandas read: not pandas' index trap
+            return None
         if len(first) > len(header):
             return len(header), reader.line_num, len(first)
     return None
@@ -266,10 +273,17 @@ def _check_not_negative(faults: _Faults, values: np.ndarray, column: str) -> Non
     faults.add(values < 0, column, lambda row: f"{faults.table.shown(row, column)} is a negative {column}")
 
 
-def _check_time_order(faults: _Faults, before: np.ndarray, column: str, strictly: bool) -> None:
-    """A fault where a row's time goes back before the previous row's (or repeats it, strictly)."""
-    mask = np.zeros(len(before), dtype=bool)
-    mask[1:] = before[1:] <= before[:-1] if strictly else before[1:] < before[:-1]
+def _check_time_order(faults: _Faults, times: np.ndarray, column: str, strictly: bool,
+                      known: np.ndarray | None = None) -> None:
+    """A fault where a row's time goes back before the previous row's (or repeats it, strictly).
+
+    Rows not ``known`` (a missing time, a fault of its own) are not compared with their neighbours.
+    """
+    mask = np.zeros(len(times), dtype=bool)
+    with np.errstate(invalid="ignore"):
+        mask[1:] = times[1:] <= times[:-1] if strictly else times[1:] < times[:-1]
+    if known is not None:
+        mask[1:] &= known[1:] & known[:-1]
 
     def problem(row: int) -> str:
         table = faults.table
@@ -380,14 +394,14 @@ def _check_candles(table: _SourceTable) -> _CandleColumns:
 
     def shown(row: int, column: str) -> str:
         return f"{column} {table.shown(row, column)}"
+
     def outside(column: str) -> Callable[[int], str]:
         return lambda row: f"{shown(row, column)} is outside [{shown(row, 'low')}, {shown(row, 'high')}]"
     faults.add(highs < lows, "high", lambda row: f"{shown(row, 'high')} is below {shown(row, 'low')}")
     faults.add((opens < lows) | (opens > highs), "open", outside("open"))
     faults.add((closes < lows) | (closes > highs), "close", outside("close"))
-    # A missing time is a fault noted above: the order check skips it rather than compare with it.
-    stamps = times.dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
-    _check_time_order(faults, np.where(times.notna().to_numpy(), stamps.view("int64"), np.nan), "ts", strictly=True)
+    stamps = times.dt.tz_localize(None).to_numpy(dtype="datetime64[us]").view("int64")
+    _check_time_order(faults, stamps, "ts", strictly=True, known=times.notna().to_numpy())
     faults.raise_first()
     if not (values["volume"] > 0).any():
         raise SourceFileError(table.path, "every candle has zero volume: no trade to replay", len(frame))
