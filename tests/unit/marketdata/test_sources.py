@@ -1,22 +1,28 @@
-"""Replay sources: the simulator's promises, trade files, and trades laid inside candles."""
+"""Replay sources: the simulator's promises, trade files, trades laid inside candles, and every
+mistake a source file can hold answered in one line naming where it is."""
 
 from __future__ import annotations
 
 import itertools
 import math
 from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from triplegain_core.errors import UserMistake
 from triplegain_core.marketdata.candles import build_candles
 from triplegain_core.marketdata.sources import (
     MarketSimulator,
+    SourceFileError,
     merge_by_time,
     trades_from_candles,
     trades_from_file,
+    trades_from_source_file,
 )
 from triplegain_core.model.market import TRADED_SYMBOLS, US_PER_MINUTE, US_PER_SECOND, Side
 
@@ -159,3 +165,221 @@ def test_candle_path_visits_low_first_when_closing_up(tmp_path: Path) -> None:
     assert all(START + i * US_PER_MINUTE < t.ts_us < START + (i + 1) * US_PER_MINUTE
                for i, chunk in enumerate((trades[:4], trades[4:])) for t in chunk)
     assert sum(t.qty for t in trades[4:]) == 0.3
+
+
+TRADES_CSV = "ts_s,price,amount\n"
+CANDLES_CSV = "ts,open,high,low,close,volume\n"
+Content = str | bytes | Callable[[Path], None] | None
+
+
+def _parquet(frame: pd.DataFrame) -> Callable[[Path], None]:
+    return lambda path: frame.to_parquet(path)
+
+
+def _trades(**columns: list) -> pd.DataFrame:
+    frame = {"ts_ms": [1_570_752_011_620, 1_570_752_011_700, 1_570_752_012_000],
+             "trade_id": ["11", "12", "13"], "side": ["sell", "buy", "buy"],
+             "price": [0.0014, 0.0015, 0.0016], "amount": [23.0, 54.0, 1.0]}
+    return pd.DataFrame(frame | columns)
+
+
+def _candles(**columns: list) -> pd.DataFrame:
+    frame = {"ts": pd.to_datetime(["2026-01-05T00:00Z", "2026-01-05T00:01Z", "2026-01-05T00:02Z"]),
+             "open": [10.0, 11.0, 12.0], "high": [11.0, 12.5, 13.0], "low": [9.5, 10.5, 11.5],
+             "close": [11.0, 12.0, 12.5], "volume": [1.0, 2.0, 3.0]}
+    return pd.DataFrame(frame | columns)
+
+
+def _directory(path: Path) -> None:
+    path.mkdir()
+
+
+def _truncated_parquet(path: Path) -> None:
+    _trades().to_parquet(path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A bad source file, and the one line that must answer it."""
+
+    name: str
+    file: str
+    content: Content
+    message: str
+    rows_read: int
+    position: str | None = None
+    column: str | None = None
+
+    def write(self, folder: Path) -> Path:
+        path = folder / self.file
+        if callable(self.content):
+            self.content(path)
+        elif isinstance(self.content, bytes):
+            path.write_bytes(self.content)
+        elif isinstance(self.content, str):
+            path.write_text(self.content)
+        return path
+
+
+MISTAKES = [
+    Mistake("missing file", "missing.parquet", None,
+            "missing.parquet: no such file; give a trades or candles file (.parquet or .csv) (0 rows read)", 0),
+    Mistake("a directory", "data.csv", _directory,
+            "data.csv: is a directory; give a trades or candles file (.parquet or .csv) (0 rows read)", 0),
+    Mistake("unknown extension", "trades.txt", TRADES_CSV + "1,2,3\n",
+            "trades.txt: unknown file type '.txt'; give a .parquet or .csv file (0 rows read)", 0),
+    Mistake("empty file", "trades.csv", "", "trades.csv: empty file, 0 bytes (0 rows read)", 0),
+    Mistake("only blank lines", "trades.csv", "\n  \n",
+            "trades.csv: holds no header line (only blank lines) (0 rows read)", 0),
+    Mistake("header only", "trades.csv", TRADES_CSV,
+            "trades.csv: only a header (ts_s, price, amount), no rows (0 rows read)", 0),
+    Mistake("missing trades column", "trades.csv", "ts_s,price\n1,2\n",
+            "trades.csv: missing column amount; found ts_s, price; "
+            "a trades file has ts_ms or ts_s, price, amount (0 rows read)", 0),
+    Mistake("missing time column", "trades.csv", "ts,price,amount\n1,2,3\n",
+            "trades.csv: missing column ts_ms or ts_s; found ts, price, amount; "
+            "a trades file has ts_ms or ts_s, price, amount (0 rows read)", 0),
+    Mistake("missing candles columns", "candles.csv", "ts,open,high,low\n2026-01-05T00:00Z,1,2,1\n",
+            "candles.csv: missing columns close, volume; found ts, open, high, low; "
+            "a candles file has ts, open, high, low, close, volume (0 rows read)", 0),
+    Mistake("no known column", "prices.csv", "when,value\n1,2\n",
+            "prices.csv: neither a trades file (ts_ms, trade_id, side, price, amount or ts_s, price, amount) "
+            "nor a candles file (ts, open, high, low, close, volume); found when, value (0 rows read)", 0),
+    Mistake("not a number", "trades.csv", TRADES_CSV + "1,2,3\n2,2,3\n1,abc,2\n",
+            "trades.csv line 4, column price: 'abc' is not a number (2 rows read)", 2, "line 4", "price"),
+    Mistake("empty value", "trades.csv", TRADES_CSV + "1,2,3\n2,,3\n",
+            "trades.csv line 3, column price: empty value (1 row read)", 1, "line 3", "price"),
+    Mistake("NaN", "trades.csv", TRADES_CSV + "1,2,3\n2,nan,3\n",
+            "trades.csv line 3, column price: nan is not a finite number (1 row read)", 1, "line 3", "price"),
+    Mistake("infinite", "trades.csv", TRADES_CSV + "1,2,inf\n",
+            "trades.csv line 2, column amount: inf is not a finite number (0 rows read)", 0, "line 2", "amount"),
+    Mistake("zero price", "trades.csv", TRADES_CSV + "1,2,3\n2,0,3\n",
+            "trades.csv line 3, column price: 0 is not a positive price (1 row read)", 1, "line 3", "price"),
+    Mistake("negative price", "trades.csv", TRADES_CSV + "1,-2.5,3\n",
+            "trades.csv line 2, column price: -2.5 is not a positive price (0 rows read)", 0, "line 2", "price"),
+    Mistake("negative amount", "trades.csv", TRADES_CSV + "1,2,3\n2,2,3\n3,2,-0.5\n",
+            "trades.csv line 4, column amount: -0.5 is a negative amount (2 rows read)", 2, "line 4", "amount"),
+    Mistake("time going backwards", "trades.csv",
+            TRADES_CSV + "1672531436,2,3\n1672531471,2,3\n1672531400,2,3\n",
+            "trades.csv line 4, column ts_s: 1672531400 is before 1672531471 on line 3: "
+            "time goes backwards; sort the file by time (2 rows read)", 2, "line 4", "ts_s"),
+    Mistake("time in the wrong unit", "trades.parquet", _parquet(_trades(ts_ms=[1_570_752_011_620_000_000] * 3)),
+            "trades.parquet row 0, column ts_ms: 1570752011620000000 is not a time from 1970 to 9999 "
+            "in epoch milliseconds (0 rows read)", 0, "row 0", "ts_ms"),
+    Mistake("a line longer than the header", "trades.csv", TRADES_CSV + "1,2,3\n2,2,3\n3,2,3,4\n",
+            "trades.csv line 4: 4 fields where the header names 3 (2 rows read)", 2, "line 4"),
+    Mistake("a first row longer than the header", "trades.csv", TRADES_CSV + "1,2,3,4\n2,2,3,4\n",
+            "trades.csv line 2: 4 fields where the header names 3 (0 rows read)", 0, "line 2"),
+    Mistake("not UTF-8", "trades.csv", TRADES_CSV.encode() + b"1,2,3\n2,\xe9,3\n",
+            "trades.csv line 3: not UTF-8 text (byte 0xe9); save the file as UTF-8 (1 row read)", 1, "line 3"),
+    Mistake("corrupted parquet", "trades.parquet", b"PAR1 this is not parquet",
+            "trades.parquet: not a readable parquet file (Parquet magic bytes not found in footer) (0 rows read)", 0),
+    Mistake("truncated parquet", "trades.parquet", _truncated_parquet,
+            "trades.parquet: not a readable parquet file (Parquet magic bytes not found in footer) (0 rows read)", 0),
+    Mistake("parquet negative price", "trades.parquet", _parquet(_trades(price=[0.0014, 0.0015, -0.0016])),
+            "trades.parquet row 2, column price: -0.0016 is not a positive price (2 rows read)", 2, "row 2", "price"),
+    Mistake("parquet NaN price", "trades.parquet", _parquet(_trades(price=[0.0014, math.nan, 0.0016])),
+            "trades.parquet row 1, column price: nan is not a finite number (1 row read)", 1, "row 1", "price"),
+    Mistake("parquet missing amount", "trades.parquet",
+            _parquet(_trades(amount=[1.0, None, 2.0]).astype({"amount": "Float64"})),
+            "trades.parquet row 1, column amount: empty value (1 row read)", 1, "row 1", "amount"),
+    Mistake("parquet unknown side", "trades.parquet", _parquet(_trades(side=["sell", "BUY", "buy"])),
+            "trades.parquet row 1, column side: 'BUY' is not a side (buy or sell) (1 row read)", 1, "row 1", "side"),
+    Mistake("parquet bad trade id", "trades.parquet", _parquet(_trades(trade_id=["11", "x12", "13"])),
+            "trades.parquet row 1, column trade_id: 'x12' is not a whole trade id (1 row read)",
+            1, "row 1", "trade_id"),
+    Mistake("parquet time going backwards", "trades.parquet",
+            _parquet(_trades(ts_ms=[1_570_752_011_620, 1_570_752_011_000, 1_570_752_012_000])),
+            "trades.parquet row 1, column ts_ms: 1570752011000 is before 1570752011620 on row 0: "
+            "time goes backwards; sort the file by time (1 row read)", 1, "row 1", "ts_ms"),
+    Mistake("high below low", "candles.parquet", _parquet(_candles(high=[11.0, 10.0, 13.0])),
+            "candles.parquet row 1, column high: high 10.0 is below low 10.5 (1 row read)", 1, "row 1", "high"),
+    Mistake("open outside the range", "candles.parquet", _parquet(_candles(open=[10.0, 11.0, 14.0])),
+            "candles.parquet row 2, column open: open 14.0 is outside [low 11.5, high 13.0] (2 rows read)",
+            2, "row 2", "open"),
+    Mistake("close outside the range", "candles.csv", CANDLES_CSV + "2026-01-05T00:00Z,10,11,9.5,11.5,1\n",
+            "candles.csv line 2, column close: close 11.5 is outside [low 9.5, high 11] (0 rows read)",
+            0, "line 2", "close"),
+    Mistake("negative volume", "candles.parquet", _parquet(_candles(volume=[1.0, -2.0, 3.0])),
+            "candles.parquet row 1, column volume: -2.0 is a negative volume (1 row read)", 1, "row 1", "volume"),
+    Mistake("zero candle price", "candles.csv", CANDLES_CSV + "2026-01-05T00:00Z,0,11,0,10,1\n",
+            "candles.csv line 2, column open: 0 is not a positive price (0 rows read)", 0, "line 2", "open"),
+    Mistake("candle time not a time", "candles.csv",
+            CANDLES_CSV + "2026-01-05T00:00Z,10,11,9,10,1\nyesterday,10,11,9,10,1\n",
+            "candles.csv line 3, column ts: 'yesterday' is not a time (1 row read)", 1, "line 3", "ts"),
+    Mistake("candle time repeated", "candles.parquet", _parquet(_candles(
+                ts=pd.to_datetime(["2026-01-05T00:00Z", "2026-01-05T00:01Z", "2026-01-05T00:01Z"]))),
+            "candles.parquet row 2, column ts: 2026-01-05 00:01:00+00:00 is not after 2026-01-05 00:01:00+00:00 "
+            "on row 1: candle times must increase; sort the file by time and drop repeated candles (2 rows read)",
+            2, "row 2", "ts"),
+    Mistake("no volume at all", "candles.parquet", _parquet(_candles(volume=[0.0, 0.0, 0.0])),
+            "candles.parquet: every candle has zero volume: no trade to replay (3 rows read)", 3),
+    Mistake("blank lines count as lines", "trades.csv", TRADES_CSV + "1,2,3\n\n2,abc,3\n",
+            "trades.csv line 4, column price: 'abc' is not a number (1 row read)", 1, "line 4", "price"),
+    Mistake("the first bad row wins", "trades.csv", TRADES_CSV + "1,2,3\n2,2,-1\n3,abc,3\n",
+            "trades.csv line 3, column amount: -1 is a negative amount (1 row read)", 1, "line 3", "amount"),
+    Mistake("in a row, the first bad column wins", "trades.csv", TRADES_CSV + "1,2,3\n2,-2,-1\n",
+            "trades.csv line 3, column price: -2 is not a positive price (1 row read)", 1, "line 3", "price"),
+]
+
+
+@pytest.mark.parametrize("mistake", MISTAKES, ids=[m.name for m in MISTAKES])
+def test_each_mistake_is_one_line_naming_where_it_is(
+    mistake: Mistake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    mistake.write(Path())
+    with pytest.raises(SourceFileError) as raised:
+        trades_from_source_file(mistake.file, "XRP/USDT")
+    error = raised.value
+    message = str(error)
+    assert isinstance(error, UserMistake)
+    assert message == mistake.message
+    assert "\n" not in message and message.startswith(mistake.file)
+    assert (error.rows_read, error.position, error.column) == (mistake.rows_read, mistake.position, mistake.column)
+    rows = f"({mistake.rows_read} row{'' if mistake.rows_read == 1 else 's'} read)"
+    assert message.endswith(rows)
+    if mistake.position:
+        assert f"{mistake.file} {mistake.position}" in message
+    if mistake.column:
+        assert f"column {mistake.column}:" in message
+
+
+def test_an_unreadable_file_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests run as root, who reads any file: the reader is made to meet the refusal instead."""
+    path = tmp_path / "trades.csv"
+    path.write_text(TRADES_CSV + "1,2,3\n")
+
+    def refuse(*args: object, **kwargs: object) -> pd.DataFrame:
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(pd, "read_csv", refuse)
+    with pytest.raises(SourceFileError, match=r"^.*trades\.csv: cannot be read: permission denied \(0 rows read\)$"):
+        trades_from_source_file(path, "XRP/USDT")
+
+
+def test_the_whole_file_is_checked_before_the_first_trade(tmp_path: Path) -> None:
+    """A bad last row refuses the file on the call, not half-way through the replay."""
+    path = tmp_path / "trades.csv"
+    path.write_text(TRADES_CSV + "".join(f"{1_672_531_436 + i},2,3\n" for i in range(1000)) + "1672532436,2,-3\n")
+    with pytest.raises(SourceFileError, match=r"line 1002, column amount: .*\(1000 rows read\)$"):
+        trades_from_file(path, "XRP/USDT")
+
+
+def test_each_reader_names_what_its_kind_of_file_lacks(tmp_path: Path) -> None:
+    candles, trades = tmp_path / "candles.parquet", tmp_path / "trades.parquet"
+    _candles().to_parquet(candles)
+    _trades().to_parquet(trades)
+    with pytest.raises(SourceFileError, match="missing columns ts_ms or ts_s, price, amount; found ts, open"):
+        trades_from_file(candles, "XRP/USDT")
+    with pytest.raises(SourceFileError, match="missing columns ts, open, high, low, close, volume; found ts_ms"):
+        trades_from_candles(trades, "XRP/USDT")
+
+
+def test_a_checked_file_gives_the_same_trades_from_either_entry(tmp_path: Path) -> None:
+    trades, candles = tmp_path / "trades.parquet", tmp_path / "candles.csv"
+    _trades().to_parquet(trades)
+    _candles().to_csv(candles, index=False)
+    assert list(trades_from_source_file(trades, "XRP/USDT")) == list(trades_from_file(trades, "XRP/USDT"))
+    assert list(trades_from_source_file(candles, "XRP/USDT")) == list(trades_from_candles(candles, "XRP/USDT"))
+    assert [t.trade_id for t in trades_from_file(trades, "XRP/USDT")] == [11, 12, 13]
