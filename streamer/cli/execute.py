@@ -43,12 +43,13 @@ def _execute(args: argparse.Namespace, settings: Settings) -> int:
         print("live execution is not part of this version: the executor trades on paper only",
               file=sys.stderr)
         return 2
-    db_url = database_url(settings)
+    # Both servers are checked before the migrations write anything.
+    db_url, hot_state_url = database_url(settings), redis_url(settings)
     migrate(db_url)
 
     async def run() -> None:
         stop = stop_on_signals()
-        client = redis.Redis.from_url(redis_url(settings))
+        client = redis.Redis.from_url(hot_state_url)
         with psycopg.connect(db_url, autocommit=True) as conn:
             # Decisions are read from the stream's start: expired ones are refused, handled ones
             # (before a restart) skipped by their stored lifecycle, so none is lost or repeated.

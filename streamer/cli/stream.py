@@ -37,7 +37,8 @@ def _stream(args: argparse.Namespace, settings: Settings) -> int:
     updates = {key: value for key, value in (("ws_url", args.ws_url),
                                              ("rest_url", args.rest_url)) if value}
     settings = settings.model_copy(update=updates)
-    db_url = database_url(settings)
+    # Both servers are checked before the migrations write anything.
+    db_url, hot_state_url = database_url(settings), redis_url(settings)
     migrate(db_url)
 
     async def run() -> None:
@@ -54,7 +55,7 @@ def _stream(args: argparse.Namespace, settings: Settings) -> int:
                                              rate_limit_ms=settings.rest_rate_limit_ms)
             async with RestMarketData(rest_config) as rest:
                 streamer = TradeStreamer(
-                    settings, store, HotStatePublisher(redis.Redis.from_url(redis_url(settings))),
+                    settings, store, HotStatePublisher(redis.Redis.from_url(hot_state_url)),
                     resume_from=resume.marks, warm_up=resume.warm_up,
                     backfill=RestBackfill(rest))
                 print(await streamer.run_until(stop))
