@@ -68,9 +68,8 @@ def positive_float(text: str) -> float:
 
 
 def check_port_free(host: str, port_number: int, option: str) -> None:
-    """Raise :class:`UserMistake` when ``host:port_number`` cannot be listened on (in use, no such host)."""
-    if port_number == 0:
-        return
+    """Raise :class:`UserMistake` when ``host:port_number`` cannot be listened on (in use, not
+    an address of this machine, unknown host); port 0 checks the host alone."""
     try:
         infos = socket.getaddrinfo(host, port_number, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
