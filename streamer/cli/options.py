@@ -13,6 +13,7 @@ import math
 import socket
 import sys
 from typing import NoReturn
+from urllib.parse import urlsplit
 
 from triplegain_core.errors import UserMistake
 
@@ -67,6 +68,16 @@ def positive_float(text: str) -> float:
     return value
 
 
+def websocket_url(text: str) -> str:
+    """A ``ws://`` or ``wss://`` URL with a host."""
+    return _url(text, ("ws", "wss"))
+
+
+def http_url(text: str) -> str:
+    """An ``http://`` or ``https://`` URL with a host."""
+    return _url(text, ("http", "https"))
+
+
 def check_port_free(host: str, port_number: int, option: str) -> None:
     """Raise :class:`UserMistake` when ``host:port_number`` cannot be listened on (in use, not
     an address of this machine, unknown host); port 0 checks the host alone."""
@@ -88,6 +99,14 @@ def check_port_free(host: str, port_number: int, option: str) -> None:
                                   f" what listens there or choose another {option}") from exc
             raise UserMistake(f"{option} {port_number}: cannot listen on {host} ({exc.strerror}):"
                               f" choose another {option} or --host") from exc
+
+
+def _url(text: str, schemes: tuple[str, ...]) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in schemes or not parts.hostname:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a {' or '.join(f'{scheme}://' for scheme in schemes)} URL with a host")
+    return text
 
 
 def _integer(text: str) -> int:

@@ -9,6 +9,7 @@ import logging
 import psycopg
 import redis
 
+from streamer.cli.options import http_url, websocket_url
 from streamer.cli.signals import stop_on_signals
 from triplegain_core.config import Settings
 from triplegain_core.contracts.hot_state import HotStatePublisher
@@ -22,8 +23,8 @@ log = logging.getLogger("triplegain")
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``stream``."""
     stream = commands.add_parser("stream", help="run the market-data streamer")
-    stream.add_argument("--ws-url", default=None, help="exchange WebSocket URL (default: config)")
-    stream.add_argument("--rest-url", default=None,
+    stream.add_argument("--ws-url", type=websocket_url, default=None, help="exchange WebSocket URL (default: config)")
+    stream.add_argument("--rest-url", type=http_url, default=None,
                         help="exchange REST host for gap repair (default: config, else Kraken)")
     stream.set_defaults(handler=_stream)
 

@@ -67,8 +67,8 @@ def check_database(url: str, data_dir: Path) -> None:
             pass
     except psycopg.Error as exc:
         raise ServerUnreachable(
-            f"cannot reach the database at {masked_url(url)} ({_reason(exc, url)}): start it, or unset"
-            f" TRIPLEGAIN_DATABASE_URL to use the embedded server under {data_dir}") from exc
+            f"cannot reach the database at {masked_url(url)} ({_reason(exc, url)}): check the server"
+            f" and the URL, or unset TRIPLEGAIN_DATABASE_URL to use the embedded server under {data_dir}") from exc
 
 
 def check_redis(url: str, data_dir: Path) -> None:
@@ -79,8 +79,8 @@ def check_redis(url: str, data_dir: Path) -> None:
         client.close()
     except (redis.RedisError, ValueError, OSError) as exc:
         raise ServerUnreachable(
-            f"cannot reach Redis at {masked_url(url)} ({_reason(exc, url)}): start it, or unset"
-            f" TRIPLEGAIN_REDIS_URL to use the embedded server under {data_dir}") from exc
+            f"cannot reach Redis at {masked_url(url)} ({_reason(exc, url)}): check the server and the"
+            f" URL, or unset TRIPLEGAIN_REDIS_URL to use the embedded server under {data_dir}") from exc
 
 
 def writable_data_dir(data_dir: Path) -> Path:
