@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 import psycopg
 import redis
 
 from triplegain_core.config import Settings
 from triplegain_core.storage.endpoints import database_url, redis_url
+from triplegain_core.storage.migrate import require_schema
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -31,7 +31,8 @@ def _decision_list(args: argparse.Namespace, settings: Settings) -> int:
     from triplegain_core.model.market import us_to_datetime
     from triplegain_core.storage.decision_ledger import DecisionLedger
 
-    with psycopg.connect(database_url(settings), autocommit=True) as conn:
+    db_url = _migrated_database(settings)
+    with psycopg.connect(db_url, autocommit=True) as conn:
         pending = pending_decisions(DecisionLedger(conn))
     if not pending:
         print("no decision is waiting for approval")
@@ -48,13 +49,10 @@ def _decision_approve(args: argparse.Namespace, settings: Settings) -> int:
     from triplegain_core.decisions.approval import ApprovalOutcome, approve
     from triplegain_core.storage.decision_ledger import DecisionLedger
 
-    with psycopg.connect(database_url(settings), autocommit=True) as conn:
-        try:
-            result = approve(DecisionLedger(conn), DecisionStream(redis.Redis.from_url(redis_url(settings))),
-                             args.decision_id, args.by)
-        except (KeyError, ValueError) as exc:
-            print(f"cannot approve: {exc}", file=sys.stderr)
-            return 2
+    db_url = _migrated_database(settings)
+    stream = DecisionStream(redis.Redis.from_url(redis_url(settings)))
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        result = approve(DecisionLedger(conn), stream, args.decision_id, args.by)
     print(result.message)
     return 0 if result.outcome is ApprovalOutcome.APPROVED else 1
 
@@ -63,10 +61,14 @@ def _decision_reject(args: argparse.Namespace, settings: Settings) -> int:
     from triplegain_core.decisions.approval import reject
     from triplegain_core.storage.decision_ledger import DecisionLedger
 
-    with psycopg.connect(database_url(settings), autocommit=True) as conn:
-        try:
-            print(reject(DecisionLedger(conn), args.decision_id, args.by, args.reason).message)
-        except (KeyError, ValueError) as exc:
-            print(f"cannot reject: {exc}", file=sys.stderr)
-            return 2
+    db_url = _migrated_database(settings)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        print(reject(DecisionLedger(conn), args.decision_id, args.by, args.reason).message)
     return 0
+
+
+def _migrated_database(settings: Settings) -> str:
+    """The database URL, once the server answers and holds the whole schema (else a UserMistake)."""
+    db_url = database_url(settings)
+    require_schema(db_url)
+    return db_url

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from streamer.cli.options import positive_int
 from streamer.cli.replay import add_source_arguments
 from triplegain_core.config import Settings
 
@@ -13,7 +14,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     demo = commands.add_parser("demo", help="the whole loop end to end on the embedded servers")
     add_source_arguments(demo)
     demo.add_argument("--no-dagster", action="store_true", help="skip materializing the assets")
-    demo.add_argument("--deliberate-every", type=int, default=60, metavar="MINUTES",
+    demo.add_argument("--deliberate-every", type=positive_int, default=60, metavar="MINUTES",
                       help="market minutes between the models' rounds, when a model is configured")
     demo.set_defaults(handler=_demo)
 

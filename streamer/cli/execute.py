@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import sys
 from typing import TYPE_CHECKING
 
 import psycopg
@@ -14,6 +13,7 @@ import redis
 from streamer.cli.signals import stop_on_signals
 from triplegain_core.config import Settings
 from triplegain_core.contracts.hot_state import HotStateReader
+from triplegain_core.errors import UserMistake
 from triplegain_core.storage.endpoints import database_url, redis_url
 from triplegain_core.storage.migrate import migrate
 from triplegain_core.storage.trading_store import TradingStore
@@ -40,15 +40,15 @@ def _execute(args: argparse.Namespace, settings: Settings) -> int:
     from triplegain_core.storage.gate_store import GateStore
 
     if settings.mode != "paper":
-        print("live execution is not part of this version: the executor trades on paper only",
-              file=sys.stderr)
-        return 2
-    db_url = database_url(settings)
+        raise UserMistake("TRIPLEGAIN_MODE=live: live execution is not part of this version, the executor"
+                          " trades on paper only: set TRIPLEGAIN_MODE=paper")
+    # Both servers are checked before the migrations write anything.
+    db_url, hot_state_url = database_url(settings), redis_url(settings)
     migrate(db_url)
 
     async def run() -> None:
         stop = stop_on_signals()
-        client = redis.Redis.from_url(redis_url(settings))
+        client = redis.Redis.from_url(hot_state_url)
         with psycopg.connect(db_url, autocommit=True) as conn:
             # Decisions are read from the stream's start: expired ones are refused, handled ones
             # (before a restart) skipped by their stored lifecycle, so none is lost or repeated.

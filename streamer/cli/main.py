@@ -19,11 +19,19 @@ import sys
 from pathlib import Path
 
 from streamer.cli import db, decision, demo, execute, replay, stream
-from triplegain_core.config import ConfigError, load_settings
+from streamer.cli.options import OneLineParser
+from triplegain_core.config import load_settings
+from triplegain_core.errors import UserMistake
+
+log = logging.getLogger("triplegain")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script."""
+    """Entry point of the console script.
+
+    A user's mistake (:class:`UserMistake`) is its own one-line answer on stderr and exits with
+    its code (2); anything else unexpected is one line naming it, the traceback only with ``-v``.
+    """
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -36,16 +44,29 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(args.config)
         return args.handler(args, settings) or 0
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
+    except UserMistake as exc:
+        if args.verbose:
+            log.exception("the mistake, traced")
+        print(f"triplegain: {_one_line(str(exc))}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if args.verbose:
+            raise
+        print(f"triplegain: unexpected {type(exc).__name__}: {_one_line(str(exc))} (run with -v for the"
+              " traceback)", file=sys.stderr)
+        return 1
+
+
+def _one_line(message: str) -> str:
+    # A message is meant to be one line already; a driver's or a library's may not be.
+    return "; ".join(line.strip() for line in message.splitlines() if line.strip())
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="triplegain", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog="triplegain", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=None, help="TOML configuration file")
     parser.add_argument("-v", "--verbose", action="store_true")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")

@@ -9,6 +9,7 @@ import logging
 import psycopg
 import redis
 
+from streamer.cli.options import http_url, websocket_url
 from streamer.cli.signals import stop_on_signals
 from triplegain_core.config import Settings
 from triplegain_core.contracts.hot_state import HotStatePublisher
@@ -22,8 +23,8 @@ log = logging.getLogger("triplegain")
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``stream``."""
     stream = commands.add_parser("stream", help="run the market-data streamer")
-    stream.add_argument("--ws-url", default=None, help="exchange WebSocket URL (default: config)")
-    stream.add_argument("--rest-url", default=None,
+    stream.add_argument("--ws-url", type=websocket_url, default=None, help="exchange WebSocket URL (default: config)")
+    stream.add_argument("--rest-url", type=http_url, default=None,
                         help="exchange REST host for gap repair (default: config, else Kraken)")
     stream.set_defaults(handler=_stream)
 
@@ -37,7 +38,8 @@ def _stream(args: argparse.Namespace, settings: Settings) -> int:
     updates = {key: value for key, value in (("ws_url", args.ws_url),
                                              ("rest_url", args.rest_url)) if value}
     settings = settings.model_copy(update=updates)
-    db_url = database_url(settings)
+    # Both servers are checked before the migrations write anything.
+    db_url, hot_state_url = database_url(settings), redis_url(settings)
     migrate(db_url)
 
     async def run() -> None:
@@ -54,7 +56,7 @@ def _stream(args: argparse.Namespace, settings: Settings) -> int:
                                              rate_limit_ms=settings.rest_rate_limit_ms)
             async with RestMarketData(rest_config) as rest:
                 streamer = TradeStreamer(
-                    settings, store, HotStatePublisher(redis.Redis.from_url(redis_url(settings))),
+                    settings, store, HotStatePublisher(redis.Redis.from_url(hot_state_url)),
                     resume_from=resume.marks, warm_up=resume.warm_up,
                     backfill=RestBackfill(rest))
                 print(await streamer.run_until(stop))

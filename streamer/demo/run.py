@@ -43,6 +43,7 @@ from triplegain_core.storage.embedded import (
     embedded_redis_url,
     ensure_database,
 )
+from triplegain_core.storage.endpoints import writable_data_dir
 from triplegain_core.storage.market_store import MarketStore
 from triplegain_core.storage.migrate import migrate
 from triplegain_core.storage.model_accounts import model_accounts
@@ -80,12 +81,14 @@ def run_demo_command(settings: Settings, args: argparse.Namespace) -> int:
     """``triplegain demo``: fresh demo database on the embedded servers, run, summarize."""
     if settings.database_url or settings.redis_url:
         print("note: the demo runs on its own embedded servers; configured URLs are left untouched")
-    data_dir = settings.data_dir.resolve()
+    # Every input is checked before the demo database is recreated: a bad source, symbol or
+    # data directory changes nothing.
+    source = replay_source(args.source, args.symbol, hours=args.hours, seed=args.seed)
+    data_dir = writable_data_dir(settings.data_dir).resolve()
     admin_url = embedded_postgres_url(data_dir, database="postgres")
     drop_database(admin_url, DEMO_DATABASE)
     ensure_database(admin_url, DEMO_DATABASE)
     db_url = _with_database(admin_url, DEMO_DATABASE)
-    source = replay_source(args.source, args.symbol, hours=args.hours, seed=args.seed)
     result = asyncio.run(
         run_demo(settings, source, db_url, embedded_redis_url(data_dir), speed=args.speed,
                  deliberate_every_minutes=args.deliberate_every)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from triplegain_core.decisions.handover import DecisionPublisher
 from triplegain_core.decisions.lifecycle import DecisionState, Transition
 from triplegain_core.decisions.published import PublishedDecision
+from triplegain_core.errors import UserMistake
 from triplegain_core.model.market import datetime_to_us, us_to_datetime
 
 
@@ -38,6 +39,17 @@ class ApprovalLedger(Protocol):
 
     def market_now_us(self, symbol: str) -> int | None:
         """The market's current time for ``symbol`` (the latest stored 1m candle's close), if known."""
+
+
+class UnknownDecision(UserMistake, KeyError):
+    """No decision has the id a person gave."""
+
+    # KeyError's own str() quotes the message; this one is printed as the whole answer.
+    __str__ = Exception.__str__
+
+
+class DecisionNotPending(UserMistake, ValueError):
+    """The decision a person named is no longer (or never was) waiting for them."""
 
 
 class ApprovalOutcome(StrEnum):
@@ -66,11 +78,12 @@ def pending_decisions(ledger: ApprovalLedger) -> list[PublishedDecision]:
 def _pending(ledger: ApprovalLedger, decision_id: str) -> PublishedDecision:
     found = ledger.decision(decision_id)
     if found is None:
-        raise KeyError(f"no decision {decision_id!r}")
+        raise UnknownDecision(f"no decision {decision_id!r}: `triplegain decision list` shows those"
+                              " waiting for approval")
     state = ledger.state(decision_id)
     if state is not DecisionState.PENDING:
-        raise ValueError(f"decision {decision_id} is {state.value if state else 'without a lifecycle'},"
-                         " not pending: only a pending decision can be approved or rejected")
+        raise DecisionNotPending(f"decision {decision_id} is {state.value if state else 'without a lifecycle'},"
+                                 " not pending: only a pending decision can be approved or rejected")
     return found
 
 

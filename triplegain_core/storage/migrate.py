@@ -21,6 +21,9 @@ from importlib import resources
 
 import psycopg
 
+from triplegain_core.errors import UserMistake
+from triplegain_core.storage.endpoints import masked_url
+
 log = logging.getLogger(__name__)
 
 _LOCK_KEY = 0x7472_6970  # arbitrary, constant: one migration run at a time per database
@@ -28,6 +31,10 @@ _LOCK_KEY = 0x7472_6970  # arbitrary, constant: one migration run at a time per 
 
 class MigrationError(RuntimeError):
     """The migrations on disk and those recorded in the database disagree; nothing was applied."""
+
+
+class SchemaNotMigrated(UserMistake):
+    """A command needs the schema, and the database has not (all) of it: migrate it first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +158,21 @@ def migrate(database_url: str) -> list[Migration]:
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
     return applied_now
+
+
+def require_schema(database_url: str) -> None:
+    """Raise :class:`SchemaNotMigrated` unless every packaged migration is applied; writes nothing."""
+    available = available_migrations()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        tracked = conn.execute("SELECT to_regclass('schema_migrations')").fetchone()
+        applied = ({row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+                   if tracked and tracked[0] else set())
+    pending = [m for m in available if m.version not in applied]
+    if pending:
+        raise SchemaNotMigrated(
+            f"the database at {masked_url(database_url)} is not migrated ({len(pending)} of"
+            f" {len(available)} migrations pending, from {pending[0].filename}): run `triplegain db"
+            " migrate` first")
 
 
 def timescaledb_enabled(database_url: str) -> bool:

@@ -1,0 +1,38 @@
+"""Server URLs are shown without their passwords; a data directory that cannot be written is named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from triplegain_core.storage.endpoints import DataDirUnwritable, masked_url, writable_data_dir
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("postgresql://u:secret@127.0.0.1:1/x", "postgresql://u:***@127.0.0.1:1/x"),
+    ("redis://:secret@cache:6379/0", "redis://:***@cache:6379/0"),
+    ("postgresql://db.example/triplegain?password=secret&sslmode=require",
+     "postgresql://db.example/triplegain?password=***&sslmode=require"),
+    ("host=127.0.0.1 user=u password=secret dbname=x", "host=127.0.0.1 user=u password=*** dbname=x"),
+    ("postgresql://trader@db.example/triplegain", "postgresql://trader@db.example/triplegain"),
+    ("unix:///tmp/redis.sock", "unix:///tmp/redis.sock"),
+])
+def test_masked_url_hides_the_password_only(url: str, shown: str) -> None:
+    assert masked_url(url) == shown
+
+
+def test_a_data_directory_is_created_when_writable(tmp_path: Path) -> None:
+    assert writable_data_dir(tmp_path / "a" / "b") == tmp_path / "a" / "b"
+    assert (tmp_path / "a" / "b").is_dir()
+    assert list((tmp_path / "a" / "b").iterdir()) == []
+
+
+def test_a_data_directory_under_a_file_is_one_line_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(DataDirUnwritable) as caught:
+        writable_data_dir(tmp_path / "afile" / "sub")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert str(tmp_path / "afile" / "sub") in message
+    assert "TRIPLEGAIN_DATA_DIR" in message
