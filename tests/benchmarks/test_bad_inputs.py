@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.support.user_mistakes import Servers, attempt, corpus_now
+from tests.support.user_mistakes import CORPUS, Servers, attempt
 
 
 def test_bad_inputs(pg_admin_url: str, redis_url: str, tmp_path: Path) -> None:
     servers = Servers(pg_admin_url, redis_url)
     attempts = [attempt(mistake, tmp_path / f"mistake_{index}", servers)
-                for index, mistake in enumerate(corpus_now())]
+                for index, mistake in enumerate(CORPUS)]
     with_traceback = [a.mistake.name for a in attempts if a.traceback]
     not_one_line = [a.mistake.name for a in attempts if len(a.stderr_lines) != 1]
     unnamed = [a.mistake.name for a in attempts if a.expected_text not in a.stderr]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.user_mistakes import Attempt, Mistake, Servers, attempt, corpus_now
+from tests.support.user_mistakes import CORPUS, Attempt, Mistake, Servers, attempt
 
 pytestmark = pytest.mark.e2e
 
@@ -21,10 +21,10 @@ def servers(pg_admin_url: str, redis_url: str) -> Servers:
 
 
 def test_the_corpus_holds_at_least_fifty_mistakes() -> None:
-    assert len(corpus_now()) >= 50
+    assert len(CORPUS) >= 50
 
 
-@pytest.mark.parametrize("mistake", corpus_now(), ids=lambda m: m.name)
+@pytest.mark.parametrize("mistake", CORPUS, ids=lambda m: m.name)
 def test_one_line_names_the_input_and_nothing_changes(mistake: Mistake, servers: Servers, tmp_path: Path) -> None:
     result: Attempt = attempt(mistake, tmp_path / "work", servers)
     assert not result.traceback, result.stderr

@@ -32,11 +32,6 @@ from triplegain_core.storage.migrate import migrate
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-# Tags of the mistakes whose one-line answer comes with another branch of issue 14 ("names": the
-# names inside the configuration; "files": the replay source files). Their rows are left out
-# until that branch is merged; the lead empties this set then, and every row runs.
-AWAITING: frozenset[str] = frozenset({"names", "files"})
-
 # Nothing answers on port 1: every command that reaches a server it should not fails there.
 UNREACHABLE_DATABASE = "postgresql://u:secret@127.0.0.1:1/x"
 UNREACHABLE_REDIS = "redis://:hunter2@127.0.0.1:1/0"
@@ -58,8 +53,6 @@ class Mistake:
     files: Mapping[str, str] = field(default_factory=dict)
     # Text the answer must never show (a password).
     hidden: str | None = None
-    # The branch of issue 14 that brings this answer (see AWAITING); None: this one.
-    needs: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,13 +148,13 @@ CORPUS: tuple[Mistake, ...] = (
             env={"TRIPLEGAIN_MODE": "live", "TRIPLEGAIN_I_ACCEPT_LIVE_TRADING": "yes"}),
     Mistake("unknown mode", ("execute",), "mode", env={"TRIPLEGAIN_MODE": "wild"}),
     Mistake("misspelt strategy disabled", ("db", "migrate"), "market_makng",
-            files=_toml('[strategies]\ndisabled = ["market_makng"]\n'), needs="names"),
+            files=_toml('[strategies]\ndisabled = ["market_makng"]\n')),
     Mistake("unknown tested strategy", ("db", "migrate"), "trend_momentm",
-            files=_toml('[strategies]\ntested = ["trend_momentm"]\n'), needs="names"),
+            files=_toml('[strategies]\ntested = ["trend_momentm"]\n')),
     Mistake("unknown gated strategy", ("db", "migrate"), "no_such_strategy",
-            files=_toml('[strategies]\ngated = ["no_such_strategy"]\n'), needs="names"),
+            files=_toml('[strategies]\ngated = ["no_such_strategy"]\n')),
     Mistake("unknown model in the fallback chain", ("db", "migrate"), "claud",
-            files=_toml('[llm]\nfallback_chain = ["claud"]\n'), needs="names"),
+            files=_toml('[llm]\nfallback_chain = ["claud"]\n')),
     # The data directory (the embedded servers live there).
     Mistake("unwritable data directory", ("db", "migrate"), "/sys/kernel",
             env={"TRIPLEGAIN_DATA_DIR": "/sys/kernel", "TRIPLEGAIN_DATABASE_URL": ""}),
@@ -203,34 +196,28 @@ CORPUS: tuple[Mistake, ...] = (
     Mistake("approve with Redis unreachable", ("decision", "approve", "d1", "--by", "x"), "127.0.0.1:1",
             hidden="hunter2", env={"TRIPLEGAIN_DATABASE_URL": "{database}"}),
     # Replay sources.
-    Mistake("missing source file", ("demo", "--no-dagster", "--source", "missing.parquet"), "missing.parquet",
-            needs="files"),
+    Mistake("missing source file", ("demo", "--no-dagster", "--source", "missing.parquet"), "missing.parquet"),
     Mistake("missing source for the replay exchange", ("replay", "--port", "0", "--source", "missing.csv"),
-            "missing.csv", needs="files"),
+            "missing.csv"),
     Mistake("a price that is not a number", ("demo", "--no-dagster", "--source", "trades.csv"), "trades.csv",
-            files={"trades.csv": "ts_s,price,amount\n1,abc,2\n"}, needs="files"),
+            files={"trades.csv": "ts_s,price,amount\n1,abc,2\n"}),
     Mistake("empty source file", ("demo", "--no-dagster", "--source", "empty.csv"), "empty.csv",
-            files={"empty.csv": ""}, needs="files"),
+            files={"empty.csv": ""}),
     Mistake("source with a header only", ("demo", "--no-dagster", "--source", "header.csv"), "header.csv",
-            files={"header.csv": "ts_s,price,amount\n"}, needs="files"),
+            files={"header.csv": "ts_s,price,amount\n"}),
     Mistake("source with the wrong columns", ("demo", "--no-dagster", "--source", "columns.csv"), "columns.csv",
-            files={"columns.csv": "time,px,qty\n1,0.6,2\n"}, needs="files"),
+            files={"columns.csv": "time,px,qty\n1,0.6,2\n"}),
     Mistake("NaN price", ("demo", "--no-dagster", "--source", "nan.csv"), "nan.csv",
-            files={"nan.csv": "ts_s,price,amount\n1,nan,2\n"}, needs="files"),
+            files={"nan.csv": "ts_s,price,amount\n1,nan,2\n"}),
     Mistake("negative amount", ("demo", "--no-dagster", "--source", "negative.csv"), "negative.csv",
-            files={"negative.csv": "ts_s,price,amount\n1,0.6,-2\n"}, needs="files"),
+            files={"negative.csv": "ts_s,price,amount\n1,0.6,-2\n"}),
     Mistake("parquet that is not parquet", ("demo", "--no-dagster", "--source", "fake.parquet"), "fake.parquet",
-            files={"fake.parquet": _TRADES_CSV}, needs="files"),
+            files={"fake.parquet": _TRADES_CSV}),
     Mistake("source of an unknown format", ("demo", "--no-dagster", "--source", "trades.txt"), "trades.txt",
-            files={"trades.txt": _TRADES_CSV}, needs="files"),
+            files={"trades.txt": _TRADES_CSV}),
     Mistake("unknown symbol for a source", ("demo", "--no-dagster", "--source", "good.csv", "--symbol", "DOGE/USDT"),
-            "DOGE/USDT", files={"good.csv": _TRADES_CSV}, needs="files"),
+            "DOGE/USDT", files={"good.csv": _TRADES_CSV}),
 )
-
-
-def corpus_now() -> tuple[Mistake, ...]:
-    """The mistakes whose answer this branch gives (those awaiting another branch left out)."""
-    return tuple(m for m in CORPUS if m.needs not in AWAITING)
 
 
 def attempt(mistake: Mistake, workdir: Path, servers: Servers) -> Attempt:
