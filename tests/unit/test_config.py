@@ -213,7 +213,7 @@ def test_an_unknown_starting_balance_asset_is_refused_with_the_known_ones(tmp_pa
 
 
 def test_every_validation_error_is_one_line_and_never_echoes_the_value(tmp_path: Path) -> None:
-    secret = "sk-ant-api03-this-is-a-secret-value"
+    secret = "placeholder-secret-value-for-this-test"
     message = _refusal(tmp_path, f'fee_rate = 0.5\n[[llm.models]]\nname = "x"\nprovider = "anthropic"\n'
                                  f'model_id = "m"\napi_key = "{secret}"\n')
     assert "fee_rate: Input should be less than or equal to 0.01" in message

@@ -17,8 +17,8 @@ from triplegain_core.llm.models import (
     Provider,
 )
 
-SHORT_KEY = "sk-abc7"
-LONG_KEY = "sk-ant-a-long-enough-test-key-0123456789"
+SHORT_KEY = "short-7"
+LONG_KEY = "placeholder-long-enough-test-value-0123456789"
 
 
 def _availability(environ: dict[str, str], *models: ModelConfig) -> LLMAvailability:
