@@ -1,8 +1,10 @@
 """Where the database and Redis are: configured URLs win, else the embedded servers.
 
-Both are checked when a command asks for them, before it writes anything: a server that does
-not answer, or a data directory the embedded servers cannot live in, is a :class:`UserMistake`
-whose one line names the URL (its password masked) or the folder, and the way out.
+Both are checked when a process first asks for them, before it writes anything: a server that
+does not answer, or a data directory the embedded servers cannot live in, is a :class:`UserMistake`
+whose one line names the URL (its password masked) or the folder, and the way out. A configured
+server that answered once is not checked again by the same process: a Dagster resource asks for
+its URL on every connection, and a second connection per connection would only double the cost.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from triplegain_core.storage.embedded import embedded_postgres_url, embedded_red
 CONNECT_TIMEOUT_S = 5
 
 _PASSWORD_PARAMETER = re.compile(r"(password=)[^&\s]+", re.IGNORECASE)
+# The configured servers that answered this process's first check.
+_answered: set[str] = set()
 
 
 class ServerUnreachable(UserMistake):
@@ -47,7 +51,9 @@ def masked_url(url: str) -> str:
 def database_url(settings: Settings) -> str:
     """The configured database URL once it answers, or the embedded server's (started if needed)."""
     if settings.database_url:
-        check_database(settings.database_url, settings.data_dir)
+        if settings.database_url not in _answered:
+            check_database(settings.database_url, settings.data_dir)
+            _answered.add(settings.database_url)
         return settings.database_url
     return embedded_postgres_url(writable_data_dir(settings.data_dir))
 
@@ -55,7 +61,9 @@ def database_url(settings: Settings) -> str:
 def redis_url(settings: Settings) -> str:
     """The configured Redis URL once it answers, or the embedded server's (started if needed)."""
     if settings.redis_url:
-        check_redis(settings.redis_url, settings.data_dir)
+        if settings.redis_url not in _answered:
+            check_redis(settings.redis_url, settings.data_dir)
+            _answered.add(settings.redis_url)
         return settings.redis_url
     return embedded_redis_url(writable_data_dir(settings.data_dir))
 
