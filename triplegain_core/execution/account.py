@@ -27,7 +27,7 @@ from triplegain_core.model.orders import Fill, Order, OrderPurpose, OrderType, T
 from triplegain_core.model.signals import Direction, IntentAction, Signal, SignalAction, TradeIntent
 from triplegain_core.portfolio.balances import MissingPriceError, Portfolio, PortfolioSnapshot
 from triplegain_core.portfolio.positions import Position, PositionTracker, holding_deadline
-from triplegain_core.risk.rules import MarketRisk, RiskAgent, RiskCheck
+from triplegain_core.risk.rules import MarketRisk, RiskAgent, RiskCheck, RiskReason
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,11 @@ class MarketView(Protocol):
 
     def book(self, symbol: str, when: datetime) -> BookTop | None:
         """The book to fill an order of ``when`` against, or None (fixed slippage)."""
+        ...
+
+    @property
+    def entry_blocks(self) -> tuple[RiskReason, ...]:
+        """The entry blocks in force over every account (empty: entries allowed)."""
         ...
 
 
@@ -122,6 +127,7 @@ class StrategyAccount:
             intent.time,
             check_id=f"{position_id}:{'close' if intent.action is IntentAction.CLOSE else 'entry'}-check",
             market=self._market.market_risk(),
+            blocked=self._market.entry_blocks,
         )
         self._store.record_risk_check(check)
         if not check.approved:

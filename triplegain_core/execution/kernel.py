@@ -58,7 +58,8 @@ from triplegain_core.model.quotes import BookSnapshot, LastPrice
 from triplegain_core.model.signals import Direction, Signal, SignalAction, TradeIntent
 from triplegain_core.portfolio.balances import Portfolio
 from triplegain_core.portfolio.positions import PositionTracker
-from triplegain_core.risk.rules import MarketRisk, RiskCheck
+from triplegain_core.risk.entry_blocks import EntryBlocks
+from triplegain_core.risk.rules import MarketRisk, RiskCheck, RiskReason
 from triplegain_core.strategies.interface import StrategyState
 from triplegain_core.strategies.registry import LoadedStrategy, LoadReport
 from triplegain_core.strategies.runner import StrategyRunner
@@ -170,9 +171,10 @@ class _SharedMarket:
     """The market every account trades in: the kernel's prices and estimates, and the book an
     order fills against from the kernel's book source."""
 
-    def __init__(self, market: LiveMarket, books: BookSource) -> None:
+    def __init__(self, market: LiveMarket, books: BookSource, blocks: EntryBlocks) -> None:
         self._market = market
         self._books = books
+        self._blocks = blocks
 
     @property
     def prices(self) -> Mapping[str, float]:
@@ -183,6 +185,10 @@ class _SharedMarket:
 
     def book(self, symbol: str, when: datetime) -> BookTop | None:
         return self._books.book(symbol, when)
+
+    @property
+    def entry_blocks(self) -> tuple[RiskReason, ...]:
+        return self._blocks.reasons
 
 
 class TradingKernel:
@@ -234,7 +240,9 @@ class TradingKernel:
                                    if any(s.reads - {"candles"} for s in runner.strategies))
         needs = candle_needs(strategies, HISTORY_LENGTH)
         self._market = LiveMarket(settings.symbols, needs.timeframes, needs.capacity, HISTORY_LENGTH)
-        view = _SharedMarket(self._market, self._market if books is None else books)
+        self.entry_blocks = EntryBlocks()
+        """The blocks refusing every account's new entries (halt, stale market, breakers)."""
+        view = _SharedMarket(self._market, self._market if books is None else books, self.entry_blocks)
         self._view = view
         self._decisions = decisions
         self._strong_signals = strong_signals

@@ -57,6 +57,11 @@ class RiskReason(StrEnum):
     SIZE_BELOW_MINIMUM = "size_below_minimum"
     NO_PRICE = "no_price"
     INVALID_MARKET = "invalid_market"
+    # Entry blocks (see triplegain_core.risk.entry_blocks): every entry refused, exits go on.
+    TRADING_HALTED = "trading_halted"
+    STALE_MARKET = "stale_market"
+    VOLATILITY_HALT = "volatility_halt"
+    REDUCE_ONLY = "reduce_only"
 
 
 class RiskAdjustment(StrEnum):
@@ -310,8 +315,12 @@ class RiskAgent:
         now: datetime,
         check_id: str,
         market: MarketRisk | None = None,
+        blocked: Sequence[RiskReason] = (),
     ) -> RiskCheck:
         """Approve and size ``intent``, or reject it with every reason that applies.
+
+        ``blocked`` are the entry blocks in force (see :mod:`~triplegain_core.risk.entry_blocks`):
+        any of them rejects an entry; a CLOSE is never blocked.
 
         Size: ``risk_per_trade * equity`` lost at the stop, or the intent's ``size_fraction``
         of equity when smaller; capped so the notional at the worst fill price plus fee is at
@@ -338,6 +347,7 @@ class RiskAgent:
             verdict.reasons.append(RiskReason.UNKNOWN_SYMBOL)
             return self._check(intent, portfolio, now, check_id, verdict)
 
+        verdict.reasons.extend(blocked)
         verdict.reasons.extend(self._level_reasons(intent))
         self._position_reasons(intent, open_positions, market, verdict)
 

@@ -22,7 +22,7 @@ from triplegain_core.model.orders import OrderPurpose
 from triplegain_core.model.quotes import BookSnapshot, LastPrice
 from triplegain_core.model.signals import IntentAction, Signal, SignalAction, TradeIntent
 from triplegain_core.portfolio.positions import PositionStatus
-from triplegain_core.risk.rules import RiskCheck
+from triplegain_core.risk.rules import RiskCheck, RiskReason
 from triplegain_core.strategies.interface import StrategyState
 from triplegain_core.strategies.registry import LoadedStrategy
 
@@ -270,3 +270,33 @@ def test_how_the_candles_are_batched_changes_nothing(shared_data, split: int) ->
     assert batched.fills == whole.fills and batched.fills
     assert batched.positions == whole.positions
     assert batched.snapshots == whole.snapshots
+
+
+def test_an_entry_block_refuses_every_entry_and_lets_exits_through() -> None:
+    audit = MemoryAudit()
+    kernel = TradingKernel(SETTINGS, audit)
+    walk = _walk()
+    kernel.on_candles(walk)
+    last = walk[-1]
+    assert kernel.on_intent(_intent(last, "before")).approved
+    (position,) = kernel.positions.open_positions()
+
+    kernel.entry_blocks.set(RiskReason.TRADING_HALTED, us_to_datetime(last.close_time_us), "halted by hand")
+    assert not kernel.entry_blocks.set(RiskReason.TRADING_HALTED, us_to_datetime(last.close_time_us), "again")
+    refused = kernel.on_intent(_intent(last, "during"))
+    assert not refused.approved and RiskReason.TRADING_HALTED in refused.reasons
+    assert audit.checks[-1] == refused  # the refusal is recorded, not dropped
+    # The open position is still watched while entries are blocked: its stop fires.
+    kernel.on_candles([_candle(60, position.stop_loss * 0.99, last.close, last.close)])
+    assert audit.positions[position.position_id].exit_reason is OrderPurpose.STOP_LOSS
+
+    lifted = kernel.entry_blocks.clear(RiskReason.TRADING_HALTED)
+    assert lifted is not None and lifted.detail == "halted by hand"
+    assert kernel.entry_blocks.reasons == ()
+    assert kernel.on_intent(_intent(walk[-1], "after")).approved
+
+
+def test_only_guards_set_entry_blocks() -> None:
+    with pytest.raises(ValueError, match="not an entry block"):
+        TradingKernel(SETTINGS, MemoryAudit()).entry_blocks.set(
+            RiskReason.NO_PRICE, us_to_datetime(T0), "a risk rule is not a block")
