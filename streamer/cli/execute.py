@@ -36,6 +36,7 @@ def _execute(args: argparse.Namespace, settings: Settings) -> int:
     from streamer.executor.loop import TradingLoop
     from triplegain_core.contracts.decision_streams import DecisionStream, StrongSignalStream
     from triplegain_core.decisions.intake import DecisionIntake
+    from triplegain_core.risk.guards import ReplayClock, WallClock
     from triplegain_core.storage.decision_events import DecisionEventStore
     from triplegain_core.storage.gate_store import GateStore
 
@@ -64,6 +65,9 @@ def _execute(args: argparse.Namespace, settings: Settings) -> int:
                 strong_signals=StrongSignalStream(client),
                 gate=gate,
                 gate_store=GateStore(conn),
+                # Live, the market's age is judged on the wall clock; trading a replayed market
+                # (guards.clock = "market"), on the replay's own clock.
+                clock=WallClock() if settings.guards.clock == "wall" else ReplayClock(),
             )
             for account in loop.kernel.accounts:
                 log.info("account %s trades %s", account.name, account.strategy or "the TechnicalAgent")
