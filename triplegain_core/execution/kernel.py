@@ -59,7 +59,7 @@ from triplegain_core.model.signals import Direction, Signal, SignalAction, Trade
 from triplegain_core.portfolio.balances import Portfolio
 from triplegain_core.portfolio.positions import PositionTracker
 from triplegain_core.risk.entry_blocks import EntryBlocks
-from triplegain_core.risk.guards import FailureKind, MarketClock, MarketGuards
+from triplegain_core.risk.guards import BreakerFailure, MarketClock, MarketGuards
 from triplegain_core.risk.rules import MarketRisk, RiskCheck, RiskReason
 from triplegain_core.strategies.interface import StrategyState
 from triplegain_core.strategies.registry import LoadedStrategy, LoadReport
@@ -565,7 +565,7 @@ class TradingKernel:
             guards.stale.observe(market_us)
         rejected = sum(account.stats.rejected_orders for account in self._accounts)
         if rejected > self._venue_rejections:
-            guards.record_failure(FailureKind.VENUE_REJECTION, "orders rejected by the venue",
+            guards.record_failure(BreakerFailure.VENUE_REJECTION, "orders rejected by the venue",
                                   rejected - self._venue_rejections)
             self._venue_rejections = rejected
         stale = guards.check_market()
@@ -575,7 +575,7 @@ class TradingKernel:
         self._note_blocks()
         return stale
 
-    def record_failure(self, kind: FailureKind, detail: str) -> None:
+    def record_failure(self, kind: BreakerFailure, detail: str) -> None:
         """Count a failed read or write of the host's for the failure breaker."""
         self.guards.record_failure(kind, detail)
         self._note_blocks()

@@ -334,7 +334,7 @@ class FailureBreaker:
         return self.last_us is None or now_us - self.last_us >= self.quiet_us
 
 
-class FailureKind(StrEnum):
+class BreakerFailure(StrEnum):
     """What failed, for the failure breaker."""
 
     VENUE_REJECTION = "venue_rejection"
@@ -382,7 +382,7 @@ class MarketGuards:
         else:
             self._clear(RiskReason.VOLATILITY_HALT, at_us, "realized volatility back within its norm")
 
-    def record_failure(self, kind: FailureKind, detail: str, count: int = 1) -> None:
+    def record_failure(self, kind: BreakerFailure, detail: str, count: int = 1) -> None:
         """Count ``count`` failures of ``kind`` now (the loop's clock); at the limit within the
         window, every account goes reduce-only."""
         now_us = self.clock.now_us()
