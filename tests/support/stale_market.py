@@ -31,6 +31,7 @@ from triplegain_core.llm.trading_decision import Action, TradingDecision
 from triplegain_core.model.market import US_PER_MINUTE, US_PER_SECOND, Candle, us_to_datetime
 from triplegain_core.model.quotes import LastPrice
 from triplegain_core.risk.guards import GuardSettings, WallClock
+from triplegain_core.risk.rules import RiskLimits
 from triplegain_core.storage.decision_events import DecisionEventStore
 from triplegain_core.storage.trading_store import TradingStore
 
@@ -95,7 +96,9 @@ def decision(decision_id: str, action: Action, market_us: int, ttl_s: float = 90
 def stale_market_loop(db: psycopg.Connection, client: redis.Redis, clock: StepClock,
                       guards: GuardSettings | None = None) -> TradingLoop:
     """A loop trading LLM decisions only, on ``clock``, warmed with a few fresh minutes."""
+    # Every round trip loses its fees: no loss cooldown, or the model would soon trade no more.
     settings = Settings(symbols=(SYMBOL,), strategies=StrategySettings(enabled=(), technical_agent=False),
+                        risk=RiskLimits(consecutive_losses=1_000_000),
                         guards=guards or GuardSettings(stale_market_s=STALE_LIMIT_S))
     intake = DecisionIntake(DecisionStream(client), DecisionEventStore(db), start_id="0")
     loop = TradingLoop(settings, HotStateReader(client), TradingStore(db), start_stream_id="0", decisions=intake,
@@ -122,12 +125,13 @@ def approve(db: psycopg.Connection, decision_id: str) -> None:
 
 
 def run_stale_market(loop: TradingLoop, db: psycopg.Connection, client: redis.Redis, clock: StepClock,
-                     phases: Sequence[Phase], decide_every_s: int = 3) -> StaleRun:
-    """Step ``loop`` one second at a time through ``phases``; see the module's docstring."""
+                     phases: Sequence[Phase], decide_every_s: int = 3, limit_s: float = STALE_LIMIT_S) -> StaleRun:
+    """Step ``loop`` one second at a time through ``phases``; see the module's docstring. The
+    market is too old beyond ``limit_s`` (the guard's limit in the configuration it was given)."""
     run = StaleRun()
     stream = DecisionStream(client)
     newest_market_us = clock.now_us
-    limit_us = loop.kernel.guards.stale.max_age_us
+    limit_us = int(limit_s * US_PER_SECOND)
     second = 0
     was_stale = False
     for phase in phases:
