@@ -4,7 +4,11 @@ the failure breaker, and every set and lift in ``guard_events``."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
+
 import psycopg
+import pytest
 import redis
 
 from tests.support.stale_market import (
@@ -18,9 +22,11 @@ from tests.support.stale_market import (
     stale_market_loop,
 )
 from triplegain_core.contracts.decision_streams import DecisionStream
+from triplegain_core.contracts.hot_state import HEARTBEAT_KEY, price_key
 from triplegain_core.decisions.lifecycle import DecisionState
 from triplegain_core.llm.trading_decision import Action
 from triplegain_core.model.market import us_to_datetime
+from triplegain_core.model.quotes import LastPrice
 from triplegain_core.model.signals import IntentAction, TradeIntent
 from triplegain_core.risk.guards import BreakerFailure, GuardAction, GuardSettings
 from triplegain_core.risk.rules import RiskReason
@@ -170,3 +176,17 @@ def test_repeated_failures_put_every_account_in_reduce_only_until_a_quiet_period
     actions = [(e.guard, e.action) for e in TradingStore(db).guard_events()]
     assert actions == [(RiskReason.REDUCE_ONLY, GuardAction.SET), (RiskReason.REDUCE_ONLY, GuardAction.CLEARED)]
 
+
+
+def test_a_malformed_heartbeat_is_logged_and_ignored(
+    db: psycopg.Connection, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = StepClock(START_US)
+    loop = stale_market_loop(db, redis_client, clock)
+    for garbage in (b"{broken", b"[1, 2]", b'{"ts_us": 1, "trades": 2, "unknown": 3}'):
+        redis_client.set(HEARTBEAT_KEY, garbage)
+        clock.advance(1)
+        redis_client.set(price_key("XRP/USDT"), json.dumps(asdict(LastPrice("XRP/USDT", 0.5, clock.now_us))))
+        loop.cycle()
+        assert loop.kernel.entry_blocks.reasons == ()
+    assert len([r for r in caplog.records if "heartbeat is malformed" in r.message]) == 2
