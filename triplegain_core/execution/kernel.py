@@ -551,7 +551,7 @@ class TradingKernel:
 
     def observe_streamer(self, heartbeat_us: int | None, last_trade_us: int | None) -> None:
         """The streamer's heartbeat as the host read it (None: none): when it was written (wall
-        clock) and the newest trade the streamer took (see :class:`~triplegain_core.risk.guards.StaleMarketGuard`)."""
+        clock) and the newest trade the streamer took, named when the stale-market guard fires."""
         self.guards.stale.observe_streamer(heartbeat_us, last_trade_us)
 
     def check_guards(self) -> bool:

@@ -11,12 +11,14 @@ time, the streamer heartbeat's last trade) to *now* on the clock the loop runs o
 
 - live, the wall clock (:class:`WallClock`): a stopped streamer, a silent exchange connection or
   an executor that cannot read the hot state all let the newest trade age on the wall clock;
-- in a replay, the replay's market clock (:class:`ReplayClock`): the newest market time any
-  source announced, that is how far the replay has got (the streamer heartbeat's last trade,
-  and the data the executor read). The age is then how far the executor's market lags the
-  replay's, and a replay that stops stops its own clock: market time stands still with it, so
-  nothing ages (and nothing moves a price) until it goes on. A replay host with a clock of its
-  own (a paced replay exchange, a test) passes that instead.
+- in a replay, the replay's market clock (:class:`ReplayClock`): market time as the replayed
+  data carry it, in the order the executor takes them. A replay that stops stops its own clock:
+  market time stands still with it, so nothing ages and nothing is traded at a later moment than
+  the prices held; the guard never fires on this clock. It is deliberately not the streamer
+  heartbeat's last trade (how far the streamer has read, ahead of what it has written while a
+  replay runs faster than real time): that lead depends on the machine's speed, and the same
+  replay must give the same trail. A replay host with a clock of its own (a paced replay
+  exchange, a test) passes that instead.
 
 Beyond ``guards.stale_market_s`` the guard blocks entries and the loop lets no decision trade;
 fresh data lifts the block at the next check (it resumes by itself).
@@ -131,7 +133,7 @@ class WallClock:
 
 
 class ReplayClock:
-    """A replay's market clock: the newest market time any source announced (0 before any)."""
+    """A replay's market clock: the newest market time of the data the executor took (0 before any)."""
 
     live = False
 
@@ -203,13 +205,12 @@ class StaleMarketGuard:
         self.clock.observe(market_us)
 
     def observe_streamer(self, heartbeat_us: int | None, last_trade_us: int | None) -> None:
-        """The streamer's heartbeat (None: none in the hot state): a replay's clock moves on to
-        its last trade, which is how far the replay has got; it is not market data the
-        executor holds."""
+        """The streamer's heartbeat (None: none in the hot state), named when the guard fires.
+        Its last trade is not market data the executor holds (the streamer may not have
+        written it yet), so it moves neither the market's age nor a replay's clock."""
         self.heartbeat_us = heartbeat_us
         if last_trade_us:
             self.streamer_trade_us = last_trade_us
-            self.clock.observe(last_trade_us)
 
     def streamer_note(self, now_us: int) -> str:
         """What the streamer's heartbeat says, for people."""
@@ -218,7 +219,7 @@ class StaleMarketGuard:
         if self.clock.live:
             return f"streamer heartbeat {(now_us - self.heartbeat_us) / US_PER_SECOND:.1f} s old"
         trade = self.streamer_trade_us
-        return "streamer at no trade yet" if not trade else f"streamer at {us_to_datetime(trade).isoformat()}"
+        return "streamer has no trade yet" if not trade else f"streamer at {us_to_datetime(trade).isoformat()}"
 
     def judge(self) -> tuple[int, bool]:
         """(now on the clock, whether the market is older than the limit). No market seen yet is
