@@ -30,6 +30,13 @@ a :class:`BookSource` for the book an order fills against, and optionally a
 :class:`StrongSignalSink`, a :class:`DecisionLifecycle`, a :class:`GatedSignalQueue` and a
 :class:`GateAudit`. Market time (candle and trade timestamps), not the wall clock, stamps every
 record, so a replay gives the same trail as the live run.
+
+The market guards (:attr:`TradingKernel.guards`, see :mod:`~triplegain_core.risk.guards`) refuse
+every account's entries through :attr:`TradingKernel.entry_blocks` while they hold: the volatility
+halt judges each candle close itself; the host hands the stale-market guard the market times it
+read (:meth:`TradingKernel.observe_market`) and calls :meth:`TradingKernel.check_guards` once a
+cycle, on the clock it runs on, and reports its failed reads and writes to the failure breaker
+(:meth:`TradingKernel.record_failure`).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tests.support.memory_audit import MemoryAudit
@@ -21,6 +22,7 @@ from triplegain_core.risk.guards import (
     GuardSettings,
     GuardState,
     ReplayClock,
+    VolatilityHalt,
     WallClock,
 )
 from triplegain_core.risk.rules import RiskLimits, RiskReason
@@ -256,3 +258,21 @@ def test_the_guard_defaults() -> None:
     assert (guards.stale_market_s, guards.clock, guards.volatility_halt_multiple) == (10.0, "wall", 4.0)
     assert (guards.volatility_window_minutes, guards.volatility_norm_windows) == (60, 24)
     assert (guards.failure_limit, guards.failure_window_s, guards.failure_quiet_s) == (5, 60.0, 300.0)
+
+
+@pytest.mark.parametrize(("name", "halts", "halted_minutes"),
+                         [("binance_xrp-eth_1m.parquet", 0, 0), ("binance_alt-btc_1m.parquet", 1, 25)])
+def test_the_default_volatility_halt_on_real_markets_fires_on_a_crash_only(
+    shared_data: Path, name: str, halts: int, halted_minutes: int,
+) -> None:
+    frame = pd.read_parquet(shared_data / name)
+    halt = VolatilityHalt(GuardSettings(), [SYMBOL])
+    fired = halted = 0
+    before = False
+    for opened, close in zip(frame["ts"], frame["close"], strict=True):
+        halt.add(Candle(SYMBOL, "1m", int(pd.Timestamp(opened).value // 1000), close, close, close, close, 1.0, 1))
+        now = bool(halt.beyond())
+        halted += now
+        fired += now and not before
+        before = now
+    assert (fired, halted) == (halts, halted_minutes)
