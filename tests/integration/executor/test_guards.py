@@ -5,12 +5,14 @@ the failure breaker, and every set and lift in ``guard_events``."""
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict
 
 import psycopg
 import pytest
 import redis
 
+from streamer.executor.feed import HotStateFeed
 from tests.support.stale_market import (
     START_US,
     Phase,
@@ -190,3 +192,32 @@ def test_a_malformed_heartbeat_is_logged_and_ignored(
         loop.cycle()
         assert loop.kernel.entry_blocks.reasons == ()
     assert len([r for r in caplog.records if "heartbeat is malformed" in r.message]) == 2
+
+
+def test_the_feed_thread_hands_the_guard_the_heartbeat_and_the_fresh_data(
+    db: psycopg.Connection, redis_client: redis.Redis,
+) -> None:
+    clock = StepClock(START_US)
+    loop = stale_market_loop(db, redis_client, clock)
+    with loop.feeding() as feed:
+        clock.advance(11)
+        publish(redis_client, clock, trade=False)  # the streamer lives, the exchange is silent
+        _read_twice(feed)
+        loop.cycle()
+        assert loop.kernel.entry_blocks.reasons == (RiskReason.STALE_MARKET,)
+        clock.advance(1)
+        publish(redis_client, clock)
+        _read_twice(feed)
+        loop.cycle()
+        assert loop.kernel.entry_blocks.reasons == ()
+    stale_set = TradingStore(db).guard_events()[0]
+    assert "streamer heartbeat 0.0 s old" in stale_set.detail
+
+
+def _read_twice(feed: HotStateFeed) -> None:
+    """Wait until the feed read the hot state twice more: what was published before is gathered."""
+    wanted = feed.reads + 2
+    deadline = time.monotonic() + 10
+    while feed.reads < wanted:
+        assert time.monotonic() < deadline, "the feed stopped reading"
+        time.sleep(0.002)
