@@ -67,8 +67,11 @@ class GapRepairReport:
 
 def stored_trades(conn: psycopg.Connection, symbol: str, start_us: int, end_us: int
                   ) -> list[Trade]:
-    """The stored trades of ``symbol`` with ``start_us <= ts < end_us``, in time order."""
-    return MarketStore(conn).trades(symbol, us_to_datetime(start_us), us_to_datetime(end_us))
+    """The stored trades of ``symbol`` with ``start_us <= ts < end_us``, in time order, with
+    the last one before and the first one after (they say which minutes are quiet)."""
+    store = MarketStore(conn)
+    start, end = us_to_datetime(start_us), us_to_datetime(end_us)
+    return merge_trades(store.trades(symbol, start, end), store.trades_around(symbol, start, end))
 
 
 class GapRepairer:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from triplegain_core.marketdata.candles import CandleAggregator, build_candles
 from triplegain_core.marketdata.sources import trades_from_file
+from triplegain_core.marketdata.timeframes import CandleResampler, resample_candles
 from triplegain_core.model.market import (
     TIMEFRAME_US,
     TIMEFRAMES,
@@ -312,3 +313,32 @@ def test_a_hole_is_never_taken_for_quiet_minutes() -> None:
         Candle("XRP/USDT", "1m", T0 + 5 * US_PER_MINUTE, 3.0, 3.0, 3.0, 3.0, 1.0, 1),
         Candle("XRP/USDT", "1m", T0 + 6 * US_PER_MINUTE, 3.0, 3.0, 3.0, 3.0, 0.0, 0)]
     assert aggregator.advance("BTC/USDT", T0 + 9 * US_PER_MINUTE) == []  # nothing known of it
+
+
+def test_higher_timeframes_of_quiet_minutes_equal_those_built_from_the_trades(
+    shared_data: Path
+) -> None:
+    """The 1m candles of a quiet market (real XRP/ETH trades: a third of its minutes have none),
+    resampled in batch and one at a time, give the 5m, 15m and 1h candles built from the
+    trades: a quiet minute's price never becomes an open, high or low."""
+    trades = list(trades_from_file(shared_data / "binance_xrp-eth_trades.parquet", "XRP/ETH"))
+    built = build_candles(trades, TIMEFRAMES)
+    minutes = [c for c in built if c.timeframe == "1m"][:-1]  # the last one is still forming
+    assert sum(c.quiet for c in minutes) > 1000
+    frame = pd.DataFrame(
+        [(pd.Timestamp(c.open_time_us, unit="us", tz="UTC"), c.open, c.high, c.low, c.close,
+          c.volume, c.trade_count) for c in minutes],
+        columns=["open_time", "open", "high", "low", "close", "volume", "trade_count"])
+    for timeframe in ("5m", "15m", "1h"):
+        expected = [(c.open_time_us, c.open, c.high, c.low, c.close, c.volume, c.trade_count)
+                    for c in built if c.timeframe == timeframe
+                    and c.close_time_us <= minutes[-1].close_time_us]
+        batch = resample_candles(frame, timeframe)
+        assert list(zip(batch["open_time"].dt.as_unit("us").astype("int64").tolist(),
+                        batch["open"], batch["high"], batch["low"], batch["close"],
+                        batch["volume"], batch["trade_count"], strict=True)) == expected
+        resampler = CandleResampler("XRP/ETH", timeframe)
+        one_by_one = [c for m in minutes for c in resampler.add(m)]
+        assert [(c.open_time_us, c.open, c.high, c.low, c.close, c.volume, c.trade_count)
+                for c in one_by_one] == expected
+        assert any(c[-1] == 0 for c in expected) or timeframe != "5m"  # some 5m are all quiet
