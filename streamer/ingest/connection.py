@@ -73,10 +73,10 @@ from triplegain_core.adapters.kraken.messages import (
 from triplegain_core.adapters.kraken.parse import parse_server_message
 from triplegain_core.config import Settings
 from triplegain_core.contracts.hot_state import HotStatePublisher
-from triplegain_core.marketdata.candles import CandleAggregator
+from triplegain_core.marketdata.candles import QUIET_EVIDENCE_LAG_US, CandleAggregator
 from triplegain_core.marketdata.gaps import MissedInterval
 from triplegain_core.marketdata.sequencer import GapPatience, TradeMark, TradeSequencer
-from triplegain_core.model.market import TIMEFRAMES, Candle, Trade
+from triplegain_core.model.market import TIMEFRAMES, US_PER_MINUTE, Candle, Trade
 from triplegain_core.storage.market_store import MarketStore
 
 log = logging.getLogger(__name__)
@@ -206,6 +206,9 @@ class TradeStreamer:
         self._last_message = 0.0
         self._attempts: deque[float] = deque()
         self._received_since_connect = False
+        # The feed's market time: the newest trade time received (any symbol), and its minute.
+        self._market_us = max((mark.ts_us for mark in (resume_from or {}).values()), default=0)
+        self._market_minute = self._market_us // US_PER_MINUTE
 
     def stop(self) -> None:
         """Ask for a clean end: read what the server already sent, flush, return."""
@@ -457,6 +460,33 @@ class TradeStreamer:
                 self._missed(hole)
         if ready:
             self._apply(ready)
+        newest = max(trade.ts_us for trade in trades) if trades else 0
+        if newest > self._market_us:
+            self._market_us = newest
+            # Once per market minute (and after a snapshot, which may put a symbol back in
+            # step): the symbols whose feed is whole up to now have quiet minutes to close.
+            if newest // US_PER_MINUTE > self._market_minute:
+                self._market_minute = newest // US_PER_MINUTE
+                self._advance_market()
+                return
+        if message.kind == "snapshot":
+            self._advance_market()
+
+    def _advance_market(self) -> None:
+        """Close the buckets of every symbol in step that ended by the feed's market time (less
+        the evidence lag): a later trade of another symbol on this connection shows the feed
+        was alive, so those without a trade of the symbol are quiet candles."""
+        sequencer, aggregator = self.sequencer, self._aggregator
+        until = self._market_us - QUIET_EVIDENCE_LAG_US
+        closed: list[Candle] = []
+        for symbol in self._settings.symbols:
+            if sequencer.in_step(symbol):
+                closed += aggregator.advance(symbol, until)
+        if closed:
+            # A quiet one is not cross-checked: the exchange's ohlc has a bar for a minute only
+            # when it had trades.
+            self._ohlc.cross_check([candle for candle in closed if not candle.quiet])
+            self._writer.add((), closed)
 
     def _after_sequencer(self, ready: list[Trade]) -> None:
         """Hand on the holes the sequencer found, then apply the trades it released."""
@@ -467,7 +497,8 @@ class TradeStreamer:
             self._apply(ready)
 
     def _missed(self, hole: MissedInterval) -> None:
-        """A hole the sequencer found: queued for the backfill, else handed on."""
+        """A hole the sequencer found: queued for the backfill, else handed on (its minutes
+        are then no quiet minutes: trades may be missing there)."""
         self.missed_intervals.append(hole)
         if self._backfill is not None:
             log.info("missed %d %s trades (ids %d..%d) between %d and %d us (%s): "
@@ -478,6 +509,7 @@ class TradeStreamer:
         log.warning("missed %d %s trades (ids %d..%d) between %d and %d us (%s): "
                     "left to REST gap repair", hole.trades, hole.symbol, hole.first_trade_id,
                     hole.last_trade_id, hole.from_us, hole.to_us, hole.reason)
+        self._aggregator.unknown(hole.symbol, hole.from_us, hole.to_us)
         if self._on_missed is not None:
             self._on_missed(hole)
 
@@ -508,6 +540,7 @@ class TradeStreamer:
             log.warning("backfill left %d %s trades (ids %d..%d) missing: "
                         "left to REST gap repair", rest.trades, rest.symbol,
                         rest.first_trade_id, rest.last_trade_id)
+            self._aggregator.unknown(rest.symbol, rest.from_us, rest.to_us)
             if self._on_missed is not None:
                 self._on_missed(rest)
         if brought:
@@ -548,4 +581,5 @@ class TradeStreamer:
             # REST needs no socket: the last holes are backfilled too, and what their trades
             # held back goes out at the next turn.
             await self._fill_holes()
+        self._advance_market()
         self._writer.finish(self._aggregator.flush())

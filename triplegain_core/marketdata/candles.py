@@ -15,8 +15,7 @@ same unbroken connection). A bucket that overlaps a hole (:meth:`CandleAggregato
 may be missing there) gets no candle: it is a true hole, for the REST repair. Nothing precedes a
 symbol's first trade, so no quiet candle either.
 
-Closing and correcting. Per symbol the *watermark* is the newest trade time seen (or the market
-time :meth:`CandleAggregator.advance` was given, when later). A bucket
+Closing and correcting. Per symbol the *watermark* is the newest trade time seen. A bucket
 closes, and :meth:`CandleAggregator.add` returns its candle, when the watermark enters a later
 bucket. A trade older than the watermark by at most ``lateness_horizon_us`` is still applied:
 every candle it changes in a bucket already closed is returned again, corrected (stores upsert
@@ -30,7 +29,9 @@ them but no newer than the newest trade already forgotten might be a forgotten d
 counted in ``late_trades`` rather than risk counting a trade twice.
 
 Memory per symbol is bounded: the id window, plus, per timeframe, the buckets that can still
-change (those ending after ``watermark - lateness_horizon_us``).
+change (those ending after ``watermark - lateness_horizon_us``; while a symbol is quiet, the
+quiet buckets :meth:`CandleAggregator.advance` closed since then, so that a trade that arrives
+after that evidence still corrects them).
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ from triplegain_core.model.market import TIMEFRAME_US, TIMEFRAMES, US_PER_MINUTE
 
 DEFAULT_LATENESS_HORIZON_US = 5 * US_PER_MINUTE
 DEFAULT_TRADE_ID_WINDOW = 50_000
+# A symbol's bucket is taken for quiet on other symbols' evidence only once the feed's market
+# time is this far past its end: a lost frame of the symbol shows as a gap at its next trade
+# first, rather than as a quiet (or short) candle to correct.
+QUIET_EVIDENCE_LAG_US = US_PER_MINUTE
 _NEVER = -(2**62)  # before any timestamp: a new symbol has seen nothing
 
 
@@ -216,8 +221,6 @@ class CandleAggregator:
         state = self._symbols.get(symbol)
         if state is None or state.last_close is None:
             return []  # nothing known before: nothing to be quiet after
-        if now_us > state.watermark:  # lateness is measured from the market's time
-            state.watermark = now_us
         emitted: list[Candle] = []
         for index, span in enumerate(self._spans):
             start = now_us - now_us % span
@@ -328,7 +331,7 @@ class CandleAggregator:
     @staticmethod
     def _forget_final(bars: dict[int, _Bar], span: int, cutoff: int) -> None:
         # Only buckets ending after the cutoff can still receive a trade; the dict holds a
-        # handful of them (horizon / span + 2), so the scan is constant work.
+        # handful of them (horizon / span + 2, plus a quiet symbol's quiet buckets).
         final = [start for start in bars if start + span <= cutoff]
         for start in final:
             del bars[start]
@@ -349,7 +352,8 @@ def build_candles(
     included, ordered by timeframe (finest first), symbol and open time.
 
     ``trades`` are one unbroken feed: a bucket without trades between two trades of a symbol
-    is a quiet candle, and so is one that ends before a later trade of another symbol."""
+    is a quiet candle, and so is one that ends :data:`QUIET_EVIDENCE_LAG_US` before a later
+    trade of another symbol."""
     aggregator = CandleAggregator(
         timeframe, lateness_horizon_us=lateness_horizon_us, trade_id_window=trade_id_window
     )
@@ -364,7 +368,7 @@ def build_candles(
         if minute > market_minute:  # the feed's time passed a minute: the others are quiet
             market_minute = minute
             for symbol in symbols:
-                for candle in aggregator.advance(symbol, trade.ts_us):
+                for candle in aggregator.advance(symbol, trade.ts_us - QUIET_EVIDENCE_LAG_US):
                     latest[(candle.timeframe, candle.symbol, candle.open_time_us)] = candle
     for candle in aggregator.flush():
         latest[(candle.timeframe, candle.symbol, candle.open_time_us)] = candle
