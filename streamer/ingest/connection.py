@@ -214,6 +214,16 @@ class TradeStreamer:
         """Ask for a clean end: read what the server already sent, flush, return."""
         self._stop.set()
 
+    def closed_before(self, symbol: str, timeframe: str) -> int:
+        """The start of ``symbol``'s first ``timeframe`` bucket whose candle has not closed
+        yet: a repair may rewrite the candles before it without a live one overwriting them."""
+        return self._aggregator.open_bucket(symbol, timeframe)
+
+    def write_candles(self, candles: Sequence[Candle]) -> None:
+        """Queue candles rebuilt elsewhere (a gap repair) after those already queued, so they
+        replace the live stream's versions in the store and on the hot state."""
+        self._writer.add((), candles)
+
     def top_of_book(self, symbol: str) -> KrakenBookTop | None:
         """Best bid/ask of ``symbol``'s validated book; ``None`` while it is invalid or empty."""
         return self._books.top(symbol)

@@ -231,6 +231,14 @@ class CandleAggregator:
                                    state.watermark - self.lateness_horizon_us)
         return emitted
 
+    def open_bucket(self, symbol: str, timeframe: str) -> int:
+        """The start of ``symbol``'s first ``timeframe`` bucket not yet closed (every candle
+        before it has been returned); far in the past when nothing is known of the symbol."""
+        state = self._symbols.get(symbol)
+        if state is None:
+            return _NEVER
+        return state.forming[self.timeframes.index(timeframe)]
+
     def unknown(self, symbol: str, from_us: int, to_us: int) -> None:
         """Trades of ``symbol`` in ``[from_us, to_us)`` may be missing (a hole the stream could
         not close): no bucket overlapping it is taken for quiet."""
@@ -359,17 +367,21 @@ def build_candles(
     )
     latest: dict[tuple[str, str, int], Candle] = {}
     symbols: dict[str, None] = {}
-    market_minute = _NEVER
+    market_us = market_minute = _NEVER
     for trade in trades:
         symbols.setdefault(trade.symbol)
         for candle in aggregator.add(trade):
             latest[(candle.timeframe, candle.symbol, candle.open_time_us)] = candle
+        market_us = max(market_us, trade.ts_us)
         minute = trade.ts_us // US_PER_MINUTE
         if minute > market_minute:  # the feed's time passed a minute: the others are quiet
             market_minute = minute
             for symbol in symbols:
                 for candle in aggregator.advance(symbol, trade.ts_us - QUIET_EVIDENCE_LAG_US):
                     latest[(candle.timeframe, candle.symbol, candle.open_time_us)] = candle
+    for symbol in symbols:  # a symbol seen after the last minute turned is behind too
+        for candle in aggregator.advance(symbol, market_us - QUIET_EVIDENCE_LAG_US):
+            latest[(candle.timeframe, candle.symbol, candle.open_time_us)] = candle
     for candle in aggregator.flush():
         latest[(candle.timeframe, candle.symbol, candle.open_time_us)] = candle
     rank = {tf: i for i, tf in enumerate(aggregator.timeframes)}

@@ -4,12 +4,11 @@ exchange's own candles; duplicates, late trades and the aggregator's bounded mem
 from __future__ import annotations
 
 import itertools
-
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from triplegain_core.marketdata.candles import QUIET_EVIDENCE_LAG_US, CandleAggregator, build_candles
@@ -100,6 +99,10 @@ _steps = st.lists(
 
 
 @settings(max_examples=100, deadline=None)
+# A symbol first seen after the feed's time passed its quiet minutes still gets them.
+@example(steps=[("BTC/USDT", 0, 1.0, 1.0, 0.0, False), ("XRP/USDT", 0, 1.0, 1.0, 0.875, False),
+                ("BTC/USDT", 126_062_482, 1.0, 1.0, 0.0, False)],
+         offset=533_937_518, horizon_us=144_071_410)
 @given(_steps, st.integers(min_value=0, max_value=US_PER_DAY - 1),
        st.integers(min_value=US_PER_MINUTE, max_value=30 * US_PER_MINUTE))
 def test_every_timeframe_equals_a_pandas_resample_of_the_deduplicated_trades(
