@@ -18,17 +18,25 @@ from streamer.ingest.stats import StreamerStats
 from streamer.replay.exchange import ReplayExchange
 from streamer.replay.faults import ReplayFaults
 from streamer.replay.rest import ReplayRestExchange, RestFault
+from tests.support.quiet_market import SYMBOLS, quiet_market, rest_ohlc
 from triplegain_core.adapters.kraken.encode import encode_pong, encode_status, encode_subscribe_ack, encode_trades
 from triplegain_core.adapters.kraken.messages import KrakenPingRequest
 from triplegain_core.adapters.kraken.parse import parse_client_message
 from triplegain_core.adapters.kraken.rest import ExchangeRestConfig, RestMarketData
 from triplegain_core.config import Settings
 from triplegain_core.contracts.hot_state import HotStatePublisher, HotStateReader
-from triplegain_core.marketdata.candles import build_candles
+from triplegain_core.marketdata.candles import QUIET_EVIDENCE_LAG_US, build_candles
 from triplegain_core.marketdata.gaps import MissedInterval
 from triplegain_core.marketdata.sequencer import TradeMark
 from triplegain_core.marketdata.sources import MarketSimulator, trades_from_file
-from triplegain_core.model.market import TIMEFRAMES, TRADED_SYMBOLS, Candle, Side, Trade
+from triplegain_core.model.market import (
+    TIMEFRAMES,
+    TRADED_SYMBOLS,
+    US_PER_MINUTE,
+    Candle,
+    Side,
+    Trade,
+)
 from triplegain_core.storage.market_store import MarketStore
 
 pytestmark = pytest.mark.integration
@@ -117,22 +125,62 @@ def test_replaying_twice_stores_each_row_once(
     assert MarketStore(db).count_rows("trades") == len(trades)
 
 
-def test_real_trades_give_the_exchange_candles_through_the_wire(
-    shared_data: Path, database_url: str, redis_client: redis.Redis, db: psycopg.Connection
-) -> None:
-    """Binance XRP/ETH trades, replayed (standing for XRP/USDT), end as Binance's 1m candles."""
+def _binance_1m(shared_data: Path) -> list[tuple]:
     import pandas as pd
 
-    trades = list(trades_from_file(shared_data / "binance_xrp-eth_trades.parquet", "XRP/USDT"))
-    stats = _stream(trades, ["XRP/USDT"], database_url, redis_client)
-    assert stats.trades == len(trades) == 12_477
     exchange = pd.read_parquet(shared_data / "binance_xrp-eth_1m.parquet")
-    stored = _stored_candles(db)
-    assert len(stored) == 2469
-    assert [row[1:7] for row in stored] == list(zip(
+    return list(zip(
         exchange["ts"].dt.as_unit("us").astype("int64").tolist(), exchange["open"].tolist(),
         exchange["high"].tolist(), exchange["low"].tolist(), exchange["close"].tolist(),
         exchange["volume"].tolist(), strict=True))
+
+
+def _assert_the_rest_candles(db: psycopg.Connection, trades: Sequence[Trade]) -> None:
+    """Every stored 1m candle of each symbol is the REST stand-in's Kraken OHLC row of that
+    minute (quiet ones included), and every minute the feed has passed has one."""
+    closed_until = max(t.ts_us for t in trades) - QUIET_EVIDENCE_LAG_US
+    closed_until -= closed_until % US_PER_MINUTE
+    for symbol in sorted({t.symbol for t in trades}):
+        rest = rest_ohlc(list(trades), symbol)
+        stored = {c.open_time_us: c for c in MarketStore(db).candles(symbol, "1m")}
+        first = min(stored)
+        assert stored == {minute: rest[minute] for minute in stored}, symbol
+        assert set(stored) >= {m for m in rest if first <= m < closed_until}, symbol
+        assert list(stored) == list(range(first, max(stored) + 1, US_PER_MINUTE)), symbol
+        assert sum(c.quiet for c in stored.values()) > 1000, symbol
+
+
+def test_real_trades_give_the_exchange_candles_through_the_wire(
+    shared_data: Path, database_url: str, redis_client: redis.Redis, db: psycopg.Connection
+) -> None:
+    """Binance XRP/ETH trades, replayed (standing for XRP/USDT), end as Binance's 1m candles;
+    the quiet minutes Binance's file leaves out are stored as Kraken publishes them."""
+    trades = list(trades_from_file(shared_data / "binance_xrp-eth_trades.parquet", "XRP/USDT"))
+    stats = _stream(trades, ["XRP/USDT"], database_url, redis_client)
+    assert stats.trades == len(trades) == 12_477
+    stored = _stored_candles(db)
+    assert len(stored) == 3560
+    assert [row[1:7] for row in stored if row[7]] == _binance_1m(shared_data)
+    _assert_the_rest_candles(db, trades)
+
+
+def test_a_quiet_market_gives_the_rest_candles_through_the_wire(
+    shared_data: Path, database_url: str, redis_client: redis.Redis, db: psycopg.Connection
+) -> None:
+    """A busy and a quiet pair of real trades: each quiet minute, inside the run or after the
+    quiet pair's last trade (the busy pair's trades show the feed alive), is the REST stand-in's
+    candle of that minute, and the higher timeframes follow."""
+    trades = quiet_market(shared_data)
+    stats = _stream(trades, SYMBOLS, database_url, redis_client)
+    assert stats.trades == len(trades) and stats.missed_intervals == 0
+    _assert_the_rest_candles(db, trades)
+    quiet_pair = [t for t in trades if t.symbol == "XRP/BTC"]
+    stored = MarketStore(db).candles("XRP/BTC", "1m")
+    assert stored[-1].open_time_us > quiet_pair[-1].ts_us + 10 * US_PER_MINUTE  # trailing quiet
+    every = build_candles(trades, TIMEFRAMES)
+    for timeframe in TIMEFRAMES:
+        assert _stored_candles(db, timeframe) == _expected(
+            [c for c in every if c.timeframe == timeframe]), timeframe
 
 
 def test_malformed_frames_are_counted_and_the_stream_goes_on(
@@ -286,9 +334,7 @@ def test_real_trades_with_every_fault_give_the_exchange_candles(
     shared_data: Path, database_url: str, redis_client: redis.Redis, db: psycopg.Connection
 ) -> None:
     """Binance XRP/ETH trades through a replay exchange with every fault on: still exactly
-    Binance's 1m candles."""
-    import pandas as pd
-
+    Binance's 1m candles, and the quiet minutes as the REST stand-in gives them."""
     trades = list(trades_from_file(shared_data / "binance_xrp-eth_trades.parquet", "XRP/USDT"))
     stats, exchange, missed = _stream_with_faults(trades, ["XRP/USDT"], _FAULTS["all"], 40_000.0,
                                                   database_url, redis_client)
@@ -297,13 +343,9 @@ def test_real_trades_with_every_fault_give_the_exchange_candles(
     assert injected.frames_malformed and injected.checksums_corrupted
     assert injected.connections_dropped and injected.stalls
     assert missed == [] and stats.trades == len(trades) == 12_477
-    exchange_1m = pd.read_parquet(shared_data / "binance_xrp-eth_1m.parquet")
     stored = _stored_candles(db)
-    assert [row[1:7] for row in stored] == list(zip(
-        exchange_1m["ts"].dt.as_unit("us").astype("int64").tolist(),
-        exchange_1m["open"].tolist(), exchange_1m["high"].tolist(),
-        exchange_1m["low"].tolist(), exchange_1m["close"].tolist(),
-        exchange_1m["volume"].tolist(), strict=True))
+    assert [row[1:7] for row in stored if row[7]] == _binance_1m(shared_data)
+    _assert_the_rest_candles(db, trades)
 
 
 _HOLE_TRADES = [Trade("XRP/USDT", i, START + i * 1_000_000, 0.5 + i / 10_000, 1.0, Side.BUY)
