@@ -74,6 +74,7 @@ def _stream(args: argparse.Namespace, settings: Settings) -> int:
                 finally:
                     repairing_done.set()
                     await repairing
+                await repairs.finish()
                 if repairs.open:
                     log.error("%d holes not filled yet: the next run retries them",
                               repairs.open)

@@ -225,6 +225,14 @@ class GapRepairs:
                 if repair.rebuilt >= set(self._repairer.timeframes):
                     self._repairs.remove(repair)
 
+    async def finish(self) -> None:
+        """The stream has ended and flushed every candle: rebuild what the filled holes still
+        touch straight into the store (the open holes stay recorded for the next run)."""
+        self._closed_before = self._write_candles = None
+        for repair in [r for r in self._repairs if r.filled]:
+            await self._rebuild(repair)
+            self._repairs.remove(repair)
+
     def _next_wait(self) -> float:
         waiting = [r.due - self._clock() for r in self._repairs if not r.filled]
         if any(r.filled for r in self._repairs):
