@@ -13,7 +13,7 @@ import redis
 from websockets.asyncio.server import ServerConnection, serve
 
 from streamer.ingest.connection import ConnectionPolicy, TradeStreamer
-from streamer.ingest.rest_repair import RestBackfill
+from streamer.ingest.rest_repair import GapRepairer, GapRepairs, RestBackfill
 from streamer.ingest.stats import StreamerStats
 from streamer.replay.exchange import ReplayExchange
 from streamer.replay.faults import ReplayFaults
@@ -38,6 +38,7 @@ from triplegain_core.model.market import (
     Trade,
 )
 from triplegain_core.storage.market_store import MarketStore
+from triplegain_core.storage.missed_interval_store import MissedIntervalStore
 
 pytestmark = pytest.mark.integration
 
@@ -449,6 +450,67 @@ def test_a_hole_longer_than_the_snapshot_is_backfilled_over_rest_in_order(
     for timeframe in TIMEFRAMES:
         assert _stored_candles(db, timeframe) == _expected(
             [c for c in build_candles(trades, TIMEFRAMES) if c.timeframe == timeframe])
+
+
+def test_a_hole_the_backfill_cannot_fill_is_retried_until_filled(
+    database_url: str, redis_client: redis.Redis, db: psycopg.Connection
+) -> None:
+    """The same lost 60 trades, with REST failing for a while (five HTTP 500 in a row): the
+    in-stream backfill gives the hole up, the stream goes on, and the gap repair retries it
+    with a backoff until REST answers; then every trade and candle is that of the full
+    stream, and the hole is recorded as filled after its failed attempts."""
+    trades, lost, published = _HOLE_TRADES, _LOST, asyncio.Event()
+    handler = _lossy_exchange(trades, lost, published)
+
+    async def scenario() -> tuple[StreamerStats, GapRepairs]:
+        async with serve(handler, "127.0.0.1", 0) as server, \
+                ReplayRestExchange(trades, ["XRP/USDT"]) as rest_server:
+            rest_server.inject(RestFault.HTTP_500, times=5, endpoint="Trades")
+            port = server.sockets[0].getsockname()[1]
+            settings = Settings(ws_url=f"ws://127.0.0.1:{port}/v2", symbols=("XRP/USDT",),
+                                write_interval_s=0.05)
+            config = ExchangeRestConfig(base_url=rest_server.url, rate_limit_ms=1,
+                                        max_retries=0, page_size=25)
+            with psycopg.connect(database_url, autocommit=True) as conn, \
+                    psycopg.connect(database_url, autocommit=True) as repair_conn:
+                async with RestMarketData(config) as rest:
+                    repairs = GapRepairs(
+                        GapRepairer(rest, repair_conn), MissedIntervalStore(repair_conn),
+                        closed_before=lambda symbol, tf: streamer.closed_before(symbol, tf),
+                        write_candles=lambda candles: streamer.write_candles(candles),
+                        backoff_s=0.02, poll_s=0.02)
+                    streamer = TradeStreamer(
+                        settings, MarketStore(conn), HotStatePublisher(redis_client),
+                        policy=ConnectionPolicy(channels=("trade",), gap_patience_s=0.05),
+                        backfill=RestBackfill(rest), on_missed_interval=repairs.submit)
+                    repairing_done, done = asyncio.Event(), asyncio.Event()
+                    repairing = asyncio.create_task(repairs.run(repairing_done))
+                    streaming = asyncio.create_task(streamer.run_until(done))
+                    await published.wait()
+
+                    async def filled() -> None:
+                        while repairs.filled == 0:
+                            await asyncio.sleep(0.02)
+
+                    # Bounded: a repair that gave up would leave this waiting for ever.
+                    await asyncio.wait_for(filled(), 60.0)
+                    done.set()
+                    stats = await streaming
+                    repairing_done.set()
+                    await repairing
+                    await repairs.finish()
+            return stats, repairs
+
+    stats, repairs = asyncio.run(scenario())
+    assert (stats.missed_intervals, stats.missed_trades, stats.backfilled_trades) == (1, 60, 0)
+    assert repairs.failed_attempts >= 4 and repairs.filled == 1 and repairs.open == 0
+    assert db.execute("SELECT attempts, filled_at IS NOT NULL FROM missed_intervals"
+                      ).fetchall() == [(repairs.failed_attempts + 1, True)]
+    assert MarketStore(db).trades("XRP/USDT") == trades
+    every = build_candles(trades, TIMEFRAMES)
+    for timeframe in TIMEFRAMES:
+        assert _stored_candles(db, timeframe) == _expected(
+            [c for c in every if c.timeframe == timeframe]), timeframe
 
 
 def test_resume_from_reports_the_hole_across_a_restart(
