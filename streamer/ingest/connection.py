@@ -348,11 +348,20 @@ class TradeStreamer:
         """Stale connection detection, and the gap deadlines of the sequencer."""
         policy = self.policy
         period = min(0.05, policy.stale_after_s / 4, policy.gap_patience_s / 2)
+        silence, heard, tick = 0.0, self._last_message, time.monotonic()
         while True:
             await asyncio.sleep(period)
             now = time.monotonic()
-            # A backfill holds the reader back: the silence is ours, not the exchange's.
-            if not self._filling and now - self._last_message > policy.stale_after_s:
+            # Silence counts only while this process is responsive: a tick that comes late
+            # (a starved event loop on a loaded machine) adds one period at most, for what the
+            # exchange sent meanwhile is still unread in the socket, not missing. A backfill
+            # holds the reader back: that silence is ours too.
+            if self._filling or self._last_message != heard:
+                heard, silence = self._last_message, 0.0
+            else:
+                silence += min(now - tick, 2 * period)
+            tick = now
+            if silence > policy.stale_after_s:
                 self.stats.stale_connections += 1
                 raise _StaleConnection(f"no message for {policy.stale_after_s:.1f} s")
             ready: list[Trade] = []

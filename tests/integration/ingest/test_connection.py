@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
@@ -329,6 +330,48 @@ def test_faults_lose_no_trade(fault: str, database_url: str, redis_client: redis
     elif fault == "malformed_json":
         assert injected.frames_malformed > 0
         assert stats.rejected_frames == injected.frames_malformed
+
+
+def test_a_starved_event_loop_is_no_stale_connection(
+    database_url: str, redis_client: redis.Redis, db: psycopg.Connection
+) -> None:
+    """A loaded machine starves the event loop for longer than ``stale_after_s`` now and then
+    (here: blocking it 0.4 s every 0.3 s of a 0.3 s limit). The frames sent meanwhile wait in
+    the socket; the watchdog must not take that for a dead connection, whose reconnection
+    would throw them away (a malformed frame never counted, trades beyond the snapshot)."""
+    trades = list(MarketSimulator(seed=11, start_us=START, duration_s=40 * 60))
+    faults = _FAULTS["malformed_json"]
+
+    async def scenario() -> tuple[StreamerStats, ReplayExchange, int]:
+        async with ReplayExchange(trades, TRADED_SYMBOLS, speed=800.0, heartbeat_interval_s=0.1,
+                                  faults=faults) as exchange:
+            settings = Settings(ws_url=exchange.url, symbols=tuple(TRADED_SYMBOLS),
+                                write_batch_size=400)
+            starved = 0
+
+            async def starve() -> None:
+                nonlocal starved
+                while True:
+                    await asyncio.sleep(0.3)
+                    time.sleep(0.4)  # blocks the loop, as a loaded machine's scheduler does
+                    starved += 1
+
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                streamer = TradeStreamer(settings, MarketStore(conn),
+                                         HotStatePublisher(redis_client), policy=_POLICY)
+                starver = asyncio.create_task(starve())
+                try:
+                    stats = await streamer.run_until(exchange.finished)
+                finally:
+                    starver.cancel()
+                return stats, exchange, starved
+
+    stats, exchange, starved = asyncio.run(scenario())
+    assert starved >= 3
+    assert (stats.stale_connections, stats.reconnects, stats.missed_intervals) == (0, 0, 0)
+    assert stats.rejected_frames == exchange.faults_injected.frames_malformed > 0
+    assert stats.trades == len(trades)
+    assert _stored_candles(db) == _expected(build_candles(trades))
 
 
 def test_real_trades_with_every_fault_give_the_exchange_candles(
