@@ -479,7 +479,8 @@ class TradeStreamer:
                 self._missed(hole)
         if ready:
             self._apply(ready)
-        newest = max(trade.ts_us for trade in trades) if trades else 0
+        # Kraken lists a frame's trades in time order: its last is the feed's newest time.
+        newest = trades[-1].ts_us if trades else 0
         if newest > self._market_us:
             self._market_us = newest
             # Once per market minute (and after a snapshot, which may put a symbol back in

@@ -115,8 +115,8 @@ class _Bar:
 class _SymbolState:
     """One symbol's watermark, id window and live buckets per timeframe."""
 
-    __slots__ = ("bars", "forgotten_ts", "forming", "id_order", "ids", "last_close", "last_key",
-                 "unknown", "watermark")
+    __slots__ = ("bars", "forgotten_ts", "forming", "id_order", "ids", "last_close", "last_id",
+                 "last_ts", "unknown", "watermark")
 
     def __init__(self, timeframes: int) -> None:
         self.watermark = _NEVER
@@ -127,7 +127,7 @@ class _SymbolState:
         # The first bucket not yet closed (it holds the watermark, or the market time that
         # :meth:`CandleAggregator.advance` was given; it has no bar in the latter case).
         self.forming: list[int] = [_NEVER] * timeframes
-        self.last_key = (_NEVER, _NEVER)  # (ts_us, trade_id) of the newest trade
+        self.last_ts = self.last_id = _NEVER  # the newest trade, in (ts_us, trade_id) order
         self.last_close: float | None = None  # its price: the price of the quiet buckets after it
         self.unknown: list[tuple[int, int]] = []  # holes [from_us, to_us): never quiet
 
@@ -208,10 +208,8 @@ class CandleAggregator:
                 self._close(state, symbol, index, start, emitted)
                 state.forming[index] = start
                 self._forget_final(bars, span, state.watermark - self.lateness_horizon_us)
-        key = (ts, trade.trade_id)
-        if key > state.last_key:
-            state.last_key = key
-            state.last_close = trade.price
+        if ts > state.last_ts or (ts == state.last_ts and trade.trade_id > state.last_id):
+            state.last_ts, state.last_id, state.last_close = ts, trade.trade_id, trade.price
         return emitted
 
     def advance(self, symbol: str, now_us: int) -> list[Candle]:
