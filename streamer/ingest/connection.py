@@ -206,9 +206,11 @@ class TradeStreamer:
         self._last_message = 0.0
         self._attempts: deque[float] = deque()
         self._received_since_connect = False
-        # The feed's market time: the newest trade time received (any symbol), and its minute.
+        # The feed's market time: a trade time received (any symbol) in the newest minute seen,
+        # and when the next minute starts.
         self._market_us = max((mark.ts_us for mark in (resume_from or {}).values()), default=0)
-        self._market_minute = self._market_us // US_PER_MINUTE
+        self._next_market_minute_us = self._market_us - self._market_us % US_PER_MINUTE \
+            + US_PER_MINUTE
 
     def stop(self) -> None:
         """Ask for a clean end: read what the server already sent, flush, return."""
@@ -479,17 +481,16 @@ class TradeStreamer:
                 self._missed(hole)
         if ready:
             self._apply(ready)
-        # Kraken lists a frame's trades in time order: its last is the feed's newest time.
-        newest = trades[-1].ts_us if trades else 0
-        if newest > self._market_us:
+        # Once per market minute (Kraken lists a frame's trades in time order: its last is the
+        # feed's newest time), and after a snapshot, which may put a symbol back in step: the
+        # symbols whose feed is whole up to now have quiet minutes to close. Bucket ends are
+        # whole minutes, so the minute's first trade is as good a market time as its last.
+        if trades and trades[-1].ts_us >= self._next_market_minute_us:
+            newest = trades[-1].ts_us
             self._market_us = newest
-            # Once per market minute (and after a snapshot, which may put a symbol back in
-            # step): the symbols whose feed is whole up to now have quiet minutes to close.
-            if newest // US_PER_MINUTE > self._market_minute:
-                self._market_minute = newest // US_PER_MINUTE
-                self._advance_market()
-                return
-        if message.kind == "snapshot":
+            self._next_market_minute_us = newest - newest % US_PER_MINUTE + US_PER_MINUTE
+            self._advance_market()
+        elif message.kind == "snapshot":
             self._advance_market()
 
     def _advance_market(self) -> None:

@@ -115,8 +115,8 @@ class _Bar:
 class _SymbolState:
     """One symbol's watermark, id window and live buckets per timeframe."""
 
-    __slots__ = ("bars", "forgotten_ts", "forming", "id_order", "ids", "last_close", "last_id",
-                 "last_ts", "unknown", "watermark")
+    __slots__ = ("bars", "forgotten_ts", "forming", "id_order", "ids", "last_close", "unknown",
+                 "watermark")
 
     def __init__(self, timeframes: int) -> None:
         self.watermark = _NEVER
@@ -127,8 +127,9 @@ class _SymbolState:
         # The first bucket not yet closed (it holds the watermark, or the market time that
         # :meth:`CandleAggregator.advance` was given; it has no bar in the latter case).
         self.forming: list[int] = [_NEVER] * timeframes
-        self.last_ts = self.last_id = _NEVER  # the newest trade, in (ts_us, trade_id) order
-        self.last_close: float | None = None  # its price: the price of the quiet buckets after it
+        # The newest trade's price, kept when its bucket closes (until then, that bucket's
+        # close): the price of the quiet buckets after it.
+        self.last_close: float | None = None
         self.unknown: list[tuple[int, int]] = []  # holes [from_us, to_us): never quiet
 
 
@@ -197,6 +198,8 @@ class CandleAggregator:
                     else:  # a bucket believed quiet held this trade after all
                         bar.reset(trade)
                     self.corrections += 1
+                if ts >= state.watermark:  # the newest trade, in a bucket closed by advance()
+                    state.last_close = bar.close
                 emitted.append(self._candle(symbol, index, bar))
                 self._fill_after(state, symbol, index, bar, emitted)
                 continue
@@ -208,8 +211,6 @@ class CandleAggregator:
                 self._close(state, symbol, index, start, emitted)
                 state.forming[index] = start
                 self._forget_final(bars, span, state.watermark - self.lateness_horizon_us)
-        if ts > state.last_ts or (ts == state.last_ts and trade.trade_id > state.last_id):
-            state.last_ts, state.last_id, state.last_close = ts, trade.trade_id, trade.price
         return emitted
 
     def advance(self, symbol: str, now_us: int) -> list[Candle]:
@@ -217,7 +218,7 @@ class CandleAggregator:
         before ``now_us`` is missing. Close every bucket that ends by then; those without a
         trade are quiet candles. Returns the candles closed (finest timeframe first)."""
         state = self._symbols.get(symbol)
-        if state is None or state.last_close is None:
+        if state is None or state.watermark == _NEVER:
             return []  # nothing known before: nothing to be quiet after
         emitted: list[Candle] = []
         for index, span in enumerate(self._spans):
@@ -255,9 +256,10 @@ class CandleAggregator:
         bars = state.bars[index]
         forming = state.forming[index]
         bar = bars.get(forming)
-        if bar is not None:
+        if bar is not None:  # it holds the newest trade: its close is the latest price
             emitted.append(self._candle(symbol, index, bar))
             forming += span
+            state.last_close = bar.close
         price = state.last_close
         if price is None:
             return

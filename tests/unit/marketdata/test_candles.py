@@ -345,3 +345,17 @@ def test_higher_timeframes_of_quiet_minutes_equal_those_built_from_the_trades(
         assert [(c.open_time_us, c.open, c.high, c.low, c.close, c.volume, c.trade_count)
                 for c in one_by_one] == expected
         assert any(c[-1] == 0 for c in expected) or timeframe != "5m"  # some 5m are all quiet
+
+
+def test_the_newest_trade_arriving_after_its_bucket_closed_prices_the_quiet_ones_after() -> None:
+    aggregator = CandleAggregator("1m")
+    aggregator.add(_trade("XRP/USDT", T0 + 10, 1.0, 1.0, 1))
+    aggregator.advance("XRP/USDT", T0 + 4 * US_PER_MINUTE)  # minutes 0..3 closed, 1..3 quiet
+    # Trade 2 printed in minute 0 after trade 1 but arrives now: minute 0 and its quiet
+    # followers are corrected, and it is the close the later quiet minutes carry.
+    corrected = aggregator.add(_trade("XRP/USDT", T0 + 50_000_000, 2.0, 1.0, 2))
+    assert [(c.open_time_us, c.close) for c in corrected] == [
+        (T0 + m * US_PER_MINUTE, 2.0) for m in range(4)]
+    closed = aggregator.add(_trade("XRP/USDT", T0 + 7 * US_PER_MINUTE + 1, 3.0, 1.0, 3))
+    assert [(c.open_time_us, c.close, c.trade_count) for c in closed] == [
+        (T0 + m * US_PER_MINUTE, 2.0, 0) for m in (4, 5, 6)]
