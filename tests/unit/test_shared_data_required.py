@@ -20,7 +20,8 @@ REQUIRE = "TRIPLEGAIN_REQUIRE_SHARED_DATA"
 def _run_tiny_suite(tmp_path: Path, require: bool) -> subprocess.CompletedProcess[str]:
     suite = tmp_path / "suite"
     suite.mkdir()
-    (suite / "conftest.py").write_text('pytest_plugins = ["tests.conftest"]\n')
+    # The project's own fixture (only it: the rest of its conftest is about its folders).
+    (suite / "conftest.py").write_text("from tests.conftest import shared_data\n")
     (suite / "test_needs_data.py").write_text(
         "def test_needs_data(shared_data):\n    assert shared_data.is_dir()\n")
     env = {key: value for key, value in os.environ.items() if key != REQUIRE}
