@@ -200,21 +200,28 @@ class GapRepairs:
         for hole in await asyncio.to_thread(self._holes.open_holes):
             self._repairs.append(_Repair(hole, hole.attempts, self._clock()))
         while not stop.is_set():
-            await self.step()
-            self._wake.clear()
-            waits = [asyncio.create_task(stop.wait()), asyncio.create_task(self._wake.wait())]
+            wait_s = None
             try:
-                await asyncio.wait(waits, timeout=self._next_wait(),
-                                   return_when=asyncio.FIRST_COMPLETED)
+                await self.step()
+            except psycopg.Error as exc:  # the database is away: the holes wait, none is lost
+                log.error("gap repair paused: %s; retrying in %.1f s", exc, self._poll_s)
+                wait_s = self._poll_s
+            self._wake.clear()
+            waits = [asyncio.create_task(stop.wait())]
+            if wait_s is None:
+                wait_s = self._next_wait()
+                waits.append(asyncio.create_task(self._wake.wait()))
+            try:
+                await asyncio.wait(waits, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 for wait in waits:
                     wait.cancel()
 
     async def step(self) -> None:
         """Record what was submitted, try every hole that is due, rebuild what has closed."""
-        submitted, self._submitted = self._submitted, []
-        for interval in submitted:
-            hole = await asyncio.to_thread(self._holes.record, interval)
+        while self._submitted:  # one at a time: a failed write leaves the rest queued
+            hole = await asyncio.to_thread(self._holes.record, self._submitted[0])
+            self._submitted.pop(0)
             if all(r.hole.id != hole.id for r in self._repairs):
                 self._repairs.append(_Repair(hole, hole.attempts, self._clock()))
         for repair in list(self._repairs):
