@@ -17,6 +17,13 @@ every message), ``ohlc`` (interval 1, to cross-check the candles built here), ``
 - books, exchange candles, tickers and instruments to :mod:`streamer.ingest.channels`;
 - applied trades and candles to the :class:`~streamer.ingest.batch_writer.BatchWriter`.
 
+Quiet minutes are candles (flat at the close before them, no volume), as Kraken publishes
+them, once they are known to be quiet: between two trades of a symbol that the sequencer hands
+on without a hole, and, for a symbol in step (nothing held, backfilled or unconfirmed since a
+reconnection), up to the feed's market time less a minute's lag, the time of the other symbols'
+trades on the connection. A hole the stream could not close is no quiet minute: it is left
+to the REST repair. All of it is decided on the exchange's times, never the wall clock's.
+
 Restart. ``resume_from`` (the last stored trade per symbol) and ``warm_up`` (the stored
 trades of the buckets still open at that trade, see :func:`streamer.ingest.resume.resume_state`)
 let a restarted streamer go on where the stored data stands: the candles of every timeframe

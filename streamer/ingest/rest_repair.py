@@ -38,7 +38,6 @@ import psycopg
 from triplegain_core.adapters.kraken.rest import RestMarketData
 from triplegain_core.marketdata.gaps import (
     MissedInterval,
-    merge_trades,
     repair_span,
     repaired_candles,
 )
@@ -77,11 +76,8 @@ class GapRepairReport:
 
 def stored_trades(conn: psycopg.Connection, symbol: str, start_us: int, end_us: int
                   ) -> list[Trade]:
-    """The stored trades of ``symbol`` with ``start_us <= ts < end_us``, in time order, with
-    the last one before and the first one after (they say which minutes are quiet)."""
-    store = MarketStore(conn)
-    start, end = us_to_datetime(start_us), us_to_datetime(end_us)
-    return merge_trades(store.trades(symbol, start, end), store.trades_around(symbol, start, end))
+    """The stored trades of ``symbol`` with ``start_us <= ts < end_us``, in time order."""
+    return MarketStore(conn).trades(symbol, us_to_datetime(start_us), us_to_datetime(end_us))
 
 
 class GapRepairer:
@@ -130,10 +126,12 @@ class GapRepairer:
         return sum((t.ts_us, t.trade_id) not in known for t in fetched)
 
     async def rebuild(self, interval: MissedInterval, timeframes: Sequence[str]) -> list[Candle]:
-        """The candles of ``timeframes`` the interval touches, from the stored trades."""
-        stored = await asyncio.to_thread(stored_trades, self._conn, interval.symbol,
-                                         *repair_span(interval, timeframes))
-        return repaired_candles(interval, stored, timeframes)
+        """The candles of ``timeframes`` the interval touches, from the stored trades (with
+        the last one before their span and the first after: they say which minutes are quiet)."""
+        start, end = (us_to_datetime(us) for us in repair_span(interval, timeframes))
+        stored = await asyncio.to_thread(self._store.trades, interval.symbol, start, end)
+        around = await asyncio.to_thread(self._store.trades_around, interval.symbol, start, end)
+        return repaired_candles(interval, [*stored, *around], timeframes)
 
 
 def missing_ids(interval: MissedInterval, fetched: Sequence[Trade]) -> int:
