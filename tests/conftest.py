@@ -27,14 +27,22 @@ from triplegain_core.storage.embedded import (
 )
 from triplegain_core.storage.migrate import migrate
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED_DATA = Path(os.environ.get("TRIPLEGAIN_SHARED_DATA")
+                   or Path(__file__).resolve().parents[1].parent / "shared" / "data")
+# Set by .ci/run: CI always has the real data, so its absence fails a test there instead of
+# skipping it silently. On a bare machine the skip stays, with its reason.
+REQUIRE_SHARED_DATA = "TRIPLEGAIN_REQUIRE_SHARED_DATA"
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The real market data folder beside the checkout (skips when it is absent)."""
+    """The real market data folder beside the checkout (skips when it is absent, fails when
+    ``TRIPLEGAIN_REQUIRE_SHARED_DATA`` is set)."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real market data folder {SHARED_DATA} is absent (it lives beside the checkout)")
+        reason = f"real market data folder {SHARED_DATA} is absent (it lives beside the checkout)"
+        if os.environ.get(REQUIRE_SHARED_DATA):
+            pytest.fail(f"{reason}; {REQUIRE_SHARED_DATA} is set, so it is required", pytrace=False)
+        pytest.skip(reason)
     return SHARED_DATA
 
 

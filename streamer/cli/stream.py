@@ -31,9 +31,10 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def _stream(args: argparse.Namespace, settings: Settings) -> int:
     from streamer.ingest.connection import TradeStreamer
-    from streamer.ingest.rest_repair import RestBackfill
+    from streamer.ingest.rest_repair import GapRepairer, GapRepairs, RestBackfill
     from streamer.ingest.resume import resume_state
     from triplegain_core.adapters.kraken.rest import ExchangeRestConfig, RestMarketData
+    from triplegain_core.storage.missed_interval_store import MissedIntervalStore
 
     updates = {key: value for key, value in (("ws_url", args.ws_url),
                                              ("rest_url", args.rest_url)) if value}
@@ -44,7 +45,8 @@ def _stream(args: argparse.Namespace, settings: Settings) -> int:
 
     async def run() -> None:
         stop = stop_on_signals()
-        with psycopg.connect(db_url, autocommit=True) as conn:
+        with psycopg.connect(db_url, autocommit=True) as conn, \
+                psycopg.connect(db_url, autocommit=True) as repair_conn:
             store = MarketStore(conn)
             # Go on from what is stored: a restart (a crash included) leaves no hole behind.
             resume = resume_state(store, settings.symbols)
@@ -55,11 +57,27 @@ def _stream(args: argparse.Namespace, settings: Settings) -> int:
             rest_config = ExchangeRestConfig(base_url=settings.rest_url,
                                              rate_limit_ms=settings.rest_rate_limit_ms)
             async with RestMarketData(rest_config) as rest:
+                # What the in-stream backfill cannot fill yet is retried until it is filled.
+                repairs = GapRepairs(
+                    GapRepairer(rest, repair_conn), MissedIntervalStore(repair_conn),
+                    closed_before=lambda symbol, timeframe: streamer.closed_before(symbol,
+                                                                                   timeframe),
+                    write_candles=lambda candles: streamer.write_candles(candles))
                 streamer = TradeStreamer(
                     settings, store, HotStatePublisher(redis.Redis.from_url(hot_state_url)),
                     resume_from=resume.marks, warm_up=resume.warm_up,
-                    backfill=RestBackfill(rest))
-                print(await streamer.run_until(stop))
+                    backfill=RestBackfill(rest), on_missed_interval=repairs.submit)
+                repairing_done = asyncio.Event()
+                repairing = asyncio.create_task(repairs.run(repairing_done))
+                try:
+                    print(await streamer.run_until(stop))
+                finally:
+                    repairing_done.set()
+                    await repairing
+                await repairs.finish()
+                if repairs.open:
+                    log.error("%d holes not filled yet: the next run retries them",
+                              repairs.open)
 
     asyncio.run(run())
     return 0

@@ -17,6 +17,13 @@ every message), ``ohlc`` (interval 1, to cross-check the candles built here), ``
 - books, exchange candles, tickers and instruments to :mod:`streamer.ingest.channels`;
 - applied trades and candles to the :class:`~streamer.ingest.batch_writer.BatchWriter`.
 
+Quiet minutes are candles (flat at the close before them, no volume), as Kraken publishes
+them, once they are known to be quiet: between two trades of a symbol that the sequencer hands
+on without a hole, and, for a symbol in step (nothing held, backfilled or unconfirmed since a
+reconnection), up to the feed's market time less a minute's lag, the time of the other symbols'
+trades on the connection. A hole the stream could not close is no quiet minute: it is left
+to the REST repair. All of it is decided on the exchange's times, never the wall clock's.
+
 Restart. ``resume_from`` (the last stored trade per symbol) and ``warm_up`` (the stored
 trades of the buckets still open at that trade, see :func:`streamer.ingest.resume.resume_state`)
 let a restarted streamer go on where the stored data stands: the candles of every timeframe
@@ -73,10 +80,10 @@ from triplegain_core.adapters.kraken.messages import (
 from triplegain_core.adapters.kraken.parse import parse_server_message
 from triplegain_core.config import Settings
 from triplegain_core.contracts.hot_state import HotStatePublisher
-from triplegain_core.marketdata.candles import CandleAggregator
+from triplegain_core.marketdata.candles import QUIET_EVIDENCE_LAG_US, CandleAggregator
 from triplegain_core.marketdata.gaps import MissedInterval
 from triplegain_core.marketdata.sequencer import GapPatience, TradeMark, TradeSequencer
-from triplegain_core.model.market import TIMEFRAMES, Candle, Trade
+from triplegain_core.model.market import TIMEFRAMES, US_PER_MINUTE, Candle, Trade
 from triplegain_core.storage.market_store import MarketStore
 
 log = logging.getLogger(__name__)
@@ -206,10 +213,25 @@ class TradeStreamer:
         self._last_message = 0.0
         self._attempts: deque[float] = deque()
         self._received_since_connect = False
+        # The feed's market time: a trade time received (any symbol) in the newest minute seen,
+        # and when the next minute starts.
+        self._market_us = max((mark.ts_us for mark in (resume_from or {}).values()), default=0)
+        self._next_market_minute_us = self._market_us - self._market_us % US_PER_MINUTE \
+            + US_PER_MINUTE
 
     def stop(self) -> None:
         """Ask for a clean end: read what the server already sent, flush, return."""
         self._stop.set()
+
+    def closed_before(self, symbol: str, timeframe: str) -> int:
+        """The start of ``symbol``'s first ``timeframe`` bucket whose candle has not closed
+        yet: a repair may rewrite the candles before it without a live one overwriting them."""
+        return self._aggregator.open_bucket(symbol, timeframe)
+
+    def write_candles(self, candles: Sequence[Candle]) -> None:
+        """Queue candles rebuilt elsewhere (a gap repair) after those already queued, so they
+        replace the live stream's versions in the store and on the hot state."""
+        self._writer.add((), candles)
 
     def top_of_book(self, symbol: str) -> KrakenBookTop | None:
         """Best bid/ask of ``symbol``'s validated book; ``None`` while it is invalid or empty."""
@@ -335,11 +357,20 @@ class TradeStreamer:
         """Stale connection detection, and the gap deadlines of the sequencer."""
         policy = self.policy
         period = min(0.05, policy.stale_after_s / 4, policy.gap_patience_s / 2)
+        silence, heard, tick = 0.0, self._last_message, time.monotonic()
         while True:
             await asyncio.sleep(period)
             now = time.monotonic()
-            # A backfill holds the reader back: the silence is ours, not the exchange's.
-            if not self._filling and now - self._last_message > policy.stale_after_s:
+            # Silence counts only while this process is responsive: a tick that comes late
+            # (a starved event loop on a loaded machine) adds one period at most, for what the
+            # exchange sent meanwhile is still unread in the socket, not missing. A backfill
+            # holds the reader back: that silence is ours too.
+            if self._filling or self._last_message != heard:
+                heard, silence = self._last_message, 0.0
+            else:
+                silence += min(now - tick, 2 * period)
+            tick = now
+            if silence > policy.stale_after_s:
                 self.stats.stale_connections += 1
                 raise _StaleConnection(f"no message for {policy.stale_after_s:.1f} s")
             ready: list[Trade] = []
@@ -457,6 +488,33 @@ class TradeStreamer:
                 self._missed(hole)
         if ready:
             self._apply(ready)
+        # Once per market minute (Kraken lists a frame's trades in time order: its last is the
+        # feed's newest time), and after a snapshot, which may put a symbol back in step: the
+        # symbols whose feed is whole up to now have quiet minutes to close. Bucket ends are
+        # whole minutes, so the minute's first trade is as good a market time as its last.
+        if trades and trades[-1].ts_us >= self._next_market_minute_us:
+            newest = trades[-1].ts_us
+            self._market_us = newest
+            self._next_market_minute_us = newest - newest % US_PER_MINUTE + US_PER_MINUTE
+            self._advance_market()
+        elif message.kind == "snapshot":
+            self._advance_market()
+
+    def _advance_market(self) -> None:
+        """Close the buckets of every symbol in step that ended by the feed's market time (less
+        the evidence lag): a later trade of another symbol on this connection shows the feed
+        was alive, so those without a trade of the symbol are quiet candles."""
+        sequencer, aggregator = self.sequencer, self._aggregator
+        until = self._market_us - QUIET_EVIDENCE_LAG_US
+        closed: list[Candle] = []
+        for symbol in self._settings.symbols:
+            if sequencer.in_step(symbol):
+                closed += aggregator.advance(symbol, until)
+        if closed:
+            # A quiet one is not cross-checked: the exchange's ohlc has a bar for a minute only
+            # when it had trades.
+            self._ohlc.cross_check([candle for candle in closed if not candle.quiet])
+            self._writer.add((), closed)
 
     def _after_sequencer(self, ready: list[Trade]) -> None:
         """Hand on the holes the sequencer found, then apply the trades it released."""
@@ -467,7 +525,8 @@ class TradeStreamer:
             self._apply(ready)
 
     def _missed(self, hole: MissedInterval) -> None:
-        """A hole the sequencer found: queued for the backfill, else handed on."""
+        """A hole the sequencer found: queued for the backfill, else handed on (its minutes
+        are then no quiet minutes: trades may be missing there)."""
         self.missed_intervals.append(hole)
         if self._backfill is not None:
             log.info("missed %d %s trades (ids %d..%d) between %d and %d us (%s): "
@@ -478,6 +537,7 @@ class TradeStreamer:
         log.warning("missed %d %s trades (ids %d..%d) between %d and %d us (%s): "
                     "left to REST gap repair", hole.trades, hole.symbol, hole.first_trade_id,
                     hole.last_trade_id, hole.from_us, hole.to_us, hole.reason)
+        self._aggregator.unknown(hole.symbol, hole.from_us, hole.to_us)
         if self._on_missed is not None:
             self._on_missed(hole)
 
@@ -508,6 +568,7 @@ class TradeStreamer:
             log.warning("backfill left %d %s trades (ids %d..%d) missing: "
                         "left to REST gap repair", rest.trades, rest.symbol,
                         rest.first_trade_id, rest.last_trade_id)
+            self._aggregator.unknown(rest.symbol, rest.from_us, rest.to_us)
             if self._on_missed is not None:
                 self._on_missed(rest)
         if brought:
@@ -548,4 +609,5 @@ class TradeStreamer:
             # REST needs no socket: the last holes are backfilled too, and what their trades
             # held back goes out at the next turn.
             await self._fill_holes()
+        self._advance_market()
         self._writer.finish(self._aggregator.flush())

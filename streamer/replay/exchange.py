@@ -374,6 +374,11 @@ class ReplayExchange:
                     if not client.stalled:
                         client.stalled_until = now + faults.stall_for_s
                         counts.stalls += 1
+                        # A stalled client may be closing when the stall ends (it took the
+                        # silence for a dead connection): what is sent to it then is lost, so
+                        # no more than a snapshot's worth goes before it resubscribes.
+                        for symbol in client.symbols:
+                            client.owed.setdefault(symbol, [0, 0, now])
             if next_drop is not None and faults.drop_connection_every_s is not None and now >= next_drop:
                 next_drop = now + faults.drop_connection_every_s
                 for client in list(self._clients):

@@ -10,9 +10,10 @@ Kraken's rules it keeps: ``Trades`` pages at most ``count`` (<= 1000) trades str
 ``since`` (seconds, or the nanosecond cursor ``result.last`` of the previous page); ``OHLC``
 returns at most the 720 most recent intervals, the last one still forming, rows
 ``[time, open, high, low, close, vwap, volume, count]`` after ``since`` (exclusive), with
-``last`` the start of the last closed interval. Two simplifications: intervals without trades
-are left out (as the project's own candles do), and a ``Trades`` page never splits trades of
-one timestamp, so the exclusive cursor cannot skip one.
+``last`` the start of the last closed interval. An interval without trades is Kraken's quiet
+row: open = high = low = close = the close before it, vwap and volume 0, count 0 (none before
+the pair's first trade). One simplification: a ``Trades`` page never splits trades of one
+timestamp, so the exclusive cursor cannot skip one.
 
 Faults on demand (:meth:`ReplayRestExchange.inject`): Kraken-style errors in a 200 answer
 (``EGeneral:Internal error``, ``EAPI:Rate limit exceeded``), HTTP 500 / 429, and broken
@@ -342,15 +343,22 @@ class ReplayRestExchange:
             window_start_us = max(window_start_us, after_us + (-after_us) % span_us)
         history = self._history[pair.symbol]
         first = bisect.bisect_left(history.times_us, window_start_us)
+        visible = history.visible(now_us)
+        # The close before the window prices its leading quiet intervals.
+        close = history.trades[first - 1].price if 0 < first <= visible else None
         rows: list[list[object]] = []
-        bucket: list[Trade] = []
-        for trade in history.trades[first:history.visible(now_us)]:
-            if bucket and trade.ts_us - trade.ts_us % span_us != _bucket_start(bucket, span_us):
+        index = first
+        for start_us in range(window_start_us, forming_us + span_us, span_us):
+            bucket: list[Trade] = []
+            while index < visible and history.times_us[index] < start_us + span_us:
+                bucket.append(history.trades[index])
+                index += 1
+            if bucket:
                 rows.append(_ohlc_row(bucket, span_us))
-                bucket = []
-            bucket.append(trade)
-        if bucket:
-            rows.append(_ohlc_row(bucket, span_us))
+                close = bucket[-1].price
+            elif close is not None:  # Kraken's quiet interval: flat at the close, no volume
+                rows.append([start_us // US_PER_SECOND, repr(close), repr(close), repr(close),
+                             repr(close), "0.000000", "0.00000000", 0])
         last_closed_us = forming_us - span_us
         return {pair.pair_id: rows, "last": last_closed_us // US_PER_SECOND}
 

@@ -3,8 +3,17 @@
 A candle covers the half-open bucket ``[open_time, open_time + span)``, buckets aligned on the
 Unix epoch. Its trades are ordered by ``(ts_us, trade_id)``, the exchange's own order: open and
 close are the first and last price in that order, high and low the extremes, volume the summed
-qty (in arrival order, as the exchange sums), trade_count the number of trades. Buckets without
-trades produce no candle, as the exchanges' own candles skip them.
+qty (in arrival order, as the exchange sums), trade_count the number of trades.
+
+Quiet buckets. A bucket without trades is a *quiet* candle, as the exchanges publish it (Kraken's
+REST ``OHLC`` and its ``ohlc`` channel): open = high = low = close = the close before it, volume
+0, trade_count 0; but only once it is *known* to be quiet, never guessed: when a later trade of
+the symbol arrives with no hole reported in between (the sequencer hands trades on in id order,
+so consecutive trades mean nothing printed between them), or when :meth:`CandleAggregator.advance`
+says the feed was alive past the bucket's end (market time: e.g. other symbols' trades on the
+same unbroken connection). A bucket that overlaps a hole (:meth:`CandleAggregator.unknown`: trades
+may be missing there) gets no candle: it is a true hole, for the REST repair. Nothing precedes a
+symbol's first trade, so no quiet candle either.
 
 Closing and correcting. Per symbol the *watermark* is the newest trade time seen. A bucket
 closes, and :meth:`CandleAggregator.add` returns its candle, when the watermark enters a later
@@ -20,7 +29,9 @@ them but no newer than the newest trade already forgotten might be a forgotten d
 counted in ``late_trades`` rather than risk counting a trade twice.
 
 Memory per symbol is bounded: the id window, plus, per timeframe, the buckets that can still
-change (those ending after ``watermark - lateness_horizon_us``).
+change (those ending after ``watermark - lateness_horizon_us``; while a symbol is quiet, the
+quiet buckets :meth:`CandleAggregator.advance` closed since then, so that a trade that arrives
+after that evidence still corrects them).
 """
 
 from __future__ import annotations
@@ -33,6 +44,10 @@ from triplegain_core.model.market import TIMEFRAME_US, TIMEFRAMES, US_PER_MINUTE
 
 DEFAULT_LATENESS_HORIZON_US = 5 * US_PER_MINUTE
 DEFAULT_TRADE_ID_WINDOW = 50_000
+# A symbol's bucket is taken for quiet on other symbols' evidence only once the feed's market
+# time is this far past its end: a lost frame of the symbol shows as a gap at its next trade
+# first, rather than as a quiet (or short) candle to correct.
+QUIET_EVIDENCE_LAG_US = US_PER_MINUTE
 _NEVER = -(2**62)  # before any timestamp: a new symbol has seen nothing
 
 
@@ -62,6 +77,21 @@ class _Bar:
 
     def __init__(self, start: int, trade: Trade) -> None:
         self.start = start
+        self.reset(trade)
+
+    @classmethod
+    def quiet(cls, start: int, price: float) -> _Bar:
+        """A bucket known to have no trade: flat at ``price`` (the close before it)."""
+        bar = cls.__new__(cls)
+        bar.start = start
+        bar.open = bar.high = bar.low = bar.close = price
+        bar.volume = 0.0
+        bar.count = 0
+        bar.first_ts = bar.last_ts = bar.first_id = bar.last_id = _NEVER
+        return bar
+
+    def reset(self, trade: Trade) -> None:
+        """The bucket's first trade (a quiet bucket that a late trade turns out to hold)."""
         self.open = self.high = self.low = self.close = trade.price
         self.volume = trade.qty
         self.count = 1
@@ -85,7 +115,8 @@ class _Bar:
 class _SymbolState:
     """One symbol's watermark, id window and live buckets per timeframe."""
 
-    __slots__ = ("bars", "forgotten_ts", "forming", "id_order", "ids", "watermark")
+    __slots__ = ("bars", "forgotten_ts", "forming", "id_order", "ids", "last_close", "unknown",
+                 "watermark")
 
     def __init__(self, timeframes: int) -> None:
         self.watermark = _NEVER
@@ -93,7 +124,13 @@ class _SymbolState:
         self.id_order: deque[int] = deque()
         self.forgotten_ts = _NEVER  # newest ts among the ids dropped from the window
         self.bars: list[dict[int, _Bar]] = [{} for _ in range(timeframes)]
-        self.forming: list[int] = [_NEVER] * timeframes  # bucket holding the watermark
+        # The first bucket not yet closed (it holds the watermark, or the market time that
+        # :meth:`CandleAggregator.advance` was given; it has no bar in the latter case).
+        self.forming: list[int] = [_NEVER] * timeframes
+        # The newest trade's price, kept when its bucket closes (until then, that bucket's
+        # close): the price of the quiet buckets after it.
+        self.last_close: float | None = None
+        self.unknown: list[tuple[int, int]] = []  # holes [from_us, to_us): never quiet
 
 
 class CandleAggregator:
@@ -132,7 +169,8 @@ class CandleAggregator:
         self.corrections = 0
 
     def add(self, trade: Trade) -> list[Candle]:
-        """Apply ``trade``; return the candles it closed or corrected (finest timeframe first)."""
+        """Apply ``trade``; return the candles it closed or corrected (finest timeframe first),
+        the quiet ones it proves included."""
         state = self._symbols.get(trade.symbol)
         if state is None:
             state = self._symbols[trade.symbol] = _SymbolState(len(self._spans))
@@ -145,34 +183,126 @@ class CandleAggregator:
         if ts > state.watermark:
             state.watermark = ts
         emitted: list[Candle] = []
+        symbol = trade.symbol
         for index, span in enumerate(self._spans):
             start = ts - ts % span
             bars = state.bars[index]
             bar = bars.get(start)
             forming = state.forming[index]
+            if start < forming:  # a late trade in a closed bucket: its candle, corrected
+                if bar is None:
+                    bar = bars[start] = _Bar(start, trade)
+                else:
+                    if bar.count:
+                        bar.apply(trade)
+                    else:  # a bucket believed quiet held this trade after all
+                        bar.reset(trade)
+                    self.corrections += 1
+                if ts >= state.watermark:  # the newest trade, in a bucket closed by advance()
+                    state.last_close = bar.close
+                emitted.append(self._candle(symbol, index, bar))
+                self._fill_after(state, symbol, index, bar, emitted)
+                continue
             if bar is not None:
                 bar.apply(trade)
-                if start < forming:
-                    self.corrections += 1
-                    emitted.append(self._candle(trade.symbol, index, bar))
                 continue
-            bar = bars[start] = _Bar(start, trade)
+            bars[start] = _Bar(start, trade)
             if start > forming:
-                previous = bars.get(forming)
-                if previous is not None:
-                    emitted.append(self._candle(trade.symbol, index, previous))
+                self._close(state, symbol, index, start, emitted)
                 state.forming[index] = start
                 self._forget_final(bars, span, state.watermark - self.lateness_horizon_us)
-            else:  # a late trade in a bucket that had none: a closed candle, new
-                emitted.append(self._candle(trade.symbol, index, bar))
         return emitted
 
+    def advance(self, symbol: str, now_us: int) -> list[Candle]:
+        """The feed of ``symbol`` was alive up to market time ``now_us`` with no hole: no trade
+        before ``now_us`` is missing. Close every bucket that ends by then; those without a
+        trade are quiet candles. Returns the candles closed (finest timeframe first)."""
+        state = self._symbols.get(symbol)
+        if state is None or state.watermark == _NEVER:
+            return []  # nothing known before: nothing to be quiet after
+        emitted: list[Candle] = []
+        for index, span in enumerate(self._spans):
+            start = now_us - now_us % span
+            if start > state.forming[index]:
+                self._close(state, symbol, index, start, emitted)
+                state.forming[index] = start
+                self._forget_final(state.bars[index], span,
+                                   state.watermark - self.lateness_horizon_us)
+        return emitted
+
+    def open_bucket(self, symbol: str, timeframe: str) -> int:
+        """The start of ``symbol``'s first ``timeframe`` bucket not yet closed (every candle
+        before it has been returned); far in the past when nothing is known of the symbol."""
+        state = self._symbols.get(symbol)
+        if state is None:
+            return _NEVER
+        return state.forming[self.timeframes.index(timeframe)]
+
+    def unknown(self, symbol: str, from_us: int, to_us: int) -> None:
+        """Trades of ``symbol`` in ``[from_us, to_us)`` may be missing (a hole the stream could
+        not close): no bucket overlapping it is taken for quiet."""
+        state = self._symbols.get(symbol)
+        if state is None:
+            state = self._symbols[symbol] = _SymbolState(len(self._spans))
+        cutoff = state.watermark - self.lateness_horizon_us - self._spans[-1]
+        state.unknown = [(a, b) for a, b in state.unknown if b > cutoff]
+        state.unknown.append((from_us, to_us))
+
+    def _close(self, state: _SymbolState, symbol: str, index: int, until: int,
+               emitted: list[Candle]) -> None:
+        """Close the forming bucket of timeframe ``index``, and every bucket after it before
+        ``until``: those have no trade, so they are quiet unless a hole overlaps them."""
+        span = self._spans[index]
+        bars = state.bars[index]
+        forming = state.forming[index]
+        bar = bars.get(forming)
+        if bar is not None:  # it holds the newest trade: its close is the latest price
+            emitted.append(self._candle(symbol, index, bar))
+            forming += span
+            state.last_close = bar.close
+        price = state.last_close
+        if price is None:
+            return
+        cutoff = state.watermark - self.lateness_horizon_us
+        unknown = state.unknown
+        for start in range(forming, until, span):
+            if unknown and any(a < start + span and start < b for a, b in unknown):
+                continue
+            quiet = _Bar.quiet(start, price)
+            if start + span > cutoff:  # a late trade may still land in it
+                bars[start] = quiet
+            emitted.append(self._candle(symbol, index, quiet))
+
+    def _fill_after(self, state: _SymbolState, symbol: str, index: int, bar: _Bar,
+                    emitted: list[Candle]) -> None:
+        """A corrected closed bucket's close is the price of the quiet buckets after it, up to
+        the next bucket with a trade (or a hole); those it now proves quiet are made."""
+        span = self._spans[index]
+        bars = state.bars[index]
+        unknown = state.unknown
+        price = bar.close
+        for start in range(bar.start + span, state.forming[index], span):
+            following = bars.get(start)
+            if following is None:
+                if unknown and any(a < start + span and start < b for a, b in unknown):
+                    return
+                following = bars[start] = _Bar.quiet(start, price)
+            elif following.count:
+                return
+            elif following.close == price:
+                continue
+            else:
+                following.open = following.high = following.low = following.close = price
+            emitted.append(self._candle(symbol, index, following))
+
     def forming(self) -> list[Candle]:
-        """The open candles as they stand now: one per symbol seen and timeframe."""
+        """The open candles as they stand now: one per symbol seen and timeframe whose open
+        bucket has a trade yet."""
         return [
-            self._candle(symbol, index, state.bars[index][state.forming[index]])
+            self._candle(symbol, index, bar)
             for symbol, state in self._symbols.items()
             for index in range(len(self._spans))
+            if (bar := state.bars[index].get(state.forming[index])) is not None
         ]
 
     def flush(self) -> list[Candle]:
@@ -209,7 +339,7 @@ class CandleAggregator:
     @staticmethod
     def _forget_final(bars: dict[int, _Bar], span: int, cutoff: int) -> None:
         # Only buckets ending after the cutoff can still receive a trade; the dict holds a
-        # handful of them (horizon / span + 2), so the scan is constant work.
+        # handful of them (horizon / span + 2, plus a quiet symbol's quiet buckets).
         final = [start for start in bars if start + span <= cutoff]
         for start in final:
             del bars[start]
@@ -227,13 +357,30 @@ def build_candles(
     trade_id_window: int = DEFAULT_TRADE_ID_WINDOW,
 ) -> list[Candle]:
     """The final version of every candle of ``trades`` (in arrival order), the open ones
-    included, ordered by timeframe (finest first), symbol and open time."""
+    included, ordered by timeframe (finest first), symbol and open time.
+
+    ``trades`` are one unbroken feed: a bucket without trades between two trades of a symbol
+    is a quiet candle, and so is one that ends :data:`QUIET_EVIDENCE_LAG_US` before a later
+    trade of another symbol."""
     aggregator = CandleAggregator(
         timeframe, lateness_horizon_us=lateness_horizon_us, trade_id_window=trade_id_window
     )
     latest: dict[tuple[str, str, int], Candle] = {}
+    symbols: dict[str, None] = {}
+    market_us = market_minute = _NEVER
     for trade in trades:
+        symbols.setdefault(trade.symbol)
         for candle in aggregator.add(trade):
+            latest[(candle.timeframe, candle.symbol, candle.open_time_us)] = candle
+        market_us = max(market_us, trade.ts_us)
+        minute = trade.ts_us // US_PER_MINUTE
+        if minute > market_minute:  # the feed's time passed a minute: the others are quiet
+            market_minute = minute
+            for symbol in symbols:
+                for candle in aggregator.advance(symbol, trade.ts_us - QUIET_EVIDENCE_LAG_US):
+                    latest[(candle.timeframe, candle.symbol, candle.open_time_us)] = candle
+    for symbol in symbols:  # a symbol seen after the last minute turned is behind too
+        for candle in aggregator.advance(symbol, market_us - QUIET_EVIDENCE_LAG_US):
             latest[(candle.timeframe, candle.symbol, candle.open_time_us)] = candle
     for candle in aggregator.flush():
         latest[(candle.timeframe, candle.symbol, candle.open_time_us)] = candle

@@ -134,12 +134,17 @@ def repaired_candles(
     """The candles of ``timeframes`` that the interval touches, rebuilt from ``trades``.
 
     ``trades`` must hold every trade of :func:`repair_span` (stored and fetched, in any order,
-    duplicates allowed); trades of other symbols are ignored. Only the touched buckets are
-    returned: the others were not changed by the hole.
+    duplicates allowed); trades of other symbols are ignored. With them, the last trade before
+    the span and the first after it make the touched buckets without a trade quiet candles (flat
+    at the close before them): without the one before, nothing is known to precede the span;
+    without the one after, the buckets after the span's last trade are left to the live stream.
+    Only the touched buckets are returned: the others were not changed by the hole.
     """
     first, end = repair_span(interval, timeframes)
-    inside = [t for t in merge_trades(trades)
-              if t.symbol == interval.symbol and first <= t.ts_us < end]
+    own = [t for t in merge_trades(trades) if t.symbol == interval.symbol]
+    inside = [t for t in own if first <= t.ts_us < end]
+    before = [t for t in own if t.ts_us < first][-1:]
+    after = [t for t in own if t.ts_us >= end][:1]
     spans = {tf: interval.span(tf) for tf in timeframes}
-    return [c for c in build_candles(inside, tuple(timeframes))
+    return [c for c in build_candles([*before, *inside, *after], tuple(timeframes))
             if spans[c.timeframe][0] <= c.open_time_us < spans[c.timeframe][1]]

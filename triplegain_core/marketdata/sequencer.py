@@ -110,6 +110,15 @@ class TradeSequencer:
         """The id ``symbol``'s next trade must have; None before its first trade."""
         return self._sequences[symbol].next_id
 
+    def in_step(self, symbol: str) -> bool:
+        """Whether every trade of ``symbol`` up to the feed's present is applied: one is known,
+        none is held or being backfilled, and none can be missing since a reconnection (its
+        snapshot or next trade has come on this connection). Only then does a minute without
+        its trades count as quiet."""
+        sequence = self._sequences[symbol]
+        return (sequence.next_id is not None and not sequence.held and not sequence.filling
+                and not sequence.reconnected)
+
     def take_holes(self) -> list[MissedInterval]:
         """The holes found since the last call (each counted once in :attr:`counts`); until
         then they are in :attr:`holes`."""

@@ -2,9 +2,12 @@
 
 A higher-timeframe candle covers the UTC-aligned bucket ``[start, start + span)``: open of
 its first 1m candle, highest high, lowest low, close of its last, summed volume and trade
-count. Buckets with no 1m candle produce nothing, as the exchanges' own candles skip them.
-This is how the exchanges build them: the real XRP/ETH 1m candles resample to exactly the
-exchange's own 5m candles.
+count. Quiet source candles (no trade: flat at the close before them, no volume) count only in
+a bucket that has nothing else, which is then quiet too: a quiet minute's price is not a
+trade, so it never becomes an open, high or low (the exchanges' convention, as the streamer
+builds its higher timeframes from the trades). Buckets with no source candle at all (a true
+hole) produce nothing. This is how the exchanges build them: the real XRP/ETH 1m candles
+resample to exactly the exchange's own 5m candles.
 
 A bucket is closed once its last minute has arrived, or once a candle of a later bucket
 has (a gap at the end of the bucket); the batch resampler keeps the final bucket only when
@@ -46,12 +49,21 @@ def resample_candles(candles: pd.DataFrame, timeframe: str, *, source: str = "1m
     if np.any(np.diff(open_us) <= 0):
         raise ValueError("candles must be strictly ordered by open time")
     bucket = open_us - open_us % span
+    final_open_us, final_bucket = open_us[-1], bucket[-1]
+    quiet = (candles["volume"] == 0) & (candles["high"] == candles["low"])
+    if "trade_count" in candles.columns:
+        quiet &= candles["trade_count"] == 0
+    quiet = quiet.to_numpy()
+    if quiet.any():  # a quiet candle counts only in a bucket of quiet candles
+        traded = pd.Series(~quiet).groupby(bucket).transform("any").to_numpy()
+        keep = ~quiet | ~traded
+        candles, bucket = candles[keep], bucket[keep]
     aggregations = {"open": "first", "high": "max", "low": "min", "close": "last"}
     if "trade_count" in candles.columns:
         aggregations["trade_count"] = "sum"
     frame = candles[list(aggregations)].groupby(bucket, sort=True).agg(aggregations)
     frame.insert(4, "volume", _running_sums(candles["volume"].to_numpy(dtype=np.float64), bucket))
-    if open_us[-1] + source_span < bucket[-1] + span:
+    if final_open_us + source_span < final_bucket + span:
         frame = frame.iloc[:-1]
     starts = pd.to_datetime(frame.index.to_numpy(), unit="us", utc=True).as_unit(times.unit)
     result = frame.reset_index(drop=True)
@@ -100,6 +112,7 @@ class CandleResampler:
         self._forming: list[float] | None = None  # open, high, low, close, volume
         self._start = 0
         self._count = 0
+        self._quiet = False  # the forming bucket has only quiet candles so far
 
     def add(self, candle: Candle) -> list[Candle]:
         """Apply one closed source candle; the higher-timeframe candles it closes."""
@@ -114,11 +127,13 @@ class CandleResampler:
         if forming is not None and start != self._start:
             closed.append(self._emit())
             forming = None
-        if forming is None:
+        quiet = candle.quiet
+        if forming is None or (self._quiet and not quiet):
             self._forming = [candle.open, candle.high, candle.low, candle.close, candle.volume]
             self._start = start
             self._count = candle.trade_count
-        else:
+            self._quiet = quiet
+        elif not quiet:  # a quiet one's price is the close already held, with no volume
             forming[1] = max(forming[1], candle.high)
             forming[2] = min(forming[2], candle.low)
             forming[3] = candle.close

@@ -107,6 +107,12 @@ class Candle:
     trade_count: int
 
     @property
+    def quiet(self) -> bool:
+        """No trade in the bucket: flat at the close before it, with no volume (the exchanges'
+        convention for a quiet minute)."""
+        return self.volume == 0 and self.high == self.low and not self.trade_count
+
+    @property
     def close_time_us(self) -> int:
         """First microsecond after the bucket (the bucket is half-open)."""
         return self.open_time_us + TIMEFRAME_US[self.timeframe]

@@ -192,6 +192,18 @@ class MarketStore:
         ).fetchall()
         return [_trade(row) for row in rows]
 
+    def trades_around(self, symbol: str, start: datetime, end: datetime) -> list[Trade]:
+        """``symbol``'s last stored trade before ``start`` and its first at or after ``end``
+        (those that exist, in time order): the neighbours of a span being rebuilt."""
+        rows = self._conn.execute(
+            f"(SELECT {_TRADE_COLUMNS} FROM trades WHERE symbol = %(s)s AND ts < %(start)s"
+            " ORDER BY ts DESC, trade_id DESC LIMIT 1) UNION ALL"
+            f" (SELECT {_TRADE_COLUMNS} FROM trades WHERE symbol = %(s)s AND ts >= %(end)s"
+            " ORDER BY ts, trade_id LIMIT 1)",
+            {"s": symbol, "start": start, "end": end},
+        ).fetchall()
+        return sorted((_trade(row) for row in rows), key=lambda t: (t.ts_us, t.trade_id))
+
     def book_snapshots(
         self, symbol: str, start: datetime | None = None, end: datetime | None = None
     ) -> list[BookSnapshot]:

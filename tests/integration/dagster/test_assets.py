@@ -16,7 +16,8 @@ import pytest
 
 from triplegain_core.analysis.indicators import indicator_frame
 from triplegain_core.marketdata.candles import build_candles
-from triplegain_core.marketdata.sources import MarketSimulator
+from triplegain_core.marketdata.gaps import MissedInterval
+from triplegain_core.marketdata.sources import MarketSimulator, trades_from_file
 from triplegain_core.model.market import (
     US_PER_MINUTE,
     US_PER_SECOND,
@@ -31,11 +32,13 @@ from triplegain_core.model.signals import Direction
 from triplegain_core.portfolio.balances import PortfolioSnapshot
 from triplegain_core.portfolio.positions import Position, PositionStatus
 from triplegain_core.storage.market_store import MarketStore
+from triplegain_core.storage.missed_interval_store import MissedIntervalStore
 from triplegain_core.storage.trading_store import TradingStore
 from triplegain_dagster.definitions import defs
 from triplegain_dagster.defs.features.indicators import indicator_features
 from triplegain_dagster.defs.market_data.candles import candles_1m
 from triplegain_dagster.defs.market_data.market_quality import (
+    candles_1m_complete,
     candles_1m_consistent,
     candles_1m_fresh,
     market_trades_consistent,
@@ -50,7 +53,8 @@ pytestmark = pytest.mark.integration
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
 MINUTES = 300
 START_PRICES = {"BTC/USDT": 95_000.0, "XRP/USDT": 2.1, "XRP/BTC": 2.1 / 95_000.0}
-ALL_ASSETS = [candles_1m, candles_1m_consistent, candles_1m_fresh, indicator_features,
+ALL_ASSETS = [candles_1m, candles_1m_consistent, candles_1m_fresh, candles_1m_complete,
+              indicator_features,
               portfolio_report]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -158,7 +162,8 @@ def test_definitions_load() -> None:
     checks = defs.resolve_asset_graph().asset_check_keys
     assert {(key.asset_key.to_user_string(), key.name) for key in checks} == {
         ("candles_1m", "candles_1m_consistent"), ("candles_1m", "candles_1m_fresh"),
-        ("market_trades", "market_trades_consistent"), ("market_trades", "market_trades_fresh"),
+        ("candles_1m", "candles_1m_complete"), ("market_trades", "market_trades_consistent"),
+        ("market_trades", "market_trades_fresh"),
     }
     # The analytics job leaves out the partitioned backfill, which runs per day and symbol, and
     # the LLM rounds, which have their own schedule and sensor.
@@ -259,13 +264,12 @@ def _negative_volume(candles: list[Candle]) -> list[Candle]:
 @pytest.mark.parametrize(
     ("corrupt", "expected", "severity"),
     [
-        (_drop_minutes, {"gaps": 1, "missing_minutes": 3}, dg.AssetCheckSeverity.WARN),
         (_add_misaligned, {"duplicate_minute_buckets": 1, "misaligned_open_times": 1},
          dg.AssetCheckSeverity.ERROR),
         (_high_below_close, {"high_below_body": 1}, dg.AssetCheckSeverity.ERROR),
         (_negative_volume, {"negative_volume": 1}, dg.AssetCheckSeverity.ERROR),
     ],
-    ids=["gap", "misaligned-duplicate", "high-below-close", "negative-volume"],
+    ids=["misaligned-duplicate", "high-below-close", "negative-volume"],
 )
 def test_candle_check_fails_on_bad_rows(
     db: psycopg.Connection,
@@ -285,8 +289,8 @@ def test_candle_check_fails_on_bad_rows(
     assert not check.passed
     assert check.severity == severity
     metadata = _metadata(check)
-    kinds = ("duplicate_minute_buckets", "misaligned_open_times", "gaps", "missing_minutes",
-             "high_below_body", "low_above_body", "non_positive_prices", "negative_volume")
+    kinds = ("duplicate_minute_buckets", "misaligned_open_times", "high_below_body",
+             "low_above_body", "non_positive_prices", "negative_volume")
     assert {kind: metadata[kind] for kind in kinds} == {k: expected.get(k, 0) for k in kinds}
     assert "BTC/USDT" in metadata["details"]
 
@@ -319,10 +323,22 @@ def test_empty_database_materializes_and_says_so(resources: dict[str, object]) -
     assert "No portfolio snapshots for account `paper`" in report["holdings"]
 
 
-def test_gaps_of_real_data_warn_without_blocking(
+def test_quiet_minutes_of_real_data_are_no_gaps_but_a_true_hole_fails_without_blocking(
     db: psycopg.Connection, resources: dict[str, object], shared_data: Path
 ) -> None:
-    # Real 1m candles skip the minutes without trades, as the streamer's do.
+    """Real XRP/ETH trades: the streamer's candles (quiet minutes included) are complete;
+    Binance's own 1m candles leave the quiet minutes out, which reads as true holes: an ERROR
+    that does not stop the features."""
+    trades = list(trades_from_file(shared_data / "binance_xrp-eth_trades.parquet", "XRP/ETH"))
+    MarketStore(db).write_candles(build_candles(trades))
+
+    result = dg.materialize([candles_1m, candles_1m_complete], resources=resources)
+
+    check = _check(result, "candles_1m_complete")
+    assert check.passed, _metadata(check)
+    assert _metadata(check)["missing_minutes"] == 0 and _metadata(check)["candles"] == 3560
+
+    db.execute("DELETE FROM candles")
     frame = pd.read_parquet(shared_data / "binance_xrp-eth_1m.parquet")
     MarketStore(db).write_candles([
         Candle("XRP/ETH", "1m", datetime_to_us(row.ts.to_pydatetime()), row.open, row.high,
@@ -334,19 +350,61 @@ def test_gaps_of_real_data_warn_without_blocking(
     result = dg.materialize(ALL_ASSETS, resources=resources)
 
     assert result.success
-    check = _check(result)
-    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    check = _check(result, "candles_1m_complete")
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
     metadata = _metadata(check)
     assert metadata["gaps"] == int((steps > 1).sum()) > 0
     assert metadata["missing_minutes"] == int((steps[steps > 1] - 1).sum())
     assert metadata["candles"] == len(frame)
-    assert metadata["duplicate_minute_buckets"] == metadata["negative_volume"] == 0
+    assert metadata["unfilled_holes"] == 0
+    assert _check(result).passed  # the blocking consistency check does not count holes
     assert "XRP/ETH" in _materialization(result, "candles_1m")["coverage"]
     assert _materialization(result, "indicator_features")["rows_written"] > 0
 
 
+def test_a_hole_waiting_for_rest_fails_the_completeness_check_until_filled(
+    db: psycopg.Connection, resources: dict[str, object]
+) -> None:
+    market = _market()
+    MarketStore(db).write_candles([c for candles in market.values() for c in candles])
+    holes = MissedIntervalStore(db)
+    start = market["BTC/USDT"][40].open_time_us
+    hole = holes.record(MissedInterval("BTC/USDT", start + 5, start + 7 * US_PER_SECOND, 101, 112,
+                                       "reconnect"))
+    holes.attempt_failed(hole.id, "ExchangeRestError: fetch_trades: HTTP 500")
+
+    result = dg.materialize(ALL_ASSETS, resources=resources)
+
+    assert result.success  # not blocking: the features and reports go on
+    check = _check(result, "candles_1m_complete")
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    metadata = _metadata(check)
+    assert (metadata["unfilled_holes"], metadata["missing_minutes"]) == (1, 0)
+    assert "HTTP 500" in metadata["details"] and "BTC/USDT" in metadata["details"]
+
+    holes.filled(hole.id)
+    result = dg.materialize([candles_1m, candles_1m_complete], resources=resources)
+    assert _check(result, "candles_1m_complete").passed
+
+
+def test_missing_minutes_fail_the_completeness_check(
+    db: psycopg.Connection, resources: dict[str, object]
+) -> None:
+    market = _market()
+    market["BTC/USDT"] = _drop_minutes(market["BTC/USDT"])
+    MarketStore(db).write_candles([c for candles in market.values() for c in candles])
+
+    result = dg.materialize([candles_1m, candles_1m_complete], resources=resources)
+
+    check = _check(result, "candles_1m_complete")
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    assert {key: _metadata(check)[key] for key in ("gaps", "missing_minutes", "unfilled_holes")
+            } == {"gaps": 1, "missing_minutes": 3, "unfilled_holes": 0}
+
+
 QUALITY_ASSETS = [market_trades, market_trades_consistent, market_trades_fresh, candles_1m,
-                  candles_1m_consistent, candles_1m_fresh, indicator_features]
+                  candles_1m_consistent, candles_1m_fresh, candles_1m_complete,
+                  indicator_features]
 
 
 def _replayed_market(db: psycopg.Connection, minutes: int = 120) -> list[Trade]:
@@ -372,7 +430,7 @@ def test_quality_checks_pass_on_a_replayed_market(
 
     assert result.success
     for name in ("market_trades_consistent", "market_trades_fresh", "candles_1m_consistent",
-                 "candles_1m_fresh"):
+                 "candles_1m_fresh", "candles_1m_complete"):
         assert _check(result, name).passed, _metadata(_check(result, name))
     assert _metadata(_check(result, "market_trades_consistent"))["trades"] == len(trades)
     assert _materialization(result, "market_trades")["rows"] == len(trades)

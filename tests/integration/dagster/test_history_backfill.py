@@ -80,6 +80,16 @@ def _stored_candles(db: psycopg.Connection, symbol: str) -> list[Candle]:
     ]
 
 
+def _day_candles(market: list[Trade], symbol: str) -> list[Candle]:
+    """The day's candles, built from its trades and the first one after it (which proves the
+    quiet minutes at its end), finest timeframe first."""
+    end = DAY_US + 1440 * US_PER_MINUTE
+    own = [t for t in market if t.symbol == symbol]
+    day = [t for t in own if DAY_US <= t.ts_us < end]
+    after = [t for t in own if t.ts_us >= end][:1]
+    return [c for c in build_candles([*day, *after], TIMEFRAMES) if DAY_US <= c.open_time_us < end]
+
+
 def _backfill(resources: dict[str, object], symbol: str, instance: dg.DagsterInstance,
               log_every: int = 5) -> dg.ExecuteInProcessResult:
     return dg.materialize(
@@ -110,7 +120,7 @@ def test_backfill_stores_the_day_exactly_through_faults_and_reruns_idempotently(
     assert served == 4
     # Exactly the day's trades of the symbol, and the candles built from them.
     assert stored_trades(db, symbol, SIM_START_US, SIM_START_US + SIM_SECONDS * 10**6) == day
-    assert _stored_candles(db, symbol) == build_candles(day, TIMEFRAMES)
+    assert _stored_candles(db, symbol) == _day_candles(market, symbol)
     assert db.execute("SELECT count(DISTINCT symbol) FROM candles").fetchone()[0] == 1
     # The rerun changed nothing.
     assert db.execute(ALL_CANDLES).fetchall() == first_rows
@@ -120,8 +130,9 @@ def test_backfill_stores_the_day_exactly_through_faults_and_reruns_idempotently(
     metadata = {key: value.value for key, value in materialization.metadata.items()}
     pages = -(-len(day) // PAGE_SIZE)
     assert metadata["trades"] == len(day) > 10 * PAGE_SIZE
-    assert metadata["candles"] == len(build_candles(day, TIMEFRAMES))
-    assert metadata["candles_1m"] == 1440 - metadata["minutes_without_trades"]
+    assert metadata["candles"] == len(_day_candles(market, symbol))
+    assert metadata["candles_1m"] == 1440  # quiet minutes included
+    assert metadata["quiet_minutes"] == metadata["minutes_without_trades"]
     assert metadata["candles_1d"] == 1 and metadata["candles_1h"] == 24
     assert pages <= metadata["pages"] <= pages + 1
     assert metadata["rest_retries"] == 4 and metadata["rate_limited"] == 2
@@ -142,7 +153,5 @@ def test_backfill_partitions_are_per_symbol(
             assert _backfill(resources, symbol, instance, log_every=100).success
 
     for symbol in ("BTC/USDT", "XRP/BTC"):
-        day = [t for t in market
-               if t.symbol == symbol and DAY_US <= t.ts_us < DAY_US + 1440 * US_PER_MINUTE]
-        assert _stored_candles(db, symbol) == build_candles(day, TIMEFRAMES)
+        assert _stored_candles(db, symbol) == _day_candles(market, symbol)
     assert _stored_candles(db, "XRP/USDT") == []

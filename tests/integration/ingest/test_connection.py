@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
@@ -13,23 +14,32 @@ import redis
 from websockets.asyncio.server import ServerConnection, serve
 
 from streamer.ingest.connection import ConnectionPolicy, TradeStreamer
-from streamer.ingest.rest_repair import RestBackfill
+from streamer.ingest.rest_repair import GapRepairer, GapRepairs, RestBackfill
 from streamer.ingest.stats import StreamerStats
 from streamer.replay.exchange import ReplayExchange
 from streamer.replay.faults import ReplayFaults
 from streamer.replay.rest import ReplayRestExchange, RestFault
+from tests.support.quiet_market import SYMBOLS, quiet_market, rest_ohlc
 from triplegain_core.adapters.kraken.encode import encode_pong, encode_status, encode_subscribe_ack, encode_trades
 from triplegain_core.adapters.kraken.messages import KrakenPingRequest
 from triplegain_core.adapters.kraken.parse import parse_client_message
 from triplegain_core.adapters.kraken.rest import ExchangeRestConfig, RestMarketData
 from triplegain_core.config import Settings
 from triplegain_core.contracts.hot_state import HotStatePublisher, HotStateReader
-from triplegain_core.marketdata.candles import build_candles
+from triplegain_core.marketdata.candles import QUIET_EVIDENCE_LAG_US, build_candles
 from triplegain_core.marketdata.gaps import MissedInterval
 from triplegain_core.marketdata.sequencer import TradeMark
 from triplegain_core.marketdata.sources import MarketSimulator, trades_from_file
-from triplegain_core.model.market import TIMEFRAMES, TRADED_SYMBOLS, Candle, Side, Trade
+from triplegain_core.model.market import (
+    TIMEFRAMES,
+    TRADED_SYMBOLS,
+    US_PER_MINUTE,
+    Candle,
+    Side,
+    Trade,
+)
 from triplegain_core.storage.market_store import MarketStore
+from triplegain_core.storage.missed_interval_store import MissedIntervalStore
 
 pytestmark = pytest.mark.integration
 
@@ -117,22 +127,62 @@ def test_replaying_twice_stores_each_row_once(
     assert MarketStore(db).count_rows("trades") == len(trades)
 
 
-def test_real_trades_give_the_exchange_candles_through_the_wire(
-    shared_data: Path, database_url: str, redis_client: redis.Redis, db: psycopg.Connection
-) -> None:
-    """Binance XRP/ETH trades, replayed (standing for XRP/USDT), end as Binance's 1m candles."""
+def _binance_1m(shared_data: Path) -> list[tuple]:
     import pandas as pd
 
-    trades = list(trades_from_file(shared_data / "binance_xrp-eth_trades.parquet", "XRP/USDT"))
-    stats = _stream(trades, ["XRP/USDT"], database_url, redis_client)
-    assert stats.trades == len(trades) == 12_477
     exchange = pd.read_parquet(shared_data / "binance_xrp-eth_1m.parquet")
-    stored = _stored_candles(db)
-    assert len(stored) == 2469
-    assert [row[1:7] for row in stored] == list(zip(
+    return list(zip(
         exchange["ts"].dt.as_unit("us").astype("int64").tolist(), exchange["open"].tolist(),
         exchange["high"].tolist(), exchange["low"].tolist(), exchange["close"].tolist(),
         exchange["volume"].tolist(), strict=True))
+
+
+def _assert_the_rest_candles(db: psycopg.Connection, trades: Sequence[Trade]) -> None:
+    """Every stored 1m candle of each symbol is the REST stand-in's Kraken OHLC row of that
+    minute (quiet ones included), and every minute the feed has passed has one."""
+    closed_until = max(t.ts_us for t in trades) - QUIET_EVIDENCE_LAG_US
+    closed_until -= closed_until % US_PER_MINUTE
+    for symbol in sorted({t.symbol for t in trades}):
+        rest = rest_ohlc(list(trades), symbol)
+        stored = {c.open_time_us: c for c in MarketStore(db).candles(symbol, "1m")}
+        first = min(stored)
+        assert stored == {minute: rest[minute] for minute in stored}, symbol
+        assert set(stored) >= {m for m in rest if first <= m < closed_until}, symbol
+        assert list(stored) == list(range(first, max(stored) + 1, US_PER_MINUTE)), symbol
+        assert sum(c.quiet for c in stored.values()) > 1000, symbol
+
+
+def test_real_trades_give_the_exchange_candles_through_the_wire(
+    shared_data: Path, database_url: str, redis_client: redis.Redis, db: psycopg.Connection
+) -> None:
+    """Binance XRP/ETH trades, replayed (standing for XRP/USDT), end as Binance's 1m candles;
+    the quiet minutes Binance's file leaves out are stored as Kraken publishes them."""
+    trades = list(trades_from_file(shared_data / "binance_xrp-eth_trades.parquet", "XRP/USDT"))
+    stats = _stream(trades, ["XRP/USDT"], database_url, redis_client)
+    assert stats.trades == len(trades) == 12_477
+    stored = _stored_candles(db)
+    assert len(stored) == 3560
+    assert [row[1:7] for row in stored if row[7]] == _binance_1m(shared_data)
+    _assert_the_rest_candles(db, trades)
+
+
+def test_a_quiet_market_gives_the_rest_candles_through_the_wire(
+    shared_data: Path, database_url: str, redis_client: redis.Redis, db: psycopg.Connection
+) -> None:
+    """A busy and a quiet pair of real trades: each quiet minute, inside the run or after the
+    quiet pair's last trade (the busy pair's trades show the feed alive), is the REST stand-in's
+    candle of that minute, and the higher timeframes follow."""
+    trades = quiet_market(shared_data)
+    stats = _stream(trades, SYMBOLS, database_url, redis_client)
+    assert stats.trades == len(trades) and stats.missed_intervals == 0
+    _assert_the_rest_candles(db, trades)
+    quiet_pair = [t for t in trades if t.symbol == "XRP/BTC"]
+    stored = MarketStore(db).candles("XRP/BTC", "1m")
+    assert stored[-1].open_time_us > quiet_pair[-1].ts_us + 10 * US_PER_MINUTE  # trailing quiet
+    every = build_candles(trades, TIMEFRAMES)
+    for timeframe in TIMEFRAMES:
+        assert _stored_candles(db, timeframe) == _expected(
+            [c for c in every if c.timeframe == timeframe]), timeframe
 
 
 def test_malformed_frames_are_counted_and_the_stream_goes_on(
@@ -282,13 +332,53 @@ def test_faults_lose_no_trade(fault: str, database_url: str, redis_client: redis
         assert stats.rejected_frames == injected.frames_malformed
 
 
+def test_a_starved_event_loop_is_no_stale_connection(
+    database_url: str, redis_client: redis.Redis, db: psycopg.Connection
+) -> None:
+    """A loaded machine starves the event loop for longer than ``stale_after_s`` now and then
+    (here: blocking it 0.4 s every 0.3 s of a 0.3 s limit). The frames sent meanwhile wait in
+    the socket; the watchdog must not take that for a dead connection, whose reconnection
+    would throw them away (a malformed frame never counted, trades beyond the snapshot)."""
+    trades = list(MarketSimulator(seed=11, start_us=START, duration_s=40 * 60))
+    faults = _FAULTS["malformed_json"]
+
+    async def scenario() -> tuple[StreamerStats, ReplayExchange, int]:
+        async with ReplayExchange(trades, TRADED_SYMBOLS, speed=800.0, heartbeat_interval_s=0.1,
+                                  faults=faults) as exchange:
+            settings = Settings(ws_url=exchange.url, symbols=tuple(TRADED_SYMBOLS),
+                                write_batch_size=400)
+            starved = 0
+
+            async def starve() -> None:
+                nonlocal starved
+                while True:
+                    await asyncio.sleep(0.3)
+                    time.sleep(0.4)  # blocks the loop, as a loaded machine's scheduler does
+                    starved += 1
+
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                streamer = TradeStreamer(settings, MarketStore(conn),
+                                         HotStatePublisher(redis_client), policy=_POLICY)
+                starver = asyncio.create_task(starve())
+                try:
+                    stats = await streamer.run_until(exchange.finished)
+                finally:
+                    starver.cancel()
+                return stats, exchange, starved
+
+    stats, exchange, starved = asyncio.run(scenario())
+    assert starved >= 3
+    assert (stats.stale_connections, stats.reconnects, stats.missed_intervals) == (0, 0, 0)
+    assert stats.rejected_frames == exchange.faults_injected.frames_malformed > 0
+    assert stats.trades == len(trades)
+    assert _stored_candles(db) == _expected(build_candles(trades))
+
+
 def test_real_trades_with_every_fault_give_the_exchange_candles(
     shared_data: Path, database_url: str, redis_client: redis.Redis, db: psycopg.Connection
 ) -> None:
     """Binance XRP/ETH trades through a replay exchange with every fault on: still exactly
-    Binance's 1m candles."""
-    import pandas as pd
-
+    Binance's 1m candles, and the quiet minutes as the REST stand-in gives them."""
     trades = list(trades_from_file(shared_data / "binance_xrp-eth_trades.parquet", "XRP/USDT"))
     stats, exchange, missed = _stream_with_faults(trades, ["XRP/USDT"], _FAULTS["all"], 40_000.0,
                                                   database_url, redis_client)
@@ -297,13 +387,9 @@ def test_real_trades_with_every_fault_give_the_exchange_candles(
     assert injected.frames_malformed and injected.checksums_corrupted
     assert injected.connections_dropped and injected.stalls
     assert missed == [] and stats.trades == len(trades) == 12_477
-    exchange_1m = pd.read_parquet(shared_data / "binance_xrp-eth_1m.parquet")
     stored = _stored_candles(db)
-    assert [row[1:7] for row in stored] == list(zip(
-        exchange_1m["ts"].dt.as_unit("us").astype("int64").tolist(),
-        exchange_1m["open"].tolist(), exchange_1m["high"].tolist(),
-        exchange_1m["low"].tolist(), exchange_1m["close"].tolist(),
-        exchange_1m["volume"].tolist(), strict=True))
+    assert [row[1:7] for row in stored if row[7]] == _binance_1m(shared_data)
+    _assert_the_rest_candles(db, trades)
 
 
 _HOLE_TRADES = [Trade("XRP/USDT", i, START + i * 1_000_000, 0.5 + i / 10_000, 1.0, Side.BUY)
@@ -407,6 +493,67 @@ def test_a_hole_longer_than_the_snapshot_is_backfilled_over_rest_in_order(
     for timeframe in TIMEFRAMES:
         assert _stored_candles(db, timeframe) == _expected(
             [c for c in build_candles(trades, TIMEFRAMES) if c.timeframe == timeframe])
+
+
+def test_a_hole_the_backfill_cannot_fill_is_retried_until_filled(
+    database_url: str, redis_client: redis.Redis, db: psycopg.Connection
+) -> None:
+    """The same lost 60 trades, with REST failing for a while (five HTTP 500 in a row): the
+    in-stream backfill gives the hole up, the stream goes on, and the gap repair retries it
+    with a backoff until REST answers; then every trade and candle is that of the full
+    stream, and the hole is recorded as filled after its failed attempts."""
+    trades, lost, published = _HOLE_TRADES, _LOST, asyncio.Event()
+    handler = _lossy_exchange(trades, lost, published)
+
+    async def scenario() -> tuple[StreamerStats, GapRepairs]:
+        async with serve(handler, "127.0.0.1", 0) as server, \
+                ReplayRestExchange(trades, ["XRP/USDT"]) as rest_server:
+            rest_server.inject(RestFault.HTTP_500, times=5, endpoint="Trades")
+            port = server.sockets[0].getsockname()[1]
+            settings = Settings(ws_url=f"ws://127.0.0.1:{port}/v2", symbols=("XRP/USDT",),
+                                write_interval_s=0.05)
+            config = ExchangeRestConfig(base_url=rest_server.url, rate_limit_ms=1,
+                                        max_retries=0, page_size=25)
+            with psycopg.connect(database_url, autocommit=True) as conn, \
+                    psycopg.connect(database_url, autocommit=True) as repair_conn:
+                async with RestMarketData(config) as rest:
+                    repairs = GapRepairs(
+                        GapRepairer(rest, repair_conn), MissedIntervalStore(repair_conn),
+                        closed_before=lambda symbol, tf: streamer.closed_before(symbol, tf),
+                        write_candles=lambda candles: streamer.write_candles(candles),
+                        backoff_s=0.02, poll_s=0.02)
+                    streamer = TradeStreamer(
+                        settings, MarketStore(conn), HotStatePublisher(redis_client),
+                        policy=ConnectionPolicy(channels=("trade",), gap_patience_s=0.05),
+                        backfill=RestBackfill(rest), on_missed_interval=repairs.submit)
+                    repairing_done, done = asyncio.Event(), asyncio.Event()
+                    repairing = asyncio.create_task(repairs.run(repairing_done))
+                    streaming = asyncio.create_task(streamer.run_until(done))
+                    await published.wait()
+
+                    async def filled() -> None:
+                        while repairs.filled == 0:
+                            await asyncio.sleep(0.02)
+
+                    # Bounded: a repair that gave up would leave this waiting for ever.
+                    await asyncio.wait_for(filled(), 60.0)
+                    done.set()
+                    stats = await streaming
+                    repairing_done.set()
+                    await repairing
+                    await repairs.finish()
+            return stats, repairs
+
+    stats, repairs = asyncio.run(scenario())
+    assert (stats.missed_intervals, stats.missed_trades, stats.backfilled_trades) == (1, 60, 0)
+    assert repairs.failed_attempts >= 4 and repairs.filled == 1 and repairs.open == 0
+    assert db.execute("SELECT attempts, filled_at IS NOT NULL FROM missed_intervals"
+                      ).fetchall() == [(repairs.failed_attempts + 1, True)]
+    assert MarketStore(db).trades("XRP/USDT") == trades
+    every = build_candles(trades, TIMEFRAMES)
+    for timeframe in TIMEFRAMES:
+        assert _stored_candles(db, timeframe) == _expected(
+            [c for c in every if c.timeframe == timeframe]), timeframe
 
 
 def test_resume_from_reports_the_hole_across_a_restart(

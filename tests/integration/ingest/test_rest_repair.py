@@ -4,11 +4,13 @@ from the stand-in, into the real PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
+import dagster as dg
 import psycopg
 import pytest
 
-from streamer.ingest.rest_repair import GapRepairer, GapRepairReport, stored_trades
+from streamer.ingest.rest_repair import GapRepairer, GapRepairReport, GapRepairs, stored_trades
 from streamer.ingest.resume import resume_state
 from streamer.replay.rest import ReplayRestExchange, RestFault
 from triplegain_core.adapters.kraken.rest import ExchangeRestConfig, RestMarketData
@@ -25,6 +27,10 @@ from triplegain_core.model.market import (
     Trade,
 )
 from triplegain_core.storage.market_store import MarketStore
+from triplegain_core.storage.missed_interval_store import MissedIntervalStore
+from triplegain_dagster.defs.market_data.candles import candles_1m
+from triplegain_dagster.defs.market_data.market_quality import candles_1m_complete
+from triplegain_dagster.resources import DataQualityResource, PostgresResource
 
 pytestmark = pytest.mark.integration
 
@@ -126,3 +132,79 @@ def test_resume_state_is_the_last_stored_trade_and_the_trades_of_its_open_day(
         assert [t for t in state.warm_up if t.symbol == symbol] == [
             t for t in trades if t.symbol == symbol and t.ts_us >= START]
     assert set(state.marks) == {t.symbol for t in state.warm_up} == {"BTC/USDT", "XRP/BTC"}
+
+
+def test_a_hole_rest_cannot_fill_yet_is_retried_with_backoff_and_fails_the_check_meanwhile(
+    db: psycopg.Connection, database_url: str, tmp_path: Path
+) -> None:
+    """REST first does not serve the missing trades yet, then fails twice; each attempt waits
+    twice as long as the one before, the hole stays recorded (and the completeness check fails
+    with ERROR) until the third answer brings every missing trade: then the candles are those
+    of the uninterrupted stream and the check passes."""
+    trades = list(MarketSimulator(seed=11, start_us=START, duration_s=MINUTES * 60))
+    symbol = "BTC/USDT"
+    lost = [t for t in trades if t.symbol == symbol and HOLE[0] <= t.ts_us < HOLE[1]]
+    before = [t for t in trades if t.symbol == symbol and t.ts_us < HOLE[0]][-1]
+    after = next(t for t in trades if t.symbol == symbol and t.ts_us >= HOLE[1])
+    hole = MissedInterval(symbol, before.ts_us, after.ts_us + 1, lost[0].trade_id,
+                          lost[-1].trade_id, "reconnect")
+    seen = [t for t in trades if t not in lost]
+    store = MarketStore(db)
+    store.write_trades(seen)
+    store.write_candles(build_candles(seen, TIMEFRAMES))
+    quality = {"postgres": PostgresResource(database_url=database_url, data_dir=str(tmp_path)),
+               "quality": DataQualityResource(window_days=3650)}
+
+    def completeness() -> dg.AssetCheckEvaluation:
+        result = dg.materialize([candles_1m, candles_1m_complete], resources=quality)
+        (evaluation,) = result.get_asset_check_evaluations()
+        return evaluation
+
+    clock = [100.0]
+    market_now = [HOLE[0]]  # REST has not printed the missing trades yet
+
+    async def run() -> tuple[list[int], list[int], int]:
+        requests, attempts = [], []
+        async with ReplayRestExchange(trades, TRADED_SYMBOLS, now_us=lambda: market_now[0]
+                                      ) as server:
+            config = ExchangeRestConfig(base_url=server.url, rate_limit_ms=1, max_retries=0,
+                                        page_size=100)
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                async with RestMarketData(config) as rest:
+                    repairs = GapRepairs(GapRepairer(rest, conn), MissedIntervalStore(conn),
+                                         backoff_s=1.0, max_backoff_s=60.0,
+                                         clock=lambda: clock[0])
+                    repairs.submit(hole)
+                    for moment in (0.0, 0.5, 1.0, 2.5, 3.0, 6.9, 7.0):
+                        if moment == 1.0:  # printed now, but REST answers 500 twice
+                            market_now[0] = trades[-1].ts_us
+                            server.inject(RestFault.HTTP_500, times=2, endpoint="Trades")
+                        clock[0] = 100.0 + moment
+                        await repairs.step()
+                        requests.append(server.requests["Trades"])
+                        attempts.append(repairs.failed_attempts)
+                        if moment == 3.0:
+                            (open_hole,) = MissedIntervalStore(conn).open_holes()
+                            assert open_hole.attempts == 3
+                            assert "500 Internal Server Error" in (open_hole.last_error or "")
+                            check = completeness()
+                            assert not check.passed
+                            assert check.severity == dg.AssetCheckSeverity.ERROR
+                            assert check.metadata["unfilled_holes"].value == 1
+                    return requests, attempts, repairs.open
+
+    requests, attempts, still_open = asyncio.run(run())
+
+    # Attempts at 0 (not served yet), 1 (500), 3 (500), 7 (filled): 1 s, 2 s, 4 s apart; none
+    # in between.
+    assert attempts == [1, 1, 2, 2, 3, 3, 3]
+    assert requests[1] == requests[0] and requests[3] == requests[2] and requests[5] == requests[4]
+    assert requests[6] > requests[5]
+    assert still_open == 0 and MissedIntervalStore(db).open_holes() == []
+    assert store.trades(symbol) == [t for t in trades if t.symbol == symbol]
+    assert _stored_candles(db, symbol) == [c for c in build_candles(trades, TIMEFRAMES)
+                                           if c.symbol == symbol]
+    (filled_attempts,) = db.execute("SELECT attempts FROM missed_intervals"
+                                    " WHERE filled_at IS NOT NULL").fetchone()
+    assert filled_attempts == 4
+    assert completeness().passed

@@ -22,7 +22,7 @@ from streamer.replay.rest import (
 from triplegain_core.adapters.kraken.rest import ExchangeRestConfig, ExchangeRestError, RestMarketData
 from triplegain_core.marketdata.candles import build_candles
 from triplegain_core.marketdata.sources import MarketSimulator
-from triplegain_core.model.market import TRADED_SYMBOLS, US_PER_MINUTE, Trade
+from triplegain_core.model.market import TRADED_SYMBOLS, US_PER_MINUTE, Side, Trade
 
 START = 1_767_571_200_000_000  # 2026-01-05 00:00 UTC
 HOURS = 3
@@ -281,3 +281,35 @@ def test_an_unparsable_page_is_a_clear_error() -> None:
             assert (await rest.trades_page("BTC/USDT", START * 1000)).trades
 
     _with_kraken(_market(1), scenario)
+
+
+def test_quiet_intervals_are_kraken_rows_flat_at_the_close_before() -> None:
+    """Three trades with quiet minutes around them: no row before the pair's first trade, then
+    each quiet minute (after a trade, and after the last one up to the forming interval) is
+    Kraken's row for it: open = high = low = close = the close before, vwap and volume 0,
+    count 0; the 5-minute rows follow the same rule."""
+    trades = [Trade("XRP/BTC", 1, START + 2 * US_PER_MINUTE + 5, 2e-5, 10.0, Side.BUY),
+              Trade("XRP/BTC", 2, START + 2 * US_PER_MINUTE + 9, 3e-5, 5.0, Side.SELL),
+              Trade("XRP/BTC", 3, START + 6 * US_PER_MINUTE + 1, 4e-5, 1.0, Side.BUY)]
+    now_us = START + 12 * US_PER_MINUTE + 30 * 1_000_000
+
+    async def scenario(server: ReplayRestExchange, exchange: ccxt_async.kraken) -> tuple:
+        await exchange.fetch_ohlcv("XRP/BTC", "1m")
+        minutes = exchange.last_json_response["result"]["XXRPXXBT"]
+        await exchange.fetch_ohlcv("XRP/BTC", "5m")
+        fives = exchange.last_json_response["result"]["XXRPXXBT"]
+        return minutes, fives
+
+    minutes, fives = _with_kraken(trades, scenario, now_us=lambda: now_us)
+
+    start_s = START // 1_000_000
+    assert [row[0] for row in minutes] == [start_s + 60 * m for m in range(2, 13)]
+    assert minutes[0] == [start_s + 120, repr(2e-5), repr(3e-5), repr(2e-5), repr(3e-5),
+                          repr((2e-5 * 10 + 3e-5 * 5) / 15), repr(15.0), 2]
+    quiet = [start_s + 60 * m for m in (3, 4, 5, 7, 8, 9, 10, 11, 12)]
+    for row in minutes:
+        if row[0] in quiet:
+            close = repr(3e-5) if row[0] < start_s + 360 else repr(4e-5)
+            assert row[1:] == [close, close, close, close, "0.000000", "0.00000000", 0]
+    assert [row[0] for row in fives] == [start_s, start_s + 300, start_s + 600]
+    assert fives[2][1:] == [repr(4e-5)] * 4 + ["0.000000", "0.00000000", 0]

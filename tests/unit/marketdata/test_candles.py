@@ -3,15 +3,17 @@ exchange's own candles; duplicates, late trades and the aggregator's bounded mem
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from triplegain_core.marketdata.candles import CandleAggregator, build_candles
+from triplegain_core.marketdata.candles import QUIET_EVIDENCE_LAG_US, CandleAggregator, build_candles
 from triplegain_core.marketdata.sources import trades_from_file
+from triplegain_core.marketdata.timeframes import CandleResampler, resample_candles
 from triplegain_core.model.market import (
     TIMEFRAME_US,
     TIMEFRAMES,
@@ -31,28 +33,44 @@ def _trade(symbol: str, ts_us: int, price: float, qty: float = 1.0, trade_id: in
     return Trade(symbol, trade_id, ts_us, price, qty, Side.BUY)
 
 
-def _pandas_candles(trades: list[Trade], timeframe: str) -> pd.DataFrame:
-    """The reference: deduplicate (first arrival wins), order by (time, id), resample."""
+def _pandas_candles(trades: list[Trade], timeframe: str, until_us: int | None = None
+                    ) -> pd.DataFrame:
+    """The reference: deduplicate (first arrival wins), order by (time, id), resample. Every
+    bucket from a symbol's first trade to its last (to the one before ``until_us``'s when
+    later) has a candle: those without a trade are quiet, flat at the close before them."""
     frame = pd.DataFrame(
         [(t.symbol, t.trade_id, t.ts_us, t.price, t.qty) for t in trades],
         columns=["symbol", "trade_id", "ts_us", "price", "qty"],
     ).drop_duplicates(["symbol", "trade_id"], keep="first")
     frame = frame.sort_values(["ts_us", "trade_id"], kind="stable")
     frame.index = pd.to_datetime(frame["ts_us"], unit="us")  # naive, read as UTC
-    resampled = frame.groupby("symbol").resample(
-        _PANDAS_RULE[timeframe], origin="epoch", closed="left", label="left"
-    )
-    bars = resampled.agg({"price": ["first", "max", "min", "last", "count"], "qty": "sum"})
-    bars.columns = ["open", "high", "low", "close", "trade_count", "volume"]
-    bars = bars[bars["trade_count"] > 0].reset_index()
+    rule = _PANDAS_RULE[timeframe]
+    pieces = []
+    for symbol, trades_of in frame.groupby("symbol"):
+        bars = trades_of.resample(rule, origin="epoch", closed="left", label="left").agg(
+            {"price": ["first", "max", "min", "last", "count"], "qty": "sum"})
+        bars.columns = ["open", "high", "low", "close", "trade_count", "volume"]
+        if until_us is not None:
+            last_bucket = pd.Timestamp(until_us, unit="us").floor(rule) - pd.Timedelta(rule)
+            if last_bucket > bars.index[-1]:
+                bars = bars.reindex(pd.date_range(bars.index[0], last_bucket, freq=rule))
+                bars["trade_count"] = bars["trade_count"].fillna(0)
+                bars["volume"] = bars["volume"].fillna(0.0)
+        bars["close"] = bars["close"].ffill()
+        for column in ("open", "high", "low"):
+            bars[column] = bars[column].fillna(bars["close"])
+        bars["symbol"] = symbol
+        pieces.append(bars)
+    bars = pd.concat(pieces).rename_axis("ts_us").reset_index()
     bars["open_time_us"] = bars["ts_us"].astype("datetime64[us]").astype("int64")
     return bars.sort_values(["symbol", "open_time_us"]).reset_index(drop=True)
 
 
-def _assert_equal_to_reference(candles: list[Candle], trades: list[Trade]) -> None:
+def _assert_equal_to_reference(candles: list[Candle], trades: list[Trade],
+                               until_us: int | None = None) -> None:
     for timeframe in TIMEFRAMES:
         ours = [c for c in candles if c.timeframe == timeframe]
-        expected = _pandas_candles(trades, timeframe) if trades else pd.DataFrame()
+        expected = _pandas_candles(trades, timeframe, until_us) if trades else pd.DataFrame()
         assert len(ours) == len(expected), timeframe
         for candle, row in zip(ours, expected.itertuples(), strict=True):
             assert (candle.symbol, candle.open_time_us) == (row.symbol, row.open_time_us)
@@ -81,6 +99,10 @@ _steps = st.lists(
 
 
 @settings(max_examples=100, deadline=None)
+# A symbol first seen after the feed's time passed its quiet minutes still gets them.
+@example(steps=[("BTC/USDT", 0, 1.0, 1.0, 0.0, False), ("XRP/USDT", 0, 1.0, 1.0, 0.875, False),
+                ("BTC/USDT", 126_062_482, 1.0, 1.0, 0.0, False)],
+         offset=533_937_518, horizon_us=144_071_410)
 @given(_steps, st.integers(min_value=0, max_value=US_PER_DAY - 1),
        st.integers(min_value=US_PER_MINUTE, max_value=30 * US_PER_MINUTE))
 def test_every_timeframe_equals_a_pandas_resample_of_the_deduplicated_trades(
@@ -112,8 +134,11 @@ def test_every_timeframe_equals_a_pandas_resample_of_the_deduplicated_trades(
     assert aggregator.duplicate_trades == len(stream) - len(distinct)
     candles = sorted(latest.values(), key=lambda c: (c.timeframe, c.symbol, c.open_time_us))
     _assert_equal_to_reference(candles, stream)
-    assert build_candles(stream, TIMEFRAMES, lateness_horizon_us=horizon_us) == sorted(
-        candles, key=lambda c: (TIMEFRAMES.index(c.timeframe), c.symbol, c.open_time_us))
+    # As one feed, a symbol's buckets that end before another's later trade are quiet too.
+    whole = build_candles(stream, TIMEFRAMES, lateness_horizon_us=horizon_us)
+    market_us = max(t.ts_us for t in stream) - QUIET_EVIDENCE_LAG_US if stream else None
+    _assert_equal_to_reference(
+        sorted(whole, key=lambda c: (c.timeframe, c.symbol, c.open_time_us)), stream, market_us)
 
 
 def test_add_returns_the_candle_a_later_bucket_closes() -> None:
@@ -123,13 +148,15 @@ def test_add_returns_the_candle_a_later_bucket_closes() -> None:
     assert aggregator.add(_trade("XRP/USDT", T0 + 3, 0.7, 1.0, 2)) == []
     assert aggregator.add(_trade("XRP/USDT", T0 + 4, 0.4, 1.0, 3)) == []
     assert [c.symbol for c in aggregator.forming()] == ["XRP/USDT", "BTC/USDT"]
-    # Three empty minutes for XRP: no candle for them, the next trade closes the first.
+    # Three quiet minutes for XRP: the next trade closes the first and proves them quiet.
     closed = aggregator.add(_trade("XRP/USDT", T0 + 4 * US_PER_MINUTE, 0.6, 1.0, 4))
-    assert len(closed) == 1
+    assert len(closed) == 4
     candle = closed[0]
     assert (candle.open_time_us, candle.open, candle.high, candle.low, candle.close,
             candle.volume, candle.trade_count) == (T0, 0.5, 0.7, 0.4, 0.4, 4.0, 3)
     assert candle.close_time_us == T0 + US_PER_MINUTE
+    assert closed[1:] == [Candle("XRP/USDT", "1m", T0 + m * US_PER_MINUTE, 0.4, 0.4, 0.4, 0.4,
+                                 0.0, 0) for m in (1, 2, 3)]
     flushed = aggregator.flush()
     assert {(c.symbol, c.open_time_us) for c in flushed} == {
         ("XRP/USDT", T0 + 4 * US_PER_MINUTE), ("BTC/USDT", T0)}
@@ -143,7 +170,8 @@ def test_higher_timeframes_close_with_their_own_buckets() -> None:
     aggregator.add(_trade("XRP/USDT", T0 + 4 * US_PER_MINUTE, 3.0, 1.0, 2))
     closed = aggregator.add(_trade("XRP/USDT", T0 + 6 * US_PER_MINUTE, 2.0, 1.0, 3))
     assert [(c.timeframe, c.open_time_us, c.close, c.trade_count) for c in closed] == [
-        ("1m", T0 + 4 * US_PER_MINUTE, 3.0, 1), ("5m", T0, 3.0, 2)]
+        ("1m", T0 + 4 * US_PER_MINUTE, 3.0, 1), ("1m", T0 + 5 * US_PER_MINUTE, 3.0, 0),
+        ("5m", T0, 3.0, 2)]
     forming = {c.timeframe: c for c in aggregator.forming()}
     assert forming["1h"] == Candle("XRP/USDT", "1h", T0, 1.0, 3.0, 1.0, 2.0, 3.0, 3)
     assert forming["5m"].open_time_us == T0 + 5 * US_PER_MINUTE
@@ -237,7 +265,9 @@ def test_bad_arguments_are_refused() -> None:
 
 @pytest.mark.parametrize("timeframe", ["1m", "5m"])
 def test_real_trades_give_the_exchange_candles_exactly(shared_data: Path, timeframe: str) -> None:
-    """Binance's own XRP/ETH 1m (2,469) and 5m (706) candles, rebuilt from its trades, exactly."""
+    """Binance's own XRP/ETH 1m (2,469) and 5m (706) candles, rebuilt from its trades, exactly;
+    the quiet buckets between them (Binance's file leaves them out) are flat at the close
+    before them, with no volume, so the series has no hole."""
     trades = list(trades_from_file(shared_data / "binance_xrp-eth_trades.parquet", "XRP/ETH"))
     aggregator = CandleAggregator(TIMEFRAMES)
     for trade in trades:
@@ -245,12 +275,87 @@ def test_real_trades_give_the_exchange_candles_exactly(shared_data: Path, timefr
     counters = (aggregator.late_trades, aggregator.duplicate_trades, aggregator.corrections)
     assert counters == (0, 0, 0)
     candles = [c for c in build_candles(trades, TIMEFRAMES) if c.timeframe == timeframe]
+    span = TIMEFRAME_US[timeframe]
+    assert [c.open_time_us for c in candles] == list(range(
+        candles[0].open_time_us, candles[-1].open_time_us + span, span))
+    assert len(candles) == {"1m": 3560, "5m": 712}[timeframe]
     exchange = pd.read_parquet(shared_data / f"binance_xrp-eth_{timeframe}.parquet")
-    assert len(candles) == len(exchange) == {"1m": 2469, "5m": 706}[timeframe]
-    ours = [(c.open_time_us, c.open, c.high, c.low, c.close, c.volume) for c in candles]
+    traded = [c for c in candles if c.trade_count]
+    assert len(traded) == len(exchange) == {"1m": 2469, "5m": 706}[timeframe]
+    ours = [(c.open_time_us, c.open, c.high, c.low, c.close, c.volume) for c in traded]
     theirs = list(zip(
         exchange["ts"].dt.as_unit("us").astype("int64").tolist(), exchange["open"].tolist(),
         exchange["high"].tolist(), exchange["low"].tolist(), exchange["close"].tolist(),
         exchange["volume"].tolist(), strict=True,
     ))
     assert ours == theirs
+    for before, candle in itertools.pairwise(candles):
+        if not candle.trade_count:
+            assert (candle.open, candle.high, candle.low, candle.close, candle.volume) == (
+                before.close, before.close, before.close, before.close, 0.0)
+
+
+def test_a_hole_is_never_taken_for_quiet_minutes() -> None:
+    """Minutes overlapping a reported hole get no candle; the feed then says what is quiet."""
+    aggregator = CandleAggregator(("1m", "5m"))
+    aggregator.add(_trade("XRP/USDT", T0 + 10, 1.0, 1.0, 1))
+    aggregator.unknown("XRP/USDT", T0 + 10, T0 + 3 * US_PER_MINUTE + 6)
+    closed = aggregator.add(_trade("XRP/USDT", T0 + 3 * US_PER_MINUTE + 5, 2.0, 1.0, 9))
+    assert [(c.timeframe, c.open_time_us) for c in closed] == [("1m", T0)]  # 1, 2: a hole
+    # Another symbol's trade at 7:30 says the feed was alive: minutes 4..6 of XRP are quiet
+    # (the 5m bucket of minute 3 too, closed at 5:00); minute 7 is still forming.
+    assert aggregator.advance("XRP/USDT", T0 + 7 * US_PER_MINUTE + 30_000_000) == [
+        Candle("XRP/USDT", "1m", T0 + 3 * US_PER_MINUTE, 2.0, 2.0, 2.0, 2.0, 1.0, 1),
+        *[Candle("XRP/USDT", "1m", T0 + m * US_PER_MINUTE, 2.0, 2.0, 2.0, 2.0, 0.0, 0)
+          for m in (4, 5, 6)],
+        Candle("XRP/USDT", "5m", T0, 1.0, 2.0, 1.0, 2.0, 2.0, 2)]
+    assert aggregator.forming() == []
+    # A trade arriving after that evidence, in a minute taken for quiet, corrects it and the
+    # quiet minutes after it.
+    assert aggregator.add(_trade("XRP/USDT", T0 + 5 * US_PER_MINUTE + 1, 3.0, 1.0, 10)) == [
+        Candle("XRP/USDT", "1m", T0 + 5 * US_PER_MINUTE, 3.0, 3.0, 3.0, 3.0, 1.0, 1),
+        Candle("XRP/USDT", "1m", T0 + 6 * US_PER_MINUTE, 3.0, 3.0, 3.0, 3.0, 0.0, 0)]
+    assert aggregator.advance("BTC/USDT", T0 + 9 * US_PER_MINUTE) == []  # nothing known of it
+
+
+def test_higher_timeframes_of_quiet_minutes_equal_those_built_from_the_trades(
+    shared_data: Path
+) -> None:
+    """The 1m candles of a quiet market (real XRP/ETH trades: a third of its minutes have none),
+    resampled in batch and one at a time, give the 5m, 15m and 1h candles built from the
+    trades: a quiet minute's price never becomes an open, high or low."""
+    trades = list(trades_from_file(shared_data / "binance_xrp-eth_trades.parquet", "XRP/ETH"))
+    built = build_candles(trades, TIMEFRAMES)
+    minutes = [c for c in built if c.timeframe == "1m"][:-1]  # the last one is still forming
+    assert sum(c.quiet for c in minutes) > 1000
+    frame = pd.DataFrame(
+        [(pd.Timestamp(c.open_time_us, unit="us", tz="UTC"), c.open, c.high, c.low, c.close,
+          c.volume, c.trade_count) for c in minutes],
+        columns=["open_time", "open", "high", "low", "close", "volume", "trade_count"])
+    for timeframe in ("5m", "15m", "1h"):
+        expected = [(c.open_time_us, c.open, c.high, c.low, c.close, c.volume, c.trade_count)
+                    for c in built if c.timeframe == timeframe
+                    and c.close_time_us <= minutes[-1].close_time_us]
+        batch = resample_candles(frame, timeframe)
+        assert list(zip(batch["open_time"].dt.as_unit("us").astype("int64").tolist(),
+                        batch["open"], batch["high"], batch["low"], batch["close"],
+                        batch["volume"], batch["trade_count"], strict=True)) == expected
+        resampler = CandleResampler("XRP/ETH", timeframe)
+        one_by_one = [c for m in minutes for c in resampler.add(m)]
+        assert [(c.open_time_us, c.open, c.high, c.low, c.close, c.volume, c.trade_count)
+                for c in one_by_one] == expected
+        assert any(c[-1] == 0 for c in expected) or timeframe != "5m"  # some 5m are all quiet
+
+
+def test_the_newest_trade_arriving_after_its_bucket_closed_prices_the_quiet_ones_after() -> None:
+    aggregator = CandleAggregator("1m")
+    aggregator.add(_trade("XRP/USDT", T0 + 10, 1.0, 1.0, 1))
+    aggregator.advance("XRP/USDT", T0 + 4 * US_PER_MINUTE)  # minutes 0..3 closed, 1..3 quiet
+    # Trade 2 printed in minute 0 after trade 1 but arrives now: minute 0 and its quiet
+    # followers are corrected, and it is the close the later quiet minutes carry.
+    corrected = aggregator.add(_trade("XRP/USDT", T0 + 50_000_000, 2.0, 1.0, 2))
+    assert [(c.open_time_us, c.close) for c in corrected] == [
+        (T0 + m * US_PER_MINUTE, 2.0) for m in range(4)]
+    closed = aggregator.add(_trade("XRP/USDT", T0 + 7 * US_PER_MINUTE + 1, 3.0, 1.0, 3))
+    assert [(c.open_time_us, c.close, c.trade_count) for c in closed] == [
+        (T0 + m * US_PER_MINUTE, 2.0, 0) for m in (4, 5, 6)]

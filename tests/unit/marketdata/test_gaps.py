@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -15,7 +17,7 @@ from triplegain_core.marketdata.gaps import (
     repair_span,
     repaired_candles,
 )
-from triplegain_core.marketdata.sources import MarketSimulator
+from triplegain_core.marketdata.sources import MarketSimulator, trades_from_file
 from triplegain_core.model.market import TIMEFRAMES, US_PER_MINUTE, US_PER_SECOND, Side, Trade
 
 T0 = 1_767_571_200 * US_PER_SECOND  # 2026-01-05 00:00 UTC
@@ -98,4 +100,26 @@ def test_repair_rebuilds_every_touched_bucket_of_every_timeframe() -> None:
     assert touched == {("1m", T0 + 62 * US_PER_MINUTE), ("1m", T0 + 63 * US_PER_MINUTE),
                        ("5m", T0 + 60 * US_PER_MINUTE), ("15m", T0 + 60 * US_PER_MINUTE),
                        ("1h", T0 + 60 * US_PER_MINUTE), ("1d", T0)}
+    assert repaired == [c for c in everything if (c.timeframe, c.open_time_us) in touched]
+
+
+def test_repair_of_a_quiet_market_gives_its_quiet_candles(shared_data: Path) -> None:
+    """Real XRP/ETH trades (minutes without trades among them), a hole across quiet minutes:
+    the rebuilt buckets, quiet ones included, are those of the uninterrupted stream."""
+    trades = list(trades_from_file(shared_data / "binance_xrp-eth_trades.parquet", "XRP/USDT"))
+    everything = build_candles(trades, TIMEFRAMES)
+    quiet_hours = {c.open_time_us for c in everything if c.timeframe == "1h"
+                   and sum(m.quiet for m in everything if m.timeframe == "1m"
+                           and c.open_time_us <= m.open_time_us < c.close_time_us) >= 20}
+    hour = sorted(quiet_hours)[len(quiet_hours) // 2]  # a quiet hour inside the run
+    interval = MissedInterval("XRP/USDT", hour + 5 * US_PER_MINUTE, hour + 50 * US_PER_MINUTE)
+    stored = [t for t in trades if not interval.from_us <= t.ts_us < interval.to_us]
+    first, end = interval.minutes
+    fetched = [t for t in trades if first <= t.ts_us < end]
+
+    repaired = repaired_candles(interval, [*stored, *fetched], TIMEFRAMES)
+
+    touched = {(c.timeframe, c.open_time_us) for c in repaired}
+    assert sum(1 for tf, _ in touched if tf == "1m") == 45
+    assert sum(c.quiet for c in repaired if c.timeframe == "1m") >= 10
     assert repaired == [c for c in everything if (c.timeframe, c.open_time_us) in touched]

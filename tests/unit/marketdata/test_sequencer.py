@@ -341,3 +341,32 @@ def test_a_hole_across_a_restart_is_backfilled() -> None:
     assert [(h.first_trade_id, h.last_trade_id, h.reason) for h in out.holes] == [
         (100, 114, "reconnect")] * 2
     assert out.left == [] and out.filled == 30 and out.trades == truth
+
+
+def test_a_symbol_is_in_step_only_while_nothing_of_it_can_be_missing() -> None:
+    """Quiet minutes are taken only for a symbol in step: a trade known, nothing held or being
+    backfilled, and its snapshot (or next trade) seen since a reconnection or a restart."""
+    def trade(trade_id: int) -> Trade:
+        return Trade("XRP/USDT", trade_id, START_US + trade_id * 1000, 1.0, 1.0, Side.BUY)
+
+    sequencer = TradeSequencer(["XRP/USDT"], backfill=True)
+    ready: list[Trade] = []
+    assert not sequencer.in_step("XRP/USDT")  # nothing known yet
+    sequencer.updates([trade(1)], 0.0, ready)
+    assert sequencer.in_step("XRP/USDT")
+    sequencer.updates([trade(3)], 0.0, ready)  # 2 is late or lost: 3 is held
+    assert not sequencer.in_step("XRP/USDT")
+    sequencer.updates([trade(2)], 0.0, ready)
+    assert sequencer.in_step("XRP/USDT") and [t.trade_id for t in ready] == [1, 2, 3]
+    sequencer.reconnecting()
+    assert not sequencer.in_step("XRP/USDT")  # trades may have printed while away
+    sequencer.snapshot([trade(2), trade(3)], ready)  # nothing new: the feed is whole
+    assert sequencer.in_step("XRP/USDT")
+    sequencer.reconnecting()
+    sequencer.snapshot([trade(9), trade(10)], ready)  # 4..8 missed: backfill due
+    assert not sequencer.in_step("XRP/USDT")
+    (hole,) = sequencer.take_holes()
+    sequencer.fill(hole, [trade(i) for i in range(4, 9)], ready)
+    assert sequencer.in_step("XRP/USDT") and [t.trade_id for t in ready][-7:] == list(range(4, 11))
+    restarted = TradeSequencer(["XRP/USDT"], resume_from={"XRP/USDT": TradeMark(10, 0)})
+    assert not restarted.in_step("XRP/USDT")

@@ -5,7 +5,10 @@ rebuilt from the full trade history, paged through ``Trades`` (see ``triplegain_
 partition writes its day's trades (insert-or-ignore) and the candles of every timeframe built
 from them (1m to 1d; buckets align on UTC midnight, so a day holds whole buckets), upserted on
 their natural key, so rerunning a partition, or running it over days the streamer already
-stored, leaves one row per trade and per minute.
+stored, leaves one row per trade and per minute. A minute without trades is a quiet candle
+(flat at the close before it, as Kraken publishes it) when the trades around it say so: the
+day's own, the last stored one before the day and the first one after it (stored, or REST's);
+a day whose neighbours are not known yet leaves its edge minutes to the next run.
 """
 
 import asyncio
@@ -15,8 +18,14 @@ from typing import TYPE_CHECKING
 import dagster as dg
 from pydantic import Field
 
-from triplegain_core.marketdata.candles import build_candles
-from triplegain_core.model.market import TIMEFRAMES, TRADED_SYMBOLS, Trade, datetime_to_us
+from triplegain_core.marketdata.gaps import MissedInterval, repaired_candles
+from triplegain_core.model.market import (
+    TIMEFRAMES,
+    TRADED_SYMBOLS,
+    Trade,
+    datetime_to_us,
+    us_to_datetime,
+)
 from triplegain_core.storage.market_store import MarketStore
 from triplegain_dagster import groups
 from triplegain_dagster.resources import ExchangeResource, PostgresResource
@@ -43,8 +52,9 @@ class OhlcvHistoryConfig(dg.Config):
 async def _fetch_day(
     context: dg.AssetExecutionContext, exchange: ExchangeResource, symbol: str, start_us: int,
     end_us: int, log_every: int,
-) -> tuple[list[Trade], int, "RestCallStats"]:
-    """Every trade of ``symbol`` in ``[start_us, end_us)``, the pages it took, the call stats."""
+) -> tuple[list[Trade], tuple[Trade, ...], int, "RestCallStats"]:
+    """Every trade of ``symbol`` in ``[start_us, end_us)`` and the first one after (when it has
+    printed), the pages it took, the call stats."""
     trades: list[Trade] = []
     pages = 0
     async with exchange.client() as rest:
@@ -55,7 +65,9 @@ async def _fetch_day(
                 done = (trades[-1].ts_us - start_us) / (end_us - start_us)
                 context.log.info("%s: %d pages, %d trades, %.0f%% of the day (%d retries)",
                                  symbol, pages, len(trades), 100 * done, rest.stats.retries)
-    return trades, pages, rest.stats
+        # The cursor is in nanoseconds and exclusive: the first trade at or after the end.
+        following = await rest.trades_page(symbol, end_us * 1000 - 1)
+    return trades, following.trades[:1], pages, rest.stats
 
 
 @dg.asset(
@@ -78,11 +90,13 @@ def ohlcv_history(
     start_us, end_us = datetime_to_us(day), datetime_to_us(day + timedelta(days=1))
     context.log.info("backfilling %s on %s from %s", symbol, keys["date"],
                      exchange.base_url or exchange.exchange_id)
-    trades, pages, stats = asyncio.run(
+    trades, following, pages, stats = asyncio.run(
         _fetch_day(context, exchange, symbol, start_us, end_us, config.log_every_pages))
-    candles = build_candles(trades, TIMEFRAMES)
     with postgres.connect() as conn:
         store = MarketStore(conn)
+        around = store.trades_around(symbol, us_to_datetime(start_us), us_to_datetime(end_us))
+        candles = repaired_candles(MissedInterval(symbol, start_us, end_us),
+                                   [*around, *trades, *following], TIMEFRAMES)
         for chunk in range(0, len(trades), WRITE_CHUNK):
             store.write_trades(trades[chunk:chunk + WRITE_CHUNK])
         store.write_candles(candles)
@@ -96,7 +110,9 @@ def ohlcv_history(
         "pages": pages,
         "candles": len(candles),
         **{f"candles_{tf}": count for tf, count in per_timeframe.items()},
-        "minutes_without_trades": 24 * 60 - per_timeframe["1m"],
+        "minutes_without_trades": 24 * 60 - sum(c.timeframe == "1m" and not c.quiet
+                                                  for c in candles),
+        "quiet_minutes": sum(c.timeframe == "1m" and c.quiet for c in candles),
         "rest_calls": stats.calls,
         "rest_retries": stats.retries,
         "rate_limited": stats.rate_limited,

@@ -2,11 +2,12 @@
 
 Consistency checks are blocking: a broken row (two candles in one minute, an open time off
 the minute, OHLC out of bounds, a price <= 0, a negative volume, a trade id going backwards in
-time) fails with ERROR severity and stops the assets downstream. Missing minutes fail with
-WARN severity only: the streamer writes no candle for a minute without trades (as the
-exchanges do), so quiet markets have gaps that must be seen but must not stop the features
-and reports. Freshness (the live stream's latest row within ``max_staleness_minutes`` of now)
-is a warning too: a stale stream is an operations alarm, not a reason to refuse the history.
+time) fails with ERROR severity and stops the assets downstream. Completeness fails with ERROR
+severity too, without blocking: a minute without trades is stored as a quiet candle (as the
+exchanges publish it), so a missing minute is a true hole, and so is a hole the streamer
+recorded that REST has not filled yet (it retries until it does). Freshness (the live
+stream's latest row within ``max_staleness_minutes`` of now) is a warning: a stale stream is an
+operations alarm, not a reason to refuse the history.
 
 Rows checked: those within ``window_days`` of the latest stored row, so the cost stays bounded
 as history grows (the backfill's partitions report their own coverage).
@@ -18,8 +19,16 @@ import dagster as dg
 import pandas as pd
 import psycopg
 
+from triplegain_core.model.market import us_to_datetime
+from triplegain_core.storage.missed_interval_store import MissedIntervalStore
 from triplegain_dagster.defs.market_data.candles import TIMEFRAME, candles_1m
-from triplegain_dagster.defs.market_data.expectations import Rule, RuleOutcome, Severity, validate_frame
+from triplegain_dagster.defs.market_data.expectations import (
+    EXAMPLES,
+    Rule,
+    RuleOutcome,
+    Severity,
+    validate_frame,
+)
 from triplegain_dagster.defs.market_data.trades import market_trades
 from triplegain_dagster.resources import DataQualityResource, PostgresResource
 
@@ -54,9 +63,6 @@ CANDLE_RULES = (
     Rule("misaligned_open_times", "open_time not on a whole minute",
          "ExpectColumnValuesToBeInSet", {"column": "offset_s", "value_set": [0.0]},
          ("symbol", "open_time")),
-    Rule("gaps", "runs of missing minutes inside a symbol's covered window", _BETWEEN,
-         {"column": "step_minutes", "max_value": 1},
-         ("symbol", "previous", "open_time", "step_minutes"), severity=Severity.WARN),
     Rule("high_below_body", "high < max(open, close)", _PAIR_AT_LEAST,
          {"column_A": "high", "column_B": "body_top", "or_equal": True},
          ("symbol", "open_time", "open", "high", "close")),
@@ -68,6 +74,12 @@ CANDLE_RULES = (
          ("symbol", "open_time", "open", "high", "low", "close")),
     Rule("negative_volume", "volume < 0", _BETWEEN, {"column": "volume", "min_value": 0},
          ("symbol", "open_time", "volume")),
+)
+
+GAP_RULES = (
+    Rule("gaps", "runs of missing minutes inside a symbol's covered window (true holes: a"
+         " quiet minute is a candle)", _BETWEEN, {"column": "step_minutes", "max_value": 1},
+         ("symbol", "previous", "open_time", "step_minutes")),
 )
 
 TRADE_RULES = (
@@ -159,8 +171,8 @@ def _freshness(conn: psycopg.Connection, table: str, quality: DataQualityResourc
 @dg.asset_check(
     asset=candles_1m,
     blocking=True,
-    description="One aligned candle per minute, OHLC bounds, prices > 0, volume >= 0 (errors);"
-                " missing minutes (warning). great-expectations suite over the recent window.",
+    description="One aligned candle per minute, OHLC bounds, prices > 0, volume >= 0 (errors)."
+                " great-expectations suite over the recent window.",
 )
 def candles_1m_consistent(
     postgres: PostgresResource, quality: DataQualityResource
@@ -172,9 +184,39 @@ def candles_1m_consistent(
     frame = candle_frame(rows)
     outcomes = validate_frame("candles_1m", frame, CANDLE_RULES) if rows else [
         RuleOutcome(rule, 0, frame) for rule in CANDLE_RULES]
+    return check_result(len(frame), outcomes,
+                        "No 1-minute candles stored yet: nothing to check.",
+                        {"candles": len(frame)})
+
+
+@dg.asset_check(
+    asset=candles_1m,
+    description="No true hole: every minute of a symbol's window has a candle (quiet minutes"
+                " are candles), and no hole the streamer recorded is still waiting for REST"
+                " (error, not blocking).",
+)
+def candles_1m_complete(
+    postgres: PostgresResource, quality: DataQualityResource
+) -> dg.AssetCheckResult:
+    """Missing minutes in the recent 1m candles, and the recorded holes not yet filled."""
+    with postgres.connect() as conn:
+        rows = conn.execute(_CANDLES_SQL, {"tf": TIMEFRAME, "days": quality.window_days}
+                            ).fetchall()
+        holes = MissedIntervalStore(conn).open_holes()
+    frame = candle_frame(rows)
+    outcomes = validate_frame("candles_1m_gaps", frame, GAP_RULES) if rows else [
+        RuleOutcome(rule, 0, frame) for rule in GAP_RULES]
     gaps = frame["step_minutes"] > 1
     missing = int((frame.loc[gaps, "step_minutes"] - 1).sum())
-    return check_result(len(frame), outcomes,
+    hole_rule = Rule("unfilled_holes", "holes the streamer recorded that REST has not filled"
+                     " yet (retried with a backoff)", _BETWEEN, {},
+                     ("symbol", "from", "to", "missing trades", "attempts", "last error"))
+    examples = pd.DataFrame(
+        [(h.interval.symbol, us_to_datetime(h.interval.from_us), us_to_datetime(h.interval.to_us),
+          h.interval.trades, h.attempts, h.last_error) for h in holes[:EXAMPLES]],
+        columns=list(hole_rule.columns))
+    outcomes.append(RuleOutcome(hole_rule, len(holes), examples))
+    return check_result(len(frame) or len(holes), outcomes,
                         "No 1-minute candles stored yet: nothing to check.",
                         {"candles": len(frame), "missing_minutes": missing})
 
