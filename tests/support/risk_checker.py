@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from triplegain_core.execution.paper import PaperExecutor
+from triplegain_core.execution.paper import PaperExecutor, UnfillableOrderError
 from triplegain_core.model.market import INSTRUMENTS, Asset, Side
 from triplegain_core.model.orders import Order, OrderPurpose, OrderType, TimeInForce
 from triplegain_core.model.signals import Direction, IntentAction, TradeIntent
@@ -79,16 +79,25 @@ class Checker:
             broken.append("stop too far")
         elif abs(entry - prices[intent.symbol]) > limits.max_entry_deviation * prices[intent.symbol]:
             broken.append("entry away from the market")
+        elif (stop >= prices[intent.symbol]) if long else (stop <= prices[intent.symbol]):
+            broken.append("stop already crossed by the market")
         if not (math.isfinite(equity) and equity > 0):
             broken.append("approved without a valid equity")
         if broken:
             self.violations.extend(broken)
             return
         quote_usdt = 1.0 if INSTRUMENTS[intent.symbol].quote is Asset.USDT else prices["BTC/USDT"]
-        worst = entry * (1 + SLIP) if long else entry * (1 - SLIP)
+        # The order fills at the market (never at the stated entry), limited at the stated entry.
+        market_price = prices[intent.symbol]
+        worst = market_price * (1 + SLIP) if long else market_price * (1 - SLIP)
+        stated = entry * (1 + SLIP) if long else entry * (1 - SLIP)
+        limit = verdict.limit_price
+        tighter = min(worst, stated) if long else max(worst, stated)
+        if limit is None or (limit > tighter * (1 + TOL) if long else limit < tighter * (1 - TOL)):
+            broken.append(f"limit {limit} looser than the market's {worst} or the stated entry's {stated}")
         q = verdict.quantity
         notional = q * worst * quote_usdt
-        risk = q * abs(entry - stop) * quote_usdt
+        risk = q * abs(market_price - stop) * quote_usdt
         factor = 1.0
         if intent.symbol != "BTC/USDT":
             corr = market.correlations.get(frozenset((intent.symbol, "BTC/USDT")))
@@ -147,6 +156,7 @@ class Account:
     positions: list[Position] = field(default_factory=list)
     decisions: int = 0
     fills: int = 0
+    unfilled: int = 0
 
     def decide(self, intent: TradeIntent, prices: dict[str, float], market: MarketRisk, now: datetime) -> None:
         """Validate one intent; trade it when approved, and check the verdict independently."""
@@ -162,8 +172,14 @@ class Account:
             check_id=verdict.check_id, position_id=f"p{self.decisions}", order_type=OrderType.LIMIT,
             time_in_force=TimeInForce.IOC, limit_price=verdict.limit_price, leverage=verdict.leverage,
         )
-        # Raises (and fails the stream) if an approved order is more than the account can pay.
-        fill = self.executor.execute(order, intent.entry, self.portfolio)
+        # Filled at the market; a stated entry the market does not reach leaves nothing filled.
+        # Raises InsufficientBalanceError (and fails the stream) if an approved order is more
+        # than the account can pay.
+        try:
+            fill = self.executor.execute(order, prices[intent.symbol], self.portfolio)
+        except UnfillableOrderError:
+            self.unfilled += 1
+            return
         self.fills += 1
         self.positions.append(Position(
             position_id=order.position_id, account="a", symbol=intent.symbol,

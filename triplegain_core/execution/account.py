@@ -22,7 +22,7 @@ from triplegain_core.execution.audit import AuditSink
 from triplegain_core.execution.order_manager import OrderManager
 from triplegain_core.execution.paper import PaperExecutor
 from triplegain_core.marketdata.snapshot import BookTop
-from triplegain_core.model.market import INSTRUMENTS, Side
+from triplegain_core.model.market import INSTRUMENTS, Side, us_to_datetime
 from triplegain_core.model.orders import Fill, Order, OrderPurpose, OrderState, OrderType, TimeInForce
 from triplegain_core.model.signals import Direction, IntentAction, Signal, SignalAction, TradeIntent
 from triplegain_core.portfolio.balances import MissingPriceError, Portfolio, PortfolioSnapshot
@@ -47,6 +47,10 @@ class MarketView(Protocol):
 
     def market_risk(self) -> MarketRisk:
         """Volatility and correlation estimates for the risk rules."""
+        ...
+
+    def now_us(self) -> int | None:
+        """The latest moment the market is known at (candle close or trade), in µs; None before any."""
         ...
 
     def book(self, symbol: str, when: datetime) -> BookTop | None:
@@ -139,8 +143,9 @@ class StrategyAccount:
         self.stats.approved += 1
         if intent.action is IntentAction.CLOSE:
             position = self.positions.get(check.position_id or "")
-            price = prices.get(position.symbol, intent.entry)
-            self._exit(position, OrderPurpose.SIGNAL_CLOSE, price, intent.time, check)
+            # At the market's price when it is worked, whatever price the intent names.
+            self._exit(position, OrderPurpose.SIGNAL_CLOSE, prices[position.symbol], self._execution_time(intent.time),
+                       check)
             return check
         self._enter(intent, check, position_id)
         return check
@@ -154,20 +159,22 @@ class StrategyAccount:
         order = Order(
             order_id=f"{position_id}:entry",
             account=self.name,
-            time=intent.time,
+            time=self._execution_time(intent.time),
             symbol=intent.symbol,
             side=Side.BUY if intent.direction is Direction.LONG else Side.SELL,
             quantity=check.quantity,
             purpose=OrderPurpose.ENTRY,
             check_id=check.check_id,
             position_id=position_id,
-            # Protected at the price the RiskAgent sized at: the fill can never cost more.
+            # Limited at the price the RiskAgent sized at, or the stated entry when better: the
+            # fill can never cost more, and a limit the market does not reach does not fill.
             order_type=OrderType.LIMIT,
             time_in_force=TimeInForce.IOC,
             limit_price=check.limit_price,
             leverage=check.leverage,
         )
-        fill = self._work(order, intent.entry)
+        # The market's price when the order is worked: the stated entry is only its limit.
+        fill = self._work(order, self._market.prices[intent.symbol])
         if fill is None:
             return
         holding_s = intent.max_holding_s
@@ -248,14 +255,27 @@ class StrategyAccount:
         self._store.record_position(closed, "closed")
         self.risk.record_trade_result(when, closed.realized_pnl)
 
-    def manage_exits(self, symbol: str, low: float, high: float, last: float, when: datetime) -> None:
-        """Fire the exits the range ``[low, high]`` reached, then move the trailing stops by it."""
+    def manage_exits(
+        self, symbol: str, low: float, high: float, last: float, when: datetime, first: float | None = None
+    ) -> None:
+        """Fire the exits the range ``[low, high]`` reached, then move the trailing stops by it.
+
+        ``first`` is the range's first price (a candle's open; a tick's price): an exit whose
+        level the market gapped through fills there, the first price beyond it, not at the
+        level it never traded at (None: the range opened where the last one ended)."""
         if self.positions.open_for(symbol) is None:
             return  # the common case, on every tick of every account: nothing to watch
         for position, purpose, level in self.positions.exits_triggered(symbol, low, high, when):
-            self._exit(position, purpose, last if level is None else level, when)
+            price = last if level is None else _first_beyond(position, purpose, level, first)
+            self._exit(position, purpose, price, when)
         for moved in self.positions.trail(symbol, low, high):
             self._store.record_position(moved, "stop_moved", time=when)
+
+    def _execution_time(self, stated: datetime) -> datetime:
+        """When an order of an intent stated at ``stated`` is worked: the market's latest moment
+        (a decision is often timed at the last closed candle, older than the market it trades in)."""
+        now_us = self._market.now_us()
+        return stated if now_us is None else max(stated, us_to_datetime(now_us))
 
     def observe_equity(self, when: datetime) -> bool:
         """Feed the account's equity to its risk state; False while it cannot be valued."""
@@ -287,3 +307,16 @@ class StrategyAccount:
 
     def _to_usdt(self, symbol: str, quote_amount: float) -> float:
         return self.portfolio.to_usdt(INSTRUMENTS[symbol].quote, quote_amount, self._market.prices)
+
+
+def _first_beyond(position: Position, purpose: OrderPurpose, level: float, first: float | None) -> float:
+    """The price an exit at ``level`` fills at: the level, or ``first`` when the market opened
+    already beyond it (a stop gapped through fills worse; a take-profit gapped through fills at
+    the better opening price: either way the first price the market offered)."""
+    if first is None:
+        return level
+    # A stop, trailing stop or invalidation level lies against the position; a take-profit for it.
+    against = purpose is not OrderPurpose.TAKE_PROFIT
+    below = first < level
+    gapped = below if (position.direction is Direction.LONG) == against else first > level
+    return first if gapped else level

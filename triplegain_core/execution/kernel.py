@@ -198,6 +198,9 @@ class _SharedMarket:
     def market_risk(self) -> MarketRisk:
         return self._market.market_risk()
 
+    def now_us(self) -> int | None:
+        return self._market.now_us()
+
     def book(self, symbol: str, when: datetime) -> BookTop | None:
         return self._books.book(symbol, when)
 
@@ -392,7 +395,7 @@ class TradingKernel:
         for candle in fresh:
             when = us_to_datetime(candle.close_time_us)
             for account in self._accounts:
-                account.manage_exits(candle.symbol, candle.low, candle.high, candle.close, when)
+                account.manage_exits(candle.symbol, candle.low, candle.high, candle.close, when, candle.open)
         now, now_us = self._market.market_time, self._market.candle_time_us
         assert now is not None and now_us is not None
         # The volatility halt judges on the closes of this moment, before anything decides on them.
@@ -495,7 +498,7 @@ class TradingKernel:
                 continue  # older than what the candles already told us, or nothing to watch
             when = us_to_datetime(last.ts_us)
             for account in holding:
-                account.manage_exits(symbol, last.price, last.price, last.price, when)
+                account.manage_exits(symbol, last.price, last.price, last.price, when, last.price)
         # A strategy whose position an exit just closed is told so; the others hold what they held.
         closed = [account.strategy for account, count in holding.items()
                   if account.positions.open_count < count and account.strategy in self._by_strategy]

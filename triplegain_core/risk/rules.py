@@ -179,8 +179,10 @@ def estimate_market_risk(
 class RiskCheck(BaseModel):
     """The RiskAgent's verdict on one proposed order, kept for the audit trail.
 
-    A rejected check carries no size. ``limit_price`` is the worst fill price the size was
-    computed at: the entry order is protected at it, so the fill can never cost more.
+    A rejected check carries no size. ``limit_price`` is the entry order's limit: the worst
+    fill price the size was computed at (the market's price through the slippage), tightened to
+    the entry the intent stated (through the same slippage) when that is the better price, so
+    the fill can never cost more than either.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -326,8 +328,10 @@ class RiskAgent:
         of equity when smaller; capped so the notional at the worst fill price plus fee is at
         most ``max_position_fraction * equity``; reduced when BTC-correlated; capped by what
         the balances (and the leverage's loan) can pay, keeping back what open positions need
-        to exit. All values are in USDT; XRP/BTC goes through the BTC/USDT price. A CLOSE
-        intent is approved when there is a position to close.
+        to exit. All values are in USDT; XRP/BTC goes through the BTC/USDT price. An entry is
+        sized at the symbol's market price, where its order fills; the entry the intent states
+        is only the order's limit (see :attr:`RiskCheck.limit_price`). A CLOSE intent is
+        approved when there is a position to close.
         """
         if isinstance(intent, Signal):
             intent = intent.to_trade_intent(source="technical")
@@ -368,12 +372,19 @@ class RiskAgent:
             and abs(intent.entry - market_price) <= self.limits.max_entry_deviation * market_price
         ):
             verdict.reasons.append(RiskReason.ENTRY_AWAY_FROM_MARKET)
+        elif market_price is not None and intent.stop_loss is not None and (
+            (intent.stop_loss >= market_price) if intent.direction is Direction.LONG
+            else (intent.stop_loss <= market_price)
+        ):
+            # The order fills at the market, not at the stated entry: a stop already crossed
+            # by the market would close the position the moment it opened.
+            verdict.reasons.append(RiskReason.STOP_WRONG_SIDE)
         verdict.reasons.extend(self.pause_reasons(now, equity))
-        if any(reason in _UNSIZEABLE for reason in verdict.reasons):
+        if market_price is None or any(reason in _UNSIZEABLE for reason in verdict.reasons):
             return self._check(intent, portfolio, now, check_id, verdict)
 
         self._set_leverage(intent, market, verdict)
-        self._size(intent, portfolio, open_positions, market, equity, quote_usdt, verdict)
+        self._size(intent, market_price, portfolio, open_positions, market, equity, quote_usdt, verdict)
         return self._check(intent, portfolio, now, check_id, verdict)
 
     def validate_exit(self, position: Position, now: datetime, check_id: str, equity_usdt: float) -> RiskCheck:
@@ -467,6 +478,7 @@ class RiskAgent:
     def _size(
         self,
         intent: TradeIntent,
+        market_price: float,
         portfolio: Portfolio,
         open_positions: Sequence[Position],
         market: MarketRisk,
@@ -477,8 +489,9 @@ class RiskAgent:
         limits = self.limits
         assert intent.stop_loss is not None and intent.direction is not None  # checked by _level_reasons
         side = Side.BUY if intent.direction is Direction.LONG else Side.SELL
-        fill_price = self._fills.worst_fill_price(side, intent.entry)
-        stop_distance = abs(intent.entry - intent.stop_loss)
+        # Sized at the price the order fills at: the market's, never the entry the intent states.
+        fill_price = self._fills.worst_fill_price(side, market_price)
+        stop_distance = abs(market_price - intent.stop_loss)
         risk_quantity = limits.risk_per_trade * equity / (stop_distance * quote_usdt)
         cap_quantity = limits.max_position_fraction * equity / (fill_price * quote_usdt * (1 + self.fee_rate))
         if intent.size_fraction is not None:
@@ -510,7 +523,12 @@ class RiskAgent:
         verdict.quantity = quantity
         verdict.notional_usdt = notional_usdt
         verdict.risk_usdt = quantity * stop_distance * quote_usdt
-        verdict.limit_price = fill_price
+        # The stated entry is a limit at most: a LONG stated below the market (a SHORT above it)
+        # fills only if the market comes to it, with the usual slippage around it allowed.
+        if side is Side.BUY:
+            verdict.limit_price = min(fill_price, self._fills.worst_fill_price(side, intent.entry))
+        else:
+            verdict.limit_price = max(fill_price, self._fills.worst_fill_price(side, intent.entry))
 
     def _balance_quantity(
         self,

@@ -205,4 +205,7 @@ def test_a_fed_loop_trades_exactly_as_a_loop_reading_redis_itself(
     assert store.positions("fed:order_flow") or store.positions("fed:market_making"), \
         "the strategies reading the tape and the book never traded"
     (position,) = store.positions("llm:claude")
-    assert position.opened_at == us_to_datetime(candles[10].close_time_us)
+    # Traded when the loop first knew the market, on the first batch of candles, at that market's
+    # price: not at the candle the decision was timed at, nor at the price it stated.
+    assert position.opened_at == us_to_datetime(candles[49].close_time_us)
+    assert position.entry_price == pytest.approx(candles[49].close * 1.0005)

@@ -300,3 +300,86 @@ def test_only_guards_set_entry_blocks() -> None:
     with pytest.raises(ValueError, match="not an entry block"):
         TradingKernel(SETTINGS, MemoryAudit()).entry_blocks.set(
             RiskReason.NO_PRICE, us_to_datetime(T0), "a risk rule is not a block")
+
+
+def _market_at(price: float, count: int = 60) -> list[Candle]:
+    """A flat market at ``price`` (the last close is the market price)."""
+    return [Candle("XRP/USDT", "1m", T0 + i * US_PER_MINUTE, price, price * 1.0002, price * 0.9998, price, 1000.0, 5)
+            for i in range(count)]
+
+
+def test_a_decision_stated_below_the_market_does_not_fill_at_its_own_price() -> None:
+    # The case found by hand: a LONG stated 4.5 % below a 0.50 market used to be approved and
+    # filled at -4.45 %, and its account's equity rose the moment it filled.
+    audit, lifecycle = MemoryAudit(), _Lifecycle()
+    kernel = TradingKernel(SETTINGS, audit, decisions=lifecycle)
+    market = _market_at(0.50)
+    kernel.on_candles(market)
+    now_us = market[-1].close_time_us
+    kernel.on_decisions([_decision("low", "llm:claude", 0.50 * 0.955, now_us)])
+
+    claude = kernel.account("llm:claude")
+    assert audit.fills == [] and claude.positions.open_positions() == []
+    (order,) = audit.orders.values()
+    assert order.state.value == "cancelled" and order.filled_quantity == 0.0
+    assert order.order.limit_price == pytest.approx(0.50 * 0.955 * (1 + SETTINGS.slippage))
+    assert claude.portfolio.equity_usdt(kernel.market.prices) == pytest.approx(
+        kernel.portfolio.equity_usdt(kernel.market.prices))  # untouched: the same as an idle account
+
+
+def test_an_order_fills_at_the_market_when_it_is_worked_not_when_the_decision_was_timed() -> None:
+    audit, lifecycle = MemoryAudit(), _Lifecycle()
+    kernel = TradingKernel(SETTINGS, audit, decisions=lifecycle)
+    market = _market_at(0.50)
+    kernel.on_candles(market)
+    # The market moved up since the decision's candle; the decision states the old price.
+    decided_us = market[-1].close_time_us
+    kernel.on_candles([Candle("XRP/USDT", "1m", T0 + 60 * US_PER_MINUTE, 0.50, 0.502, 0.4995, 0.501, 1000.0, 5)])
+    kernel.on_decisions([_decision("late", "llm:claude", 0.501, decided_us)])
+    (fill,) = audit.fills
+    assert fill.price == pytest.approx(0.501 * (1 + SETTINGS.slippage))  # the market's price, never 0.50
+    assert fill.time == us_to_datetime(T0 + 61 * US_PER_MINUTE)  # worked at the market's time
+
+
+def test_a_stop_the_market_gapped_through_fills_at_the_first_price_beyond_it() -> None:
+    audit = MemoryAudit()
+    kernel = TradingKernel(SETTINGS, audit)
+    walk = _walk()
+    kernel.on_candles(walk)
+    last = walk[-1]
+    assert kernel.on_intent(_intent(last, "gapped")).approved
+    (position,) = kernel.positions.open_positions()
+    opened_below = position.stop_loss * 0.98
+    kernel.on_candles([Candle("XRP/USDT", "1m", T0 + 60 * US_PER_MINUTE, opened_below, opened_below * 1.001,
+                              opened_below * 0.999, opened_below, 1000.0, 5)])
+    closed = audit.positions[position.position_id]
+    assert closed.exit_reason is OrderPurpose.STOP_LOSS
+    assert closed.exit_price == pytest.approx(opened_below * (1 - SETTINGS.slippage))  # not the stop level
+
+
+def test_a_take_profit_the_market_gapped_through_fills_at_the_open() -> None:
+    audit = MemoryAudit()
+    kernel = TradingKernel(SETTINGS, audit)
+    walk = _walk()
+    kernel.on_candles(walk)
+    assert kernel.on_intent(_intent(walk[-1], "leapt")).approved
+    (position,) = kernel.positions.open_positions()
+    opened_above = position.take_profit * 1.01
+    kernel.on_candles([Candle("XRP/USDT", "1m", T0 + 60 * US_PER_MINUTE, opened_above, opened_above * 1.001,
+                              opened_above * 0.999, opened_above, 1000.0, 5)])
+    closed = audit.positions[position.position_id]
+    assert closed.exit_reason is OrderPurpose.TAKE_PROFIT
+    assert closed.exit_price == pytest.approx(opened_above * (1 - SETTINGS.slippage))
+
+
+def test_a_close_fills_at_the_market_not_at_the_price_it_names() -> None:
+    audit = MemoryAudit()
+    kernel = TradingKernel(SETTINGS, audit)
+    walk = _walk()
+    kernel.on_candles(walk)
+    last = walk[-1]
+    assert kernel.on_intent(_intent(last, "held")).approved
+    closing = _intent(last, "held").model_copy(update={"action": IntentAction.CLOSE, "stop_loss": None,
+                                                      "take_profit": None, "entry": last.close * 1.04})
+    assert kernel.on_intent(closing).approved
+    assert audit.fills[-1].price == pytest.approx(last.close * (1 - SETTINGS.slippage))

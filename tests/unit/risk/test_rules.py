@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from triplegain_core.execution.paper import PaperExecutor
+from triplegain_core.execution.paper import PaperExecutor, UnfillableOrderError
 from triplegain_core.model.market import INSTRUMENTS, Asset, Side
-from triplegain_core.model.orders import Order, OrderPurpose
+from triplegain_core.model.orders import Order, OrderPurpose, OrderType, TimeInForce
 from triplegain_core.model.signals import (
     Direction,
     IntentAction,
@@ -421,14 +421,22 @@ def _enter(agent: RiskAgent, executor: PaperExecutor, signal: Signal, portfolio:
     equity = check.equity_usdt
     quote_usdt = 1.0 if INSTRUMENTS[signal.symbol].quote is Asset.USDT else prices["BTC/USDT"]
     side = Side.BUY if signal.direction is Direction.LONG else Side.SELL
-    worst = executor.fill_model.worst_fill_price(side, signal.entry)
+    # Sized at the market, where the order fills; the signal's entry is only the order's limit.
+    market_price = prices[signal.symbol]
+    worst = executor.fill_model.worst_fill_price(side, market_price)
     assert check.quantity * worst * quote_usdt <= 0.20 * equity * (1 + 1e-9)
-    assert check.quantity * abs(signal.entry - signal.stop_loss) * quote_usdt <= 0.01 * equity * (1 + 1e-9)
+    assert check.quantity * abs(market_price - signal.stop_loss) * quote_usdt <= 0.01 * equity * (1 + 1e-9)
     order = Order(
         order_id=f"o:{signal.symbol}", account="a", time=DAY1, symbol=signal.symbol, side=side,
         quantity=check.quantity, purpose=OrderPurpose.ENTRY, check_id=check.check_id, position_id=signal.symbol,
+        order_type=OrderType.LIMIT, time_in_force=TimeInForce.IOC, limit_price=check.limit_price,
     )
-    fill = executor.execute(order, signal.entry, portfolio)  # raises if it exceeds the balances
+    try:
+        fill = executor.execute(order, market_price, portfolio)  # raises if it exceeds the balances
+    except UnfillableOrderError:
+        # A stated entry better than the market: a limit the market does not reach fills nothing.
+        assert (signal.entry < market_price) if side is Side.BUY else (signal.entry > market_price)
+        return
     positions.append(Position(
         position_id=signal.symbol, account="a", symbol=signal.symbol, direction=signal.direction,
         quantity=fill.quantity, entry_price=fill.price, stop_loss=signal.stop_loss,
