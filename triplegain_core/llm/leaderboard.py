@@ -13,6 +13,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from triplegain_core.decisions.published import model_account
 from triplegain_core.portfolio.metrics import MINUTES_PER_YEAR, account_metrics
 from triplegain_core.portfolio.positions import Position
 
@@ -81,7 +82,9 @@ def leaderboard(accounts: Sequence[ModelAccount], periods_per_year: float = MINU
         raise ValueError(f"account names must be unique, got {names}")
     unranked = []
     for account in accounts:
-        metrics = account_metrics(account.name, account.positions, account.equity_curve, periods_per_year)
+        # The positions are the paper account's (``llm:<name>``), not the model's bare name.
+        metrics = account_metrics(model_account(account.name), account.positions, account.equity_curve,
+                                  periods_per_year)
         start, end = metrics.start_equity_usdt, metrics.end_equity_usdt
         unranked.append(LeaderboardRow(
             rank=0, name=account.name, is_consensus=account.is_consensus,

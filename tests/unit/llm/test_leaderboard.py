@@ -33,7 +33,10 @@ def curve(*values: float) -> tuple[tuple[datetime, float], ...]:
 
 def test_every_column_by_hand() -> None:
     claude = ModelAccount(
-        name="claude", positions=(closed("claude", 60.0, 1), closed("claude", -30.0, 2), closed("claude", 15.0, 3)),
+        # Stored positions belong to the model's paper account, llm:claude (the demo's leaderboard
+        # once counted no trade at all, looking for positions of an account named "claude").
+        name="claude", positions=(closed("llm:claude", 60.0, 1), closed("llm:claude", -30.0, 2),
+                                  closed("llm:claude", 15.0, 3)),
         equity_curve=curve(1000, 1100, 990, 1045),
         scored_decisions=(ScoredDecision(confidence=0.8, won=True), ScoredDecision(confidence=0.6, won=False),
                           ScoredDecision(confidence=0.9, won=True)),
