@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, TypeVar, cast
@@ -151,11 +152,52 @@ def _trade_row(trade: Trade) -> list[object]:
 
 
 def _trades(raw: bytes | str) -> list[Trade]:
-    return [Trade(symbol, trade_id, ts_us, price, qty, Side(side))
-            for symbol, trade_id, ts_us, price, qty, side in _loads(raw)]
+    trades = [Trade(symbol, trade_id, ts_us, price, qty, Side(side))
+              for symbol, trade_id, ts_us, price, qty, side in _loads(raw)]
+    for trade in trades:
+        _check_numbers(trade.symbol, ints=(trade.trade_id, trade.ts_us), positive=(trade.price, trade.qty))
+    return trades
+
+
+def _candle(raw: bytes | str) -> Candle:
+    """A candle as published (its JSON object), its numbers and range checked."""
+    candle = Candle(**_loads(raw))
+    _check_numbers(candle.symbol, ints=(candle.open_time_us, candle.trade_count),
+                   positive=(candle.open, candle.high, candle.low, candle.close))
+    if not (isinstance(candle.volume, int | float) and math.isfinite(candle.volume) and candle.volume >= 0):
+        raise ValueError(f"volume {candle.volume!r} is not a finite number >= 0")
+    if not candle.low <= min(candle.open, candle.close) <= max(candle.open, candle.close) <= candle.high:
+        raise ValueError(f"open/close outside [low, high]: {candle}")
+    if candle.timeframe not in TIMEFRAMES:
+        raise ValueError(f"unknown timeframe {candle.timeframe!r}")
+    return candle
+
+
+def _check_numbers(symbol: object, *, ints: Sequence[object], positive: Sequence[object]) -> None:
+    """Refuse what a writer of another revision, a bug or a stranger could put on a stream."""
+    if not isinstance(symbol, str):
+        raise ValueError(f"symbol {symbol!r} is not a string")
+    if not all(isinstance(value, int) and not isinstance(value, bool) for value in ints):
+        raise ValueError(f"{ints} are not all integers")
+    if not all(isinstance(value, int | float) and math.isfinite(value) and value > 0 for value in positive):
+        raise ValueError(f"{positive} are not all finite numbers > 0")
+
+
+def _stream_entries(stream: str, entries: Sequence[StreamEntry], field: bytes,
+                    parse: Callable[[bytes], _Parsed]) -> list[_Parsed]:
+    """Each entry's ``field`` parsed; a malformed entry is logged (stream, id, why) and skipped:
+    one bad entry never stops the reader, and the entries after it are read as usual."""
+    parsed = []
+    for raw_id, values in entries:
+        try:
+            parsed.append(parse(values[field]))
+        except (KeyError, ValueError, TypeError, AttributeError) as error:
+            log.error("%s entry %s is malformed, skipped: %s", stream, entry_id(raw_id), error)
+    return parsed
 
 
 _Polled = TypeVar("_Polled", LastPrice, BookSnapshot)
+_Parsed = TypeVar("_Parsed")
 
 
 def _book_snapshot(raw: bytes | str) -> BookSnapshot:
@@ -346,7 +388,7 @@ class HotStateReader:
         if not reply:
             return last_id, []
         entries = reply[0][1]
-        candles = [Candle(**_loads(fields[b"c"])) for _, fields in entries]
+        candles = _stream_entries(closed_candles_stream(timeframe), entries, b"c", _candle)
         return entry_id(entries[-1][0]), candles
 
     def heartbeat(self) -> dict[str, Any] | None:
@@ -397,10 +439,10 @@ class HotStateReader:
         for stream, entries in reply or ():
             name = stream.decode() if isinstance(stream, bytes) else stream
             if name == candle_stream:
-                result.candles = [Candle(**_loads(fields[b"c"])) for _, fields in entries]
+                result.candles = _stream_entries(name, entries, b"c", _candle)
                 result.last_id = entry_id(entries[-1][0])
             elif name == TRADES_STREAM:
-                result.trades = [trade for _, fields in entries for trade in _trades(fields[b"t"])]
+                result.trades = [trade for batch in _stream_entries(name, entries, b"t", _trades) for trade in batch]
                 result.trades_id = entry_id(entries[-1][0])
             else:
                 result.extra[name] = entries
@@ -442,7 +484,12 @@ class HotStateReader:
         known = polled.get(key)
         if known is not None and known[0] == raw:
             return known[1]
-        value = parse(raw)
+        try:
+            value = parse(raw)
+        except (KeyError, ValueError, TypeError, AttributeError) as error:
+            log.error("the hot-state key %s holds a malformed value, ignored: %s", key, error)
+            polled[key] = (raw, None)
+            return None
         if value.symbol != symbol:
             log.error("the hot-state key %s holds a value of %s: ignored", key, value.symbol)
             polled[key] = (raw, None)

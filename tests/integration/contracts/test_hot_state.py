@@ -224,3 +224,37 @@ def test_one_poll_reads_new_candles_new_trades_prices_and_books(redis_client: re
     assert live.trades == [] and live.trades_id == second.trades_id
     # Without trades_after the tape is not read at all.
     assert reader.poll("0", ["XRP/USDT"]).trades == []
+
+
+@pytest.mark.parametrize("bad", [
+    b"not json", b'{"symbol": "XRP/USDT"}', b"[1, 2]",
+    b'{"symbol": "XRP/USDT", "timeframe": "1m", "open_time_us": 0, "open": "x", "high": 1, "low": 1,'
+    b' "close": 1, "volume": 1, "trade_count": 1}',
+    b'{"symbol": "XRP/USDT", "timeframe": "1m", "open_time_us": 0, "open": 1, "high": 0.5, "low": 1,'
+    b' "close": 1, "volume": 1, "trade_count": 1}',
+    b'{"symbol": "XRP/USDT", "timeframe": "1m", "open_time_us": 0, "open": NaN, "high": 1, "low": 1,'
+    b' "close": 1, "volume": 1, "trade_count": 1}',
+])
+def test_a_malformed_stream_entry_is_logged_and_skipped(
+    redis_client: redis.Redis, bad: bytes, caplog: pytest.LogCaptureFixture,
+) -> None:
+    publisher, reader = HotStatePublisher(redis_client), HotStateReader(redis_client)
+    before, after = _candle(0, symbol="XRP/USDT"), _candle(1, symbol="XRP/USDT")
+    tape = [Trade("XRP/USDT", 1, T0 + 1, 0.5, 1.0, Side.BUY)]
+    publisher.publish([], [], [before], Heartbeat(T0), trades=tape)
+    redis_client.xadd(hot_state.CLOSED_CANDLES_STREAM, {"c": bad})
+    redis_client.xadd(hot_state.TRADES_STREAM, {"t": bad})
+    redis_client.xadd(hot_state.TRADES_STREAM, {"wrong field": b"[]"})
+    redis_client.set(hot_state.price_key("XRP/USDT"), bad)
+    redis_client.set(hot_state.book_key("XRP/USDT"), bad)
+    publisher.publish([], [], [after], Heartbeat(T0), trades=[Trade("XRP/USDT", 2, T0 + 2, 0.5, 1.0, Side.SELL)])
+
+    polled = reader.poll("0", ["XRP/USDT"], trades_after="0")
+    # The entries around the bad ones are read, in order; the bad ones are named and skipped.
+    assert polled.candles == [before, after]
+    assert [t.trade_id for t in polled.trades] == [1, 2]
+    assert polled.prices == {} and polled.books == {}
+    assert reader.closed_candles_after("0")[1] == [before, after]
+    skipped = [r.getMessage() for r in caplog.records if "malformed" in r.getMessage()]
+    assert any(hot_state.CLOSED_CANDLES_STREAM in m for m in skipped)
+    assert sum(hot_state.TRADES_STREAM in m for m in skipped) == 2
