@@ -56,7 +56,14 @@ from triplegain_core.execution.audit import AuditSink
 from triplegain_core.execution.order_manager import OrderManager
 from triplegain_core.marketdata.live_market import LiveMarket
 from triplegain_core.marketdata.snapshot import BookTop, MarketSnapshot
-from triplegain_core.model.market import Candle, Trade, datetime_to_us, us_to_datetime
+from triplegain_core.model.market import (
+    TIMEFRAME_US,
+    US_PER_MINUTE,
+    Candle,
+    Trade,
+    datetime_to_us,
+    us_to_datetime,
+)
 from triplegain_core.model.quotes import BookSnapshot, LastPrice
 from triplegain_core.model.signals import Direction, Signal, SignalAction, TradeIntent
 from triplegain_core.portfolio.balances import Portfolio
@@ -252,6 +259,8 @@ class TradingKernel:
         self._tick_runners = tuple((timeframe, runner) for timeframe, runner in self._runners
                                    if any(s.reads - {"candles"} for s in runner.strategies))
         needs = candle_needs(strategies, HISTORY_LENGTH)
+        # 1m candles per symbol that fill every timeframe's window (what a restore warms with).
+        self.history_minutes = max(needs.capacity * TIMEFRAME_US[tf] // US_PER_MINUTE for tf in needs.timeframes)
         self._market = LiveMarket(settings.symbols, needs.timeframes, needs.capacity, HISTORY_LENGTH)
         self.entry_blocks = EntryBlocks()
         """The blocks refusing every account's new entries (halt, stale market, breakers)."""
@@ -636,7 +645,8 @@ class TradingKernel:
                 current = states.get(remembered.symbol) if states else None
                 if current is not None:
                     current.open_action, current.open_entry = remembered.open_action, remembered.open_entry
-                    current.last_signal_id, current.signals_emitted = remembered.last_signal_id, remembered.signals_emitted
+                    current.last_signal_id = remembered.last_signal_id
+                    current.signals_emitted = remembered.signals_emitted
                     current.memory = dict(remembered.memory)
         self._last_snapshot_minute = state.last_snapshot_minute
         self._sync_holdings(self._by_strategy)
