@@ -5,10 +5,12 @@ trail of two runs compared table by table."""
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -27,6 +29,8 @@ TRAIL_TABLES: dict[str, tuple[str, ...]] = {
     "executor_checkpoints": ("saved_at",), "executor_loop_checkpoints": ("saved_at",),
 }
 REPO = Path(__file__).resolve().parents[2]
+# What the executor logs once its first cycle after the restore (or fresh start) is done.
+FIRST_CYCLE_LOG = "first cycle with the restored state done"
 
 
 def real_candles(shared_data: Path, repeat: int = 1) -> list[Candle]:
@@ -72,8 +76,14 @@ def wait_until_processed(conn: psycopg.Connection, last_id: str, process: subpro
         time.sleep(0.05)
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop the executor as a person would (SIGTERM: it drains and records its last snapshot)."""
+def stop(process: subprocess.Popen[bytes], log: Path) -> None:
+    """Stop the executor as a person would (SIGTERM: it drains and records its last snapshot),
+    once it runs its loop (before, the signal would not be its own to handle yet)."""
+    deadline = time.monotonic() + 120
+    while FIRST_CYCLE_LOG not in log.read_text():
+        assert process.poll() is None, f"the executor exited with {process.returncode}"
+        assert time.monotonic() < deadline, "the executor ran no cycle in time"
+        time.sleep(0.01)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 0
 
@@ -96,3 +106,87 @@ def mismatches(expected: psycopg.Connection, actual: psycopg.Connection) -> dict
         if a != b or count_a != count_b:
             found[table] = len(a ^ b) + abs(count_a - count_b)
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class Kill:
+    """One SIGKILL: the stream position the committed checkpoint had reached, and the
+    positions it held open, at that moment."""
+
+    processed: int
+    open_positions: int
+
+
+@dataclass
+class KilledRun:
+    """What a replay with kills did: the kills, and the logs of each process."""
+
+    kills: list[Kill] = field(default_factory=list)
+    logs: list[str] = field(default_factory=list)
+
+
+def open_positions(conn: psycopg.Connection) -> int:
+    """Open positions over every account of the committed checkpoint."""
+    row = conn.execute("SELECT coalesce(sum(jsonb_array_length(state->'positions')), 0)"
+                       " FROM executor_checkpoints").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def run_with_kills(conn: psycopg.Connection, database_url: str, redis_url: str, config: Path, logs: Path,
+                   ids: list[str], kills: int, rng: random.Random) -> KilledRun:
+    """Run the executor over the published stream ``ids``, killing it with SIGKILL ``kills``
+    times and restarting it each time under the same account names, then let it finish.
+
+    Kill ``k`` comes once the committed checkpoint has passed a seeded random point of the
+    stream (the points spread over it, and past where the process started, so each run makes
+    progress), after a random 0 to 200 ms more: inside a later cycle (its transaction lost) or
+    between two."""
+    run = KilledRun()
+    position = {entry: index + 1 for index, entry in enumerate(ids)}
+    targets = sorted(rng.sample(range(len(ids) // 10, len(ids) * 9 // 10), kills))
+    for attempt in range(kills + 1):
+        log = logs / f"executor-{attempt}.log"
+        done = processed_id(conn)
+        start = 0 if done is None else position[done]
+        process = start_executor(database_url, redis_url, config, log)
+        try:
+            if attempt == kills:
+                wait_until_processed(conn, ids[-1], process)
+                stop(process, log)
+            else:
+                target = max(targets[attempt], start + 1)
+                deadline = time.monotonic() + 120
+                while (done := processed_id(conn)) is None or position[done] < min(target, len(ids)):
+                    assert process.poll() is None, f"the executor exited with {process.returncode}"
+                    assert time.monotonic() < deadline, "the executor did not get there in time"
+                    time.sleep(0.005)
+                time.sleep(rng.uniform(0.0, 0.2))
+                process.kill()
+                process.wait()
+                done = processed_id(conn)
+                run.kills.append(Kill(0 if done is None else position[done], open_positions(conn)))
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        run.logs.append(log.read_text())
+    return run
+
+
+def time_to_first_cycle(database_url: str, redis_url: str, config: Path, log: Path) -> float:
+    """Milliseconds from starting a restored executor's process to its first cycle with the
+    restored state (as it logs it); the process is then stopped."""
+    started = time.perf_counter()
+    process = start_executor(database_url, redis_url, config, log)
+    try:
+        while FIRST_CYCLE_LOG not in log.read_text():
+            assert process.poll() is None, f"the executor exited with {process.returncode}"
+            assert time.perf_counter() - started < 120, "no first cycle in time"
+            time.sleep(0.005)
+        elapsed = (time.perf_counter() - started) * 1000
+        stop(process, log)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return elapsed
