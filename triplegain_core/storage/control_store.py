@@ -13,6 +13,8 @@ from triplegain_core.execution.control import ControlAction, ControlCommand
 log = logging.getLogger(__name__)
 
 _COLUMNS = ", ".join(ControlCommand.model_fields)
+# The notification each recorded command sends, its id as the payload.
+CONTROL_CHANNEL = "executor_controls"
 
 
 class ControlStore:
@@ -23,14 +25,15 @@ class ControlStore:
 
     def record(self, action: ControlAction, operator: str, reason: str = "", *, cancel_orders: bool = False,
                flatten: bool = False, position_id: str | None = None) -> ControlCommand:
-        """Store one command; returns it with its id and time."""
-        with self._conn.cursor(row_factory=dict_row) as cur:
+        """Store one command and notify the executors' watches; returns it with its id and time."""
+        with self._conn.transaction(), self._conn.cursor(row_factory=dict_row) as cur:
             row = cur.execute(
                 "INSERT INTO executor_controls (action, cancel_orders, flatten, position_id, operator, reason)"
                 f" VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
                 (action.value, cancel_orders, flatten, position_id, operator, reason),
             ).fetchone()
-        assert row is not None, "INSERT ... RETURNING returns the row"
+            assert row is not None, "INSERT ... RETURNING returns the row"
+            cur.execute("SELECT pg_notify(%s, %s)", (CONTROL_CHANNEL, str(row["control_id"])))
         return ControlCommand.model_validate(row)
 
     def after(self, control_id: int = 0) -> list[ControlCommand]:
@@ -57,12 +60,14 @@ class ControlWatch:
     """Watches for new control commands on a thread of its own, so a trading-loop cycle learns
     of one by reading :attr:`newest` (no round trip) and reads the commands only then.
 
-    It polls the newest command id every ``interval_s`` on its own connection; a failed poll
-    (the server gone) is logged and tried again, never fatal."""
+    The thread LISTENs for the notification :meth:`ControlStore.record` sends with each command,
+    blocked in the driver (not holding the interpreter) until one comes: the loop's cycles pay
+    nothing for it. On (re)connecting it reads the newest id, so a command given while it was
+    disconnected is seen too; a lost connection is logged and opened again, never fatal."""
 
-    def __init__(self, url: str, interval_s: float = 0.05) -> None:
+    def __init__(self, url: str, wake_s: float = 1.0) -> None:
         self._url = url
-        self._interval_s = interval_s
+        self._wake_s = wake_s
         self._newest = 0
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -83,15 +88,14 @@ class ControlWatch:
             self._thread.join()
 
     def _run(self) -> None:
-        conn: psycopg.Connection | None = None
         while not self._stopping.is_set():
             try:
-                if conn is None or conn.closed:
-                    conn = psycopg.connect(self._url, autocommit=True)
-                self._newest = ControlStore(conn).newest_id()
-            except psycopg.Error as error:
-                log.warning("control commands cannot be read now (%s); trying again", error)
-                conn = None
-            self._stopping.wait(self._interval_s)
-        if conn is not None:
-            conn.close()
+                with psycopg.connect(self._url, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {CONTROL_CHANNEL}")
+                    self._newest = max(self._newest, ControlStore(conn).newest_id())
+                    while not self._stopping.is_set():
+                        for notice in conn.notifies(timeout=self._wake_s):
+                            self._newest = max(self._newest, int(notice.payload or 0))
+            except (psycopg.Error, ValueError) as error:
+                log.warning("control commands cannot be watched now (%s); trying again", error)
+                self._stopping.wait(self._wake_s)
