@@ -367,14 +367,15 @@ class TradingLoop:
         """What one cycle does with what it read, and the commands given since the last."""
         self._stream_id, self._trades_id = polled.last_id, polled.trades_id
         kernel, candles = self.kernel, polled.candles
+        # Commands first: after a halt, not one more entry; a flatten at the latest known prices.
+        for command in commands:
+            self._apply(command)
         kernel.on_books(polled.books)
         kernel.on_trades(polled.trades)
         if candles:
             kernel.on_candles(candles)
         else:
             kernel.on_ticks(polled.prices)
-        for command in commands:
-            self._apply(command)
         if self._gate is not None:
             kernel.on_gate_verdicts(self._gate.collect())
         if self._intake is not None:
