@@ -86,3 +86,34 @@ def test_a_loop_restored_at_random_cycles_trades_as_one_that_never_stopped(
     assert closed is not None and closed[0] >= 20
     # The stream ids differ between the two publications, and only they: the comparison sees them.
     assert mismatches(db, second_db) == {"executor_loop_checkpoints": 2}
+
+
+def test_a_running_loop_whose_cycle_was_rolled_back_restores_and_trades_it_again(
+    redis_client: redis.Redis, db: psycopg.Connection, second_db: psycopg.Connection, shared_data,
+) -> None:
+    candles = real_candles(shared_data)[:1200]
+    publish_closed(redis_client, candles)
+    whole = checkpointed_loop(redis_client, db)
+    drain(whole)
+    redis_client.flushdb()
+
+    loop = checkpointed_loop(redis_client, second_db)
+    publish_closed(redis_client, candles[:700])
+    drain(loop)
+    committed = second_db.execute("SELECT count(*) FROM portfolio_snapshots").fetchone()[0]
+    # The next cycle cannot record: another session holds the checkpoint table (a server that
+    # stopped answering would do the same), so its transaction is rolled back, trail and all.
+    second_db.execute("SET lock_timeout = '300ms'")
+    publish_closed(redis_client, candles[700:])
+    with psycopg.connect(second_db.info.dsn, password=None) as blocker:
+        blocker.execute("LOCK TABLE executor_loop_checkpoints IN ACCESS EXCLUSIVE MODE")
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            loop.cycle()
+    assert second_db.execute("SELECT count(*) FROM portfolio_snapshots").fetchone()[0] == committed
+    assert loop.kernel.market_time_us == candles[-1].close_time_us  # the kernel ran ahead of the store
+
+    assert loop.restore()
+    assert loop.kernel.market_time_us == candles[699].close_time_us
+    drain(loop)
+
+    assert mismatches(db, second_db) == {"executor_loop_checkpoints": 2}
