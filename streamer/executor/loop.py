@@ -53,7 +53,7 @@ from triplegain_core.execution.kernel import KernelStats, TradingKernel
 from triplegain_core.marketdata.live_market import BOOK_MAX_AGE_US, book_top
 from triplegain_core.marketdata.snapshot import BookTop
 from triplegain_core.model.market import Candle, datetime_to_us, us_to_datetime
-from triplegain_core.storage.checkpoints import CheckpointStore, LoopPosition
+from triplegain_core.storage.checkpoints import CheckpointStore, LoopProgress
 from triplegain_core.storage.control_store import ControlStore, ControlWatch
 from triplegain_core.storage.gate_store import GateStore
 from triplegain_core.strategies.registry import LoadedStrategy
@@ -235,20 +235,20 @@ class TradingLoop:
             # A fresh executor applies no command given before it started; a halt stays in force.
             self._control_id = self._controls.newest_id() if self._controls is not None else 0
         else:
-            position = checkpoint.position
+            progress = checkpoint.progress
             kernel = self.kernel
             history = self._hot_state.recent_history(self._settings.symbols, WARM_START_CANDLES,
                                                       higher=kernel.market.timeframes[1:]).higher
             count = min(kernel.history_minutes * len(self._settings.symbols), CLOSED_CANDLES_MAXLEN)
-            candles = self._hot_state.closed_candles_up_to(position.candles_id, count)
+            candles = self._hot_state.closed_candles_up_to(progress.candles_id, count)
             by_symbol: dict[str, list[Candle]] = {}
             for candle in candles:
                 by_symbol.setdefault(candle.symbol, []).append(candle)
             taken = kernel.warm(by_symbol, history)
             unknown = kernel.import_state(checkpoint.kernel)
-            self._stream_id = position.candles_id
-            self._trades_id = position.trades_id if kernel.reads_trades else None
-            self._control_id = position.control_id
+            self._stream_id = progress.candles_id
+            self._trades_id = progress.trades_id if kernel.reads_trades else None
+            self._control_id = progress.control_id
             log.info("restored %d accounts from the checkpoint (%d candles of history), reading the stream after"
                      " %s%s", len(checkpoint.kernel.accounts) - len(unknown), taken, self._stream_id,
                      f"; not traded any more: {', '.join(unknown)}" if unknown else "")
@@ -319,9 +319,9 @@ class TradingLoop:
         with transactions.cycle(eager=eager):
             count = self._work(started, polled, commands)
             if transactions.begun:
-                position = LoopPosition(candles_id=self._stream_id, trades_id=self._trades_id,
+                progress = LoopProgress(candles_id=self._stream_id, trades_id=self._trades_id,
                                         control_id=self._control_id)
-                self._checkpoints.save(position, self.kernel.export_state(changed_only=True))
+                self._checkpoints.save(progress, self.kernel.export_state(changed_only=True))
         if self._restored_at is not None:
             log.info("first cycle with the restored state done %.1f ms after the restore",
                      (time.perf_counter() - self._restored_at) * 1000)

@@ -29,7 +29,7 @@ _LOOP_UPSERT = (
 )
 
 
-class LoopPosition(BaseModel):
+class LoopProgress(BaseModel):
     """Where a trading loop is: the closed-candle and trade stream ids it has processed up to
     and the newest control command it has applied."""
 
@@ -41,11 +41,11 @@ class LoopPosition(BaseModel):
 
 
 class ExecutorCheckpoint(BaseModel):
-    """An executor's whole checkpoint: the loop's position and its kernel's accounts."""
+    """An executor's whole checkpoint: the loop's progress and its kernel's accounts."""
 
     model_config = ConfigDict(frozen=True)
 
-    position: LoopPosition
+    progress: LoopProgress
     kernel: KernelState
 
 
@@ -58,7 +58,7 @@ class CheckpointStore:
         self.transactions = transactions
         """The cycle transaction the checkpoint is saved in (that of the audit trail's store)."""
 
-    def save(self, position: LoopPosition, kernel: KernelState) -> None:
+    def save(self, progress: LoopProgress, kernel: KernelState) -> None:
         """Upsert the accounts of ``kernel`` and the loop's row, in the cycle's transaction."""
         self.transactions.begin()
         with self._conn.cursor() as cur:
@@ -66,7 +66,7 @@ class CheckpointStore:
                 # Serialized by pydantic's own JSON encoder: a third of the time of a dict through json.
                 cur.executemany(_ACCOUNT_UPSERT, [(account.name, self._executor, account.model_dump_json())
                                                   for account in kernel.accounts])
-            cur.execute(_LOOP_UPSERT, (self._executor, position.candles_id, position.trades_id, position.control_id,
+            cur.execute(_LOOP_UPSERT, (self._executor, progress.candles_id, progress.trades_id, progress.control_id,
                                        kernel.last_snapshot_minute))
 
     def load(self) -> ExecutorCheckpoint | None:
@@ -83,6 +83,6 @@ class CheckpointStore:
         ).fetchall()
         accounts = tuple(AccountState.model_validate(state) for (state,) in states)
         return ExecutorCheckpoint(
-            position=LoopPosition(candles_id=candles_id, trades_id=trades_id, control_id=control_id),
+            progress=LoopProgress(candles_id=candles_id, trades_id=trades_id, control_id=control_id),
             kernel=KernelState(accounts=accounts, last_snapshot_minute=minute),
         )
