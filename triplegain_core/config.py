@@ -20,6 +20,7 @@ from triplegain_core.errors import UserMistake, did_you_mean
 from triplegain_core.llm.deliberation_config import RoundConfig
 from triplegain_core.llm.models import LLMSettings, default_llm_settings, unknown_models
 from triplegain_core.model.market import TRADED_SYMBOLS, Asset
+from triplegain_core.risk.guards import GuardSettings
 from triplegain_core.risk.rules import RiskLimits
 from triplegain_core.strategies.registry import known_strategy_names
 
@@ -127,6 +128,8 @@ class Settings(BaseModel):
     write_batch_size: int = Field(default=5000, ge=1)
     write_interval_s: float = Field(default=0.25, gt=0.0)
     risk: RiskLimits = RiskLimits()
+    # The stale-market guard, the volatility halt and the failure breaker.
+    guards: GuardSettings = GuardSettings()
     strategies: StrategySettings = StrategySettings()
     # The models (keys from the environment only) and how a deliberation round decides.
     llm: LLMSettings = Field(default_factory=default_llm_settings)

@@ -37,6 +37,7 @@ def _execute(args: argparse.Namespace, settings: Settings) -> int:
     from streamer.executor.loop import TradingLoop
     from triplegain_core.contracts.decision_streams import DecisionStream, StrongSignalStream
     from triplegain_core.decisions.intake import DecisionIntake
+    from triplegain_core.risk.guards import ReplayClock, WallClock
     from triplegain_core.storage.checkpoints import CheckpointStore
     from triplegain_core.storage.control_store import ControlStore, ControlWatch
     from triplegain_core.storage.decision_events import DecisionEventStore
@@ -68,6 +69,9 @@ def _execute(args: argparse.Namespace, settings: Settings) -> int:
                 strong_signals=StrongSignalStream(client),
                 gate=gate,
                 gate_store=GateStore(conn),
+                # Live, the market's age is judged on the wall clock; trading a replayed market
+                # (guards.clock = "market"), on the replay's own clock.
+                clock=WallClock() if settings.guards.clock == "wall" else ReplayClock(),
                 checkpoints=CheckpointStore(conn, settings.account, trail.transactions),
                 controls=ControlStore(conn),
                 control_watch=watch,

@@ -126,7 +126,7 @@ class HotStateFeed:
         with self._changed:
             taken = self._pending
             self._pending = CyclePoll(last_id=taken.last_id, trades_id=taken.trades_id,
-                                      prices=taken.prices, books=taken.books)
+                                      prices=taken.prices, books=taken.books, heartbeat=taken.heartbeat)
             self._fresh = False
             if self._error is not None and not (taken.candles or taken.trades or taken.extra):
                 raise FeedStopped("the hot-state feed stopped") from self._error
@@ -166,6 +166,7 @@ class HotStateFeed:
                 self._extra_ids[name] = entry_id(entries[-1][0])
             pending.last_id, pending.trades_id = polled.last_id, polled.trades_id
             pending.prices, pending.books = polled.prices, polled.books
+            pending.heartbeat = polled.heartbeat
             if fresh:
                 self._fresh = True
                 self._changed.notify_all()

@@ -19,6 +19,15 @@ kernel's history is filled from the hot state's recent closed candles of every t
 reads, without deciding on any of them, so it trades on the next new candle as a loop that had
 seen the whole stream would.
 
+Each cycle first judges the market's age (:mod:`triplegain_core.risk.guards`): the newest
+market data it read (candle closes, trade prices' times) and the streamer's heartbeat go to
+the kernel's stale-market guard, which judges them on the loop's clock (``clock``: the wall
+clock live, as ``triplegain execute`` passes it; by default a replay's market clock). While the
+market is older than ``guards.stale_market_s`` no entry is placed (the ``STALE_MARKET`` block)
+and no decision trades: the decisions read meanwhile are held, unjudged and still APPROVED in
+their lifecycle, until fresh data returns; then they are judged for expiry (on market time,
+and on the wall clock too when the loop runs on it) and traded or refused as any other.
+
 While :meth:`TradingLoop.run` runs, the hot state is read by a
 :class:`~streamer.executor.feed.HotStateFeed` thread; each cycle takes what it gathered,
 without a round trip of its own, and the feed reads in the gaps between cycles. An order
@@ -44,6 +53,7 @@ from triplegain_core.contracts.hot_state import (
     RECENT_CANDLES_CAP,
     CyclePoll,
     HotStateReader,
+    entry_id,
 )
 from triplegain_core.decisions.gate_queue import GateQueue
 from triplegain_core.decisions.intake import DecisionIntake
@@ -53,6 +63,7 @@ from triplegain_core.execution.kernel import KernelStats, TradingKernel
 from triplegain_core.marketdata.live_market import BOOK_MAX_AGE_US, book_top
 from triplegain_core.marketdata.snapshot import BookTop
 from triplegain_core.model.market import Candle, datetime_to_us, us_to_datetime
+from triplegain_core.risk.guards import MarketClock
 from triplegain_core.storage.checkpoints import CheckpointStore, LoopProgress
 from triplegain_core.storage.control_store import ControlStore, ControlWatch
 from triplegain_core.storage.gate_store import GateStore
@@ -83,8 +94,11 @@ class TradingLoop:
     """Hosts a :class:`TradingKernel` on the hot state: the feed, the 100 ms grid, the warm start.
 
     The accounts, their strategies and the market view are the kernel's (:attr:`kernel`);
-    ``agent``, ``strategies``, ``decisions``, ``strong_signals``, ``gate`` and ``gate_store``
-    go to it (see :class:`TradingKernel`), and its orders fill against the hot state's books.
+    ``agent``, ``strategies``, ``decisions``, ``strong_signals``, ``gate``, ``gate_store`` and
+    ``clock`` go to it (see :class:`TradingKernel`), and its orders fill against the hot state's
+    books. A loop trading the live market passes the wall clock
+    (:class:`~triplegain_core.risk.guards.WallClock`); without ``clock`` the market's age is
+    judged on a replay's market clock.
     """
 
     def __init__(
@@ -100,6 +114,7 @@ class TradingLoop:
         strong_signals: StrongSignalStream | None = None,
         gate: GateQueue | None = None,
         gate_store: GateStore | None = None,
+        clock: MarketClock | None = None,
         checkpoints: CheckpointStore | None = None,
         controls: ControlStore | None = None,
         control_watch: ControlWatch | None = None,
@@ -107,10 +122,11 @@ class TradingLoop:
         self._settings = settings
         self._hot_state = hot_state
         self._store = store
-        self._kernel_parts = (agent, decisions, strong_signals, gate, gate_store)
+        self._kernel_parts = (agent, decisions, strong_signals, gate, gate_store, clock)
         self.kernel = TradingKernel(settings, store, agent=agent, strategies=strategies,
                                     books=HotStateBooks(hot_state), decisions=decisions,
-                                    strong_signals=strong_signals, gate=gate, gate_audit=gate_store)
+                                    strong_signals=strong_signals, gate=gate, gate_audit=gate_store,
+                                    clock=clock)
         """The decision path this loop hosts: its accounts, strategies and market view."""
         self._intake = decisions
         self._gate = gate
@@ -129,7 +145,8 @@ class TradingLoop:
         self._trades_id: str | None = ("0" if start_stream_id == "0" else "$") if reads_tape else None
         self._start_trades_id = self._trades_id
         self._feed: HotStateFeed | None = None
-        # Decision stream entries read before the market's time was known (see _cycle_on).
+        # Decision stream entries read before the market's time was known, or while the market
+        # was stale (see _cycle_on).
         self._unjudged: list[tuple[bytes, Mapping[bytes, bytes]]] = []
 
     @property
@@ -263,10 +280,10 @@ class TradingLoop:
     def _rebuild_kernel(self) -> None:
         """A new kernel with the same parts, entry blocks and cycle statistics, and no state."""
         old = self.kernel
-        agent, decisions, strong_signals, gate, gate_store = self._kernel_parts
+        agent, decisions, strong_signals, gate, gate_store, clock = self._kernel_parts
         kernel = TradingKernel(self._settings, self._store, agent=agent, strategies=old.strategies,
                                books=HotStateBooks(self._hot_state), decisions=decisions,
-                               strong_signals=strong_signals, gate=gate, gate_audit=gate_store)
+                               strong_signals=strong_signals, gate=gate, gate_audit=gate_store, clock=clock)
         kernel.strategy_reports = old.strategy_reports
         for block in old.entry_blocks:
             kernel.entry_blocks.set(block.reason, block.since, block.detail)
@@ -301,7 +318,9 @@ class TradingLoop:
         # entry read before that could not be judged for expiry).
         intake = self._intake
         now_known = self.kernel.now_us() is not None
-        extra = {DECISIONS_STREAM: intake.last_id} if intake is not None and now_known else None
+        # After the decisions held back (a stale market), not again from the intake's position.
+        after = entry_id(self._unjudged[-1][0]) if self._unjudged else intake.last_id if intake else ""
+        extra = {DECISIONS_STREAM: after} if intake is not None and now_known else None
         return self._hot_state.poll(self._stream_id, self._settings.symbols, trades_after=self._trades_id,
                                     extra_streams=extra)
 
@@ -370,6 +389,7 @@ class TradingLoop:
         # Commands first: after a halt, not one more entry; a flatten at the latest known prices.
         for command in commands:
             self._apply(command)
+        stale = self._judge_market(polled)
         kernel.on_books(polled.books)
         kernel.on_trades(polled.trades)
         if candles:
@@ -383,12 +403,29 @@ class TradingLoop:
             # waits for it (its expiry could not be judged).
             self._unjudged += polled.extra.get(DECISIONS_STREAM, [])
             now_us = kernel.now_us()
-            if now_us is not None:
+            # While the market is stale they wait too: none may trade at a price that old.
+            if now_us is not None and not stale:
                 entries, self._unjudged = self._unjudged, []
-                kernel.on_decisions(self._intake.poll(now_us, entries))
+                clock = kernel.guards.clock
+                kernel.on_decisions(self._intake.poll(now_us, entries,
+                                                      clock_us=clock.now_us() if clock.live else None))
         kernel.stats.cycles += 1
         kernel.stats.cycle_ms.append((time.perf_counter() - started) * 1000)
         return len(candles)
+
+    def _judge_market(self, polled: CyclePoll) -> bool:
+        """Hand the kernel's stale-market guard what this cycle read, and judge; whether the
+        market is stale."""
+        kernel = self.kernel
+        if polled.candles:
+            kernel.observe_market(max(candle.close_time_us for candle in polled.candles))
+        for last in polled.prices.values():
+            kernel.observe_market(last.ts_us)
+        beat = polled.heartbeat
+        last_trade = beat.last_trade_ts_us if beat is not None and isinstance(beat.last_trade_ts_us, int) else None
+        beat_us = beat.ts_us if beat is not None and isinstance(beat.ts_us, int) else None
+        kernel.observe_streamer(beat_us, last_trade)
+        return kernel.check_guards()
 
 
 def settle_heap() -> None:

@@ -12,6 +12,7 @@ from triplegain_core.model.orders import Fill, Order, OrderEvent
 from triplegain_core.model.signals import Signal, TradeIntent
 from triplegain_core.portfolio.balances import PortfolioSnapshot
 from triplegain_core.portfolio.positions import Position
+from triplegain_core.risk.guards import GuardEvent
 from triplegain_core.risk.rules import RiskCheck
 
 
@@ -38,6 +39,7 @@ class MemoryAudit:
     positions: dict[str, Position] = field(default_factory=dict)
     position_events: list[PositionEvent] = field(default_factory=list)
     snapshots: list[PortfolioSnapshot] = field(default_factory=list)
+    guard_events: list[GuardEvent] = field(default_factory=list)
     pipelines: int = 0
 
     def record_signal(self, signal: Signal) -> None:
@@ -67,6 +69,9 @@ class MemoryAudit:
 
     def record_snapshots(self, snapshots: Sequence[PortfolioSnapshot]) -> None:
         self.snapshots.extend(snapshots)
+
+    def record_guard_event(self, event: GuardEvent) -> None:
+        self.guard_events.append(event)
 
     def pipeline(self) -> AbstractContextManager[object]:
         self.pipelines += 1

@@ -187,7 +187,8 @@ class RecentHistory:
 @dataclass(slots=True)
 class CyclePoll:
     """What one trading-loop cycle read: new closed candles and trades (with the stream ids to
-    read after next time), and the latest prices and books."""
+    read after next time), the latest prices and books, and the streamer's heartbeat (None
+    when there is none: the streamer has not written one for ``HEARTBEAT_TTL_S``)."""
 
     last_id: str
     trades_id: str | None
@@ -196,6 +197,13 @@ class CyclePoll:
     prices: dict[str, LastPrice] = field(default_factory=dict)
     books: dict[str, BookSnapshot] = field(default_factory=dict)
     extra: dict[str, list[tuple[bytes, dict[bytes, bytes]]]] = field(default_factory=dict)
+    heartbeat: Heartbeat | None = None
+
+
+def _heartbeat(raw: bytes | str) -> Heartbeat:
+    """A heartbeat as read; fields of a newer revision are ignored."""
+    known = {f.name for f in fields(Heartbeat)}
+    return Heartbeat(**{k: v for k, v in _loads(raw).items() if k in known})
 
 
 class HotStatePublisher:
@@ -266,6 +274,7 @@ class HotStateReader:
         # unchanged (most books between two trades) is not parsed again.
         self._polled_prices: dict[str, tuple[bytes, LastPrice | None]] = {}
         self._polled_books: dict[str, tuple[bytes, BookSnapshot | None]] = {}
+        self._polled_heartbeat: tuple[bytes, Heartbeat | None] | None = None
 
     def last_prices(self, symbols: Sequence[str]) -> dict[str, LastPrice]:
         """Latest trade price per symbol; symbols with no fresh price are absent."""
@@ -355,11 +364,8 @@ class HotStateReader:
 
     def streamer_heartbeat(self) -> Heartbeat | None:
         """The streamer's heartbeat, typed; fields of a newer revision are ignored."""
-        data = self.heartbeat()
-        if data is None:
-            return None
-        known = {f.name for f in fields(Heartbeat)}
-        return Heartbeat(**{k: v for k, v in data.items() if k in known})
+        raw = self._client.get(HEARTBEAT_KEY)
+        return None if raw is None else _heartbeat(raw)
 
     def poll(
         self, last_id: str, symbols: Sequence[str], count: int = 1000, *, timeframe: str = "1m",
@@ -378,7 +384,8 @@ class HotStateReader:
         client's next commands only after it unblocks).
 
         A price or book whose published value has not changed since the previous poll comes
-        back as the very object returned then (``is``-identical), not parsed again."""
+        back as the very object returned then (``is``-identical), not parsed again; so does the
+        streamer's heartbeat, read in the same round trip (a malformed one is logged and None)."""
         candle_stream = closed_candles_stream(timeframe)
         streams: dict[KeyT, StreamIdT] = {candle_stream: last_id}
         if trades_after is not None:
@@ -388,7 +395,7 @@ class HotStateReader:
         pipe.xread(streams, count=count, block=block_ms)
         if trades_after == "$":  # "$" returns nothing without blocking: anchor on the newest id
             pipe.xrevrange(TRADES_STREAM, count=1)
-        pipe.mget([price_key(s) for s in symbols] + [book_key(s) for s in symbols])
+        pipe.mget([price_key(s) for s in symbols] + [book_key(s) for s in symbols] + [HEARTBEAT_KEY])
         replies = pipe.execute()
         reply, values = replies[0], replies[-1]
         result = CyclePoll(last_id=last_id, trades_id=trades_after)
@@ -410,12 +417,28 @@ class HotStateReader:
                                                          self._polled_prices)
             if last:
                 result.prices[symbol] = last
-        for symbol, raw in zip(symbols, values[len(symbols):], strict=True):
+        result.heartbeat = self._polled_beat(values[-1])
+        for symbol, raw in zip(symbols, values[len(symbols):-1], strict=True):
             book = None if raw is None else self._parsed(symbol, book_key(symbol), raw, _book_snapshot,
                                                          self._polled_books)
             if book:
                 result.books[symbol] = book
         return result
+
+    def _polled_beat(self, raw: bytes | None) -> Heartbeat | None:
+        """The heartbeat of ``raw``, parsed once per value written."""
+        if raw is None:
+            return None
+        known = self._polled_heartbeat
+        if known is not None and known[0] == raw:
+            return known[1]
+        try:
+            beat: Heartbeat | None = _heartbeat(raw)
+        except (ValueError, TypeError, AttributeError) as error:
+            log.error("the streamer heartbeat is malformed, ignored: %s", error)
+            beat = None
+        self._polled_heartbeat = (raw, beat)
+        return beat
 
     @staticmethod
     def _parsed(

@@ -87,13 +87,17 @@ class DecisionIntake:
         """The decision stream id read up to."""
         return self._last_id
 
-    def poll(self, now_us: int, entries: Sequence[tuple[bytes, Mapping[bytes, bytes]]] | None = None
-             ) -> list[PublishedDecision]:
+    def poll(self, now_us: int, entries: Sequence[tuple[bytes, Mapping[bytes, bytes]]] | None = None,
+             *, clock_us: int | None = None) -> list[PublishedDecision]:
         """The decisions to risk-check now, oldest first; refused ones are recorded and dropped.
 
         ``entries`` are the raw stream entries after :attr:`last_id` when the caller read them in
         its own round trip (the executor's poll); without them the intake reads the stream.
+        A decision expires at market time ``now_us``, or at ``clock_us`` (the live executor's wall
+        clock: a market that stopped moving does not keep a decision alive).
         """
+        if clock_us is not None:
+            now_us = max(now_us, clock_us)
         if entries is None:
             self._last_id, decisions = self._stream.after(self._last_id)
         else:

@@ -25,7 +25,7 @@ from triplegain_core.execution.order_manager import OrderBookState, OrderManager
 from triplegain_core.execution.paper import PaperExecutor
 from triplegain_core.marketdata.snapshot import BookTop
 from triplegain_core.model.market import INSTRUMENTS, Side
-from triplegain_core.model.orders import Fill, Order, OrderPurpose, OrderType, TimeInForce
+from triplegain_core.model.orders import Fill, Order, OrderPurpose, OrderState, OrderType, TimeInForce
 from triplegain_core.model.signals import Direction, IntentAction, Signal, SignalAction, TradeIntent
 from triplegain_core.portfolio.balances import MissingPriceError, Portfolio, PortfolioSnapshot, PortfolioState
 from triplegain_core.portfolio.positions import Position, PositionTracker, holding_deadline
@@ -70,6 +70,8 @@ class AccountStats:
     approved: int = 0
     rejected: int = 0
     fills: int = 0
+    # Orders the venue (here the paper executor) refused: the failure breaker counts them.
+    rejected_orders: int = 0
 
 
 class AccountState(BaseModel):
@@ -266,7 +268,10 @@ class StrategyAccount:
         fill = self.orders.execute(
             order.order_id, self._paper, reference_price, self.portfolio, self._market.book(order.symbol, order.time)
         )
-        self._store.record_order(self.orders.get(order.order_id))
+        managed = self.orders.get(order.order_id)
+        self._store.record_order(managed)
+        if managed.state is OrderState.REJECTED:
+            self.stats.rejected_orders += 1
         self._store.record_order_events(self.orders.drain_events())
         if fill is not None:
             self._store.record_fill(fill)

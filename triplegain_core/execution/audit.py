@@ -18,6 +18,7 @@ from triplegain_core.model.orders import Fill, Order, OrderEvent
 from triplegain_core.model.signals import Signal, TradeIntent
 from triplegain_core.portfolio.balances import PortfolioSnapshot
 from triplegain_core.portfolio.positions import Position
+from triplegain_core.risk.guards import GuardEvent
 from triplegain_core.risk.rules import RiskCheck
 
 
@@ -54,6 +55,10 @@ class AuditSink(Protocol):
 
     def record_snapshots(self, snapshots: Sequence[PortfolioSnapshot]) -> None:
         """Keep several accounts' holdings and values at one moment."""
+        ...
+
+    def record_guard_event(self, event: GuardEvent) -> None:
+        """Keep a market guard setting or lifting its entry block."""
         ...
 
     def pipeline(self) -> AbstractContextManager[object]:

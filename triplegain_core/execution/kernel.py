@@ -30,6 +30,13 @@ a :class:`BookSource` for the book an order fills against, and optionally a
 :class:`StrongSignalSink`, a :class:`DecisionLifecycle`, a :class:`GatedSignalQueue` and a
 :class:`GateAudit`. Market time (candle and trade timestamps), not the wall clock, stamps every
 record, so a replay gives the same trail as the live run.
+
+The market guards (:attr:`TradingKernel.guards`, see :mod:`~triplegain_core.risk.guards`) refuse
+every account's entries through :attr:`TradingKernel.entry_blocks` while they hold: the volatility
+halt judges each candle close itself; the host hands the stale-market guard the market times it
+read (:meth:`TradingKernel.observe_market`) and calls :meth:`TradingKernel.check_guards` once a
+cycle, on the clock it runs on, and reports its failed reads and writes to the failure breaker
+(:meth:`TradingKernel.record_failure`).
 """
 
 from __future__ import annotations
@@ -69,6 +76,7 @@ from triplegain_core.model.signals import Direction, Signal, SignalAction, Trade
 from triplegain_core.portfolio.balances import Portfolio
 from triplegain_core.portfolio.positions import PositionTracker
 from triplegain_core.risk.entry_blocks import EntryBlocks
+from triplegain_core.risk.guards import BreakerFailure, MarketClock, MarketGuards
 from triplegain_core.risk.rules import MarketRisk, RiskCheck, RiskReason
 from triplegain_core.strategies.interface import StrategyState
 from triplegain_core.strategies.registry import LoadedStrategy, LoadReport
@@ -149,6 +157,11 @@ class KernelStats:
     cycle_ms: deque[float] = field(default_factory=lambda: deque(maxlen=CYCLE_SAMPLES))
     # The deciding part of each cycle: snapshot, TechnicalAgent and strategies (no I/O).
     decision_ms: deque[float] = field(default_factory=lambda: deque(maxlen=CYCLE_SAMPLES))
+    # The market guards (see triplegain_core.risk.guards): the market's age at the last check
+    # (None: not judged yet), the entry blocks in force, the guard events so far.
+    market_age_s: float | None = None
+    blocked: tuple[str, ...] = ()
+    guard_events: int = 0
 
     @property
     def signals(self) -> int:
@@ -174,7 +187,9 @@ class KernelStats:
         p, d = percentiles(self.cycle_ms), percentiles(self.decision_ms)
         return (f"cycles={self.cycles} candles={self.candles} accounts={len(self.accounts)} "
                 f"signals={self.signals} approved={self.approved} rejected={self.rejected} fills={self.fills} "
-                f"cycle_p50_ms={p['p50']:.3f} cycle_p99_ms={p['p99']:.3f} decision_p99_ms={d['p99']:.3f}")
+                f"cycle_p50_ms={p['p50']:.3f} cycle_p99_ms={p['p99']:.3f} decision_p99_ms={d['p99']:.3f} "
+                f"market_age_s={'-' if self.market_age_s is None else f'{self.market_age_s:.1f}'} "
+                f"blocks={','.join(self.blocked) or '-'} guard_events={self.guard_events}")
 
 
 class KernelState(BaseModel):
@@ -218,6 +233,8 @@ class TradingKernel:
     ``strategies`` defaults to those the configuration enables (``Settings.strategies``),
     discovered and validated; what was left out, and why, is in :attr:`strategy_reports`.
     ``books`` is where an order finds its book (default: the books the kernel was handed).
+    ``clock`` is the clock its host runs on, which the market guards judge the market's age
+    and count failures on (default: a replay's market clock; see :mod:`~triplegain_core.risk.guards`).
     """
 
     def __init__(
@@ -232,6 +249,7 @@ class TradingKernel:
         strong_signals: StrongSignalSink | None = None,
         gate: GatedSignalQueue | None = None,
         gate_audit: GateAudit | None = None,
+        clock: MarketClock | None = None,
     ) -> None:
         self._settings = settings
         self._audit = audit
@@ -264,6 +282,9 @@ class TradingKernel:
         self._market = LiveMarket(settings.symbols, needs.timeframes, needs.capacity, HISTORY_LENGTH)
         self.entry_blocks = EntryBlocks()
         """The blocks refusing every account's new entries (halt, stale market, breakers)."""
+        self.guards = MarketGuards(settings.guards, settings.symbols, self.entry_blocks, audit, clock)
+        """The stale-market guard, the volatility halt and the failure breaker over those blocks."""
+        self._venue_rejections = 0
         view = _SharedMarket(self._market, self._market if books is None else books, self.entry_blocks)
         self._view = view
         self._decisions = decisions
@@ -355,7 +376,11 @@ class TradingKernel:
         so the next new candle is decided on a full history."""
         taken = self._market.seed(history, higher)
         now_us = self._market.candle_time_us
+        for candles in history.values():
+            for candle in candles:
+                self.guards.volatility.add(candle)
         if now_us is not None:
+            self.guards.check_volatility(now_us)
             for timeframe, runner in self._runners:
                 runner.prime(self._market.snapshot(now_us, timeframe, candles="candles" in runner.reads))
         self.stats.warm_candles += taken
@@ -396,6 +421,11 @@ class TradingKernel:
                 account.manage_exits(candle.symbol, candle.low, candle.high, candle.close, when)
         now, now_us = self._market.market_time, self._market.candle_time_us
         assert now is not None and now_us is not None
+        # The volatility halt judges on the closes of this moment, before anything decides on them.
+        for candle in fresh:
+            self.guards.volatility.add(candle)
+        self.guards.check_volatility(now_us)
+        self._note_blocks()
         for account in self._accounts[1:]:
             account.observe_equity(now)
         # As before the strategies came: the TechnicalAgent decides only once its account has a value.
@@ -549,6 +579,46 @@ class TradingKernel:
                 action = None if position is None else SignalAction(position.direction.value)
                 if action is not state.open_action:
                     state.hold(action, None if position is None else position.entry_price)
+
+    def observe_market(self, market_us: int) -> None:
+        """A source announced the market at ``market_us`` (market data the host read: a price's
+        trade time, a candle close, the streamer heartbeat's last trade), for the stale-market guard."""
+        self.guards.stale.observe(market_us)
+
+    def observe_streamer(self, heartbeat_us: int | None, last_trade_us: int | None) -> None:
+        """The streamer's heartbeat as the host read it (None: none): when it was written (wall
+        clock) and the newest trade the streamer took, named when the stale-market guard fires."""
+        self.guards.stale.observe_streamer(heartbeat_us, last_trade_us)
+
+    def check_guards(self) -> bool:
+        """Judge the market's age and the failure breaker now, on the host's clock; returns
+        whether the market is stale (then no decision may trade). The orders the venue rejected
+        since the last check count as failures. The host calls it once a cycle, after
+        :meth:`observe_market` and before handing the kernel the cycle's events."""
+        guards = self.guards
+        market_us = self._market.now_us()
+        if market_us is not None:
+            guards.stale.observe(market_us)
+        rejected = sum(account.stats.rejected_orders for account in self._accounts)
+        if rejected > self._venue_rejections:
+            guards.record_failure(BreakerFailure.VENUE_REJECTION, "orders rejected by the venue",
+                                  rejected - self._venue_rejections)
+            self._venue_rejections = rejected
+        stale = guards.check_market()
+        guards.check_failures()
+        age_us = guards.stale.age_us
+        self.stats.market_age_s = None if age_us is None else age_us / 1_000_000
+        self._note_blocks()
+        return stale
+
+    def record_failure(self, kind: BreakerFailure, detail: str) -> None:
+        """Count a failed read or write of the host's for the failure breaker."""
+        self.guards.record_failure(kind, detail)
+        self._note_blocks()
+
+    def _note_blocks(self) -> None:
+        self.stats.blocked = tuple(reason.value for reason in self.entry_blocks.reasons)
+        self.stats.guard_events = self.guards.events
 
     def on_intent(self, intent: TradeIntent) -> RiskCheck:
         """Risk-check ``intent`` on the base account and, when approved, trade it."""

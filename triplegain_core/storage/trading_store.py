@@ -22,7 +22,8 @@ from triplegain_core.model.signals import Signal, TradeIntent
 from triplegain_core.portfolio.balances import PortfolioSnapshot
 from triplegain_core.portfolio.metrics import AccountMetrics, account_metrics
 from triplegain_core.portfolio.positions import Position
-from triplegain_core.risk.rules import RiskCheck
+from triplegain_core.risk.guards import GuardAction, GuardEvent
+from triplegain_core.risk.rules import RiskCheck, RiskReason
 
 _SNAPSHOT_UPSERT = (
     "INSERT INTO portfolio_snapshots (account, time, btc, usdt, xrp, prices, equity_usdt,"
@@ -257,6 +258,22 @@ class TradingStore:
         self.transactions.begin()
         with self._conn.cursor() as cur:
             cur.executemany(_SNAPSHOT_UPSERT, [_snapshot_params(s) for s in snapshots])
+
+    def record_guard_event(self, event: GuardEvent) -> None:
+        """Keep a market guard setting or lifting its entry block (once per guard, time and action)."""
+        self._conn.execute(
+            "INSERT INTO guard_events (guard, action, time, detail) VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT DO NOTHING",
+            (event.guard.value, event.action.value, event.time, event.detail),
+        )
+
+    def guard_events(self) -> list[GuardEvent]:
+        """Every guard event, in time order."""
+        rows = self._conn.execute(
+            "SELECT guard, action, time, detail FROM guard_events ORDER BY time, guard, action DESC"
+        ).fetchall()
+        return [GuardEvent(RiskReason(guard), GuardAction(action), time, detail)
+                for guard, action, time, detail in rows]
 
     def pipeline(self) -> AbstractContextManager[psycopg.Pipeline]:
         """A block whose writes are sent without waiting for each reply, and synced at its end.
