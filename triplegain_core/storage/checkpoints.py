@@ -22,10 +22,10 @@ _ACCOUNT_UPSERT = (
     " saved_at = EXCLUDED.saved_at"
 )
 _LOOP_UPSERT = (
-    "INSERT INTO executor_loop_checkpoints (executor, candles_id, trades_id, control_id, last_snapshot_minute,"
-    " saved_at) VALUES (%s, %s, %s, %s, %s, now()) ON CONFLICT (executor) DO UPDATE SET"
+    "INSERT INTO executor_loop_checkpoints (executor, candles_id, trades_id, control_id, kernel_state,"
+    " saved_at) VALUES (%s, %s, %s, %s, %s::jsonb, now()) ON CONFLICT (executor) DO UPDATE SET"
     " candles_id = EXCLUDED.candles_id, trades_id = EXCLUDED.trades_id, control_id = EXCLUDED.control_id,"
-    " last_snapshot_minute = EXCLUDED.last_snapshot_minute, saved_at = EXCLUDED.saved_at"
+    " kernel_state = EXCLUDED.kernel_state, saved_at = EXCLUDED.saved_at"
 )
 
 
@@ -67,22 +67,22 @@ class CheckpointStore:
                 cur.executemany(_ACCOUNT_UPSERT, [(account.name, self._executor, account.model_dump_json())
                                                   for account in kernel.accounts])
             cur.execute(_LOOP_UPSERT, (self._executor, progress.candles_id, progress.trades_id, progress.control_id,
-                                       kernel.last_snapshot_minute))
+                                       kernel.model_dump_json(exclude={"accounts"})))
 
     def load(self) -> ExecutorCheckpoint | None:
         """The executor's checkpoint, or None when it has never saved one (a fresh start)."""
         row = self._conn.execute(
-            "SELECT candles_id, trades_id, control_id, last_snapshot_minute FROM executor_loop_checkpoints"
+            "SELECT candles_id, trades_id, control_id, kernel_state FROM executor_loop_checkpoints"
             " WHERE executor = %s", (self._executor,),
         ).fetchone()
         if row is None:
             return None
-        candles_id, trades_id, control_id, minute = row
+        candles_id, trades_id, control_id, kernel_state = row
         states = self._conn.execute(
             "SELECT state FROM executor_checkpoints WHERE executor = %s ORDER BY account", (self._executor,),
         ).fetchall()
         accounts = tuple(AccountState.model_validate(state) for (state,) in states)
         return ExecutorCheckpoint(
             progress=LoopProgress(candles_id=candles_id, trades_id=trades_id, control_id=control_id),
-            kernel=KernelState(accounts=accounts, last_snapshot_minute=minute),
+            kernel=KernelState.model_validate({**kernel_state, "accounts": accounts}),
         )

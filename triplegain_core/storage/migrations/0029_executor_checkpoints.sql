@@ -3,7 +3,9 @@
 -- One row per account (its balances, open positions, working orders, risk state, counters and
 -- strategy memory as jsonb, see triplegain_core.execution.account.AccountState), owned by the
 -- executor of the base account `executor`; one row per executor for the loop: the closed-candle
--- and trade stream ids it has processed up to and the newest control command it applied.
+-- and trade stream ids it has processed up to, the newest control command it applied, and the
+-- kernel's own state beside its accounts (triplegain_core.execution.kernel.KernelState without
+-- its accounts: the minute of the latest snapshot, and whatever kernel-wide state joins it).
 
 CREATE TABLE executor_checkpoints (
     account   text        PRIMARY KEY,
@@ -19,6 +21,6 @@ CREATE TABLE executor_loop_checkpoints (
     candles_id            text        NOT NULL,
     trades_id             text,
     control_id            bigint      NOT NULL DEFAULT 0,
-    last_snapshot_minute  bigint,
+    kernel_state          jsonb       NOT NULL DEFAULT '{}',
     saved_at              timestamptz NOT NULL DEFAULT now()
 );
