@@ -25,7 +25,7 @@ BATCH = 250
 # The trail of every account, and the checkpoints themselves; wall-clock columns left out.
 TRAIL_TABLES: dict[str, tuple[str, ...]] = {
     "technical_signals": (), "trade_intents": (), "risk_checks": (), "orders": (), "order_events": (),
-    "fills": (), "positions": (), "position_events": (), "portfolio_snapshots": (),
+    "fills": (), "positions": (), "position_events": (), "portfolio_snapshots": (), "guard_events": (),
     "executor_checkpoints": ("saved_at",), "executor_loop_checkpoints": ("saved_at",),
 }
 REPO = Path(__file__).resolve().parents[2]
@@ -154,9 +154,11 @@ def run_with_kills(conn: psycopg.Connection, database_url: str, redis_url: str, 
                 wait_until_processed(conn, ids[-1], process)
                 stop(process, log)
             else:
-                target = max(targets[attempt], start + 1)
+                # Past its target and past where it started (unless the run is over), and running.
+                target = min(max(targets[attempt], start + 1), len(ids))
                 deadline = time.monotonic() + 120
-                while (done := processed_id(conn)) is None or position[done] < min(target, len(ids)):
+                while ((done := processed_id(conn)) is None or position[done] < target
+                       or FIRST_CYCLE_LOG not in log.read_text()):
                     assert process.poll() is None, f"the executor exited with {process.returncode}"
                     assert time.monotonic() < deadline, "the executor did not get there in time"
                     time.sleep(0.005)

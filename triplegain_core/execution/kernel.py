@@ -76,7 +76,7 @@ from triplegain_core.model.signals import Direction, Signal, SignalAction, Trade
 from triplegain_core.portfolio.balances import Portfolio
 from triplegain_core.portfolio.positions import PositionTracker
 from triplegain_core.risk.entry_blocks import EntryBlocks
-from triplegain_core.risk.guards import BreakerFailure, MarketClock, MarketGuards
+from triplegain_core.risk.guards import BreakerFailure, GuardState, MarketClock, MarketGuards
 from triplegain_core.risk.rules import MarketRisk, RiskCheck, RiskReason
 from triplegain_core.strategies.interface import StrategyState
 from triplegain_core.strategies.registry import LoadedStrategy, LoadReport
@@ -194,12 +194,13 @@ class KernelStats:
 
 class KernelState(BaseModel):
     """A checkpoint of the kernel: its accounts (all of them, or those changed since the
-    previous export) and the minute of its latest portfolio snapshot."""
+    previous export), the minute of its latest portfolio snapshot and its guards' state."""
 
     model_config = ConfigDict(frozen=True)
 
     accounts: tuple[AccountState, ...] = ()
     last_snapshot_minute: int | None = None
+    guards: GuardState = GuardState()
 
 
 class _SharedMarket:
@@ -686,7 +687,7 @@ class TradingKernel:
         self._changed.clear()
         self._all_changed = False
         return KernelState(accounts=tuple(self._account_state(account) for account in accounts),
-                           last_snapshot_minute=self._last_snapshot_minute)
+                           last_snapshot_minute=self._last_snapshot_minute, guards=self.guards.state())
 
     def _account_state(self, account: StrategyAccount) -> AccountState:
         state = account.export_state()
@@ -719,6 +720,7 @@ class TradingKernel:
                     current.signals_emitted = remembered.signals_emitted
                     current.memory = dict(remembered.memory)
         self._last_snapshot_minute = state.last_snapshot_minute
+        self.guards.restore(state.guards)
         self._sync_holdings(self._by_strategy)
         return unknown
 

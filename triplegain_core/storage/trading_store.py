@@ -261,6 +261,7 @@ class TradingStore:
 
     def record_guard_event(self, event: GuardEvent) -> None:
         """Keep a market guard setting or lifting its entry block (once per guard, time and action)."""
+        self.transactions.begin()
         self._conn.execute(
             "INSERT INTO guard_events (guard, action, time, detail) VALUES (%s, %s, %s, %s)"
             " ON CONFLICT DO NOTHING",
