@@ -1,7 +1,7 @@
 """BENCH executor_restart_kills / executor_restart_mismatches / executor_restart_to_first_cycle_ms.
 
 `triplegain execute` over a real-data replay (the XRP/USDT candles of ``../shared/data``, played
-three times, all published before it runs; see tests/integration/executor/test_restart_kills.py
+four times, all published before it runs; see tests/integration/executor/test_restart_kills.py
 for why candles alone), once without interruption and once killed with SIGKILL at seeded random
 moments and restarted under the same account names each time. Figures:
 
@@ -45,7 +45,7 @@ RESTARTS = 3
 
 def test_executor_restart(shared_data: Path, database_url: str, redis_url: str, redis_client: redis.Redis,
                           db: psycopg.Connection, pg_admin_url: str, tmp_path: Path) -> None:
-    ids = publish_closed(redis_client, real_candles(shared_data, repeat=3))
+    ids = publish_closed(redis_client, real_candles(shared_data, repeat=4))
     config = tmp_path / "triplegain.toml"
     config.write_text('symbols = ["XRP/USDT"]\nloop_interval_s = 0.001\n')
     whole = start_executor(database_url, redis_url, config, tmp_path / "whole.log")

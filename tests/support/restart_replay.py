@@ -154,9 +154,11 @@ def run_with_kills(conn: psycopg.Connection, database_url: str, redis_url: str, 
                 wait_until_processed(conn, ids[-1], process)
                 stop(process, log)
             else:
-                target = max(targets[attempt], start + 1)
+                # Past its target and past where it started (unless the run is over), and running.
+                target = min(max(targets[attempt], start + 1), len(ids))
                 deadline = time.monotonic() + 120
-                while (done := processed_id(conn)) is None or position[done] < min(target, len(ids)):
+                while ((done := processed_id(conn)) is None or position[done] < target
+                       or FIRST_CYCLE_LOG not in log.read_text()):
                     assert process.poll() is None, f"the executor exited with {process.returncode}"
                     assert time.monotonic() < deadline, "the executor did not get there in time"
                     time.sleep(0.005)

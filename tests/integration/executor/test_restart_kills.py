@@ -3,7 +3,7 @@ each time under the same account names ends with exactly the orders, fills, posi
 of an uninterrupted run of the same input, every order placed once.
 
 The input is fixed before the executor runs: the real XRP/USDT candles of ``../shared/data``
-(played three times end to end, for a run long enough to kill several times) are all published
+(played four times end to end, for a run long enough to kill several times) are all published
 as closed candles first, and nothing else is (no price ticks, books or trades). A tick between
 two candles would make the result depend on timing: which cycle sees which price depends on
 when the loop reads, in a killed run as in an uninterrupted one. Candles alone are processed
@@ -57,7 +57,7 @@ def test_an_executor_killed_at_random_moments_ends_as_an_uninterrupted_one(
     shared_data: Path, database_url: str, killed_database_url: str, redis_url: str, redis_client: redis.Redis,
     db: psycopg.Connection, tmp_path: Path,
 ) -> None:
-    ids = publish_closed(redis_client, real_candles(shared_data, repeat=3))
+    ids = publish_closed(redis_client, real_candles(shared_data, repeat=4))
     config = tmp_path / "triplegain.toml"
     # A loop with hardly a pause between cycles: the feed gets one read (1,000 candles) in
     # before each, so the run is several cycles, several commits, for the kills to fall between.
