@@ -261,8 +261,9 @@ class TradingLoop:
             by_symbol: dict[str, list[Candle]] = {}
             for candle in candles:
                 by_symbol.setdefault(candle.symbol, []).append(candle)
-            taken = kernel.warm(by_symbol, history)
+            # The state first: warming judges the market again, and finds the blocks it held.
             unknown = kernel.import_state(checkpoint.kernel)
+            taken = kernel.warm(by_symbol, history)
             self._stream_id = progress.candles_id
             self._trades_id = progress.trades_id if kernel.reads_trades else None
             self._control_id = progress.control_id

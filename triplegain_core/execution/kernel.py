@@ -75,7 +75,7 @@ from triplegain_core.model.quotes import BookSnapshot, LastPrice
 from triplegain_core.model.signals import Direction, Signal, SignalAction, TradeIntent
 from triplegain_core.portfolio.balances import Portfolio
 from triplegain_core.portfolio.positions import PositionTracker
-from triplegain_core.risk.entry_blocks import EntryBlocks
+from triplegain_core.risk.entry_blocks import EntryBlock, EntryBlocks
 from triplegain_core.risk.guards import BreakerFailure, GuardState, MarketClock, MarketGuards
 from triplegain_core.risk.rules import MarketRisk, RiskCheck, RiskReason
 from triplegain_core.strategies.interface import StrategyState
@@ -194,12 +194,14 @@ class KernelStats:
 
 class KernelState(BaseModel):
     """A checkpoint of the kernel: its accounts (all of them, or those changed since the
-    previous export), the minute of its latest portfolio snapshot and its guards' state."""
+    previous export), the minute of its latest portfolio snapshot, the entry blocks in force
+    (each with the moment it was set) and its guards' state."""
 
     model_config = ConfigDict(frozen=True)
 
     accounts: tuple[AccountState, ...] = ()
     last_snapshot_minute: int | None = None
+    blocks: tuple[EntryBlock, ...] = ()
     guards: GuardState = GuardState()
 
 
@@ -687,7 +689,8 @@ class TradingKernel:
         self._changed.clear()
         self._all_changed = False
         return KernelState(accounts=tuple(self._account_state(account) for account in accounts),
-                           last_snapshot_minute=self._last_snapshot_minute, guards=self.guards.state())
+                           last_snapshot_minute=self._last_snapshot_minute, blocks=tuple(self.entry_blocks),
+                           guards=self.guards.state())
 
     def _account_state(self, account: StrategyAccount) -> AccountState:
         state = account.export_state()
@@ -700,8 +703,10 @@ class TradingKernel:
     def import_state(self, state: KernelState) -> list[str]:
         """Take a checkpoint (as :meth:`export_state` made it) in place of what the accounts
         hold: the LLM accounts it names are opened, each strategy is told what its account
-        holds. Returns the names of the accounts it held that the kernel no longer trades
-        (their checkpoint is left alone)."""
+        holds, the entry blocks are those it held (set when they were: a guard judging again
+        finds its block set and records nothing new). Take it before :meth:`warm`. Returns the
+        names of the accounts it held that the kernel no longer trades (their checkpoint is
+        left alone)."""
         known = {account.name: account for account in self._accounts}
         unknown = []
         for saved in state.accounts:
@@ -720,6 +725,10 @@ class TradingKernel:
                     current.signals_emitted = remembered.signals_emitted
                     current.memory = dict(remembered.memory)
         self._last_snapshot_minute = state.last_snapshot_minute
+        for block in tuple(self.entry_blocks):
+            self.entry_blocks.clear(block.reason)
+        for block in state.blocks:
+            self.entry_blocks.set(block.reason, block.since, block.detail)
         self.guards.restore(state.guards)
         self._sync_holdings(self._by_strategy)
         return unknown

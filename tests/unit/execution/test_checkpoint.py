@@ -41,8 +41,8 @@ def test_a_kernel_restored_at_random_points_writes_the_trail_of_one_that_never_s
         saved = KernelState.model_validate_json(kernel.export_state().model_dump_json())
         open_at_cuts += sum(len(account.positions) for account in saved.accounts)
         kernel = TradingKernel(SETTINGS, restored)
-        kernel.warm({"XRP/USDT": candles[:cut]})
         assert kernel.import_state(saved) == []
+        kernel.warm({"XRP/USDT": candles[:cut]})
         done = cut
 
     assert open_at_cuts > 0 and len(whole.positions) > 50
