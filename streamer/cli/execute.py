@@ -28,7 +28,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     """``execute``."""
     execute = commands.add_parser("execute", help="run the trading loop (paper)")
     execute.add_argument("--from-start", action="store_true",
-                         help="process the closed-candle stream from its beginning")
+                         help="process the closed-candle stream from its beginning (unless a checkpoint of"
+                              " the accounts exists: a restart continues after it)")
     execute.set_defaults(handler=_execute)
 
 
@@ -37,6 +38,8 @@ def _execute(args: argparse.Namespace, settings: Settings) -> int:
     from triplegain_core.contracts.decision_streams import DecisionStream, StrongSignalStream
     from triplegain_core.decisions.intake import DecisionIntake
     from triplegain_core.risk.guards import ReplayClock, WallClock
+    from triplegain_core.storage.checkpoints import CheckpointStore
+    from triplegain_core.storage.control_store import ControlStore, ControlWatch
     from triplegain_core.storage.decision_events import DecisionEventStore
     from triplegain_core.storage.gate_store import GateStore
 
@@ -50,16 +53,17 @@ def _execute(args: argparse.Namespace, settings: Settings) -> int:
     async def run() -> None:
         stop = stop_on_signals()
         client = redis.Redis.from_url(hot_state_url)
-        with psycopg.connect(db_url, autocommit=True) as conn:
+        with psycopg.connect(db_url, autocommit=True) as conn, ControlWatch(db_url) as watch:
             # Decisions are read from the stream's start: expired ones are refused, handled ones
             # (before a restart) skipped by their stored lifecycle, so none is lost or repeated.
             intake = DecisionIntake(DecisionStream(client), DecisionEventStore(conn),
                                     min_confidence=settings.deliberation.min_confidence, start_id="0")
             gate = _gate_queue(settings, db_url)
+            trail = TradingStore(conn)
             loop = TradingLoop(
                 settings,
                 HotStateReader(client),
-                TradingStore(conn),
+                trail,
                 start_stream_id="0" if args.from_start else "$",
                 decisions=intake,
                 strong_signals=StrongSignalStream(client),
@@ -68,7 +72,13 @@ def _execute(args: argparse.Namespace, settings: Settings) -> int:
                 # Live, the market's age is judged on the wall clock; trading a replayed market
                 # (guards.clock = "market"), on the replay's own clock.
                 clock=WallClock() if settings.guards.clock == "wall" else ReplayClock(),
+                checkpoints=CheckpointStore(conn, settings.account, trail.transactions),
+                controls=ControlStore(conn),
+                control_watch=watch,
             )
+            # Every account as the last committed cycle left it, or a fresh start without one.
+            if loop.restore():
+                log.info("restored from the checkpoint: %d accounts", len(loop.kernel.accounts))
             for account in loop.kernel.accounts:
                 log.info("account %s trades %s", account.name, account.strategy or "the TechnicalAgent")
             for report in loop.kernel.strategy_reports:

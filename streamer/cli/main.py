@@ -5,6 +5,9 @@
     triplegain replay                serve a replayed market over Kraken's WebSocket v2 protocol
     triplegain stream                ingest trades from the exchange WebSocket into PostgreSQL/Redis
     triplegain execute               run the 100 ms trading loop on the paper account
+    triplegain halt                  the kill switch: no new entry (--cancel orders, --flatten positions)
+    triplegain resume                lift the halt
+    triplegain close POSITION_ID     close one open position at the market
     triplegain decision list         the deliberated decisions waiting for a person
     triplegain decision approve ID   approve one (published to the executor unless expired)
     triplegain decision reject ID    reject one
@@ -18,7 +21,7 @@ import logging
 import sys
 from pathlib import Path
 
-from streamer.cli import db, decision, demo, execute, replay, stream
+from streamer.cli import control, db, decision, demo, execute, replay, stream
 from streamer.cli.options import OneLineParser
 from triplegain_core.config import load_settings
 from triplegain_core.errors import UserMistake
@@ -71,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     # Each group of commands lives in its own module; the order is the one --help shows.
-    for group in (db, replay, stream, execute, decision, demo):
+    for group in (db, replay, stream, execute, control, decision, demo):
         group.add_commands(commands)
     return parser
 

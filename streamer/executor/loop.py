@@ -48,15 +48,24 @@ from streamer.executor.feed import IDLE_MS, HotStateFeed
 from triplegain_core.analysis.technical_agent import TechnicalAgent
 from triplegain_core.config import Settings
 from triplegain_core.contracts.decision_streams import DECISIONS_STREAM, StrongSignalStream
-from triplegain_core.contracts.hot_state import RECENT_CANDLES_CAP, CyclePoll, HotStateReader, entry_id
+from triplegain_core.contracts.hot_state import (
+    CLOSED_CANDLES_MAXLEN,
+    RECENT_CANDLES_CAP,
+    CyclePoll,
+    HotStateReader,
+    entry_id,
+)
 from triplegain_core.decisions.gate_queue import GateQueue
 from triplegain_core.decisions.intake import DecisionIntake
 from triplegain_core.execution.audit import AuditSink
+from triplegain_core.execution.control import ControlAction, ControlCommand, halted_by
 from triplegain_core.execution.kernel import KernelStats, TradingKernel
 from triplegain_core.marketdata.live_market import BOOK_MAX_AGE_US, book_top
 from triplegain_core.marketdata.snapshot import BookTop
-from triplegain_core.model.market import datetime_to_us
+from triplegain_core.model.market import Candle, datetime_to_us, us_to_datetime
 from triplegain_core.risk.guards import MarketClock
+from triplegain_core.storage.checkpoints import CheckpointStore, LoopProgress
+from triplegain_core.storage.control_store import ControlStore, ControlWatch
 from triplegain_core.storage.gate_store import GateStore
 from triplegain_core.strategies.registry import LoadedStrategy
 
@@ -106,9 +115,14 @@ class TradingLoop:
         gate: GateQueue | None = None,
         gate_store: GateStore | None = None,
         clock: MarketClock | None = None,
+        checkpoints: CheckpointStore | None = None,
+        controls: ControlStore | None = None,
+        control_watch: ControlWatch | None = None,
     ) -> None:
         self._settings = settings
         self._hot_state = hot_state
+        self._store = store
+        self._kernel_parts = (agent, decisions, strong_signals, gate, gate_store, clock)
         self.kernel = TradingKernel(settings, store, agent=agent, strategies=strategies,
                                     books=HotStateBooks(hot_state), decisions=decisions,
                                     strong_signals=strong_signals, gate=gate, gate_audit=gate_store,
@@ -116,11 +130,20 @@ class TradingLoop:
         """The decision path this loop hosts: its accounts, strategies and market view."""
         self._intake = decisions
         self._gate = gate
+        self._checkpoints = checkpoints
+        self._controls = controls
+        self._control_watch = control_watch
+        # The newest control command applied (each is applied once, in order).
+        self._control_id = 0
+        self._start_stream_id = start_stream_id
+        # Set by restore(): the next cycle is the first with the restored state (logged).
+        self._restored_at: float | None = None
         self._stream_id = start_stream_id
         # The public tape is read only when some strategy reads it (order flow), from the same
         # point as the candles: all of a replay, or only what is new to a live loop.
         reads_tape = self.kernel.reads_trades
         self._trades_id: str | None = ("0" if start_stream_id == "0" else "$") if reads_tape else None
+        self._start_trades_id = self._trades_id
         self._feed: HotStateFeed | None = None
         # Decision stream entries read before the market's time was known, or while the market
         # was stale (see _cycle_on).
@@ -187,20 +210,98 @@ class TradingLoop:
         """
         if self._stream_id == "$":
             self.warm_start()
-        extra = {DECISIONS_STREAM: self._intake.last_id} if self._intake is not None else None
-        feed = HotStateFeed(self._hot_state, self._settings.symbols, self._stream_id,
-                            trades_after=self._trades_id, extra_streams=extra, idle_ms=idle_ms)
-        self._feed = feed
-        feed.start()
+        self._idle_ms = idle_ms
+        feed = self._start_feed()
         try:
             yield feed
         finally:
+            feed = self._feed or feed  # restore() may have started another
             feed.stop()
             self._feed = None
             if not feed.failed:
                 self._cycle_on(time.perf_counter(), feed.take())
             # Read again from the intake's own position by the cycles that follow.
             self._unjudged = []
+
+    def _start_feed(self) -> HotStateFeed:
+        extra = {DECISIONS_STREAM: self._intake.last_id} if self._intake is not None else None
+        feed = HotStateFeed(self._hot_state, self._settings.symbols, self._stream_id,
+                            trades_after=self._trades_id, extra_streams=extra, idle_ms=self._idle_ms)
+        self._feed = feed
+        feed.start()
+        return feed
+
+    def restore(self) -> bool:
+        """Rebuild the kernel's accounts from the checkpoint in PostgreSQL and rewind the
+        streams to it; False when there is none (a fresh start: the loop starts as configured).
+
+        The kernel is built anew and its market history warmed with the closed candles up to
+        the checkpoint's stream id (as many as fill every timeframe's window), so it decides
+        the next candle as a loop that never stopped would; every account (LLM accounts too)
+        gets its balances, positions, working orders, risk state and counters back, each
+        strategy what it remembered and what its account holds; reading continues after the
+        checkpoint's ids. A halt in force is restored too. Usable on a running loop (after a
+        cycle's transaction was rolled back): a feed reading is restarted at the checkpoint.
+        """
+        checkpoint = self._checkpoints.load() if self._checkpoints is not None else None
+        fresh = self.kernel.market_time_us is None and checkpoint is None
+        if not fresh:
+            self._rebuild_kernel()
+        if checkpoint is None:
+            self._stream_id, self._trades_id = self._start_stream_id, self._start_trades_id
+            # A fresh executor applies no command given before it started; a halt stays in force.
+            self._control_id = self._controls.newest_id() if self._controls is not None else 0
+        else:
+            progress = checkpoint.progress
+            kernel = self.kernel
+            history = self._hot_state.recent_history(self._settings.symbols, WARM_START_CANDLES,
+                                                      higher=kernel.market.timeframes[1:]).higher
+            count = min(kernel.history_minutes * len(self._settings.symbols), CLOSED_CANDLES_MAXLEN)
+            candles = self._hot_state.closed_candles_up_to(progress.candles_id, count)
+            by_symbol: dict[str, list[Candle]] = {}
+            for candle in candles:
+                by_symbol.setdefault(candle.symbol, []).append(candle)
+            # The state first: warming judges the market again, and finds the blocks it held.
+            unknown = kernel.import_state(checkpoint.kernel)
+            taken = kernel.warm(by_symbol, history)
+            self._stream_id = progress.candles_id
+            self._trades_id = progress.trades_id if kernel.reads_trades else None
+            self._control_id = progress.control_id
+            log.info("restored %d accounts from the checkpoint (%d candles of history), reading the stream after"
+                     " %s%s", len(checkpoint.kernel.accounts) - len(unknown), taken, self._stream_id,
+                     f"; not traded any more: {', '.join(unknown)}" if unknown else "")
+        self._restore_halt()
+        self._unjudged = []
+        if self._feed is not None:
+            self._feed.stop()
+            self._start_feed()
+        self._restored_at = time.perf_counter()
+        return checkpoint is not None
+
+    def _rebuild_kernel(self) -> None:
+        """A new kernel with the same parts, entry blocks and cycle statistics, and no state."""
+        old = self.kernel
+        agent, decisions, strong_signals, gate, gate_store, clock = self._kernel_parts
+        kernel = TradingKernel(self._settings, self._store, agent=agent, strategies=old.strategies,
+                               books=HotStateBooks(self._hot_state), decisions=decisions,
+                               strong_signals=strong_signals, gate=gate, gate_audit=gate_store, clock=clock)
+        kernel.strategy_reports = old.strategy_reports
+        for block in old.entry_blocks:
+            kernel.entry_blocks.set(block.reason, block.since, block.detail)
+        kernel.stats.cycles, kernel.stats.cycle_ms, kernel.stats.decision_ms = (
+            old.stats.cycles, old.stats.cycle_ms, old.stats.decision_ms)
+        self.kernel = kernel
+
+    def _restore_halt(self) -> None:
+        """Halt the kernel when the commands applied so far leave trading halted."""
+        if self._controls is None:
+            return
+        halt = halted_by(c for c in self._controls.after(0) if c.control_id <= self._control_id)
+        if halt is None:
+            self.kernel.resume()
+        else:
+            self.kernel.halt(halt.created_at, halt.describe())
+            log.warning("trading is halted: %s", halt.describe())
 
     def cycle(self) -> int:
         """One pass of the loop; returns the number of closed candles processed."""
@@ -225,9 +326,70 @@ class TradingLoop:
                                     extra_streams=extra)
 
     def _cycle_on(self, started: float, polled: CyclePoll) -> int:
-        """The cycle's work on what it read; returns the number of closed candles processed."""
+        """The cycle's work on what it read; returns the number of closed candles processed.
+
+        With a checkpoint store, the cycle is one transaction: begun at once when it has
+        candles, decisions, verdicts or commands to act on, else at its first write (none on
+        most ticks); it ends with the checkpoint of what changed."""
+        commands = self._new_commands()
+        if self._checkpoints is None:
+            return self._work(started, polled, commands)
+        eager = bool(polled.candles or polled.extra or commands or (self._gate is not None and self._gate.awaiting()))
+        transactions = self._checkpoints.transactions
+        with transactions.cycle(eager=eager):
+            count = self._work(started, polled, commands)
+            if transactions.begun:
+                progress = LoopProgress(candles_id=self._stream_id, trades_id=self._trades_id,
+                                        control_id=self._control_id)
+                self._checkpoints.save(progress, self.kernel.export_state(changed_only=True))
+        if self._restored_at is not None:
+            log.info("first cycle with the restored state done %.1f ms after the restore",
+                     (time.perf_counter() - self._restored_at) * 1000)
+            self._restored_at = None
+        return count
+
+    def _new_commands(self) -> list[ControlCommand]:
+        """The control commands given since the last applied (read only when the watch saw one,
+        or, without a watch, on every cycle)."""
+        controls = self._controls
+        if controls is None:
+            return []
+        watch = self._control_watch
+        if watch is not None and watch.newest <= self._control_id:
+            return []
+        return controls.after(self._control_id)
+
+    def _apply(self, command: ControlCommand) -> None:
+        """Apply one control command to the kernel (in the cycle's transaction)."""
+        kernel = self.kernel
+        now_us = kernel.now_us()
+        since = command.created_at if now_us is None else us_to_datetime(now_us)
+        if command.action is ControlAction.HALT:
+            kernel.halt(since, command.describe())
+            log.warning("trading halted: %s", command.describe())
+            if command.cancel_orders:
+                log.warning("%d working orders cancelled", kernel.cancel_working_orders(f"halt: {command.describe()}"))
+            if command.flatten:
+                closed = kernel.flatten()
+                log.warning("flattened: %d positions closed %s", len(closed), closed)
+        elif command.action is ControlAction.RESUME:
+            log.warning("trading resumed: %s" if kernel.resume() else "resume: trading was not halted (%s)",
+                        command.describe())
+        elif command.position_id is not None:
+            if kernel.close_position(command.position_id):
+                log.warning("position %s closed by hand: %s", command.position_id, command.describe())
+            else:
+                log.error("position %s is not open on this executor's accounts (or has no price): not closed",
+                          command.position_id)
+        self._control_id = command.control_id
+
+    def _work(self, started: float, polled: CyclePoll, commands: list[ControlCommand]) -> int:
+        """What one cycle does with what it read, and the commands given since the last."""
         self._stream_id, self._trades_id = polled.last_id, polled.trades_id
         kernel, candles = self.kernel, polled.candles
+        # Commands first: after a halt, not one more entry; a flatten at the latest known prices.
+        for command in commands:
+            self._apply(command)
         stale = self._judge_market(polled)
         kernel.on_books(polled.books)
         kernel.on_trades(polled.trades)

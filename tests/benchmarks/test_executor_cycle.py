@@ -42,9 +42,11 @@ once the loop is warm.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from streamer.executor.feed import HotStateFeed
 from streamer.executor.loop import TradingLoop, settle_heap
@@ -57,6 +59,7 @@ from tests.support.three_pair_market import (
     warm_loop,
 )
 from triplegain_core.contracts.hot_state import HotStatePublisher
+from triplegain_core.storage.control_store import ControlWatch
 
 LIVE_MINUTES = 30
 SYNC_MINUTES = 10
@@ -74,10 +77,17 @@ def _fed_cycle(loop: TradingLoop, feed: HotStateFeed) -> float:
     return lag
 
 
-def test_executor_cycle(shared_data: Path, redis_client, db: psycopg.Connection) -> None:
+@pytest.fixture
+def control_watch(database_url: str) -> Iterator[ControlWatch]:
+    """The executor's watch for control commands, on its thread as in `triplegain execute`."""
+    with ControlWatch(database_url) as watch:
+        yield watch
+
+
+def test_executor_cycle(shared_data: Path, redis_client, db: psycopg.Connection, control_watch: ControlWatch) -> None:
     minutes = three_pair_minutes(shared_data)
     publisher = HotStatePublisher(redis_client)
-    loop = warm_loop(minutes, redis_client, db)
+    loop = warm_loop(minutes, redis_client, db, control_watch)
     settle_heap()  # as TradingLoop.run does once the loop is warm
 
     live = minutes[WARM_MINUTES:WARM_MINUTES + LIVE_MINUTES]

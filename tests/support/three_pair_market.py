@@ -20,6 +20,8 @@ from triplegain_core.contracts.hot_state import HotStatePublisher, HotStateReade
 from triplegain_core.decisions.intake import DecisionIntake
 from triplegain_core.model.market import US_PER_MINUTE, Candle, Side, Trade, datetime_to_us
 from triplegain_core.model.quotes import BookSnapshot, LastPrice
+from triplegain_core.storage.checkpoints import CheckpointStore
+from triplegain_core.storage.control_store import ControlStore, ControlWatch
 from triplegain_core.storage.decision_events import DecisionEventStore
 from triplegain_core.storage.trading_store import TradingStore
 
@@ -62,12 +64,18 @@ def publish_batch(publisher: HotStatePublisher, minute: list[Candle], batch: int
                       books=[_book(c, ts_us) for c in minute], trades=trades)
 
 
-def warm_loop(minutes: list[list[Candle]], client: redis.Redis, db: psycopg.Connection) -> TradingLoop:
-    """The loop as `triplegain execute` builds it (reading the decision stream too), its history
-    filled with the first ``WARM_MINUTES`` minutes and its cycle statistics cleared."""
+def warm_loop(minutes: list[list[Candle]], client: redis.Redis, db: psycopg.Connection,
+              control_watch: ControlWatch | None = None) -> TradingLoop:
+    """The loop as `triplegain execute` builds it (reading the decision stream, checkpointing
+    each cycle, reading control commands when ``control_watch`` sees one), its history filled
+    with the first ``WARM_MINUTES`` minutes and its cycle statistics cleared."""
     publisher = HotStatePublisher(client)
     intake = DecisionIntake(DecisionStream(client), DecisionEventStore(db), start_id="0")
-    loop = TradingLoop(Settings(), HotStateReader(client), TradingStore(db), start_stream_id="0", decisions=intake)
+    trail = TradingStore(db)
+    settings = Settings()
+    loop = TradingLoop(settings, HotStateReader(client), trail, start_stream_id="0", decisions=intake,
+                       checkpoints=CheckpointStore(db, settings.account, trail.transactions),
+                       controls=ControlStore(db) if control_watch is not None else None, control_watch=control_watch)
     for start in range(0, WARM_MINUTES, 100):
         publisher.publish([], [], [c for minute in minutes[start:start + 100] for c in minute], {"ts_us": 0})
     while loop.cycle():

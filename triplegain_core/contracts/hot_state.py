@@ -391,6 +391,14 @@ class HotStateReader:
         candles = _stream_entries(closed_candles_stream(timeframe), entries, b"c", _candle)
         return entry_id(entries[-1][0]), candles
 
+    def closed_candles_up_to(self, last_id: str, count: int, *, timeframe: str = "1m") -> list[Candle]:
+        """The last ``count`` closed candles of ``timeframe`` published at or before stream id
+        ``last_id``, oldest first, as published (a correction is a later entry of its own): the
+        history a loop that had processed the stream up to ``last_id`` has seen."""
+        entries = cast(list[StreamEntry], self._client.xrevrange(closed_candles_stream(timeframe), max=last_id,
+                                                                 count=count))
+        return [Candle(**_loads(fields[b"c"])) for _, fields in reversed(entries)]
+
     def heartbeat(self) -> dict[str, Any] | None:
         """The streamer's heartbeat as a JSON object (see :meth:`streamer_heartbeat`)."""
         raw = self._client.get(HEARTBEAT_KEY)

@@ -17,17 +17,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from triplegain_core.config import Settings
 from triplegain_core.execution.audit import AuditSink
-from triplegain_core.execution.order_manager import OrderManager
+from triplegain_core.execution.order_manager import OrderBookState, OrderManager
 from triplegain_core.execution.paper import PaperExecutor
 from triplegain_core.marketdata.snapshot import BookTop
 from triplegain_core.model.market import INSTRUMENTS, Side, us_to_datetime
 from triplegain_core.model.orders import Fill, Order, OrderPurpose, OrderState, OrderType, TimeInForce
 from triplegain_core.model.signals import Direction, IntentAction, Signal, SignalAction, TradeIntent
-from triplegain_core.portfolio.balances import MissingPriceError, Portfolio, PortfolioSnapshot
+from triplegain_core.portfolio.balances import MissingPriceError, Portfolio, PortfolioSnapshot, PortfolioState
 from triplegain_core.portfolio.positions import Position, PositionTracker, holding_deadline
-from triplegain_core.risk.rules import MarketRisk, RiskAgent, RiskCheck, RiskReason
+from triplegain_core.risk.rules import MarketRisk, RiskAgent, RiskCheck, RiskReason, RiskState
+from triplegain_core.strategies.interface import StrategyState
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +78,25 @@ class AccountStats:
     rejected_orders: int = 0
 
 
+class AccountState(BaseModel):
+    """Everything one account must remember across a restart (a checkpoint of it): balances
+    and loans, open positions (stops, trailing state, limits), working orders, risk state,
+    the exit attempts of its open positions, its counters, and what its strategy remembers
+    about each symbol (filled in by the kernel, which owns the strategies)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    strategy: str | None = None
+    portfolio: PortfolioState
+    positions: tuple[Position, ...] = ()
+    orders: OrderBookState = OrderBookState()
+    risk: RiskState = RiskState()
+    exit_attempts: dict[str, int] = Field(default_factory=dict)
+    stats: AccountStats = Field(default_factory=AccountStats)
+    strategy_states: tuple[StrategyState, ...] = ()
+
+
 class StrategyAccount:
     """One paper account and its intent -> risk -> order -> fill -> position path.
 
@@ -107,6 +129,51 @@ class StrategyAccount:
         # Refused exit orders per (position, rule): a retry needs a new client order id.
         self._exit_attempts: dict[str, int] = {}
         self.stats = AccountStats()
+
+    def export_state(self) -> AccountState:
+        """The account as it is now, for a checkpoint (see :meth:`import_state`)."""
+        return AccountState(
+            name=self.name, strategy=self.strategy, portfolio=self.portfolio.export_state(),
+            positions=self.positions.export_state(), orders=self.orders.export_state(),
+            risk=self.risk.export_state(), exit_attempts=dict(self._exit_attempts),
+            stats=AccountStats(self.stats.signals, self.stats.approved, self.stats.rejected, self.stats.fills),
+        )
+
+    def import_state(self, state: AccountState) -> None:
+        """Take a checkpoint of this account in place of what it holds now."""
+        if state.name != self.name:
+            raise ValueError(f"the checkpoint of {state.name} cannot restore account {self.name}")
+        self.portfolio.import_state(state.portfolio)
+        self.positions.import_state(state.positions)
+        self.orders.import_state(state.orders)
+        self.risk.import_state(state.risk)
+        self._exit_attempts = dict(state.exit_attempts)
+        self.stats.signals, self.stats.approved = state.stats.signals, state.stats.approved
+        self.stats.rejected, self.stats.fills = state.stats.rejected, state.stats.fills
+
+    def close_by_hand(self, position_id: str, when: datetime) -> bool:
+        """Close the open position ``position_id`` at the market through the exit path (exit
+        risk check, order, fill, position closed as ``manual_close``); False when it is not
+        open here, has no price or the exit did not fill."""
+        try:
+            position = self.positions.get(position_id)
+        except KeyError:
+            return False
+        price = self._market.prices.get(position.symbol)
+        if price is None:
+            log.error("%s: no %s price to close %s at", self.name, position.symbol, position_id)
+            return False
+        self._exit(position, OrderPurpose.MANUAL_CLOSE, price, when)
+        return all(p.position_id != position_id for p in self.positions.open_positions())
+
+    def cancel_working_orders(self, when: datetime, reason: str) -> int:
+        """Cancel every working order of the account; how many were cancelled."""
+        working = self.orders.open_orders()
+        for managed in working:
+            self.orders.cancel(managed.order.order_id, when, reason)
+            self._store.record_order(self.orders.get(managed.order.order_id))
+        self._store.record_order_events(self.orders.drain_events())
+        return len(working)
 
     def on_signal(self, signal: Signal) -> RiskCheck:
         """Persist ``signal`` and trade the intent it stands for (its source the account's)."""

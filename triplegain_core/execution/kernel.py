@@ -41,6 +41,7 @@ cycle, on the clock it runs on, and reports its failed reads and writes to the f
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -49,24 +50,33 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from pydantic import BaseModel, ConfigDict
+
 from triplegain_core.analysis.indicators import MIN_HISTORY
 from triplegain_core.analysis.technical_agent import TechnicalAgent
 from triplegain_core.config import Settings
 from triplegain_core.decisions.gate import GateDecision
 from triplegain_core.decisions.lifecycle import DecisionState
 from triplegain_core.decisions.published import LLM_ACCOUNT_PREFIX, PublishedDecision, StrongSignal
-from triplegain_core.execution.account import AccountStats, StrategyAccount, strategy_account_name
+from triplegain_core.execution.account import AccountState, AccountStats, StrategyAccount, strategy_account_name
 from triplegain_core.execution.audit import AuditSink
 from triplegain_core.execution.order_manager import OrderManager
 from triplegain_core.marketdata.live_market import LiveMarket
 from triplegain_core.marketdata.snapshot import BookTop, MarketSnapshot
-from triplegain_core.model.market import Candle, Trade, datetime_to_us, us_to_datetime
+from triplegain_core.model.market import (
+    TIMEFRAME_US,
+    US_PER_MINUTE,
+    Candle,
+    Trade,
+    datetime_to_us,
+    us_to_datetime,
+)
 from triplegain_core.model.quotes import BookSnapshot, LastPrice
 from triplegain_core.model.signals import Direction, Signal, SignalAction, TradeIntent
 from triplegain_core.portfolio.balances import Portfolio
 from triplegain_core.portfolio.positions import PositionTracker
-from triplegain_core.risk.entry_blocks import EntryBlocks
-from triplegain_core.risk.guards import BreakerFailure, MarketClock, MarketGuards
+from triplegain_core.risk.entry_blocks import EntryBlock, EntryBlocks
+from triplegain_core.risk.guards import BreakerFailure, GuardState, MarketClock, MarketGuards
 from triplegain_core.risk.rules import MarketRisk, RiskCheck, RiskReason
 from triplegain_core.strategies.interface import StrategyState
 from triplegain_core.strategies.registry import LoadedStrategy, LoadReport
@@ -182,6 +192,19 @@ class KernelStats:
                 f"blocks={','.join(self.blocked) or '-'} guard_events={self.guard_events}")
 
 
+class KernelState(BaseModel):
+    """A checkpoint of the kernel: its accounts (all of them, or those changed since the
+    previous export), the minute of its latest portfolio snapshot, the entry blocks in force
+    (each with the moment it was set) and its guards' state."""
+
+    model_config = ConfigDict(frozen=True)
+
+    accounts: tuple[AccountState, ...] = ()
+    last_snapshot_minute: int | None = None
+    blocks: tuple[EntryBlock, ...] = ()
+    guards: GuardState = GuardState()
+
+
 class _SharedMarket:
     """The market every account trades in: the kernel's prices and estimates, and the book an
     order fills against from the kernel's book source."""
@@ -260,6 +283,8 @@ class TradingKernel:
         self._tick_runners = tuple((timeframe, runner) for timeframe, runner in self._runners
                                    if any(s.reads - {"candles"} for s in runner.strategies))
         needs = candle_needs(strategies, HISTORY_LENGTH)
+        # 1m candles per symbol that fill every timeframe's window (what a restore warms with).
+        self.history_minutes = max(needs.capacity * TIMEFRAME_US[tf] // US_PER_MINUTE for tf in needs.timeframes)
         self._market = LiveMarket(settings.symbols, needs.timeframes, needs.capacity, HISTORY_LENGTH)
         self.entry_blocks = EntryBlocks()
         """The blocks refusing every account's new entries (halt, stale market, breakers)."""
@@ -284,6 +309,9 @@ class TradingKernel:
         }
         self._accounts: tuple[StrategyAccount, ...] = (self._base, *self._by_strategy.values())
         self._last_snapshot_minute: int | None = None
+        # The accounts changed since the last export_state (every account after a candle).
+        self._changed: set[str] = set()
+        self._all_changed = False
         self.reads_trades = any("trades" in s.reads for s in strategies)
         """Whether some strategy reads the public tape (a host need not feed trades otherwise)."""
         self.stats = KernelStats(accounts={a.name: a.stats for a in self._accounts})
@@ -392,6 +420,7 @@ class TradingKernel:
         if not fresh:
             return 0.0  # not ours, or already seen (a replayed stream entry)
         self.stats.candles += len(fresh)
+        self._all_changed = True
         for candle in fresh:
             when = us_to_datetime(candle.close_time_us)
             for account in self._accounts:
@@ -473,6 +502,7 @@ class TradingKernel:
             # Decisions trade LLM accounts only: never the base or a strategy's account.
             lifecycle.refuse(decision, f"{decision.account} is not an LLM account", now)
             return
+        self._changed.add(account.name)
         account.observe_equity(now)
         intent = decision.intent()
         check = account.on_intent(intent)
@@ -493,6 +523,7 @@ class TradingKernel:
             return 0.0
         # Most accounts hold nothing most of the time: only those holding a position watch ticks.
         holding = {account: count for account in self._accounts if (count := account.positions.open_count)}
+        self._changed.update(account.name for account in holding)
         for symbol, last in prices.items():
             if not self._market.observe_tick(last) or not holding:
                 continue  # older than what the candles already told us, or nothing to watch
@@ -532,6 +563,7 @@ class TradingKernel:
             self._gate_audit.record(decided)
         for decision in decided:
             if decision.final_signal is not None:
+                self._changed.add(self._by_strategy[decision.strategy].name)
                 self._by_strategy[decision.strategy].on_signal(decision.final_signal)
             else:
                 log.info("gated signal %s held back: %s (%s)", decision.signal_id, decision.outcome.value,
@@ -596,11 +628,113 @@ class TradingKernel:
 
     def on_intent(self, intent: TradeIntent) -> RiskCheck:
         """Risk-check ``intent`` on the base account and, when approved, trade it."""
+        self._changed.add(self._base.name)
         return self._base.on_intent(intent)
 
     def market_risk(self) -> MarketRisk:
         """Volatility and correlations estimated from the candle history the kernel holds."""
         return self._market.market_risk()
+
+    def halt(self, since: datetime, detail: str) -> bool:
+        """Refuse every new entry of every account (exits go on) until :meth:`resume`; False
+        when trading was already halted."""
+        return self.entry_blocks.set(RiskReason.TRADING_HALTED, since, detail)
+
+    def resume(self) -> bool:
+        """Lift a halt; False when trading was not halted."""
+        return self.entry_blocks.clear(RiskReason.TRADING_HALTED) is not None
+
+    def cancel_working_orders(self, reason: str) -> int:
+        """Cancel the working orders of every account at the market's time; how many."""
+        now = self._market_now()
+        if now is None:
+            return 0
+        cancelled = 0
+        for account in self._accounts:
+            if account.orders.open_orders():
+                self._changed.add(account.name)
+                cancelled += account.cancel_working_orders(now, reason)
+        return cancelled
+
+    def close_position(self, position_id: str) -> bool:
+        """Close one open position, whichever account holds it, at the market through the exit
+        path (see :meth:`StrategyAccount.close_by_hand`); False when no account holds it open
+        (or the market's time or price is not known yet)."""
+        now = self._market_now()
+        if now is None:
+            return False
+        for account in self._accounts:
+            if any(p.position_id == position_id for p in account.positions.open_positions()):
+                self._changed.add(account.name)
+                closed = account.close_by_hand(position_id, now)
+                if account.strategy in self._by_strategy:
+                    self._sync_holdings([account.strategy])
+                return closed
+        return False
+
+    def flatten(self) -> list[str]:
+        """Close every open position of every account at the market (as :meth:`close_position`);
+        the ids of the positions closed."""
+        ids = [p.position_id for account in self._accounts for p in account.positions.open_positions()]
+        return [position_id for position_id in ids if self.close_position(position_id)]
+
+    def _market_now(self) -> datetime | None:
+        now_us = self._market.now_us()
+        return None if now_us is None else us_to_datetime(now_us)
+
+    def export_state(self, *, changed_only: bool = False) -> KernelState:
+        """A checkpoint of every account (or, ``changed_only``, of those changed since the
+        previous export) and of the snapshot minute; see :meth:`import_state`."""
+        if changed_only and not self._all_changed:
+            accounts = [account for account in self._accounts if account.name in self._changed]
+        else:
+            accounts = list(self._accounts)
+        self._changed.clear()
+        self._all_changed = False
+        return KernelState(accounts=tuple(self._account_state(account) for account in accounts),
+                           last_snapshot_minute=self._last_snapshot_minute, blocks=tuple(self.entry_blocks),
+                           guards=self.guards.state())
+
+    def _account_state(self, account: StrategyAccount) -> AccountState:
+        state = account.export_state()
+        strategy_states = self._states.get(account.strategy or "") if account is not self._base else None
+        if not strategy_states:
+            return state
+        kept = tuple(dataclasses.replace(s, memory=dict(s.memory)) for s in strategy_states.values())
+        return state.model_copy(update={"strategy_states": kept})
+
+    def import_state(self, state: KernelState) -> list[str]:
+        """Take a checkpoint (as :meth:`export_state` made it) in place of what the accounts
+        hold: the LLM accounts it names are opened, each strategy is told what its account
+        holds, the entry blocks are those it held (set when they were: a guard judging again
+        finds its block set and records nothing new). Take it before :meth:`warm`. Returns the
+        names of the accounts it held that the kernel no longer trades (their checkpoint is
+        left alone)."""
+        known = {account.name: account for account in self._accounts}
+        unknown = []
+        for saved in state.accounts:
+            account = known.get(saved.name) or self._llm_account(saved.name)
+            if account is None:
+                log.warning("account %s is in the checkpoint but no longer traded: not restored", saved.name)
+                unknown.append(saved.name)
+                continue
+            account.import_state(saved)
+            states = self._states.get(account.strategy or "") if account is not self._base else None
+            for remembered in saved.strategy_states if states else ():
+                current = states.get(remembered.symbol) if states else None
+                if current is not None:
+                    current.open_action, current.open_entry = remembered.open_action, remembered.open_entry
+                    current.last_signal_id = remembered.last_signal_id
+                    current.signals_emitted = remembered.signals_emitted
+                    current.memory = dict(remembered.memory)
+        self._last_snapshot_minute = state.last_snapshot_minute
+        for block in tuple(self.entry_blocks):
+            self.entry_blocks.clear(block.reason)
+        for block in state.blocks:
+            self.entry_blocks.set(block.reason, block.since, block.detail)
+        self.guards.restore(state.guards)
+        self._sync_holdings(self._by_strategy)
+        return unknown
 
     def _maybe_snapshot(self, close_time_us: int) -> None:
         minute = close_time_us // 60_000_000

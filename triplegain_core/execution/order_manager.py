@@ -61,6 +61,17 @@ class ManagedOrder(BaseModel):
         return self.state in FINAL_STATES
 
 
+class OrderBookState(BaseModel):
+    """What an :class:`OrderManager` must remember across a restart: its working orders with
+    their state changes so far (the final ones are in the audit trail), and its counter."""
+
+    model_config = ConfigDict(frozen=True)
+
+    working: tuple[ManagedOrder, ...] = ()
+    history: dict[str, tuple[OrderEvent, ...]] = Field(default_factory=dict)
+    duplicate_submissions: int = 0
+
+
 class OrderManager:
     """Keeps the orders of one account and moves them through their states."""
 
@@ -70,6 +81,20 @@ class OrderManager:
         self._history: dict[str, list[OrderEvent]] = {}
         self._pending: list[OrderEvent] = []
         self.duplicate_submissions = 0
+
+    def export_state(self) -> OrderBookState:
+        """The working orders and their histories (see :meth:`import_state`)."""
+        working = tuple(self.open_orders())
+        return OrderBookState(working=working,
+                              history={m.order.order_id: tuple(self._history[m.order.order_id]) for m in working},
+                              duplicate_submissions=self.duplicate_submissions)
+
+    def import_state(self, state: OrderBookState) -> None:
+        """Keep exactly the working orders of a checkpoint, their histories continuing."""
+        self._orders = {m.order.order_id: m for m in state.working}
+        self._history = {order_id: list(state.history.get(order_id, ())) for order_id in self._orders}
+        self._pending = []
+        self.duplicate_submissions = state.duplicate_submissions
 
     def submit(self, order: Order) -> ManagedOrder:
         """Accept ``order`` under its client order id; a resend of the same order is a no-op.

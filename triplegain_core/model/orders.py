@@ -20,6 +20,8 @@ class OrderPurpose(StrEnum):
     MAX_HOLDING = "max_holding"
     INVALIDATION = "invalidation"
     SIGNAL_CLOSE = "signal_close"
+    # Closed by a person: ``triplegain close`` or ``triplegain halt --flatten``.
+    MANUAL_CLOSE = "manual_close"
 
 
 class OrderType(StrEnum):

@@ -50,6 +50,15 @@ class PortfolioSnapshot(BaseModel):
     liabilities: dict[Asset, float] = {}
 
 
+class PortfolioState(BaseModel):
+    """What a :class:`Portfolio` holds, for a checkpoint: every balance and loan."""
+
+    model_config = ConfigDict(frozen=True)
+
+    balances: dict[Asset, float]
+    liabilities: dict[Asset, float]
+
+
 class Portfolio:
     """The balances and loans of one account, changed only by fills."""
 
@@ -74,6 +83,15 @@ class Portfolio:
     def liabilities(self) -> dict[Asset, float]:
         """A copy of what the account owes in each asset (its loans)."""
         return dict(self._liabilities)
+
+    def export_state(self) -> PortfolioState:
+        """The balances and loans as they are now (see :meth:`import_state`)."""
+        return PortfolioState(balances=self.balances, liabilities=self.liabilities)
+
+    def import_state(self, state: PortfolioState) -> None:
+        """Take the balances and loans of a checkpoint in place of the current ones."""
+        self._balances = dict.fromkeys(Asset, 0.0) | {Asset(a): float(v) for a, v in state.balances.items()}
+        self._liabilities = dict.fromkeys(Asset, 0.0) | {Asset(a): float(v) for a, v in state.liabilities.items()}
 
     def to_usdt(self, asset: Asset, amount: float, prices: Mapping[str, float]) -> float:
         """``amount`` of ``asset`` valued in USDT at ``prices`` (keyed by symbol).

@@ -9,7 +9,7 @@ its exit. PnL is in the quote asset of the symbol (``realized_pnl_usdt`` in USDT
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import NamedTuple
@@ -131,6 +131,18 @@ class PositionTracker:
         if condition is not None:
             self._conditions[position.position_id] = condition
         return tracked
+
+    def export_state(self) -> tuple[Position, ...]:
+        """The open positions with their stops, trailing state and limits, oldest first.
+
+        An invalidation condition (a callable) is not part of it: it is not persisted either."""
+        return tuple(self._open.values())
+
+    def import_state(self, positions: Sequence[Position]) -> None:
+        """Track exactly ``positions`` (a checkpoint's open positions, oldest first)."""
+        self._open, self._conditions = {}, {}
+        for position in positions:
+            self.open(position)
 
     @property
     def open_count(self) -> int:

@@ -223,6 +223,20 @@ class _Verdict:
     limit_price: float | None = None
 
 
+class RiskState(BaseModel):
+    """What a :class:`RiskAgent` remembers between validations, for a checkpoint: the peak
+    equity (drawdown pause), the UTC day and the equity it started at (daily loss limit), the
+    run of losses and the cooldown it started. A pause is not stored: it follows from these."""
+
+    model_config = ConfigDict(frozen=True)
+
+    peak_equity: float | None = None
+    day: date | None = None
+    day_start_equity: float = 0.0
+    loss_streak: int = 0
+    cooldown_until: datetime | None = None
+
+
 class RiskAgent:
     """Checks every proposed entry against the limits and sizes it; never blocks an exit.
 
@@ -244,6 +258,17 @@ class RiskAgent:
         self._day_start_equity = 0.0
         self._loss_streak = 0
         self._cooldown_until: datetime | None = None
+
+    def export_state(self) -> RiskState:
+        """The remembered risk state (see :meth:`import_state`)."""
+        return RiskState(peak_equity=self._peak_equity, day=self._day, day_start_equity=self._day_start_equity,
+                         loss_streak=self._loss_streak, cooldown_until=self._cooldown_until)
+
+    def import_state(self, state: RiskState) -> None:
+        """Remember what a checkpoint remembered, in place of the current state."""
+        self._peak_equity, self._day = state.peak_equity, state.day
+        self._day_start_equity, self._loss_streak = state.day_start_equity, state.loss_streak
+        self._cooldown_until = state.cooldown_until
 
     def observe_equity(self, now: datetime, equity_usdt: float) -> None:
         """Record the account's equity at ``now`` (UTC-aware); non-finite values are ignored."""

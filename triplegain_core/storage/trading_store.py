@@ -6,8 +6,8 @@ record twice (a retry, a restart) is a no-op rather than a duplicate.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from datetime import datetime
 
 import pandas as pd
@@ -41,16 +41,61 @@ def _snapshot_params(snapshot: PortfolioSnapshot) -> tuple[object, ...]:
             Jsonb({asset.value: amount for asset, amount in snapshot.liabilities.items()}))
 
 
-class TradingStore:
-    """Writes and reads the trading tables of the schema."""
+class CycleTransaction:
+    """One PostgreSQL transaction (in a pipeline) per trading-loop cycle, begun on the cycle's
+    first write: a cycle that writes nothing (most ticks) costs no round trip, and one that
+    writes has its whole trail and its checkpoint committed together, or none of it."""
 
     def __init__(self, conn: psycopg.Connection) -> None:
         self._conn = conn
+        self._stack: ExitStack | None = None
+        self._begun = False
+
+    @contextmanager
+    def cycle(self, *, eager: bool = False) -> Iterator[None]:
+        """The block of one cycle: a transaction begun at once (``eager``) or at the first
+        write inside, committed when the block ends, rolled back when it raises."""
+        if self._stack is not None:
+            raise RuntimeError("a cycle's transaction is already open")
+        with ExitStack() as stack:
+            self._stack, self._begun = stack, False
+            try:
+                if eager:
+                    self.begin()
+                yield
+            finally:
+                self._stack, self._begun = None, False
+
+    def begin(self) -> None:
+        """Begin the cycle's transaction unless it has begun (outside a cycle: nothing, each
+        write commits on its own as before)."""
+        if self._stack is None or self._begun:
+            return
+        self._begun = True
+        self._stack.enter_context(self._conn.pipeline())
+        self._stack.enter_context(self._conn.transaction())
+
+    @property
+    def begun(self) -> bool:
+        """Whether the current cycle has written (its transaction is open)."""
+        return self._begun
+
+
+class TradingStore:
+    """Writes and reads the trading tables of the schema.
+
+    Inside a :attr:`transactions` cycle, the writes go into that cycle's transaction."""
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self._conn = conn
+        self.transactions = CycleTransaction(conn)
+        """The per-cycle transaction the trading loop wraps its cycles in."""
 
     def record_signal(self, signal: Signal) -> None:
         """Keep an entry signal (a CLOSE has no direction or levels: ValueError)."""
         if signal.direction is None:
             raise ValueError(f"{signal.signal_id}: the signals table keeps entries only, not a CLOSE")
+        self.transactions.begin()
         self._conn.execute(
             "INSERT INTO technical_signals (signal_id, strategy, symbol, timeframe, time, direction,"
             " strength, entry, stop_loss, take_profit, indicators)"
@@ -62,6 +107,7 @@ class TradingStore:
 
     def record_intent(self, account: str, intent: TradeIntent) -> None:
         """Keep a proposed trade as it came, whatever its values (the risk check judges it)."""
+        self.transactions.begin()
         self._conn.execute(
             "INSERT INTO trade_intents (intent_id, account, source, strategy, tested, symbol, time,"
             " action, entry, stop_loss, take_profit, size_fraction, leverage, confidence,"
@@ -76,6 +122,7 @@ class TradingStore:
 
     def record_risk_check(self, check: RiskCheck) -> None:
         """Keep a risk verdict with its reasons, adjustments and the leverage it set."""
+        self.transactions.begin()
         self._conn.execute(
             "INSERT INTO risk_checks (check_id, account, time, symbol, signal_id, position_id,"
             " approved, reasons, quantity, notional_usdt, equity_usdt, risk_usdt, adjustments,"
@@ -92,6 +139,7 @@ class TradingStore:
 
     def record_order(self, order: Order | ManagedOrder) -> None:
         """Upsert an order; a ManagedOrder also carries its state and filled quantity."""
+        self.transactions.begin()
         managed = order if isinstance(order, ManagedOrder) else None
         plain = order.order if isinstance(order, ManagedOrder) else order
         state = managed.state if managed else OrderState.NEW
@@ -116,6 +164,7 @@ class TradingStore:
         """Append order state changes; each (order, seq) is written once."""
         rows = [(e.order_id, e.seq, e.time, e.state.value, e.filled_quantity, e.detail) for e in events]
         if rows:
+            self.transactions.begin()
             with self._conn.cursor() as cur:
                 cur.executemany(
                     "INSERT INTO order_events (order_id, seq, time, state, filled_quantity, detail)"
@@ -141,6 +190,7 @@ class TradingStore:
         return {order_id: OrderState(state) for order_id, state in rows}
 
     def record_fill(self, fill: Fill) -> None:
+        self.transactions.begin()
         self._conn.execute(
             "INSERT INTO fills (fill_id, order_id, account, time, symbol, side, quantity, price,"
             " fee, fee_asset, loan_change, loan_asset)"
@@ -157,6 +207,7 @@ class TradingStore:
         ``time`` stamps the change (default: the close, else the open).
         """
         state = position.model_dump(mode="json")
+        self.transactions.begin()
         with self._conn.transaction():
             self._conn.execute(
                 "INSERT INTO positions (position_id, account, symbol, direction, quantity,"
@@ -192,6 +243,7 @@ class TradingStore:
             )
 
     def record_snapshot(self, snapshot: PortfolioSnapshot) -> None:
+        self.transactions.begin()
         self._conn.execute(_SNAPSHOT_UPSERT, _snapshot_params(snapshot))
 
     def record_snapshots(self, snapshots: Sequence[PortfolioSnapshot]) -> None:
@@ -203,11 +255,13 @@ class TradingStore:
         """
         if not snapshots:
             return
+        self.transactions.begin()
         with self._conn.cursor() as cur:
             cur.executemany(_SNAPSHOT_UPSERT, [_snapshot_params(s) for s in snapshots])
 
     def record_guard_event(self, event: GuardEvent) -> None:
         """Keep a market guard setting or lifting its entry block (once per guard, time and action)."""
+        self.transactions.begin()
         self._conn.execute(
             "INSERT INTO guard_events (guard, action, time, detail) VALUES (%s, %s, %s, %s)"
             " ON CONFLICT DO NOTHING",
