@@ -14,8 +14,9 @@ read continues after the last id the previous one returned), and the prices and 
 the feed's latest read. Prices and books of a publication without a stream entry (a book
 update between two trades) arrive within ``idle_ms``.
 
-A failed read (Redis gone, a malformed entry) stops the feed; the next :meth:`take` raises it
-in the loop, as the loop's own poll would have.
+A malformed entry is logged and skipped by the reader (see
+:mod:`~triplegain_core.contracts.hot_state`). A failed read (Redis gone) stops the feed; the next
+:meth:`take` raises it in the loop, as the loop's own poll would have.
 """
 
 from __future__ import annotations
