@@ -15,17 +15,25 @@ the feed's latest read. Prices and books of a publication without a stream entry
 update between two trades) arrive within ``idle_ms``.
 
 A malformed entry is logged and skipped by the reader (see
-:mod:`~triplegain_core.contracts.hot_state`). A failed read (Redis gone) stops the feed; the next
-:meth:`take` raises it in the loop, as the loop's own poll would have.
+:mod:`~triplegain_core.contracts.hot_state`). Redis out of reach (a connection refused or cut, a
+timeout) does not stop the feed: it says so once, retries with a growing pause, and says when the
+hot state is back; it then reads on after the last ids it had, so nothing published meanwhile is
+missed. The loop meanwhile gets nothing new (no candle, no price), so it decides nothing on a
+market it cannot see; the stale-market guard blocks entries once the market is too old, and the
+failed reads count for the failure breaker (:meth:`HotStateFeed.take_failures`). Any other error
+stops the feed; the next :meth:`take` raises it in the loop, as the loop's own poll would have.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import TracebackType
+
+import redis
 
 from triplegain_core.contracts.hot_state import CyclePoll, HotStateReader, entry_id
 
@@ -35,6 +43,9 @@ log = logging.getLogger(__name__)
 IDLE_MS = 10
 # How often a feed held back by a long cycle looks whether it is being stopped.
 STOP_CHECK_S = 0.1
+# The pauses between reads while Redis is out of reach: from the first to the longest, doubling.
+RETRY_FIRST_S = 0.05
+RETRY_MAX_S = 2.0
 
 
 class FeedStopped(RuntimeError):
@@ -68,6 +79,9 @@ class HotStateFeed:
         self._pending = CyclePoll(last_id=last_id, trades_id=trades_after)
         self._fresh = False
         self._reads = 0
+        self._failures = 0
+        self.unreachable_since: float | None = None
+        """When (``time.monotonic``) the hot state went out of reach; None while it answers."""
         self._error: BaseException | None = None
         self._changed = threading.Condition()
         self._stopping = threading.Event()
@@ -133,6 +147,12 @@ class HotStateFeed:
                 raise FeedStopped("the hot-state feed stopped") from self._error
         return taken
 
+    def take_failures(self) -> int:
+        """Reads that failed because Redis was out of reach since the last call."""
+        with self._changed:
+            failures, self._failures = self._failures, 0
+        return failures
+
     def wait_fresh(self, timeout_s: float) -> bool:
         """Wait until something new gathered since the last take (a stream entry, or a price
         or book that changed); False when nothing did within ``timeout_s``."""
@@ -140,15 +160,36 @@ class HotStateFeed:
             return self._changed.wait_for(lambda: self._fresh or self._error is not None, timeout_s)
 
     def _run(self) -> None:
+        pause = RETRY_FIRST_S
         try:
             while not self._stopping.is_set():
-                if self._between_cycles.wait(STOP_CHECK_S):
+                if not self._between_cycles.wait(STOP_CHECK_S):
+                    continue
+                try:
                     self._read_once()
+                except (redis.ConnectionError, redis.TimeoutError) as error:
+                    self._unreachable(error)
+                    self._stopping.wait(pause)
+                    pause = min(pause * 2, RETRY_MAX_S)
+                    continue
+                pause = RETRY_FIRST_S
+                if self.unreachable_since is not None:
+                    log.warning("the hot state answers again after %.1f s: reading on after the last ids read",
+                                time.monotonic() - self.unreachable_since)
+                    self.unreachable_since = None
         except Exception as error:  # handed to the loop by take(), which raises it there
             log.exception("hot-state feed stopped")
             with self._changed:
                 self._error = error
                 self._changed.notify_all()
+
+    def _unreachable(self, error: Exception) -> None:
+        with self._changed:
+            self._failures += 1
+        if self.unreachable_since is None:
+            self.unreachable_since = time.monotonic()
+            log.error("the hot state is out of reach (%s): no market, so no new order, until it answers again;"
+                      " retrying", error)
 
     def _read_once(self) -> None:
         with self._changed:

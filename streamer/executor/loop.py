@@ -63,7 +63,7 @@ from triplegain_core.execution.kernel import KernelStats, TradingKernel
 from triplegain_core.marketdata.live_market import BOOK_MAX_AGE_US, book_top
 from triplegain_core.marketdata.snapshot import BookTop
 from triplegain_core.model.market import Candle, datetime_to_us, us_to_datetime
-from triplegain_core.risk.guards import MarketClock
+from triplegain_core.risk.guards import BreakerFailure, MarketClock
 from triplegain_core.storage.checkpoints import CheckpointStore, LoopProgress
 from triplegain_core.storage.control_store import ControlStore, ControlWatch
 from triplegain_core.storage.gate_store import GateStore
@@ -308,6 +308,10 @@ class TradingLoop:
         started = time.perf_counter()
         if self._feed is None:
             return self._cycle_on(started, self._read())
+        failures = self._feed.take_failures()
+        if failures:
+            # Reads the feed could not make (Redis out of reach) count for the failure breaker.
+            self.kernel.record_failure(BreakerFailure.READ, "hot state out of reach", failures)
         with self._feed.cycle() as polled:
             return self._cycle_on(started, polled)
 

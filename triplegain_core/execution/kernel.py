@@ -617,9 +617,9 @@ class TradingKernel:
         self._note_blocks()
         return stale
 
-    def record_failure(self, kind: BreakerFailure, detail: str) -> None:
-        """Count a failed read or write of the host's for the failure breaker."""
-        self.guards.record_failure(kind, detail)
+    def record_failure(self, kind: BreakerFailure, detail: str, count: int = 1) -> None:
+        """Count ``count`` failed reads or writes of the host's for the failure breaker."""
+        self.guards.record_failure(kind, detail, count)
         self._note_blocks()
 
     def _note_blocks(self) -> None:
