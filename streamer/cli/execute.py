@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+from contextlib import suppress
 from typing import TYPE_CHECKING
 
 import psycopg
@@ -22,6 +23,10 @@ if TYPE_CHECKING:
     from triplegain_core.decisions.gate_queue import GateQueue
 
 log = logging.getLogger("triplegain")
+
+# The pauses between attempts to reach PostgreSQL again: from the first to the longest, doubling.
+DATABASE_RETRY_FIRST_S = 0.5
+DATABASE_RETRY_MAX_S = 10.0
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -52,6 +57,29 @@ def _execute(args: argparse.Namespace, settings: Settings) -> int:
 
     async def run() -> None:
         stop = stop_on_signals()
+        pause = DATABASE_RETRY_FIRST_S
+        while True:
+            try:
+                await session(stop)
+                return
+            except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+                if stop.is_set():
+                    raise
+                # Whatever the cycle in flight did was rolled back with its transaction: the
+                # accounts are rebuilt from the last recorded cycle, as after a restart.
+                log.error("PostgreSQL is out of reach (%s): no order until it answers; the accounts will"
+                          " then continue from the last recorded cycle", str(error).strip().splitlines()[0])
+            while not stop.is_set() and not _answers(db_url):
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=pause)
+                pause = min(pause * 2, DATABASE_RETRY_MAX_S)
+            if stop.is_set():
+                return
+            log.warning("PostgreSQL answers again: restoring the accounts and trading on")
+            pause = DATABASE_RETRY_FIRST_S
+
+    async def session(stop: asyncio.Event) -> None:
+        """One connected run of the loop, from the accounts' checkpoint until ``stop``."""
         client = redis.Redis.from_url(hot_state_url)
         with psycopg.connect(db_url, autocommit=True) as conn, ControlWatch(db_url) as watch:
             # Decisions are read from the stream's start: expired ones are refused, handled ones
@@ -96,6 +124,15 @@ def _execute(args: argparse.Namespace, settings: Settings) -> int:
 
     asyncio.run(run())
     return 0
+
+
+def _answers(db_url: str) -> bool:
+    """Whether PostgreSQL takes a connection now."""
+    try:
+        with psycopg.connect(db_url, connect_timeout=2):
+            return True
+    except psycopg.OperationalError:
+        return False
 
 
 def _gate_queue(settings: Settings, db_url: str) -> GateQueue | None:
