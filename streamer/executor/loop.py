@@ -171,7 +171,8 @@ class TradingLoop:
         """
         if self._stream_id == "$":
             self.warm_start()
-        extra = {DECISIONS_STREAM: self._intake.last_id} if self._intake is not None else None
+        intake = self._intake
+        extra = {DECISIONS_STREAM: intake.last_id} if intake is not None and intake.follows_hot_state else None
         feed = HotStateFeed(self._hot_state, self._settings.symbols, self._stream_id,
                             trades_after=self._trades_id, extra_streams=extra, idle_ms=idle_ms)
         self._feed = feed
@@ -202,7 +203,9 @@ class TradingLoop:
         # entry read before that could not be judged for expiry).
         intake = self._intake
         now_known = self.kernel.now_us() is not None
-        extra = {DECISIONS_STREAM: intake.last_id} if intake is not None and now_known else None
+        # (A consumer group delivers decisions on a thread of its own: not read here.)
+        extra = {DECISIONS_STREAM: intake.last_id} if intake is not None and now_known and \
+            intake.follows_hot_state else None
         return self._hot_state.poll(self._stream_id, self._settings.symbols, trades_after=self._trades_id,
                                     extra_streams=extra)
 
