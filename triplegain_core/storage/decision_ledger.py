@@ -43,6 +43,10 @@ class DecisionLedger:
         """The current lifecycle state of ``decision_id`` (None: no lifecycle)."""
         return self._events.state(decision_id)
 
+    def history(self, decision_id: str) -> tuple[Transition, ...]:
+        """Every lifecycle transition of ``decision_id``, in order (empty: no lifecycle)."""
+        return self._events.history(decision_id)
+
     def pending(self) -> list[PublishedDecision]:
         """The decisions whose lifecycle is pending, in market-time order."""
         pending = self._events.in_state(DecisionState.PENDING)
