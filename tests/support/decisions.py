@@ -29,7 +29,8 @@ def store_approved(ledger: DecisionLedger, *decisions: PublishedDecision) -> Non
 
 @contextmanager
 def executor_intake(client: redis.Redis, database_url: str, consumer: str = "paper", *,
-                    claim_idle_ms: int = 30_000, sweep_every_s: float = 30.0) -> Iterator[DecisionIntake]:
+                    claim_idle_ms: int = 30_000, claim_every_s: float = 10.0,
+                    sweep_every_s: float = 30.0) -> Iterator[DecisionIntake]:
     """The executor's decision intake as `triplegain execute` builds it: the consumer group's
     feed running on its thread (with the sweeper), the ledger on a connection of its own."""
 
@@ -39,5 +40,5 @@ def executor_intake(client: redis.Redis, database_url: str, consumer: str = "pap
 
     with psycopg.connect(database_url, autocommit=True) as conn, \
             DecisionFeed(DecisionConsumer(client, consumer), sweep, claim_idle_ms=claim_idle_ms,
-                         sweep_every_s=sweep_every_s, block_ms=50) as feed:
+                         claim_every_s=claim_every_s, sweep_every_s=sweep_every_s, block_ms=50) as feed:
         yield DecisionIntake(feed, DecisionLedger(conn))
