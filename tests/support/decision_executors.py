@@ -82,7 +82,13 @@ def prepare(db: psycopg.Connection, client: redis.Redis, decisions: int) -> list
     return ids
 
 
-def _start(workdir: Path, database_url: str, redis_url: str, fill_log: Path, exit_after: int) -> subprocess.Popen[str]:
+def start_executor(workdir: Path, database_url: str, redis_url: str, fill_log: Path | None = None,
+                   exit_after: int = 0) -> subprocess.Popen[str]:
+    """`triplegain execute --from-start` on one XRP/USDT market, no strategy, as a process;
+    its LLM entry fills noted in ``fill_log`` and, with ``exit_after``, killed after that many."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "triplegain.toml").write_text(CONFIG)
+    fill_log = fill_log or workdir / "fills.log"
     env = {key: value for key, value in os.environ.items() if not key.startswith("TRIPLEGAIN_")}
     env.update({
         "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO_ROOT), os.environ.get("PYTHONPATH")))),
@@ -96,12 +102,14 @@ def _start(workdir: Path, database_url: str, redis_url: str, fill_log: Path, exi
 
 def run(workdir: Path, database_url: str, redis_url: str, ids: list[str], kills: int,
         timeout_s: float = 120.0) -> Outcome:
-    """Start two executors at once, again and again: while ``kills`` remain, each runs until it
-    is killed right after its first LLM fill; then a last pair runs until every decision is
-    decided, and is stopped. Returns what they did."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "triplegain.toml").write_text(CONFIG)
+    """Start two executors at once, again and again: while fewer than ``kills`` were killed,
+    each runs until it is killed right after its first LLM fill (the second of a pair, if it
+    takes the lease over, too); then a last pair runs until every decision is decided, and is
+    stopped. ``kills`` must be below ``len(ids)`` (each kill needs a decision to fill). Returns
+    what they did."""
+    assert kills < len(ids)
     fill_log = workdir / "fills.log"
+    workdir.mkdir(parents=True, exist_ok=True)
     fill_log.touch()
     outcome = Outcome()
     deadline = time.monotonic() + timeout_s
@@ -109,7 +117,7 @@ def run(workdir: Path, database_url: str, redis_url: str, ids: list[str], kills:
         ledger = DecisionLedger(conn)
         while time.monotonic() < deadline:
             last = outcome.kills >= kills
-            pair = [_start(workdir, database_url, redis_url, fill_log, 0 if last else 1) for _ in range(2)]
+            pair = [start_executor(workdir, database_url, redis_url, fill_log, 0 if last else 1) for _ in range(2)]
             outcome.starts += 2
             while any(p.poll() is None for p in pair) and time.monotonic() < deadline:
                 # The last pair is stopped once every decision is decided and the one refused the
