@@ -164,7 +164,8 @@ class DecisionConsumer:
         self._group = group
         self._parser = _ModelStream(client, DECISIONS_STREAM, "d", PublishedDecision, DECISIONS_MAXLEN)
         self._settle = client.register_script(_SETTLE)
-        self._backlog = True  # own pending entries (from before a restart) are read first
+        # Own pending entries (from before a restart) are read first, after this id, page by page.
+        self._backlog: str | None = "0"
         self.rejected = 0
 
     @property
@@ -185,11 +186,12 @@ class DecisionConsumer:
     def read(self, block_ms: int, count: int = 100) -> list[Delivery]:
         """The next deliveries: this consumer's own unsettled entries first, then new ones
         (waiting up to ``block_ms`` for one)."""
-        if self._backlog:
-            entries = self._read_group("0", count, None)
+        if self._backlog is not None:
+            entries = self._read_group(self._backlog, count, None)
             if entries:
+                self._backlog = entry_id(entries[-1][0])
                 return self._deliveries(entries)
-            self._backlog = False
+            self._backlog = None
         return self._deliveries(self._read_group(">", count, block_ms))
 
     def claim(self, min_idle_ms: int, count: int = 100) -> list[Delivery]:
