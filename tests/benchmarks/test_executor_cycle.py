@@ -42,12 +42,16 @@ once the loop is warm.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
+import pytest
+import redis
 
 from streamer.executor.feed import HotStateFeed
 from streamer.executor.loop import TradingLoop, settle_heap
+from tests.support.decisions import executor_intake
 from tests.support.three_pair_market import (
     BATCHES_PER_MINUTE,
     WARM_MINUTES,
@@ -57,12 +61,20 @@ from tests.support.three_pair_market import (
     warm_loop,
 )
 from triplegain_core.contracts.hot_state import HotStatePublisher
+from triplegain_core.decisions.intake import DecisionIntake
 
 LIVE_MINUTES = 30
 SYNC_MINUTES = 10
 LIVE_CYCLES_PER_MINUTE = BATCHES_PER_MINUTE  # a 100 ms loop
 CANDLE_STRETCH_TICK_CYCLES = 9
 FEED_TIMEOUT_S = 5.0
+
+
+@pytest.fixture
+def decisions(redis_client: redis.Redis, database_url: str) -> Iterator[DecisionIntake]:
+    """The executor's decision intake, its consumer-group feed running meanwhile."""
+    with executor_intake(redis_client, database_url) as intake:
+        yield intake
 
 
 def _fed_cycle(loop: TradingLoop, feed: HotStateFeed) -> float:
@@ -74,10 +86,11 @@ def _fed_cycle(loop: TradingLoop, feed: HotStateFeed) -> float:
     return lag
 
 
-def test_executor_cycle(shared_data: Path, redis_client, db: psycopg.Connection) -> None:
+def test_executor_cycle(shared_data: Path, redis_client, db: psycopg.Connection,
+                        decisions: DecisionIntake) -> None:
     minutes = three_pair_minutes(shared_data)
     publisher = HotStatePublisher(redis_client)
-    loop = warm_loop(minutes, redis_client, db)
+    loop = warm_loop(minutes, redis_client, db, decisions)
     settle_heap()  # as TradingLoop.run does once the loop is warm
 
     live = minutes[WARM_MINUTES:WARM_MINUTES + LIVE_MINUTES]

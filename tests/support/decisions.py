@@ -40,5 +40,5 @@ def executor_intake(client: redis.Redis, database_url: str, consumer: str = "pap
 
     with psycopg.connect(database_url, autocommit=True) as conn, \
             DecisionFeed(DecisionConsumer(client, consumer), sweep, claim_idle_ms=claim_idle_ms,
-                         claim_every_s=claim_every_s, sweep_every_s=sweep_every_s, block_ms=50) as feed:
+                         claim_every_s=claim_every_s, sweep_every_s=sweep_every_s) as feed:
         yield DecisionIntake(feed, DecisionLedger(conn))

@@ -15,12 +15,10 @@ import redis
 
 from streamer.executor.loop import TradingLoop
 from triplegain_core.config import Settings
-from triplegain_core.contracts.decision_streams import DecisionStream
 from triplegain_core.contracts.hot_state import HotStatePublisher, HotStateReader
 from triplegain_core.decisions.intake import DecisionIntake
 from triplegain_core.model.market import US_PER_MINUTE, Candle, Side, Trade, datetime_to_us
 from triplegain_core.model.quotes import BookSnapshot, LastPrice
-from triplegain_core.storage.decision_events import DecisionEventStore
 from triplegain_core.storage.trading_store import TradingStore
 
 PAIRS = {"BTC/USDT": 50_000.0, "XRP/USDT": 1.0, "XRP/BTC": 2e-5}
@@ -62,12 +60,14 @@ def publish_batch(publisher: HotStatePublisher, minute: list[Candle], batch: int
                       books=[_book(c, ts_us) for c in minute], trades=trades)
 
 
-def warm_loop(minutes: list[list[Candle]], client: redis.Redis, db: psycopg.Connection) -> TradingLoop:
-    """The loop as `triplegain execute` builds it (reading the decision stream too), its history
-    filled with the first ``WARM_MINUTES`` minutes and its cycle statistics cleared."""
+def warm_loop(minutes: list[list[Candle]], client: redis.Redis, db: psycopg.Connection,
+              decisions: DecisionIntake) -> TradingLoop:
+    """The loop as `triplegain execute` builds it (with its decision intake: see
+    :func:`tests.support.decisions.executor_intake`), its history filled with the first
+    ``WARM_MINUTES`` minutes and its cycle statistics cleared."""
     publisher = HotStatePublisher(client)
-    intake = DecisionIntake(DecisionStream(client), DecisionEventStore(db), start_id="0")
-    loop = TradingLoop(Settings(), HotStateReader(client), TradingStore(db), start_stream_id="0", decisions=intake)
+    loop = TradingLoop(Settings(), HotStateReader(client), TradingStore(db), start_stream_id="0",
+                       decisions=decisions)
     for start in range(0, WARM_MINUTES, 100):
         publisher.publish([], [], [c for minute in minutes[start:start + 100] for c in minute], {"ts_us": 0})
     while loop.cycle():
