@@ -16,6 +16,7 @@ from triplegain_core.config import Settings
 from triplegain_core.contracts.hot_state import HotStateReader
 from triplegain_core.errors import UserMistake
 from triplegain_core.storage.endpoints import database_url, redis_url
+from triplegain_core.storage.executor_lease import LeaseHeld
 from triplegain_core.storage.migrate import migrate
 from triplegain_core.storage.trading_store import TradingStore
 
@@ -39,13 +40,17 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _execute(args: argparse.Namespace, settings: Settings) -> int:
+    from streamer.executor.decision_feed import DecisionFeed
+    from streamer.executor.lease import keep_lease
     from streamer.executor.loop import TradingLoop
-    from triplegain_core.contracts.decision_streams import DecisionStream, StrongSignalStream
+    from triplegain_core.contracts.decision_streams import DecisionConsumer, DecisionStream, StrongSignalStream
+    from triplegain_core.decisions.handover import republish_approved
     from triplegain_core.decisions.intake import DecisionIntake
     from triplegain_core.risk.guards import ReplayClock, WallClock
     from triplegain_core.storage.checkpoints import CheckpointStore
     from triplegain_core.storage.control_store import ControlStore, ControlWatch
-    from triplegain_core.storage.decision_events import DecisionEventStore
+    from triplegain_core.storage.decision_ledger import DecisionLedger
+    from triplegain_core.storage.executor_lease import ExecutorLease
     from triplegain_core.storage.gate_store import GateStore
 
     if settings.mode != "paper":
@@ -55,16 +60,27 @@ def _execute(args: argparse.Namespace, settings: Settings) -> int:
     db_url, hot_state_url = database_url(settings), redis_url(settings)
     migrate(db_url)
 
-    async def run() -> None:
+    def sweep() -> int:
+        # Its own short connection, on the decision feed's thread: a lost one costs one sweep.
+        with psycopg.connect(db_url, autocommit=True) as sweep_conn:
+            return len(republish_approved(DecisionLedger(sweep_conn), DecisionStream(client)))
+
+    client = redis.Redis.from_url(hot_state_url)
+    # Held until the process ends: a second executor of this account set says who runs it, and exits.
+    lease = ExecutorLease(db_url, settings.account)
+    lease.acquire()
+
+    async def run() -> LeaseHeld | None:
         stop = stop_on_signals()
+        keeper = asyncio.create_task(keep_lease(lease, stop))
         pause = DATABASE_RETRY_FIRST_S
-        while True:
+        while not stop.is_set():
             try:
                 await session(stop)
-                return
+                break
             except (psycopg.OperationalError, psycopg.InterfaceError) as error:
                 if stop.is_set():
-                    raise
+                    break
                 # Whatever the cycle in flight did was rolled back with its transaction: the
                 # accounts are rebuilt from the last recorded cycle, as after a restart.
                 log.error("PostgreSQL is out of reach (%s): no order until it answers; the accounts will"
@@ -73,19 +89,19 @@ def _execute(args: argparse.Namespace, settings: Settings) -> int:
                 with suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=pause)
                 pause = min(pause * 2, DATABASE_RETRY_MAX_S)
-            if stop.is_set():
-                return
-            log.warning("PostgreSQL answers again: restoring the accounts and trading on")
-            pause = DATABASE_RETRY_FIRST_S
+            if not stop.is_set():
+                log.warning("PostgreSQL answers again: restoring the accounts and trading on")
+                pause = DATABASE_RETRY_FIRST_S
+        stop.set()
+        return await keeper
 
     async def session(stop: asyncio.Event) -> None:
         """One connected run of the loop, from the accounts' checkpoint until ``stop``."""
-        client = redis.Redis.from_url(hot_state_url)
-        with psycopg.connect(db_url, autocommit=True) as conn, ControlWatch(db_url) as watch:
-            # Decisions are read from the stream's start: expired ones are refused, handled ones
-            # (before a restart) skipped by their stored lifecycle, so none is lost or repeated.
-            intake = DecisionIntake(DecisionStream(client), DecisionEventStore(conn),
-                                    min_confidence=settings.deliberation.min_confidence, start_id="0")
+        with psycopg.connect(db_url, autocommit=True) as conn, ControlWatch(db_url) as watch, \
+                DecisionFeed(DecisionConsumer(client, settings.account), sweep) as feed:
+            # Decisions come through the stream's consumer group, acknowledged once recorded;
+            # only stored, approved and untraded ones trade, so none is lost or repeated.
+            intake = DecisionIntake(feed, DecisionLedger(conn), min_confidence=settings.deliberation.min_confidence)
             gate = _gate_queue(settings, db_url)
             trail = TradingStore(conn)
             loop = TradingLoop(
@@ -122,7 +138,12 @@ def _execute(args: argparse.Namespace, settings: Settings) -> int:
                 print(account.name, account.stats)
             print("decisions", intake.stats)
 
-    asyncio.run(run())
+    try:
+        lost = asyncio.run(run())
+    finally:
+        lease.release()
+    if lost is not None:
+        raise lost
     return 0
 
 

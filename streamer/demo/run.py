@@ -36,7 +36,7 @@ from triplegain_core.execution.kernel import KernelStats
 from triplegain_core.llm.leaderboard import Leaderboard, leaderboard, render_markdown
 from triplegain_core.model.market import Asset
 from triplegain_core.portfolio.metrics import AccountMetrics
-from triplegain_core.storage.decision_events import DecisionEventStore
+from triplegain_core.storage.decision_ledger import DecisionLedger
 from triplegain_core.storage.embedded import (
     drop_database,
     embedded_postgres_url,
@@ -121,7 +121,7 @@ async def run_demo(
             redis_client = redis.Redis.from_url(redis_url)
             streamer = TradeStreamer(settings, MarketStore(market_conn),
                                      HotStatePublisher(redis_client))
-            intake = DecisionIntake(DecisionStream(redis_client), DecisionEventStore(trading_conn),
+            intake = DecisionIntake(DecisionStream(redis_client), DecisionLedger(trading_conn),
                                     min_confidence=settings.deliberation.min_confidence, start_id="0")
             loop = TradingLoop(settings, HotStateReader(redis_client), TradingStore(trading_conn),
                                start_stream_id="0", decisions=intake,

@@ -224,7 +224,8 @@ class TradingLoop:
             self._unjudged = []
 
     def _start_feed(self) -> HotStateFeed:
-        extra = {DECISIONS_STREAM: self._intake.last_id} if self._intake is not None else None
+        intake = self._intake
+        extra = {DECISIONS_STREAM: intake.last_id} if intake is not None and intake.follows_hot_state else None
         feed = HotStateFeed(self._hot_state, self._settings.symbols, self._stream_id,
                             trades_after=self._trades_id, extra_streams=extra, idle_ms=self._idle_ms)
         self._feed = feed
@@ -324,8 +325,10 @@ class TradingLoop:
         intake = self._intake
         now_known = self.kernel.now_us() is not None
         # After the decisions held back (a stale market), not again from the intake's position.
+        # (A consumer group delivers decisions on a thread of its own: not read here.)
         after = entry_id(self._unjudged[-1][0]) if self._unjudged else intake.last_id if intake else ""
-        extra = {DECISIONS_STREAM: after} if intake is not None and now_known else None
+        extra = {DECISIONS_STREAM: after} if intake is not None and now_known and intake.follows_hot_state \
+            else None
         return self._hot_state.poll(self._stream_id, self._settings.symbols, trades_after=self._trades_id,
                                     extra_streams=extra)
 

@@ -47,9 +47,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import redis
 
 from streamer.executor.feed import HotStateFeed
 from streamer.executor.loop import TradingLoop, settle_heap
+from tests.support.decisions import executor_intake
 from tests.support.three_pair_market import (
     BATCHES_PER_MINUTE,
     WARM_MINUTES,
@@ -59,6 +61,7 @@ from tests.support.three_pair_market import (
     warm_loop,
 )
 from triplegain_core.contracts.hot_state import HotStatePublisher
+from triplegain_core.decisions.intake import DecisionIntake
 from triplegain_core.storage.control_store import ControlWatch
 
 LIVE_MINUTES = 30
@@ -66,6 +69,13 @@ SYNC_MINUTES = 10
 LIVE_CYCLES_PER_MINUTE = BATCHES_PER_MINUTE  # a 100 ms loop
 CANDLE_STRETCH_TICK_CYCLES = 9
 FEED_TIMEOUT_S = 5.0
+
+
+@pytest.fixture
+def decisions(redis_client: redis.Redis, database_url: str) -> Iterator[DecisionIntake]:
+    """The executor's decision intake, its consumer-group feed running meanwhile."""
+    with executor_intake(redis_client, database_url) as intake:
+        yield intake
 
 
 def _fed_cycle(loop: TradingLoop, feed: HotStateFeed) -> float:
@@ -84,10 +94,11 @@ def control_watch(database_url: str) -> Iterator[ControlWatch]:
         yield watch
 
 
-def test_executor_cycle(shared_data: Path, redis_client, db: psycopg.Connection, control_watch: ControlWatch) -> None:
+def test_executor_cycle(shared_data: Path, redis_client, db: psycopg.Connection, decisions: DecisionIntake,
+                        control_watch: ControlWatch) -> None:
     minutes = three_pair_minutes(shared_data)
     publisher = HotStatePublisher(redis_client)
-    loop = warm_loop(minutes, redis_client, db, control_watch)
+    loop = warm_loop(minutes, redis_client, db, decisions, control_watch)
     settle_heap()  # as TradingLoop.run does once the loop is warm
 
     live = minutes[WARM_MINUTES:WARM_MINUTES + LIVE_MINUTES]

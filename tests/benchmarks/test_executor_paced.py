@@ -18,12 +18,15 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import time
+from collections.abc import Iterator
 from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 
 import psycopg
+import pytest
 import redis
 
+from tests.support.decisions import executor_intake
 from tests.support.three_pair_market import (
     BATCHES_PER_MINUTE,
     WARM_MINUTES,
@@ -34,9 +37,17 @@ from tests.support.three_pair_market import (
 )
 from triplegain_core.config import Settings
 from triplegain_core.contracts.hot_state import HotStatePublisher
+from triplegain_core.decisions.intake import DecisionIntake
 
 PACED_SECONDS = 120.0
 BATCH_INTERVAL_S = 0.1
+
+
+@pytest.fixture
+def decisions(redis_client: redis.Redis, database_url: str) -> Iterator[DecisionIntake]:
+    """The executor's decision intake, its consumer-group feed running meanwhile."""
+    with executor_intake(redis_client, database_url) as intake:
+        yield intake
 
 
 def _stream(redis_url: str, minutes, stop: EventType) -> None:
@@ -55,9 +66,10 @@ def _stream(redis_url: str, minutes, stop: EventType) -> None:
             stop.wait(max(0.0, next_batch - time.monotonic()))
 
 
-def test_executor_paced(shared_data: Path, redis_url: str, redis_client, db: psycopg.Connection) -> None:
+def test_executor_paced(shared_data: Path, redis_url: str, redis_client, db: psycopg.Connection,
+                        decisions: DecisionIntake) -> None:
     minutes = three_pair_minutes(shared_data)
-    loop = warm_loop(minutes, redis_client, db)
+    loop = warm_loop(minutes, redis_client, db, decisions)
     interval = Settings().loop_interval_s
     # The streamer is a process of its own, as in production: its work does not share the loop's interpreter.
     context = multiprocessing.get_context("spawn")

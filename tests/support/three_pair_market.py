@@ -15,14 +15,12 @@ import redis
 
 from streamer.executor.loop import TradingLoop
 from triplegain_core.config import Settings
-from triplegain_core.contracts.decision_streams import DecisionStream
 from triplegain_core.contracts.hot_state import HotStatePublisher, HotStateReader
 from triplegain_core.decisions.intake import DecisionIntake
 from triplegain_core.model.market import US_PER_MINUTE, Candle, Side, Trade, datetime_to_us
 from triplegain_core.model.quotes import BookSnapshot, LastPrice
 from triplegain_core.storage.checkpoints import CheckpointStore
 from triplegain_core.storage.control_store import ControlStore, ControlWatch
-from triplegain_core.storage.decision_events import DecisionEventStore
 from triplegain_core.storage.trading_store import TradingStore
 
 PAIRS = {"BTC/USDT": 50_000.0, "XRP/USDT": 1.0, "XRP/BTC": 2e-5}
@@ -65,15 +63,15 @@ def publish_batch(publisher: HotStatePublisher, minute: list[Candle], batch: int
 
 
 def warm_loop(minutes: list[list[Candle]], client: redis.Redis, db: psycopg.Connection,
-              control_watch: ControlWatch | None = None) -> TradingLoop:
-    """The loop as `triplegain execute` builds it (reading the decision stream, checkpointing
-    each cycle, reading control commands when ``control_watch`` sees one), its history filled
-    with the first ``WARM_MINUTES`` minutes and its cycle statistics cleared."""
+              decisions: DecisionIntake, control_watch: ControlWatch | None = None) -> TradingLoop:
+    """The loop as `triplegain execute` builds it (with its decision intake: see
+    :func:`tests.support.decisions.executor_intake`; checkpointing each cycle, reading control
+    commands when ``control_watch`` sees one), its history filled with the first
+    ``WARM_MINUTES`` minutes and its cycle statistics cleared."""
     publisher = HotStatePublisher(client)
-    intake = DecisionIntake(DecisionStream(client), DecisionEventStore(db), start_id="0")
     trail = TradingStore(db)
     settings = Settings()
-    loop = TradingLoop(settings, HotStateReader(client), trail, start_stream_id="0", decisions=intake,
+    loop = TradingLoop(settings, HotStateReader(client), trail, start_stream_id="0", decisions=decisions,
                        checkpoints=CheckpointStore(db, settings.account, trail.transactions),
                        controls=ControlStore(db) if control_watch is not None else None, control_watch=control_watch)
     for start in range(0, WARM_MINUTES, 100):

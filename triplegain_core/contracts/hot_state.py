@@ -32,7 +32,7 @@ from triplegain_core.model.quotes import BookSnapshot, LastPrice, Ticker
 log = logging.getLogger(__name__)
 
 CONTRACT_VERSION = 1
-CONTRACT_REVISION = "1.3"
+CONTRACT_REVISION = "1.4"
 PREFIX = f"tg:v{CONTRACT_VERSION}:"
 
 PRICE_TTL_S = 60
@@ -45,6 +45,8 @@ HEARTBEAT_TTL_S = 15
 CLOSED_CANDLES_MAXLEN = 100_000  # approximate (XADD MAXLEN ~)
 # The deliberation <-> executor streams (triplegain_core.contracts.decision_streams), approximate too.
 DECISIONS_MAXLEN = 10_000
+# A published decision's marker lives until its entry is settled; this bounds a never-read one.
+DECISION_MARKER_TTL_S = 7 * 86_400
 # Public trades, one entry per streamer batch, for the strategies that read the tape.
 TRADE_BATCHES_MAXLEN = 1000
 STRONG_SIGNALS_MAXLEN = 10_000
@@ -70,6 +72,7 @@ CONTRACT: tuple[KeySpec, ...] = (
     KeySpec("streamer:heartbeat", "string", HEARTBEAT_TTL_S, None),
     KeySpec("stream:trades", "stream", None, TRADE_BATCHES_MAXLEN),
     KeySpec("stream:decisions", "stream", None, DECISIONS_MAXLEN),
+    KeySpec("decision:published:{decision_id}", "string", DECISION_MARKER_TTL_S, None),
     KeySpec("stream:signals:strong", "stream", None, STRONG_SIGNALS_MAXLEN),
 )
 

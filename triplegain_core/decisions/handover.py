@@ -2,11 +2,14 @@
 
 Each decision is stored, its lifecycle started (rejected when not tradeable, pending when a
 person must approve, else approved) and the approved ones published on the Redis decision
-stream, in that order: what the executor can read is already in the database.
+stream, in that order: what the executor can read is already in the database. An approved
+decision whose publication was lost is published again by the executor's sweeper
+(:func:`republish_approved`).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
@@ -15,6 +18,8 @@ from triplegain_core.decisions.lifecycle import DecisionState, Transition
 from triplegain_core.decisions.published import DeliberatedDecision, PublishedDecision
 from triplegain_core.model.market import us_to_datetime
 from triplegain_core.reporting.reports import markdown_table
+
+log = logging.getLogger(__name__)
 
 
 class HandoverLedger(Protocol):
@@ -67,3 +72,30 @@ def decisions_table(records: Sequence[DeliberatedDecision], states: dict[str, De
              f"{r.decision.decision.confidence:.2f}", states[r.decision.decision_id].value, r.refusal or ""]
             for r in records]
     return markdown_table(["symbol", "account", "action", "confidence", "state", "refused because"], rows)
+
+
+class ApprovedLedger(Protocol):
+    """Where the approved decisions are found
+    (:class:`triplegain_core.storage.decision_ledger.DecisionLedger`)."""
+
+    def approved(self) -> list[PublishedDecision]:
+        """The decisions whose lifecycle is approved, not yet taken by an executor."""
+
+
+class MissingPublisher(Protocol):
+    """A publisher that appends a decision only when no entry of it waits on the stream
+    (:class:`triplegain_core.contracts.decision_streams.DecisionStream`)."""
+
+    def publish_missing(self, item: PublishedDecision, /) -> bool:
+        """Append ``item`` unless it waits on the stream already; whether it was appended."""
+
+
+def republish_approved(ledger: ApprovedLedger, publisher: MissingPublisher) -> list[str]:
+    """Publish every approved decision that no entry on the stream carries (its publication was
+    lost: a crash after the approval, Redis away, an acknowledgement ahead of the record);
+    returns their ids. Publication is idempotent, so the sweep may run at any time."""
+    published = [d.decision_id for d in ledger.approved() if publisher.publish_missing(d)]
+    if published:
+        log.warning("re-published %d approved decisions missing from the stream: %s", len(published),
+                    ", ".join(published))
+    return published

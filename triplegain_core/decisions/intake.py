@@ -7,9 +7,17 @@ Every other one goes to the RiskAgent of its own account; what became of it is w
 EXECUTED then OPEN (an entry) or CLOSED (a close), else FAILED with the risk check's reasons.
 Positions opened for a decision are watched, so their decision is CLOSED when they close.
 
-With a lifecycle store, a decision whose stored state is past APPROVED was already handled (by
-this process before a restart, say) and is skipped: reading the stream from its start never
-trades a decision twice.
+With a lifecycle store (the executor always has one), only a decision whose stored lifecycle is
+APPROVED and whose stored copy is the one delivered is traded; an entry without a stored
+lifecycle, not approved, or differing from what the deliberation stored is refused and logged
+(writing to Redis is not enough to trade an ``llm:*`` account). A decision whose state is past
+APPROVED was already handled and is skipped. One that is still APPROVED but for which its
+account already has an order was traded before its outcome could be written (a crash between
+the fill and the record): its outcome is written from that order, and it is not traded again.
+
+Each decision is settled with its source (acknowledged, on a consumer group) only once what it
+led to is recorded, so a crash before that delivers it again, and the checks above make the
+second delivery harmless.
 """
 
 from __future__ import annotations
@@ -24,16 +32,25 @@ from triplegain_core.decisions.lifecycle import DecisionState, IllegalTransition
 from triplegain_core.decisions.published import MIN_DECISION_CONFIDENCE, PublishedDecision
 from triplegain_core.llm.trading_decision import Action
 from triplegain_core.model.market import us_to_datetime
+from triplegain_core.model.orders import OrderState
 from triplegain_core.risk.rules import RiskCheck
 
 log = logging.getLogger(__name__)
 EXECUTOR_ACTOR = "executor"
+# States a decision published only after approval can never be in on the stream.
+_BEFORE_APPROVAL = frozenset({DecisionState.GENERATED, DecisionState.PENDING})
 
 
 class DecisionSource(Protocol):
     """Where published decisions are read from (the decision stream of the hot-state contract)."""
 
     rejected: int  # malformed entries skipped so far
+
+    @property
+    def follows_hot_state(self) -> bool:
+        """Whether its entries are read by the hot state's poll (XREAD after :attr:`DecisionIntake.last_id`)
+        and handed to :meth:`parse`; False when it delivers decisions itself (a consumer group)."""
+        ...
 
     def after(self, last_id: str) -> tuple[str, list[PublishedDecision]]:
         """The decisions published after ``last_id`` and the id read up to."""
@@ -44,9 +61,14 @@ class DecisionSource(Protocol):
         """The decisions of raw stream ``entries`` read elsewhere, and the id read up to."""
         ...
 
+    def settled(self, decision: PublishedDecision) -> None:
+        """What ``decision`` led to is recorded: its delivery is done (acknowledged)."""
+        ...
+
 
 class LifecycleStore(Protocol):
-    """Where each decision's lifecycle is kept (``decision_events``)."""
+    """Where each decision, its lifecycle and its orders are kept
+    (:class:`triplegain_core.storage.decision_ledger.DecisionLedger`)."""
 
     def state(self, decision_id: str) -> DecisionState | None:
         """The current state of ``decision_id`` (None: unknown)."""
@@ -54,6 +76,14 @@ class LifecycleStore(Protocol):
 
     def move(self, decision_id: str, target: DecisionState, at: datetime, reason: str, by: str = ...) -> object:
         """Append one transition, checked against the stored state."""
+        ...
+
+    def decision(self, decision_id: str) -> PublishedDecision | None:
+        """The decision as the deliberation stored it, if any."""
+        ...
+
+    def decision_orders(self, account: str, decision_id: str) -> list[OrderState]:
+        """The states of the orders ``account`` placed for ``decision_id`` (none: not traded)."""
         ...
 
 
@@ -67,6 +97,8 @@ class IntakeStats:
     risk_rejected: int = 0
     executed: int = 0
     malformed: int = 0
+    untrusted: int = 0  # no stored lifecycle, not approved, or not the stored decision
+    recovered: int = 0  # traded before a crash; outcome written from its order
     refusals: dict[str, int] = field(default_factory=dict)
 
 
@@ -87,6 +119,12 @@ class DecisionIntake:
         """The decision stream id read up to."""
         return self._last_id
 
+    @property
+    def follows_hot_state(self) -> bool:
+        """Whether the hot state's poll reads the decisions for this intake (after :attr:`last_id`);
+        False when its source delivers them (the executor's consumer group)."""
+        return self._stream.follows_hot_state
+
     def poll(self, now_us: int, entries: Sequence[tuple[bytes, Mapping[bytes, bytes]]] | None = None,
              *, clock_us: int | None = None) -> list[PublishedDecision]:
         """The decisions to risk-check now, oldest first; refused ones are recorded and dropped.
@@ -106,8 +144,9 @@ class DecisionIntake:
         fresh = []
         for decision in decisions:
             self.stats.received += 1
-            if self._handled(decision):
-                self.stats.skipped += 1
+            at = us_to_datetime(max(now_us, decision.market_time_us))
+            if not self._admitted(decision, at):
+                self._stream.settled(decision)
                 continue
             refusal = decision.refusal(now_us, self._min_confidence)
             if refusal is None:
@@ -117,15 +156,55 @@ class DecisionIntake:
             self.stats.refusals[refusal.value] = self.stats.refusals.get(refusal.value, 0) + 1
             log.warning("decision %s for %s refused before risk: %s", decision.decision_id, decision.account,
                         refusal.value)
-            self._move(decision.decision_id, DecisionState.FAILED, us_to_datetime(max(now_us, decision.market_time_us)),
-                       f"refused by the executor: {refusal.value}")
+            self._move(decision.decision_id, DecisionState.FAILED, at, f"refused by the executor: {refusal.value}")
+            self._stream.settled(decision)
         return fresh
 
-    def _handled(self, decision: PublishedDecision) -> bool:
-        if self._events is None:
+    def _admitted(self, decision: PublishedDecision, at: datetime) -> bool:
+        """Whether ``decision`` may be judged and traded: stored, approved, the stored copy, and
+        not traded yet. Every other one is skipped, refused or recovered here."""
+        events = self._events
+        if events is None:
+            return True
+        decision_id = decision.decision_id
+        state = events.state(decision_id)
+        if state is not None and state not in _BEFORE_APPROVAL and state is not DecisionState.APPROVED:
+            self.stats.skipped += 1  # handled already (before a restart, or a second delivery)
             return False
-        state = self._events.state(decision.decision_id)
-        return state is not None and state not in (DecisionState.PENDING, DecisionState.APPROVED)
+        if state is not DecisionState.APPROVED:
+            return self._untrusted(decision, f"its stored lifecycle is {state.value if state else 'missing'}")
+        stored = events.decision(decision_id)
+        if stored is None:
+            return self._untrusted(decision, "no stored decision")
+        if stored != decision:
+            return self._untrusted(decision, "it differs from the stored decision")
+        orders = events.decision_orders(decision.account, decision_id)
+        if orders:
+            self._recover(decision, orders, at)
+            return False
+        return True
+
+    def _untrusted(self, decision: PublishedDecision, why: str) -> bool:
+        # Its lifecycle is left alone: the genuine decision (if any) may still arrive and trade.
+        self.stats.untrusted += 1
+        log.error("decision %s for %s refused, never traded: %s", decision.decision_id, decision.account, why)
+        return False
+
+    def _recover(self, decision: PublishedDecision, orders: Collection[OrderState], at: datetime) -> None:
+        """Write the outcome of a decision traded before its outcome was recorded."""
+        self.stats.recovered += 1
+        log.warning("decision %s was traded before a crash (orders %s): its outcome is written, not traded again",
+                    decision.decision_id, ", ".join(state.value for state in orders))
+        if not any(state in (OrderState.FILLED, OrderState.PARTIALLY_FILLED) for state in orders):
+            self._move(decision.decision_id, DecisionState.FAILED, at, "approved but not filled (before a restart)")
+            return
+        self.stats.executed += 1
+        self._move(decision.decision_id, DecisionState.EXECUTED, at, "filled before a restart")
+        if decision.decision.action is Action.CLOSE:
+            self._move(decision.decision_id, DecisionState.CLOSED, at, "position closed")
+        else:
+            self._move(decision.decision_id, DecisionState.OPEN, at, f"position {decision.account}:"
+                       f"{decision.decision_id} opened")
 
     def refuse(self, decision: PublishedDecision, reason: str, at: datetime) -> None:
         """Refuse a decision the executor cannot route (it names no LLM account): FAILED, logged."""
@@ -133,14 +212,21 @@ class DecisionIntake:
         self.stats.refusals[reason] = self.stats.refusals.get(reason, 0) + 1
         log.error("decision %s refused: %s", decision.decision_id, reason)
         self._move(decision.decision_id, DecisionState.FAILED, at, f"refused by the executor: {reason}")
+        self._stream.settled(decision)
 
     def record_outcome(self, decision: PublishedDecision, check: RiskCheck, position_id: str,
                        open_positions: Collection[str], at: datetime) -> DecisionState:
         """Write what the RiskAgent and the executor made of ``decision``; returns its new state.
 
         ``position_id`` is the position an entry opens; ``open_positions`` the account's open
-        position ids after the attempt.
+        position ids after the attempt. The decision is settled with its source once written.
         """
+        state = self._write_outcome(decision, check, position_id, open_positions, at)
+        self._stream.settled(decision)
+        return state
+
+    def _write_outcome(self, decision: PublishedDecision, check: RiskCheck, position_id: str,
+                       open_positions: Collection[str], at: datetime) -> DecisionState:
         if not check.approved:
             self.stats.risk_rejected += 1
             reasons = ", ".join(reason.value for reason in check.reasons)
@@ -175,6 +261,5 @@ class DecisionIntake:
         try:
             self._events.move(decision_id, target, at, reason, by=EXECUTOR_ACTOR)
         except (KeyError, IllegalTransitionError) as exc:
-            # A decision published without a stored lifecycle (or moved elsewhere) is still
-            # traded by the rules above; its trail is what cannot be written, and that is logged.
+            # Moved elsewhere meanwhile (only an approved, stored decision gets this far).
             log.error("lifecycle of %s not updated to %s: %s", decision_id, target.value, exc)

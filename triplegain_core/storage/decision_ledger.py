@@ -9,9 +9,10 @@ from datetime import datetime
 
 import psycopg
 
-from triplegain_core.decisions.lifecycle import DecisionState, Transition
+from triplegain_core.decisions.lifecycle import SYSTEM_ACTOR, DecisionState, Transition
 from triplegain_core.decisions.published import DeliberatedDecision, PublishedDecision
 from triplegain_core.model.market import US_PER_MINUTE, datetime_to_us
+from triplegain_core.model.orders import OrderState
 from triplegain_core.storage.decision_events import DecisionEventStore
 from triplegain_core.storage.decision_store import DecisionStore
 
@@ -42,12 +43,32 @@ class DecisionLedger:
         """The current lifecycle state of ``decision_id`` (None: no lifecycle)."""
         return self._events.state(decision_id)
 
+    def history(self, decision_id: str) -> tuple[Transition, ...]:
+        """Every lifecycle transition of ``decision_id``, in order (empty: no lifecycle)."""
+        return self._events.history(decision_id)
+
     def pending(self) -> list[PublishedDecision]:
         """The decisions whose lifecycle is pending, in market-time order."""
         pending = self._events.in_state(DecisionState.PENDING)
         return [r.decision for r in self._decisions.decisions(ids=pending)] if pending else []
 
-    def move(self, decision_id: str, target: DecisionState, at: datetime, reason: str, by: str) -> Transition:
+    def approved(self) -> list[PublishedDecision]:
+        """The decisions whose lifecycle is approved (not yet taken by an executor), in market-time order."""
+        approved = self._events.in_state(DecisionState.APPROVED)
+        return [r.decision for r in self._decisions.decisions(ids=approved)] if approved else []
+
+    def decision_orders(self, account: str, decision_id: str) -> list[OrderState]:
+        """The states of the orders ``account`` placed for ``decision_id``: its entry, or the exit it
+        asked for, each named after the risk check of the decision's intent (``<account>:<id>:...-check``)."""
+        checks = [f"{account}:{decision_id}:entry-check", f"{account}:{decision_id}:close-check"]
+        rows = self._conn.execute(
+            "SELECT state FROM orders WHERE account = %s AND check_id = ANY(%s) ORDER BY order_id",
+            (account, checks),
+        ).fetchall()
+        return [OrderState(state) for (state,) in rows]
+
+    def move(self, decision_id: str, target: DecisionState, at: datetime, reason: str,
+             by: str = SYSTEM_ACTOR) -> Transition:
         """Append one checked lifecycle transition."""
         return self._events.move(decision_id, target, at, reason, by=by)
 

@@ -1,5 +1,5 @@
 """The decision and strong-signal streams on a real Redis: round trips, expiry, refusals,
-malformed entries skipped and counted."""
+malformed entries skipped and counted, publication once per decision, the consumer group."""
 
 from __future__ import annotations
 
@@ -12,10 +12,14 @@ from pydantic import ValidationError
 
 from triplegain_core.contracts.decision_streams import (
     DECISIONS_STREAM,
+    EXECUTOR_GROUP,
     STRONG_SIGNALS_STREAM,
+    DecisionConsumer,
     DecisionStream,
     StrongSignalStream,
+    decision_marker_key,
 )
+from triplegain_core.decisions.handover import republish_approved
 from triplegain_core.decisions.published import DecisionRefusal, PublishedDecision, StrongSignal
 from triplegain_core.llm.trading_decision import Action, TradingDecision
 from triplegain_core.model.market import US_PER_SECOND, datetime_to_us
@@ -105,3 +109,73 @@ def test_strong_signals_round_trip_and_bad_ones_are_skipped(redis_client: redis.
     with pytest.raises(ValidationError):
         StrongSignal(signal_id="s", strategy="x", symbol="BTC/USDT", direction=Direction.LONG,
                      strength=1.5, ts_us=T0)
+
+
+class _Approved:
+    """The approved decisions of a ledger (the sweeper's view of PostgreSQL)."""
+
+    def __init__(self, *decisions: PublishedDecision) -> None:
+        self.decisions = list(decisions)
+
+    def approved(self) -> list[PublishedDecision]:
+        return self.decisions
+
+
+def _xpending(client: redis.Redis) -> int:
+    return int(client.xpending(DECISIONS_STREAM, EXECUTOR_GROUP)["pending"])
+
+
+def test_a_decision_is_published_once_while_it_waits_and_again_once_settled(redis_client: redis.Redis) -> None:
+    stream = DecisionStream(redis_client)
+    decision = PublishedDecision.make("d-1", "llm:claude", "claude", _decision(), T0)
+    consumer = DecisionConsumer(redis_client, "paper")
+    consumer.join()
+    first = stream.publish(decision)
+    assert stream.publish(decision) == first and not stream.publish_missing(decision)
+    assert redis_client.xlen(DECISIONS_STREAM) == 1
+    assert redis_client.get(decision_marker_key("d-1")) == first.encode()
+    (delivery,) = consumer.read(block_ms=100)
+    assert delivery.entry_id == first and delivery.decision == decision
+    assert consumer.read(block_ms=10) == [] and _xpending(redis_client) == 1
+    # Acknowledged while the lifecycle still says approved (its record was lost): the sweeper
+    # publishes it again, once.
+    consumer.settle(delivery)
+    assert _xpending(redis_client) == 0 and not redis_client.exists(decision_marker_key("d-1"))
+    ledger = _Approved(decision)
+    assert republish_approved(ledger, stream) == ["d-1"]
+    assert republish_approved(ledger, stream) == []
+    assert redis_client.xlen(DECISIONS_STREAM) == 2
+    assert [d.decision.decision_id for d in consumer.read(block_ms=100)] == ["d-1"]
+
+
+def test_a_consumer_gets_back_what_it_left_unsettled_and_others_claim_it_when_stale(
+    redis_client: redis.Redis,
+) -> None:
+    stream = DecisionStream(redis_client)
+    for i in range(3):
+        stream.publish(PublishedDecision.make(f"d-{i}", "llm:claude", "claude", _decision(), T0 + i))
+    first = DecisionConsumer(redis_client, "paper")
+    first.join()
+    delivered = first.read(block_ms=100)
+    assert [d.decision.decision_id for d in delivered] == ["d-0", "d-1", "d-2"]
+    first.settle(delivered[0])
+    # Restarted under the same name: its unsettled entries come first, then the new ones.
+    restarted = DecisionConsumer(redis_client, "paper")
+    assert [d.decision.decision_id for d in restarted.read(block_ms=100)] == ["d-1", "d-2"]
+    assert restarted.read(block_ms=10) == []
+    other = DecisionConsumer(redis_client, "paper:other")
+    assert other.claim(min_idle_ms=60_000) == []  # not stale yet
+    assert [d.decision.decision_id for d in other.claim(min_idle_ms=0)] == ["d-1", "d-2"]
+    consumers = {c["name"].decode(): c["pending"] for c in redis_client.xinfo_consumers(DECISIONS_STREAM,
+                                                                                         EXECUTOR_GROUP)}
+    assert consumers == {"paper": 0, "paper:other": 2}
+
+
+def test_the_group_acknowledges_malformed_entries_at_once(redis_client: redis.Redis) -> None:
+    consumer = DecisionConsumer(redis_client, "paper")
+    consumer.join()
+    consumer.join()  # joining again is harmless
+    redis_client.xadd(DECISIONS_STREAM, {"d": "{not json"})
+    DecisionStream(redis_client).publish(PublishedDecision.make("ok", "llm:claude", "claude", _decision(), T0))
+    assert [d.decision.decision_id for d in consumer.read(block_ms=100)] == ["ok"]
+    assert consumer.rejected == 1 and _xpending(redis_client) == 1

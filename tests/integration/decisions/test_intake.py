@@ -1,5 +1,6 @@
-"""The executor's intake of decisions on real Redis and PostgreSQL: refusals before risk, and
-each decision's lifecycle written back from the risk check and the position."""
+"""The executor's intake of decisions on real Redis and PostgreSQL: refusals before risk, entries
+the deliberation never stored refused, and each decision's lifecycle written back from the risk
+check and the position."""
 
 from __future__ import annotations
 
@@ -8,14 +9,15 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import redis
 
-from triplegain_core.contracts.decision_streams import DecisionStream
+from tests.support.decisions import store_approved
+from triplegain_core.contracts.decision_streams import DECISIONS_STREAM, DecisionStream
 from triplegain_core.decisions.intake import DecisionIntake
 from triplegain_core.decisions.lifecycle import DecisionState
 from triplegain_core.decisions.published import PublishedDecision
 from triplegain_core.llm.trading_decision import Action, TradingDecision
 from triplegain_core.model.market import US_PER_MINUTE, datetime_to_us
 from triplegain_core.risk.rules import RiskCheck, RiskReason
-from triplegain_core.storage.decision_events import DecisionEventStore
+from triplegain_core.storage.decision_ledger import DecisionLedger
 
 MADE = datetime(2026, 9, 1, 9, tzinfo=UTC)
 T0 = datetime_to_us(MADE)
@@ -38,16 +40,16 @@ def _check(approved: bool) -> RiskCheck:
                      equity_usdt=1000.0, risk_usdt=0.05 if approved else 0.0)
 
 
-def _start(events: DecisionEventStore, *ids: str) -> None:
-    for decision_id in ids:
-        events.start(decision_id, MADE, "claude", [(DecisionState.PENDING, "p"), (DecisionState.APPROVED, "a")])
+def _start(events: DecisionLedger, *ids: str, action: Action = Action.LONG) -> None:
+    store_approved(events, *(_decision(decision_id, action) for decision_id in ids))
 
 
 def test_refusals_happen_before_risk_and_are_written_to_the_lifecycle(
     db: psycopg.Connection, redis_client: redis.Redis,
 ) -> None:
-    events = DecisionEventStore(db)
-    _start(events, "fresh", "stale", "weak")
+    events = DecisionLedger(db)
+    _start(events, "fresh")
+    store_approved(events, _decision("stale", ttl_s=60), _decision("weak", confidence=0.3))
     stream = DecisionStream(redis_client)
     stream.publish(_decision("fresh"))
     stream.publish(_decision("stale", ttl_s=60))
@@ -69,7 +71,7 @@ def test_refusals_happen_before_risk_and_are_written_to_the_lifecycle(
 def test_an_entry_opens_then_closes_and_a_rejected_one_fails(
     db: psycopg.Connection, redis_client: redis.Redis,
 ) -> None:
-    events = DecisionEventStore(db)
+    events = DecisionLedger(db)
     _start(events, "entry", "blocked", "unfilled")
     intake = DecisionIntake(DecisionStream(redis_client), events)
     pid = "llm:claude:entry"
@@ -89,12 +91,43 @@ def test_an_entry_opens_then_closes_and_a_rejected_one_fails(
 def test_a_close_decision_goes_straight_to_closed_and_unknown_lifecycles_are_only_logged(
     db: psycopg.Connection, redis_client: redis.Redis,
 ) -> None:
-    events = DecisionEventStore(db)
-    _start(events, "close")
+    events = DecisionLedger(db)
+    _start(events, "close", action=Action.CLOSE)
     intake = DecisionIntake(DecisionStream(redis_client), events)
     assert intake.record_outcome(_decision("close", Action.CLOSE), _check(True), "-", set(), MADE) \
         is DecisionState.CLOSED
     assert events.state("close") is DecisionState.CLOSED
-    # No stored lifecycle (published by hand): the outcome is still returned, the trail is skipped.
+    # A lifecycle gone meanwhile: the outcome is still returned, the trail is only logged.
     assert intake.record_outcome(_decision("orphan"), _check(True), "p", {"p"}, MADE) is DecisionState.OPEN
     assert events.state("orphan") is None
+
+
+def test_an_entry_the_deliberation_did_not_approve_and_store_is_refused_and_never_traded(
+    db: psycopg.Connection, redis_client: redis.Redis, caplog,
+) -> None:
+    events = DecisionLedger(db)
+    genuine = _decision("genuine")
+    store_approved(events, genuine, _decision("tampered"))
+    store_approved(events, _decision("waiting"))
+    events.move("waiting", DecisionState.FAILED, MADE, "test: handled already", by="test")
+    events.record([])  # nothing stored for "forged" and "pending"
+    events.start("pending", MADE, "claude", [(DecisionState.PENDING, "awaiting human approval")])
+    stream = DecisionStream(redis_client)
+    stream.publish(_decision("forged"))  # anyone who can write to Redis: no lifecycle at all
+    stream.publish(_decision("pending"))  # stored lifecycle, but nobody approved it
+    # The id of an approved decision with other numbers: not what the deliberation stored.
+    tampered = _decision("tampered").model_dump(mode="json")
+    tampered["decision"]["position_size_pct"] = 20.0
+    redis_client.xadd(DECISIONS_STREAM, {"d": PublishedDecision.model_validate(tampered).model_dump_json()})
+    stream.publish(_decision("waiting"))
+    stream.publish(genuine)
+    intake = DecisionIntake(stream, events, start_id="0")
+    fresh = intake.poll(T0 + US_PER_MINUTE)
+    assert [d.decision_id for d in fresh] == ["genuine"]
+    assert intake.stats.untrusted == 3 and intake.stats.skipped == 1 and intake.stats.refused == 0
+    # Their lifecycles are left as they were: the genuine decision of that id may still come.
+    assert events.state("forged") is None and events.state("pending") is DecisionState.PENDING
+    assert events.state("tampered") is DecisionState.APPROVED
+    refused = [r.getMessage() for r in caplog.records if "never traded" in r.getMessage()]
+    assert len(refused) == 3 and any("differs from the stored decision" in m for m in refused)
+    assert any("forged" in m and "missing" in m for m in refused)

@@ -13,6 +13,7 @@ import redis
 
 from streamer.executor.loop import TradingLoop
 from tests.support.candle_feed import feed_and_drain
+from tests.support.decisions import store_approved
 from tests.support.llm_standins import TEST_KEYS, LLMStandIn, Reply, standin_settings
 from triplegain_core.config import Settings, StrategySettings
 from triplegain_core.contracts.decision_streams import DecisionStream, StrongSignalStream
@@ -25,10 +26,10 @@ from triplegain_core.llm.client import LLMClient
 from triplegain_core.llm.deliberation_config import RoundConfig
 from triplegain_core.llm.gate import LLMSignalGate
 from triplegain_core.llm.trading_decision import Action, TradingDecision
-from triplegain_core.model.market import US_PER_MINUTE, Candle, Side, Trade, us_to_datetime
+from triplegain_core.model.market import US_PER_MINUTE, Candle, Side, Trade
 from triplegain_core.model.quotes import BookSnapshot, LastPrice
 from triplegain_core.portfolio.positions import PositionStatus
-from triplegain_core.storage.decision_events import DecisionEventStore
+from triplegain_core.storage.decision_ledger import DecisionLedger
 from triplegain_core.storage.gate_store import GateStore
 from triplegain_core.storage.trading_store import TradingStore
 
@@ -52,9 +53,9 @@ def _decision(decision_id: str, account: str, action: Action = Action.LONG, *, m
 
 
 @pytest.fixture
-def world(db: psycopg.Connection, redis_client: redis.Redis) -> tuple[TradingLoop, DecisionStream, DecisionEventStore]:
+def world(db: psycopg.Connection, redis_client: redis.Redis) -> tuple[TradingLoop, DecisionStream, DecisionLedger]:
     settings = Settings(symbols=("XRP/USDT",), strategies=StrategySettings(enabled=(), technical_agent=False))
-    events = DecisionEventStore(db)
+    events = DecisionLedger(db)
     stream = DecisionStream(redis_client)
     intake = DecisionIntake(stream, events, start_id="0")
     loop = TradingLoop(settings, HotStateReader(redis_client), TradingStore(db), start_stream_id="0",
@@ -64,22 +65,21 @@ def world(db: psycopg.Connection, redis_client: redis.Redis) -> tuple[TradingLoo
     return loop, stream, events
 
 
-def _approved(events: DecisionEventStore, *ids: str) -> None:
-    for decision_id in ids:
-        events.start(decision_id, us_to_datetime(T0), "m",
-                     [(DecisionState.PENDING, "p"), (DecisionState.APPROVED, "a")])
+def _publish_approved(events: DecisionLedger, stream: DecisionStream, *decisions: PublishedDecision) -> None:
+    store_approved(events, *decisions)
+    for decision in decisions:
+        stream.publish(decision)
 
 
 def test_each_decision_trades_its_own_account_within_the_risk_rules(
-    world: tuple[TradingLoop, DecisionStream, DecisionEventStore], db: psycopg.Connection,
+    world: tuple[TradingLoop, DecisionStream, DecisionLedger], db: psycopg.Connection,
     redis_client: redis.Redis,
 ) -> None:
     loop, stream, events = world
-    _approved(events, "d-claude", "d-gpt", "d-base")
     # A model asking for the 20% maximum at 3x: untested, so the RiskAgent grants no leverage.
-    stream.publish(_decision("d-claude", "llm:claude", size_pct=20.0, leverage=3.0))
-    stream.publish(_decision("d-gpt", "llm:gpt"))
-    stream.publish(_decision("d-base", "paper"))  # a model cannot trade the rules' account
+    _publish_approved(events, stream, _decision("d-claude", "llm:claude", size_pct=20.0, leverage=3.0),
+                      _decision("d-gpt", "llm:gpt"),
+                      _decision("d-base", "paper"))  # a model cannot trade the rules' account
     loop.cycle()
 
     names = [a.name for a in loop.kernel.accounts]
@@ -103,12 +103,11 @@ def test_each_decision_trades_its_own_account_within_the_risk_rules(
 
 
 def test_an_expired_or_weak_decision_never_reaches_an_account(
-    world: tuple[TradingLoop, DecisionStream, DecisionEventStore], db: psycopg.Connection,
+    world: tuple[TradingLoop, DecisionStream, DecisionLedger], db: psycopg.Connection,
 ) -> None:
     loop, stream, events = world
-    _approved(events, "old", "hold")
-    stream.publish(_decision("old", "llm:claude", minute=0, ttl_s=60))  # deliberated 11 minutes ago
-    stream.publish(_decision("hold", "llm:gpt", Action.HOLD))
+    _publish_approved(events, stream, _decision("old", "llm:claude", minute=0, ttl_s=60),  # 11 minutes ago
+                      _decision("hold", "llm:gpt", Action.HOLD))
     loop.cycle()
     assert [a.name for a in loop.kernel.accounts] == ["paper"]
     assert db.execute("SELECT count(*) FROM orders").fetchone()[0] == 0
@@ -116,13 +115,12 @@ def test_an_expired_or_weak_decision_never_reaches_an_account(
 
 
 def test_a_close_decision_closes_the_models_position(
-    world: tuple[TradingLoop, DecisionStream, DecisionEventStore], db: psycopg.Connection,
+    world: tuple[TradingLoop, DecisionStream, DecisionLedger], db: psycopg.Connection,
 ) -> None:
     loop, stream, events = world
-    _approved(events, "open", "shut")
-    stream.publish(_decision("open", "llm:claude"))
+    _publish_approved(events, stream, _decision("open", "llm:claude"))
     loop.cycle()
-    stream.publish(_decision("shut", "llm:claude", Action.CLOSE))
+    _publish_approved(events, stream, _decision("shut", "llm:claude", Action.CLOSE))
     loop.cycle()
     (position,) = TradingStore(db).positions("llm:claude")
     assert position.status is PositionStatus.CLOSED

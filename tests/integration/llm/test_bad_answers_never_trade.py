@@ -26,7 +26,6 @@ from triplegain_core.decisions.handover import hand_over
 from triplegain_core.decisions.intake import DecisionIntake
 from triplegain_core.llm.deliberation_round import deliberate
 from triplegain_core.model.market import US_PER_MINUTE, Candle
-from triplegain_core.storage.decision_events import DecisionEventStore
 from triplegain_core.storage.decision_ledger import DecisionLedger
 from triplegain_core.storage.llm_store import recorded_client
 from triplegain_core.storage.market_context import market_contexts
@@ -74,7 +73,7 @@ def test_only_the_good_models_account_ever_trades(
         monkeypatch.setenv(name, value)
     settings = Settings(symbols=(SYMBOL,), llm=standin_settings(standin.url, backoff_s=0.001, backoff_max_s=0.002),
                         strategies=StrategySettings(enabled=(), technical_agent=False))
-    intake = DecisionIntake(DecisionStream(redis_client), DecisionEventStore(db), start_id="0")
+    intake = DecisionIntake(DecisionStream(redis_client), DecisionLedger(db), start_id="0")
     loop = TradingLoop(settings, HotStateReader(redis_client), TradingStore(db), start_stream_id="0",
                        decisions=intake)
     publisher, market = HotStatePublisher(redis_client), MarketStore(db)
