@@ -35,10 +35,13 @@ from triplegain_core.storage.trading_store import TradingStore
 REPO_ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_780_000_000 * 1_000_000 // US_PER_MINUTE * US_PER_MINUTE
 PRICE = 0.5
+# A replayed market: its age is judged on its own clock, not the wall clock (see [guards]).
 CONFIG = """symbols = ["XRP/USDT"]
 [strategies]
 enabled = []
 technical_agent = false
+[guards]
+clock = "market"
 """
 LEASE_REFUSED = 2  # UserMistake's exit code: a second executor of the account set
 KILLED = 137  # the exit code of this driver's crash
@@ -48,7 +51,9 @@ KILLED = 137  # the exit code of this driver's crash
 class Outcome:
     """What the executors did over a run."""
 
-    fills: Counter[str] = field(default_factory=Counter)  # decision id -> entry fills stored
+    fills: Counter[str] = field(default_factory=Counter)  # decision id -> entry fills committed
+    # decision id -> entry fills made by a process, committed or lost with it when it was killed
+    attempts: Counter[str] = field(default_factory=Counter)
     kills: int = 0
     lease_refusals: int = 0
     refusal_lines: list[str] = field(default_factory=list)
@@ -138,8 +143,15 @@ def run(workdir: Path, database_url: str, redis_url: str, ids: list[str], kills:
                     outcome.failures.append(f"exit {process.returncode}: {stderr.strip()[-2000:]}")
             if last:
                 break
-    for line in fill_log.read_text().splitlines():
-        outcome.fills[line.split()[1]] += 1
+        for line in fill_log.read_text().splitlines():
+            outcome.attempts[line.split()[1]] += 1
+        # A cycle's trail commits as one transaction: a fill whose process was killed before the
+        # commit (with its decision's record) is not in PostgreSQL, and the decision is traded by
+        # the next executor. What was traded is what was committed.
+        for (order_id,) in conn.execute("SELECT order_id FROM fills WHERE account LIKE 'llm:%%'"
+                                        " AND order_id LIKE '%%:entry'").fetchall():
+            account = order_id.split(":")[0] + ":" + order_id.split(":")[1]
+            outcome.fills[order_id.removeprefix(f"{account}:").removesuffix(":entry")] += 1
     return outcome
 
 

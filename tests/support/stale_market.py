@@ -21,18 +21,18 @@ import psycopg
 import redis
 
 from streamer.executor.loop import TradingLoop
+from tests.support.decisions import store_approved
 from triplegain_core.config import Settings, StrategySettings
 from triplegain_core.contracts.decision_streams import DecisionStream
 from triplegain_core.contracts.hot_state import HotStatePublisher, HotStateReader
 from triplegain_core.decisions.intake import DecisionIntake
-from triplegain_core.decisions.lifecycle import DecisionState
 from triplegain_core.decisions.published import PublishedDecision
 from triplegain_core.llm.trading_decision import Action, TradingDecision
-from triplegain_core.model.market import US_PER_MINUTE, US_PER_SECOND, Candle, us_to_datetime
+from triplegain_core.model.market import US_PER_MINUTE, US_PER_SECOND, Candle
 from triplegain_core.model.quotes import LastPrice
 from triplegain_core.risk.guards import GuardSettings, WallClock
 from triplegain_core.risk.rules import RiskLimits
-from triplegain_core.storage.decision_events import DecisionEventStore
+from triplegain_core.storage.decision_ledger import DecisionLedger
 from triplegain_core.storage.trading_store import TradingStore
 
 SYMBOL = "XRP/USDT"
@@ -100,7 +100,7 @@ def stale_market_loop(db: psycopg.Connection, client: redis.Redis, clock: StepCl
     settings = Settings(symbols=(SYMBOL,), strategies=StrategySettings(enabled=(), technical_agent=False),
                         risk=RiskLimits(consecutive_losses=1_000_000),
                         guards=guards or GuardSettings(stale_market_s=STALE_LIMIT_S))
-    intake = DecisionIntake(DecisionStream(client), DecisionEventStore(db), start_id="0")
+    intake = DecisionIntake(DecisionStream(client), DecisionLedger(db), start_id="0")
     loop = TradingLoop(settings, HotStateReader(client), TradingStore(db), start_stream_id="0", decisions=intake,
                        clock=WallClock(clock))
     publish(client, clock, [candle(m) for m in range(WARM_MINUTES)])
@@ -118,10 +118,10 @@ def publish(client: redis.Redis, clock: StepClock, closed: Sequence[Candle] = ()
     HotStatePublisher(client).publish(prices, [], list(closed), beat)
 
 
-def approve(db: psycopg.Connection, decision_id: str) -> None:
-    """Store the lifecycle deliberation gives a decision before it is published."""
-    DecisionEventStore(db).start(decision_id, us_to_datetime(T0), "bench",
-                                 [(DecisionState.PENDING, "p"), (DecisionState.APPROVED, "a")])
+def approve(db: psycopg.Connection, made: PublishedDecision) -> PublishedDecision:
+    """Store ``made`` and its lifecycle as deliberation does before publishing it; returns it."""
+    store_approved(DecisionLedger(db), made)
+    return made
 
 
 def run_stale_market(loop: TradingLoop, db: psycopg.Connection, client: redis.Redis, clock: StepClock,
@@ -149,8 +149,7 @@ def run_stale_market(loop: TradingLoop, db: psycopg.Connection, client: redis.Re
                 run.decisions += 1
                 action = Action.LONG if run.decisions % 2 else Action.CLOSE
                 decision_id = f"bench-{run.decisions}"
-                approve(db, decision_id)
-                stream.publish(decision(decision_id, action, newest_market_us))
+                stream.publish(approve(db, decision(decision_id, action, newest_market_us)))
             before = _orders(db)
             loop.cycle()
             placed = _orders(db) - before

@@ -73,8 +73,7 @@ def test_a_stopped_streamer_blocks_entries_and_holds_decisions_until_fresh_data_
 
     # A decision arriving meanwhile is held: no order, its lifecycle still APPROVED.
     orders = _orders(db)
-    approve(db, "held")
-    stream.publish(decision("held", Action.LONG, START_US))
+    stream.publish(approve(db, decision("held", Action.LONG, START_US)))
     for _ in range(5):
         clock.advance(1)
         loop.cycle()
@@ -131,8 +130,7 @@ def test_decisions_expire_on_the_wall_clock_as_well_as_on_market_time(
     clock = StepClock(START_US)
     # A guard far more patient than the decision: only the wall-clock expiry can refuse it.
     loop = stale_market_loop(db, redis_client, clock, GuardSettings(stale_market_s=3600))
-    approve(db, "slow")
-    DecisionStream(redis_client).publish(decision("slow", Action.LONG, START_US, ttl_s=60))
+    DecisionStream(redis_client).publish(approve(db, decision("slow", Action.LONG, START_US, ttl_s=60)))
     clock.advance(61)
     loop.cycle()
     assert loop.kernel.entry_blocks.reasons == ()
@@ -148,8 +146,7 @@ def test_repeated_failures_put_every_account_in_reduce_only_until_a_quiet_period
     guards = GuardSettings(failure_limit=3, failure_window_s=30, failure_quiet_s=60)
     loop = stale_market_loop(db, redis_client, clock, guards)
     kernel, stream, events = loop.kernel, DecisionStream(redis_client), DecisionEventStore(db)
-    approve(db, "open")
-    stream.publish(decision("open", Action.LONG, START_US))
+    stream.publish(approve(db, decision("open", Action.LONG, START_US)))
     loop.cycle()
     assert events.state("open") is DecisionState.OPEN
 
@@ -161,10 +158,8 @@ def test_repeated_failures_put_every_account_in_reduce_only_until_a_quiet_period
     assert kernel.entry_blocks.reasons == (RiskReason.REDUCE_ONLY,)
     assert "reduce_only" in str(loop.stats)
     # Exits go on (the model's CLOSE), entries are refused.
-    approve(db, "close")
-    approve(db, "again")
-    stream.publish(decision("close", Action.CLOSE, clock.now_us))
-    stream.publish(decision("again", Action.LONG, clock.now_us))
+    stream.publish(approve(db, decision("close", Action.CLOSE, clock.now_us)))
+    stream.publish(approve(db, decision("again", Action.LONG, clock.now_us)))
     loop.cycle()
     assert events.state("close") is DecisionState.CLOSED
     assert events.state("again") is DecisionState.FAILED and "reduce_only" in events.history("again")[-1].reason
