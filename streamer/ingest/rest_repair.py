@@ -173,6 +173,8 @@ class GapRepairs:
         self._holes = holes
         self._closed_before = closed_before
         self._write_candles = write_candles
+        # Filled holes whose candles went to the stream's writer: written again by finish().
+        self._handed_over: list[_Repair] = []
         self._backoff_s = backoff_s
         self._max_backoff_s = max_backoff_s
         self._poll_s = poll_s
@@ -232,8 +234,15 @@ class GapRepairs:
 
     async def finish(self) -> None:
         """The stream has ended and flushed every candle: rebuild what the filled holes still
-        touch straight into the store (the open holes stay recorded for the next run)."""
+        touch straight into the store (the open holes stay recorded for the next run).
+
+        The candles handed to the stream's writer are written again too: the repair loop may
+        have handed some over after the stream's last flush, and they would be lost."""
         self._closed_before = self._write_candles = None
+        for repair in self._handed_over:
+            repair.rebuilt.clear()
+            await self._rebuild(repair)
+        self._handed_over.clear()
         for repair in [r for r in self._repairs if r.filled]:
             await self._rebuild(repair)
             self._repairs.remove(repair)
@@ -281,4 +290,6 @@ class GapRepairs:
             await asyncio.to_thread(self._repairer.write_candles, candles)
         else:
             self._write_candles(candles)
+            if repair not in self._handed_over:
+                self._handed_over.append(repair)
         repair.rebuilt.update(ready)
