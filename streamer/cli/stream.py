@@ -66,7 +66,8 @@ def _stream(args: argparse.Namespace, settings: Settings) -> int:
                 streamer = TradeStreamer(
                     settings, store, HotStatePublisher(redis.Redis.from_url(hot_state_url)),
                     resume_from=resume.marks, warm_up=resume.warm_up,
-                    backfill=RestBackfill(rest), on_missed_interval=repairs.submit)
+                    backfill=RestBackfill(rest), on_missed_interval=repairs.submit,
+                    reconnect_store=lambda: MarketStore(psycopg.connect(db_url, autocommit=True)))
                 repairing_done = asyncio.Event()
                 repairing = asyncio.create_task(repairs.run(repairing_done))
                 try:

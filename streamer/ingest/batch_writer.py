@@ -6,24 +6,44 @@ writes them in a worker thread (database first, then Redis, so what Redis announ
 stored). When it falls behind (``max_pending_batches`` full batches queued) the reader waits
 for room, so memory is bounded and the exchange's socket applies TCP back-pressure. The final
 batch (after :meth:`BatchWriter.finish`) carries everything left, the forming candles flushed.
+
+A server that goes away stops nothing: each batch cut joins a queue of held batches (a
+:class:`~streamer.ingest.spill.SpillBuffer`: bounded memory, the rest on disk) written in
+order, database then Redis, once the server is back; meanwhile the writer retries with
+backoff and the reader goes on. The writes are idempotent upserts, so a batch retried after a
+failure that hid a commit is stored once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import redis
 
 from streamer.ingest.channels import BookChannel, TickerChannel
+from streamer.ingest.spill import SpillBuffer
 from streamer.ingest.stats import StreamerStats
 from triplegain_core.contracts.hot_state import Heartbeat, HotStatePublisher
 from triplegain_core.marketdata.candles import CandleAggregator
 from triplegain_core.model.market import Candle, Trade
 from triplegain_core.model.quotes import BookSnapshot, LastPrice, Ticker
 from triplegain_core.storage.market_store import MarketStore
+
+log = logging.getLogger(__name__)
+
+# A server away (down, restarting, unreachable): hold and retry. Anything else is a bug.
+_DATABASE_AWAY = (psycopg.OperationalError, psycopg.InterfaceError)
+_REDIS_AWAY = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+RETRY_INITIAL_S = 0.25
+RETRY_MAX_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,14 +62,25 @@ class BatchWriter:
 
     ``aggregator`` gives the forming candles of each batch; ``books`` and ``tickers`` the book
     snapshots and tickers changed since the last one. Run :meth:`run` as a task; it returns
-    after the final batch, or raises when a write fails.
+    after the final batch is written. ``spill_path`` is the file held batches beyond
+    ``max_pending_batches`` go to; ``reconnect`` (optional) gives a store on a new connection
+    after the database went away.
     """
 
     def __init__(self, store: MarketStore, publisher: HotStatePublisher, stats: StreamerStats, *,
                  aggregator: CandleAggregator, books: BookChannel, tickers: TickerChannel,
                  batch_size: int, interval_s: float, max_pending_batches: int,
-                 book_store_interval_s: float) -> None:
+                 book_store_interval_s: float, spill_path: Path,
+                 reconnect: Callable[[], MarketStore] | None = None) -> None:
         self._store = store
+        self._reconnect = reconnect
+        self._held: SpillBuffer[_Batch] = SpillBuffer(spill_path, max_pending_batches)
+        self._held_trades = 0
+        self._head_stored = False  # the oldest held batch is in the database already
+        self._failures = 0
+        self._retry_at = 0.0
+        self._away: str | None = None  # the server being waited for, while holding
+        self._database_lost = False
         self._publisher = publisher
         self._stats = stats
         self._aggregator = aggregator
@@ -98,22 +129,77 @@ class BatchWriter:
         self._ended = True
         self._wake.set()
 
+    @property
+    def held(self) -> int:
+        """Batches cut and not written yet (a server away)."""
+        return len(self._held)
+
     async def run(self) -> None:
         """Write batches until :meth:`finish` and everything queued is written."""
-        while True:
-            with contextlib.suppress(TimeoutError):  # the interval passed: write what there is
-                await asyncio.wait_for(self._wake.wait(), self._interval_s)
-            self._wake.clear()
-            while True:  # full batches back to back, so a backlog drains at database speed
-                final = self._ended
-                batch = self._cut_batch(final)
-                await asyncio.to_thread(self._write, batch)
-                if len(self._pending) < self._cap:
-                    self._room.set()
-                if final and not self._pending:
-                    return
-                if not final and len(self._pending) < self._batch_size:
-                    break
+        try:
+            while True:
+                wait = self._interval_s
+                if self._away is not None:  # wake for the next retry
+                    wait = min(wait, max(0.0, self._retry_at - time.monotonic()))
+                with contextlib.suppress(TimeoutError):  # the interval passed: write what there is
+                    await asyncio.wait_for(self._wake.wait(), wait)
+                self._wake.clear()
+                while True:  # full batches back to back, so a backlog drains at database speed
+                    final = self._ended
+                    self._hold(self._cut_batch(final))
+                    # Cut batches are held (spilled beyond the bound): the reader goes on.
+                    if len(self._pending) < self._cap:
+                        self._room.set()
+                    written = self._away is None or time.monotonic() >= self._retry_at
+                    if written:
+                        written = await asyncio.to_thread(self._write_held)
+                    if final and not self._pending and not self._held:
+                        return
+                    if not written or (not final and len(self._pending) < self._batch_size):
+                        break
+        finally:
+            self._held.close()
+
+    def _hold(self, batch: _Batch) -> None:
+        self._held.append(batch)
+        self._held_trades += len(batch.trades)
+
+    def _write_held(self) -> bool:
+        """Runs in a worker thread: write the held batches in order; False when a server is
+        away (then retry after the backoff)."""
+        held = self._held
+        while held:
+            batch = held.peek()
+            try:
+                if not self._head_stored:
+                    self._store_batch(batch)
+                    self._head_stored = True
+                self._publish(batch)
+            except _DATABASE_AWAY as exc:
+                self._database_lost = True
+                self._wait_for("PostgreSQL", exc)
+                return False
+            except _REDIS_AWAY as exc:
+                self._wait_for("Redis", exc)
+                return False
+            held.pop()
+            self._held_trades -= len(batch.trades)
+            self._head_stored = False
+        if self._away is not None:
+            log.warning("%s is back: the held batches are written", self._away)
+            self._away = None
+        self._failures = 0
+        return True
+
+    def _wait_for(self, server: str, exc: Exception) -> None:
+        if self._away != server:  # once per outage (and server)
+            log.warning("%s unavailable (%s): holding %d batches (%d trades, %d on disk) and "
+                        "retrying", server, str(exc).strip() or type(exc).__name__,
+                        len(self._held), self._held_trades, self._held.spilled)
+            self._away = server
+        self._retry_at = time.monotonic() + min(RETRY_MAX_S,
+                                                RETRY_INITIAL_S * 2 ** min(self._failures, 30))
+        self._failures += 1
 
     def _cut_batch(self, final: bool) -> _Batch:
         size = self._batch_size
@@ -133,16 +219,22 @@ class BatchWriter:
                 stored.append(snapshot)
         return _Batch(trades, closed, forming, prices, tickers, books, stored)
 
-    def _write(self, batch: _Batch) -> None:
-        """Runs in a worker thread: database first, so what Redis announces is stored."""
+    def _store_batch(self, batch: _Batch) -> None:
+        """Database first, so what Redis announces is stored."""
         stats = self._stats
         if batch.trades or batch.closed or batch.forming or batch.stored_books:
+            if self._database_lost and self._reconnect is not None:
+                self._store = self._reconnect()
+            self._database_lost = False
             # One transaction; closed before forming: the last version of a key wins.
             self._store.write_batch(batch.trades, batch.closed + batch.forming,
                                     batch.stored_books)
             if batch.trades or batch.closed or batch.forming:
                 stats.batches += 1
             stats.candles += len(batch.closed)
+
+    def _publish(self, batch: _Batch) -> None:
+        stats = self._stats
         heartbeat = Heartbeat(
             time.time_ns() // 1000, stats.trades, stats.candles, stats.late_trades,
             stats.duplicate_trades, stats.rejected_frames, stats.reconnects,

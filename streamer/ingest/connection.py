@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import time
 from collections import deque
@@ -158,8 +159,9 @@ class TradeStreamer:
     with each :class:`MissedInterval` that is not backfilled; keep it quick), ``backfill``
     (:data:`Backfill`, awaited before the trades after a hole are applied), ``resume_from``
     (symbol -> :class:`TradeMark` of the last stored trade, so a hole across a restart is
-    found too) and ``warm_up`` (the stored trades of the buckets open at that mark, in order,
-    fed to the candle aggregator only: they are stored already).
+    found too), ``warm_up`` (the stored trades of the buckets open at that mark, in order,
+    fed to the candle aggregator only: they are stored already) and ``reconnect_store`` (a
+    store on a new database connection, used after the database went away).
     """
 
     def __init__(
@@ -173,6 +175,7 @@ class TradeStreamer:
         resume_from: Mapping[str, TradeMark] | None = None,
         backfill: Backfill | None = None,
         warm_up: Iterable[Trade] = (),
+        reconnect_store: Callable[[], MarketStore] | None = None,
     ) -> None:
         self._settings = settings
         self.policy = policy or ConnectionPolicy()
@@ -205,7 +208,9 @@ class TradeStreamer:
             tickers=self._tickers, batch_size=settings.write_batch_size,
             interval_s=settings.write_interval_s,
             max_pending_batches=self.policy.max_pending_batches,
-            book_store_interval_s=self.policy.book_store_interval_s)
+            book_store_interval_s=self.policy.book_store_interval_s,
+            spill_path=settings.data_dir / "spill" / f"streamer-{os.getpid()}-{id(self):x}.bin",
+            reconnect=reconnect_store)
         self._stop = asyncio.Event()
         self._pong = asyncio.Event()
         self._finished = False
