@@ -62,17 +62,30 @@ def pg_admin_url(request: pytest.FixtureRequest) -> str:
     return embedded_postgres_url(request.getfixturevalue("embedded_dir"), database="postgres")
 
 
-@pytest.fixture
-def database_url(pg_admin_url: str) -> Iterator[str]:
-    """A fresh database with the schema migrated, dropped after the test."""
+def _fresh_database(pg_admin_url: str) -> Iterator[str]:
+    """A fresh database with the schema migrated, dropped when done."""
     name = f"tg_test_{uuid.uuid4().hex[:12]}"
     ensure_database(pg_admin_url, name)
     params = conninfo_to_dict(pg_admin_url)
     params["dbname"] = name
     url = make_conninfo(**params)
-    migrate(url)
-    yield url
-    drop_database(pg_admin_url, name)
+    try:
+        migrate(url)
+        yield url
+    finally:
+        drop_database(pg_admin_url, name)
+
+
+@pytest.fixture
+def database_url(pg_admin_url: str) -> Iterator[str]:
+    """A fresh database with the schema migrated, dropped after the test."""
+    yield from _fresh_database(pg_admin_url)
+
+
+@pytest.fixture
+def second_database_url(pg_admin_url: str) -> Iterator[str]:
+    """Another fresh database, for a second run to compare with the first (restarts, outages)."""
+    yield from _fresh_database(pg_admin_url)
 
 
 @pytest.fixture

@@ -18,61 +18,41 @@ from __future__ import annotations
 
 import random
 import statistics
-import uuid
 from pathlib import Path
 
 import psycopg
 import redis
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from tests.support.restart_replay import (
     mismatches,
     publish_closed,
     real_candles,
+    run_uninterrupted,
     run_with_kills,
-    start_executor,
-    stop,
     time_to_first_cycle,
-    wait_until_processed,
+    write_config,
 )
-from triplegain_core.storage.embedded import drop_database, ensure_database
-from triplegain_core.storage.migrate import migrate
 
 KILLS = 6
 SEED = 7
 RESTARTS = 3
 
 
-def test_executor_restart(shared_data: Path, database_url: str, redis_url: str, redis_client: redis.Redis,
-                          db: psycopg.Connection, pg_admin_url: str, tmp_path: Path) -> None:
+def test_executor_restart(shared_data: Path, database_url: str, second_database_url: str, redis_url: str,
+                          redis_client: redis.Redis, db: psycopg.Connection, tmp_path: Path) -> None:
     ids = publish_closed(redis_client, real_candles(shared_data, repeat=4))
-    config = tmp_path / "triplegain.toml"
-    config.write_text('symbols = ["XRP/USDT"]\nloop_interval_s = 0.001\n\n[guards]\nclock = "market"\n')
-    whole = start_executor(database_url, redis_url, config, tmp_path / "whole.log")
-    try:
-        wait_until_processed(db, ids[-1], whole)
-        stop(whole, tmp_path / "whole.log")
-    finally:
-        if whole.poll() is None:
-            whole.kill()
+    config = write_config(tmp_path)
+    run_uninterrupted(db, database_url, redis_url, config, tmp_path / "whole.log", ids)
 
-    name = f"tg_test_{uuid.uuid4().hex[:12]}"
-    ensure_database(pg_admin_url, name)
-    params = conninfo_to_dict(pg_admin_url)
-    params["dbname"] = name
-    killed_url = make_conninfo(**params)
-    try:
-        migrate(killed_url)
-        with psycopg.connect(killed_url, autocommit=True) as killed:
-            run = run_with_kills(killed, killed_url, redis_url, config, tmp_path, ids, KILLS, random.Random(SEED))
-            differing = sum(mismatches(db, killed).values())
-            twice = killed.execute("SELECT count(*) FROM (SELECT order_id FROM order_events WHERE detail = 'submitted'"
-                                   " GROUP BY order_id HAVING count(*) > 1) AS t").fetchone()[0]
-            closed = killed.execute("SELECT count(*) FROM positions WHERE status = 'closed'").fetchone()[0]
-        first_cycle = [time_to_first_cycle(killed_url, redis_url, config, tmp_path / f"restart-{i}.log")
-                       for i in range(RESTARTS)]
-    finally:
-        drop_database(pg_admin_url, name)
+    killed_url = second_database_url
+    with psycopg.connect(killed_url, autocommit=True) as killed:
+        run = run_with_kills(killed, killed_url, redis_url, config, tmp_path, ids, KILLS, random.Random(SEED))
+        differing = sum(mismatches(db, killed).values())
+        twice = killed.execute("SELECT count(*) FROM (SELECT order_id FROM order_events WHERE detail = 'submitted'"
+                               " GROUP BY order_id HAVING count(*) > 1) AS t").fetchone()[0]
+        closed = killed.execute("SELECT count(*) FROM positions WHERE status = 'closed'").fetchone()[0]
+    first_cycle = [time_to_first_cycle(killed_url, redis_url, config, tmp_path / f"restart-{i}.log")
+                   for i in range(RESTARTS)]
 
     print(f"\nBENCH executor_restart_kills {len(run.kills)} count (SIGKILL at random moments of a replay of"
           f" {len(ids)} candles, {closed} positions closed, {sum(k.open_positions > 0 for k in run.kills)} kills"

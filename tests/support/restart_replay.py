@@ -88,6 +88,28 @@ def stop(process: subprocess.Popen[bytes], log: Path) -> None:
     assert process.wait(timeout=60) == 0
 
 
+def write_config(folder: Path) -> Path:
+    """The executor's configuration for the replay: one pair, hardly a pause between cycles (the
+    feed gets one read of 1,000 candles in before each, so a run is several cycles, several
+    commits), the market's age judged on the replay's own clock."""
+    config = folder / "triplegain.toml"
+    config.write_text('symbols = ["XRP/USDT"]\nloop_interval_s = 0.001\n\n[guards]\nclock = "market"\n')
+    return config
+
+
+def run_uninterrupted(conn: psycopg.Connection, database_url: str, redis_url: str, config: Path, log: Path,
+                      ids: list[str]) -> None:
+    """Run the executor over the published stream ``ids`` to its end, untouched, and stop it."""
+    process = start_executor(database_url, redis_url, config, log)
+    try:
+        wait_until_processed(conn, ids[-1], process)
+        stop(process, log)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def table_rows(conn: psycopg.Connection, table: str, excluded: tuple[str, ...]) -> list[tuple[object, ...]]:
     """Every row of ``table`` without the ``excluded`` columns, sorted."""
     columns = [row[0] for row in conn.execute(

@@ -12,59 +12,36 @@ tests/integration/executor/test_restart_kills.py for why nothing else).
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
-import pytest
 import redis
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 
 from tests.support.restart_replay import (
     mismatches,
     processed_id,
     publish_closed,
     real_candles,
+    run_uninterrupted,
     start_executor,
     stop,
     wait_until_processed,
+    write_config,
 )
-from triplegain_core.storage.embedded import drop_database, ensure_database
-from triplegain_core.storage.migrate import migrate
 
 OUTAGE_S = 5.0
 
 
-@pytest.fixture
-def outage_database_url(pg_admin_url: str) -> Iterator[str]:
-    """A second fresh database, for the run with the outage."""
-    name = f"tg_test_{uuid.uuid4().hex[:12]}"
-    ensure_database(pg_admin_url, name)
-    params = conninfo_to_dict(pg_admin_url)
-    params["dbname"] = name
-    url = make_conninfo(**params)
-    migrate(url)
-    yield url
-    drop_database(pg_admin_url, name)
-
-
 def test_an_executor_outlives_a_database_outage_and_ends_as_an_uninterrupted_one(
-    shared_data: Path, database_url: str, outage_database_url: str, pg_admin_url: str, redis_url: str,
+    shared_data: Path, database_url: str, second_database_url: str, pg_admin_url: str, redis_url: str,
     redis_client: redis.Redis, db: psycopg.Connection, tmp_path: Path,
 ) -> None:
     ids = publish_closed(redis_client, real_candles(shared_data, repeat=2))
-    config = tmp_path / "triplegain.toml"
-    config.write_text('symbols = ["XRP/USDT"]\nloop_interval_s = 0.001\n\n[guards]\nclock = "market"\n')
-    whole = start_executor(database_url, redis_url, config, tmp_path / "whole.log")
-    try:
-        wait_until_processed(db, ids[-1], whole)
-        stop(whole, tmp_path / "whole.log")
-    finally:
-        if whole.poll() is None:
-            whole.kill()
+    config = write_config(tmp_path)
+    run_uninterrupted(db, database_url, redis_url, config, tmp_path / "whole.log", ids)
 
-    url = outage_database_url
+    url = second_database_url
     log = tmp_path / "outage.log"
     process = start_executor(url, redis_url, config, log)
     try:

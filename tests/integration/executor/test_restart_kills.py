@@ -15,63 +15,33 @@ open and close, some open when a kill comes.
 from __future__ import annotations
 
 import random
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
-import pytest
 import redis
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from tests.support.restart_replay import (
     mismatches,
     publish_closed,
     real_candles,
+    run_uninterrupted,
     run_with_kills,
-    start_executor,
-    stop,
-    wait_until_processed,
+    write_config,
 )
-from triplegain_core.storage.embedded import drop_database, ensure_database
-from triplegain_core.storage.migrate import migrate
 
 KILLS = 6
 SEED = 20261205
 
 
-@pytest.fixture
-def killed_database_url(pg_admin_url: str) -> Iterator[str]:
-    """A second fresh database, for the run that is killed."""
-    name = f"tg_test_{uuid.uuid4().hex[:12]}"
-    ensure_database(pg_admin_url, name)
-    params = conninfo_to_dict(pg_admin_url)
-    params["dbname"] = name
-    url = make_conninfo(**params)
-    migrate(url)
-    yield url
-    drop_database(pg_admin_url, name)
-
-
 def test_an_executor_killed_at_random_moments_ends_as_an_uninterrupted_one(
-    shared_data: Path, database_url: str, killed_database_url: str, redis_url: str, redis_client: redis.Redis,
+    shared_data: Path, database_url: str, second_database_url: str, redis_url: str, redis_client: redis.Redis,
     db: psycopg.Connection, tmp_path: Path,
 ) -> None:
     ids = publish_closed(redis_client, real_candles(shared_data, repeat=4))
-    config = tmp_path / "triplegain.toml"
-    # A loop with hardly a pause between cycles: the feed gets one read (1,000 candles) in
-    # before each, so the run is several cycles, several commits, for the kills to fall between.
-    config.write_text('symbols = ["XRP/USDT"]\nloop_interval_s = 0.001\n\n[guards]\nclock = "market"\n')
-
-    whole = start_executor(database_url, redis_url, config, tmp_path / "whole.log")
-    try:
-        wait_until_processed(db, ids[-1], whole)
-        stop(whole, tmp_path / "whole.log")
-    finally:
-        if whole.poll() is None:
-            whole.kill()
-    with psycopg.connect(killed_database_url, autocommit=True) as killed:
-        run = run_with_kills(killed, killed_database_url, redis_url, config, tmp_path, ids, KILLS,
+    config = write_config(tmp_path)
+    run_uninterrupted(db, database_url, redis_url, config, tmp_path / "whole.log", ids)
+    with psycopg.connect(second_database_url, autocommit=True) as killed:
+        run = run_with_kills(killed, second_database_url, redis_url, config, tmp_path, ids, KILLS,
                              random.Random(SEED))
 
         assert len(run.kills) == KILLS
