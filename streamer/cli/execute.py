@@ -74,18 +74,22 @@ def _execute(args: argparse.Namespace, settings: Settings) -> int:
         stop = stop_on_signals()
         keeper = asyncio.create_task(keep_lease(lease, stop))
         pause = DATABASE_RETRY_FIRST_S
+        # Writes that failed since the last session: the next one's failure breaker counts them.
+        failed = 0
         while not stop.is_set():
             try:
-                await session(stop)
+                await session(stop, failed)
                 break
             except (psycopg.OperationalError, psycopg.InterfaceError) as error:
                 if stop.is_set():
                     break
+                failed += 1
                 # Whatever the cycle in flight did was rolled back with its transaction: the
                 # accounts are rebuilt from the last recorded cycle, as after a restart.
                 log.error("PostgreSQL is out of reach (%s): no order until it answers; the accounts will"
                           " then continue from the last recorded cycle", str(error).strip().splitlines()[0])
             while not stop.is_set() and not _answers(db_url):
+                failed += 1
                 with suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=pause)
                 pause = min(pause * 2, DATABASE_RETRY_MAX_S)
@@ -95,8 +99,9 @@ def _execute(args: argparse.Namespace, settings: Settings) -> int:
         stop.set()
         return await keeper
 
-    async def session(stop: asyncio.Event) -> None:
-        """One connected run of the loop, from the accounts' checkpoint until ``stop``."""
+    async def session(stop: asyncio.Event, failed_writes: int) -> None:
+        """One connected run of the loop, from the accounts' checkpoint until ``stop``;
+        ``failed_writes`` failed since the last (counted by the restored failure breaker)."""
         with psycopg.connect(db_url, autocommit=True) as conn, ControlWatch(db_url) as watch, \
                 DecisionFeed(DecisionConsumer(client, settings.account), sweep) as feed:
             # Decisions come through the stream's consumer group, acknowledged once recorded;
@@ -123,6 +128,8 @@ def _execute(args: argparse.Namespace, settings: Settings) -> int:
             # Every account as the last committed cycle left it, or a fresh start without one.
             if loop.restore():
                 log.info("restored from the checkpoint: %d accounts", len(loop.kernel.accounts))
+            if failed_writes:
+                loop.count_failed_writes(failed_writes, "PostgreSQL out of reach: cycle not recorded")
             for account in loop.kernel.accounts:
                 log.info("account %s trades %s", account.name, account.strategy or "the TechnicalAgent")
             for report in loop.kernel.strategy_reports:

@@ -79,6 +79,7 @@ class HotStateFeed:
         self._pending = CyclePoll(last_id=last_id, trades_id=trades_after)
         self._fresh = False
         self._reads = 0
+        self._reads_taken = 0
         self._failures = 0
         self.unreachable_since: float | None = None
         """When (``time.monotonic``) the hot state went out of reach; None while it answers."""
@@ -106,6 +107,12 @@ class HotStateFeed:
     def reads(self) -> int:
         """Round trips made so far."""
         return self._reads
+
+    @property
+    def reads_taken(self) -> int:
+        """Round trips whose results the last :meth:`take` included (more than the take before:
+        it holds a fresh read of the hot state)."""
+        return self._reads_taken
 
     def start(self) -> None:
         """Start reading on the feed's thread."""
@@ -139,6 +146,7 @@ class HotStateFeed:
         Raises :class:`FeedStopped` once the feed's thread has failed (after what it gathered
         before the failure has been taken)."""
         with self._changed:
+            self._reads_taken = self._reads
             taken = self._pending
             self._pending = CyclePoll(last_id=taken.last_id, trades_id=taken.trades_id,
                                       prices=taken.prices, books=taken.books, heartbeat=taken.heartbeat)
@@ -197,8 +205,8 @@ class HotStateFeed:
             extra = dict(self._extra_ids)
         polled = self._reader.poll(last_id, self._symbols, trades_after=trades_id, extra_streams=extra,
                                    block_ms=self._idle_ms)
-        self._reads += 1
         with self._changed:
+            self._reads += 1
             pending = self._pending
             fresh = bool(polled.candles or polled.trades or polled.extra) or _changed(pending, polled)
             pending.candles += polled.candles

@@ -148,6 +148,11 @@ class TradingLoop:
         # Decision stream entries read before the market's time was known, or while the market
         # was stale (see _cycle_on).
         self._unjudged: list[tuple[bytes, Mapping[bytes, bytes]]] = []
+        # The feed's reads already handed to the kernel (a later one means the hot state answered).
+        self._reads_seen = 0
+        # Failed writes to count for the failure breaker on the next cycle (count_failed_writes).
+        self._failed_writes = 0
+        self._failed_writes_detail = ""
 
     @property
     def stats(self) -> KernelStats:
@@ -224,6 +229,7 @@ class TradingLoop:
             self._unjudged = []
 
     def _start_feed(self) -> HotStateFeed:
+        self._reads_seen = 0
         intake = self._intake
         extra = {DECISIONS_STREAM: intake.last_id} if intake is not None and intake.follows_hot_state else None
         feed = HotStateFeed(self._hot_state, self._settings.symbols, self._stream_id,
@@ -309,12 +315,24 @@ class TradingLoop:
         started = time.perf_counter()
         if self._feed is None:
             return self._cycle_on(started, self._read())
-        failures = self._feed.take_failures()
+        feed, kernel = self._feed, self.kernel
+        failures = feed.take_failures()
         if failures:
-            # Reads the feed could not make (Redis out of reach) count for the failure breaker.
-            self.kernel.record_failure(BreakerFailure.READ, "hot state out of reach", failures)
-        with self._feed.cycle() as polled:
+            # Reads the feed could not make (Redis out of reach) count for the failure breaker,
+            # and the market went unseen: what it reaches meanwhile is acted on when seen again.
+            kernel.record_failure(BreakerFailure.READ, "hot state out of reach", failures)
+            kernel.lose_sight()
+        with feed.cycle() as polled:
+            if kernel.blind and feed.reads_taken > self._reads_seen:
+                kernel.regain_sight(polled.prices, polled.candles)
+            self._reads_seen = feed.reads_taken
             return self._cycle_on(started, polled)
+
+    def count_failed_writes(self, count: int, detail: str) -> None:
+        """``count`` writes to PostgreSQL failed (the host's, outside any cycle); the failure
+        breaker counts them on the next cycle, after whatever a restore brought back."""
+        self._failed_writes += count
+        self._failed_writes_detail = detail
 
     def _read(self) -> CyclePoll:
         """What is new in the hot state, read now (one round trip)."""
@@ -394,6 +412,9 @@ class TradingLoop:
         """What one cycle does with what it read, and the commands given since the last."""
         self._stream_id, self._trades_id = polled.last_id, polled.trades_id
         kernel, candles = self.kernel, polled.candles
+        if self._failed_writes:
+            kernel.record_failure(BreakerFailure.WRITE, self._failed_writes_detail, self._failed_writes)
+            self._failed_writes = 0
         # Commands first: after a halt, not one more entry; a flatten at the latest known prices.
         for command in commands:
             self._apply(command)

@@ -26,6 +26,7 @@ from triplegain_core.execution.paper import PaperExecutor
 from triplegain_core.marketdata.snapshot import BookTop
 from triplegain_core.model.market import INSTRUMENTS, Side, us_to_datetime
 from triplegain_core.model.orders import Fill, Order, OrderPurpose, OrderState, OrderType, TimeInForce
+from triplegain_core.model.quotes import LastPrice
 from triplegain_core.model.signals import Direction, IntentAction, Signal, SignalAction, TradeIntent
 from triplegain_core.portfolio.balances import MissingPriceError, Portfolio, PortfolioSnapshot, PortfolioState
 from triplegain_core.portfolio.positions import Position, PositionTracker, holding_deadline
@@ -286,7 +287,8 @@ class StrategyAccount:
         return fill
 
     def _exit(
-        self, position: Position, purpose: OrderPurpose, price: float, when: datetime, check: RiskCheck | None = None
+        self, position: Position, purpose: OrderPurpose, price: float, when: datetime, check: RiskCheck | None = None,
+        crossed_at: datetime | None = None,
     ) -> None:
         if check is None:
             check = self.risk.validate_exit(
@@ -316,23 +318,36 @@ class StrategyAccount:
             # on the next tick, rather than the loop dying with it.
             log.error("%s: exit %s not executed, position stays open", self.name, order.order_id)
             return
-        closed = self.positions.close(position.position_id, fill, purpose, self._quote_usdt(position.symbol))
+        closed = self.positions.close(position.position_id, fill, purpose, self._quote_usdt(position.symbol),
+                                      crossed_at)
         prefix = f"{position.position_id}:"
         self._exit_attempts = {k: v for k, v in self._exit_attempts.items() if not k.startswith(prefix)}
         self._store.record_position(closed, "closed")
         self.risk.record_trade_result(when, closed.realized_pnl)
 
     def manage_exits(
-        self, symbol: str, low: float, high: float, last: float, when: datetime, first: float | None = None
+        self, symbol: str, low: float, high: float, last: float, when: datetime, first: float | None = None,
+        seen_after: LastPrice | None = None,
     ) -> None:
         """Fire the exits the range ``[low, high]`` reached, then move the trailing stops by it.
 
         ``first`` is the range's first price (a candle's open; a tick's price): an exit whose
         level the market gapped through fills there, the first price beyond it, not at the
-        level it never traded at (None: the range opened where the last one ended)."""
+        level it never traded at (None: the range opened where the last one ended).
+
+        ``seen_after`` marks a range the executor saw only later (it could not read the market
+        while it happened): an exit it reached fills at that price, the first seen after, at its
+        time, and the position records when its level was crossed (``exit_crossed_at``)."""
         if self.positions.open_for(symbol) is None:
             return  # the common case, on every tick of every account: nothing to watch
         for position, purpose, level in self.positions.exits_triggered(symbol, low, high, when):
+            if seen_after is not None:
+                seen = us_to_datetime(seen_after.ts_us)
+                log.warning("%s: %s of %s crossed at %s while the market could not be seen: filled at the first"
+                            " price seen after, %s at %s", self.name, purpose.value, position.position_id,
+                            when.isoformat(), seen_after.price, seen.isoformat())
+                self._exit(position, purpose, seen_after.price, seen, crossed_at=when)
+                continue
             price = last if level is None else _first_beyond(position, purpose, level, first)
             self._exit(position, purpose, price, when)
         for moved in self.positions.trail(symbol, low, high):

@@ -205,6 +205,14 @@ class KernelState(BaseModel):
     guards: GuardState = GuardState()
 
 
+@dataclass(frozen=True, slots=True)
+class _LateSight:
+    """A symbol's first price seen after the host could not read the market since ``blind_from_us``."""
+
+    blind_from_us: int
+    price: LastPrice
+
+
 class _SharedMarket:
     """The market every account trades in: the kernel's prices and estimates, and the book an
     order fills against from the kernel's book source."""
@@ -312,6 +320,11 @@ class TradingKernel:
         # The accounts changed since the last export_state (every account after a candle).
         self._changed: set[str] = set()
         self._all_changed = False
+        # The symbols the host has not seen since it could not read the market, each with the
+        # market time sight was lost at; then each one's first price seen after, which the exits
+        # of its candles that closed meanwhile fill at (see lose_sight).
+        self._unseen: dict[str, int] = {}
+        self._sight: dict[str, _LateSight] = {}
         self.reads_trades = any("trades" in s.reads for s in strategies)
         """Whether some strategy reads the public tape (a host need not feed trades otherwise)."""
         self.stats = KernelStats(accounts={a.name: a.stats for a in self._accounts})
@@ -421,12 +434,23 @@ class TradingKernel:
             return 0.0  # not ours, or already seen (a replayed stream entry)
         self.stats.candles += len(fresh)
         self._all_changed = True
+        late = False
         for candle in fresh:
             when = us_to_datetime(candle.close_time_us)
+            seen_after = self._seen_after(candle) if self._sight else None
+            late = late or seen_after is not None
             for account in self._accounts:
-                account.manage_exits(candle.symbol, candle.low, candle.high, candle.close, when, candle.open)
+                account.manage_exits(candle.symbol, candle.low, candle.high, candle.close, when, candle.open,
+                                     seen_after)
         now, now_us = self._market.market_time, self._market.candle_time_us
         assert now is not None and now_us is not None
+        if late:
+            # The market's price is the one seen after, not these candles' old closes.
+            for sight in self._sight.values():
+                self._market.observe_tick(sight.price)
+            # Decided on (the strategies keep their memory), but no entry at a moment long past.
+            self.entry_blocks.set(RiskReason.MARKET_SEEN_LATE, now,
+                                  "candles that closed while the market could not be seen")
         # The volatility halt judges on the closes of this moment, before anything decides on them.
         for candle in fresh:
             self.guards.volatility.add(candle)
@@ -448,10 +472,59 @@ class TradingKernel:
         for signal in technical:
             self._base.on_signal(signal)
         self._route(signals, now_us)
+        if late:
+            self.entry_blocks.clear(RiskReason.MARKET_SEEN_LATE)
         self._sync_holdings(self._by_strategy)
         self._publish_strong([*technical, *signals])
         self._maybe_snapshot(now_us)
         return deciding
+
+    @property
+    def blind(self) -> bool:
+        """Whether the host said it cannot read the market and has not seen every symbol since."""
+        return bool(self._unseen)
+
+    def lose_sight(self) -> None:
+        """The host cannot read the market (its hot state is out of reach).
+
+        Nothing new arrives meanwhile, so nothing is decided; the candles that close meanwhile
+        arrive once it reads again. An exit they reached could not be acted on when it happened:
+        it fills at the first price seen after (:meth:`regain_sight`), recorded as such (the
+        position's ``exit_crossed_at``), and no entry is placed on those candles. A restart is
+        not this: restored accounts catch up on the stream as a run that never stopped would.
+        """
+        now_us = self._market.now_us() or 0
+        for symbol in self._settings.symbols:
+            self._unseen.setdefault(symbol, now_us)
+
+    def regain_sight(self, prices: Mapping[str, LastPrice], candles: Sequence[Candle]) -> None:
+        """A fresh read of the market by a host that lost sight of it: its ``prices`` and
+        ``candles``. A symbol is seen again once a read brings something newer than the moment
+        sight was lost: its first price seen after is then its trade price read, else the close
+        of its newest candle read, and its candles closed since sight was lost and up to that
+        price are seen late. Call before handing the kernel the read's candles.
+        """
+        seen = {c.symbol: LastPrice(c.symbol, c.close, c.close_time_us) for c in candles}
+        seen.update(prices)
+        for symbol, blind_from in list(self._unseen.items()):
+            last = seen.get(symbol)
+            if last is None or last.ts_us <= blind_from:
+                continue
+            del self._unseen[symbol]
+            self._sight[symbol] = _LateSight(blind_from, last)
+            log.warning("%s seen again: exits its candles reached since %s fill at the first price seen after,"
+                        " %s at %s", symbol, us_to_datetime(blind_from).isoformat(), last.price,
+                        us_to_datetime(last.ts_us).isoformat())
+
+    def _seen_after(self, candle: Candle) -> LastPrice | None:
+        """The first price seen after ``candle``, when it closed while the market could not be seen."""
+        sight = self._sight.get(candle.symbol)
+        if sight is None:
+            return None
+        if candle.close_time_us > sight.price.ts_us:
+            del self._sight[candle.symbol]  # caught up: this one was seen in time
+            return None
+        return sight.price if candle.close_time_us > sight.blind_from_us else None
 
     def _publish_strong(self, signals: Sequence[Signal]) -> None:
         """Announce the strong entries of this moment, so the models may be asked early."""

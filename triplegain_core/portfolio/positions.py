@@ -62,6 +62,9 @@ class Position(BaseModel):
     invalidation: float | None = None
     max_holding_until: datetime | None = None
     realized_pnl_usdt: float | None = None
+    # When the market reached the exit's level, for an exit seen only later (the executor could
+    # not read the market then): it filled at the first price seen after, at ``closed_at``.
+    exit_crossed_at: datetime | None = None
 
     @property
     def exit_side(self) -> Side:
@@ -231,12 +234,14 @@ class PositionTracker:
         return moved
 
     def close(
-        self, position_id: str, exit_fill: Fill, reason: OrderPurpose, quote_usdt: float | None = None
+        self, position_id: str, exit_fill: Fill, reason: OrderPurpose, quote_usdt: float | None = None,
+        crossed_at: datetime | None = None,
     ) -> Position:
         """Close an open position with its exit fill; return the closed position.
 
         realized_pnl = gross move * quantity - entry fee - exit fee, in the quote asset;
-        ``quote_usdt`` (the quote asset's USDT price at the exit) also values it in USDT.
+        ``quote_usdt`` (the quote asset's USDT price at the exit) also values it in USDT;
+        ``crossed_at`` is when the market reached the exit, for an exit seen only later.
         """
         position = self._open[position_id]
         if exit_fill.symbol != position.symbol or exit_fill.side is not position.exit_side:
@@ -260,6 +265,7 @@ class PositionTracker:
                 "realized_pnl_usdt": None if quote_usdt is None else realized * quote_usdt,
                 "fees": fees,
                 "loan": 0.0,
+                "exit_crossed_at": crossed_at,
             }
         )
         del self._open[position_id]

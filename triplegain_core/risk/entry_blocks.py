@@ -2,7 +2,8 @@
 
 Several guards may stop new entries at the same time for reasons of their own: a halt by hand
 (``triplegain halt``), a market older than the stale-market guard allows, a volatility halt, the
-failure breaker's reduce-only mode. Each one sets or clears its own block here; while any block
+failure breaker's reduce-only mode, candles seen only after the market could be seen again (an
+entry at a moment long past). Each one sets or clears its own block here; while any block
 is set, every entry intent of every account the kernel trades is rejected with the block's
 reason (a recorded risk check, never a silent drop), and exits (stops, take-profits, closes,
 a flatten) still go through. Blocks are lifted by whoever set them.
@@ -19,6 +20,7 @@ from triplegain_core.risk.rules import RiskReason
 # The reasons a block may carry: each names one guard.
 BLOCK_REASONS = frozenset({
     RiskReason.TRADING_HALTED, RiskReason.STALE_MARKET, RiskReason.VOLATILITY_HALT, RiskReason.REDUCE_ONLY,
+    RiskReason.MARKET_SEEN_LATE,
 })
 
 

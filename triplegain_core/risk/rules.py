@@ -62,6 +62,7 @@ class RiskReason(StrEnum):
     STALE_MARKET = "stale_market"
     VOLATILITY_HALT = "volatility_halt"
     REDUCE_ONLY = "reduce_only"
+    MARKET_SEEN_LATE = "market_seen_late"
 
 
 class RiskAdjustment(StrEnum):

@@ -214,16 +214,17 @@ class TradingStore:
                 " entry_price, stop_loss, take_profit, opened_at, entry_notional_usdt,"
                 " equity_at_entry_usdt, status, closed_at, exit_price, exit_reason, realized_pnl,"
                 " fees, strategy, leverage, loan, loan_asset, initial_stop, trailing_active,"
-                " best_price, invalidation, max_holding_until, realized_pnl_usdt)"
+                " best_price, invalidation, max_holding_until, realized_pnl_usdt, exit_crossed_at)"
                 " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
-                " %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (position_id) DO UPDATE SET quantity = EXCLUDED.quantity,"
                 " stop_loss = EXCLUDED.stop_loss, take_profit = EXCLUDED.take_profit,"
                 " status = EXCLUDED.status, closed_at = EXCLUDED.closed_at,"
                 " exit_price = EXCLUDED.exit_price, exit_reason = EXCLUDED.exit_reason,"
                 " realized_pnl = EXCLUDED.realized_pnl, fees = EXCLUDED.fees,"
                 " loan = EXCLUDED.loan, trailing_active = EXCLUDED.trailing_active,"
-                " best_price = EXCLUDED.best_price, realized_pnl_usdt = EXCLUDED.realized_pnl_usdt",
+                " best_price = EXCLUDED.best_price, realized_pnl_usdt = EXCLUDED.realized_pnl_usdt,"
+                " exit_crossed_at = EXCLUDED.exit_crossed_at",
                 (position.position_id, position.account, position.symbol,
                  position.direction.value, position.quantity, position.entry_price,
                  position.stop_loss, position.take_profit, position.opened_at,
@@ -233,7 +234,8 @@ class TradingStore:
                  position.realized_pnl, position.fees, position.strategy, position.leverage,
                  position.loan, position.loan_asset.value if position.loan_asset else None,
                  position.initial_stop, position.trailing_active, position.best_price,
-                 position.invalidation, position.max_holding_until, position.realized_pnl_usdt),
+                 position.invalidation, position.max_holding_until, position.realized_pnl_usdt,
+                 position.exit_crossed_at),
             )
             event_time = time or position.closed_at or position.opened_at
             self._conn.execute(

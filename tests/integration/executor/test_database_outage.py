@@ -38,7 +38,9 @@ def test_an_executor_outlives_a_database_outage_and_ends_as_an_uninterrupted_one
     redis_client: redis.Redis, db: psycopg.Connection, tmp_path: Path,
 ) -> None:
     ids = publish_closed(redis_client, real_candles(shared_data, repeat=2))
-    config = write_config(tmp_path)
+    # The failed writes count for the failure breaker, which would turn the accounts reduce-only
+    # after the outage (test_guards shows it): set beyond reach, to compare with the uninterrupted run.
+    config = write_config(tmp_path, failure_limit=1000)
     run_uninterrupted(db, database_url, redis_url, config, tmp_path / "whole.log", ids)
 
     url = second_database_url
@@ -64,7 +66,12 @@ def test_an_executor_outlives_a_database_outage_and_ends_as_an_uninterrupted_one
             stop(process, log)
             assert "PostgreSQL answers again" in log.read_text()
             assert "Traceback" not in log.read_text()
-            assert mismatches(db, conn) == {}
+            assert "failure counted by the breaker (write): PostgreSQL out of reach" in log.read_text()
+            # The same trail; the checkpoint's guard state differs only by the failures it counted.
+            assert mismatches(db, conn, state_without=("guards",)) == {}
+            failures = conn.execute("SELECT kernel_state->'guards'->'failure_times_us' FROM executor_loop_checkpoints"
+                                    ).fetchone()[0]
+            assert len(failures) >= 1
             assert conn.execute("SELECT count(*) FROM positions").fetchone()[0] > 10
     finally:
         if process.poll() is None:

@@ -175,6 +175,28 @@ def test_repeated_failures_put_every_account_in_reduce_only_until_a_quiet_period
 
 
 
+def test_writes_that_failed_while_the_database_was_away_count_for_the_breaker(
+    db: psycopg.Connection, redis_client: redis.Redis,
+) -> None:
+    # What `triplegain execute` hands a restored loop after a PostgreSQL outage: the cycle whose
+    # write failed and each failed reconnection.
+    clock = StepClock(START_US)
+    loop = stale_market_loop(db, redis_client, clock, GuardSettings(failure_limit=3, failure_window_s=30,
+                                                                    failure_quiet_s=60))
+    publish(redis_client, clock)
+    loop.count_failed_writes(2, "PostgreSQL out of reach: cycle not recorded")
+    loop.cycle()
+    assert loop.kernel.entry_blocks.reasons == () and loop.kernel.guards.failures == {"write": 2}
+    loop.count_failed_writes(1, "PostgreSQL out of reach: cycle not recorded")
+    clock.advance(1)
+    publish(redis_client, clock)
+    loop.cycle()
+    assert loop.kernel.entry_blocks.reasons == (RiskReason.REDUCE_ONLY,)
+    assert not loop.kernel.on_intent(_entry("refused", clock.now_us)).approved
+    [event] = TradingStore(db).guard_events()
+    assert event.action is GuardAction.SET and "write: PostgreSQL out of reach" in event.detail
+
+
 def test_a_malformed_heartbeat_is_logged_and_ignored(
     db: psycopg.Connection, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture,
 ) -> None:

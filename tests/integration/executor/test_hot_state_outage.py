@@ -1,5 +1,6 @@
 """Redis out of reach under the executor's feed: the feed says so, retries, and reads on when the
-server is back; the loop is not stopped and the failed reads count for the failure breaker.
+server is back; the loop is not stopped, the failed reads count for the failure breaker, and a stop
+the market crossed meanwhile fills at the first price seen after.
 
 The Redis taken down is one this test starts itself (the embedded server), never a shared one.
 """
@@ -9,13 +10,21 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 import redis
 
 from streamer.executor.feed import HotStateFeed
+from streamer.executor.loop import TradingLoop
+from triplegain_core.config import Settings, StrategySettings
 from triplegain_core.contracts.hot_state import HotStatePublisher, HotStateReader
-from triplegain_core.model.market import US_PER_MINUTE, Candle
+from triplegain_core.model.market import US_PER_MINUTE, Candle, us_to_datetime
+from triplegain_core.model.orders import OrderPurpose
+from triplegain_core.model.quotes import LastPrice
+from triplegain_core.model.signals import IntentAction, TradeIntent
+from triplegain_core.portfolio.positions import PositionStatus
 from triplegain_core.storage.embedded import embedded_redis_url
+from triplegain_core.storage.trading_store import TradingStore
 
 SYMBOL = "XRP/USDT"
 T0 = 1_780_000_000 * 1_000_000 // US_PER_MINUTE * US_PER_MINUTE
@@ -65,4 +74,49 @@ def test_the_feed_survives_redis_going_away_and_reads_on_when_it_is_back(
     messages = [r.getMessage() for r in caplog.records]
     assert sum("out of reach" in m for m in messages) == 1  # said once, not on every retry
     assert any("answers again" in m for m in messages)
+    restarted.shutdown(nosave=True)
+
+
+def test_a_stop_crossed_while_redis_was_away_fills_at_the_first_price_seen_after(
+    tmp_path: Path, db: psycopg.Connection,
+) -> None:
+    url = embedded_redis_url(tmp_path / "redis")
+    client = redis.Redis.from_url(url)
+    walk = [Candle(SYMBOL, "1m", T0 + m * US_PER_MINUTE, 0.5, 0.5001, 0.4999, 0.5, 100.0, 3) for m in range(60)]
+    HotStatePublisher(client).publish([], [], walk, {"ts_us": 0})
+    settings = Settings(symbols=(SYMBOL,), strategies=StrategySettings(enabled=(), technical_agent=False))
+    loop = TradingLoop(settings, HotStateReader(client), TradingStore(db), start_stream_id="0")
+    while loop.cycle():
+        pass
+    last = walk[-1]
+    intent = TradeIntent(intent_id="watched", strategy="walk", tested=True, symbol=SYMBOL,
+                         time=us_to_datetime(last.close_time_us), action=IntentAction.LONG, entry=0.5,
+                         stop_loss=0.495, take_profit=0.55)
+    assert loop.kernel.on_intent(intent).approved
+    (position,) = loop.kernel.positions.open_positions()
+
+    with loop.feeding() as feed:
+        client.shutdown(nosave=True)
+        deadline = time.monotonic() + WAIT_S
+        while not loop.kernel.blind:
+            assert time.monotonic() < deadline, "the loop never learnt the market could not be seen"
+            loop.cycle()
+            time.sleep(0.01)
+        # Meanwhile the market fell through the stop and came back near it; the streamer, holding
+        # what it received, publishes it all once Redis is back, with the price now.
+        crossed = Candle(SYMBOL, "1m", T0 + 60 * US_PER_MINUTE, 0.5, 0.5, 0.49, 0.4992, 100.0, 3)
+        seen = LastPrice(SYMBOL, 0.4971, crossed.close_time_us + 20_000_000)
+        restarted = redis.Redis.from_url(embedded_redis_url(tmp_path / "redis"))
+        HotStatePublisher(restarted).publish([seen], [], [crossed], {"ts_us": 0})
+        while loop.kernel.positions.open_positions():
+            assert time.monotonic() < deadline and not feed.failed, "the stop was never acted on"
+            loop.cycle()
+            time.sleep(0.01)
+
+    [closed] = [p for p in TradingStore(db).positions(settings.account) if p.position_id == position.position_id]
+    assert closed.status is PositionStatus.CLOSED and closed.exit_reason is OrderPurpose.STOP_LOSS
+    assert closed.exit_price == pytest.approx(seen.price * (1 - settings.slippage))  # not 0.495, never seen
+    assert closed.closed_at == us_to_datetime(seen.ts_us)
+    assert closed.exit_crossed_at == us_to_datetime(crossed.close_time_us)  # recorded as crossed while blind
+    assert loop.kernel.guards.failures["read"] >= 1
     restarted.shutdown(nosave=True)

@@ -21,7 +21,7 @@ from triplegain_core.model.market import US_PER_MINUTE, Candle, datetime_to_us, 
 from triplegain_core.model.orders import OrderPurpose
 from triplegain_core.model.quotes import BookSnapshot, LastPrice
 from triplegain_core.model.signals import IntentAction, Signal, SignalAction, TradeIntent
-from triplegain_core.portfolio.positions import PositionStatus
+from triplegain_core.portfolio.positions import Position, PositionStatus
 from triplegain_core.risk.rules import RiskCheck, RiskReason
 from triplegain_core.strategies.interface import StrategyState
 from triplegain_core.strategies.registry import LoadedStrategy
@@ -383,3 +383,69 @@ def test_a_close_fills_at_the_market_not_at_the_price_it_names() -> None:
                                                       "take_profit": None, "entry": last.close * 1.04})
     assert kernel.on_intent(closing).approved
     assert audit.fills[-1].price == pytest.approx(last.close * (1 - SETTINGS.slippage))
+
+
+def _opened(kernel: TradingKernel, name: str) -> tuple[Candle, Position]:
+    walk = _walk()
+    kernel.on_candles(walk)
+    assert kernel.on_intent(_intent(walk[-1], name)).approved
+    (position,) = kernel.positions.open_positions()
+    return walk[-1], position
+
+
+def test_a_stop_crossed_while_the_market_could_not_be_seen_fills_at_the_first_price_seen_after() -> None:
+    audit = MemoryAudit()
+    kernel = TradingKernel(SETTINGS, audit)
+    last, position = _opened(kernel, "blind")
+    kernel.lose_sight()
+    assert kernel.blind
+    # Two minutes closed unseen; the first, crossing the stop, closed back above it. When the
+    # market is seen again, it trades a little above the stop.
+    crossed = _candle(60, position.stop_loss * 0.99, last.close, last.close)
+    after = _candle(61, last.close * 0.999, last.close, last.close)
+    seen = LastPrice("XRP/USDT", position.stop_loss * 1.002, after.close_time_us + 5_000_000)
+    kernel.regain_sight({"XRP/USDT": seen}, [crossed, after])
+    assert not kernel.blind
+    kernel.on_candles([crossed, after])
+
+    closed = audit.positions[position.position_id]
+    assert closed.exit_reason is OrderPurpose.STOP_LOSS
+    # Not at the stop level (the executor could not act then): the first price seen after.
+    assert closed.exit_price == pytest.approx(seen.price * (1 - SETTINGS.slippage))
+    assert closed.closed_at == us_to_datetime(seen.ts_us)
+    assert closed.exit_crossed_at == us_to_datetime(crossed.close_time_us)
+    assert kernel.market.prices["XRP/USDT"] == seen.price  # not the unseen candles' old close
+    assert kernel.entry_blocks.reasons == ()  # the late candles' block is lifted after them
+
+
+def test_an_entry_on_a_candle_seen_late_is_refused_and_recorded() -> None:
+    audit = MemoryAudit()
+    kernel = TradingKernel(SETTINGS, audit, strategies=[_long_while_flat("eager")])
+    walk = _walk()
+    kernel.lose_sight()  # before the first candle: everything up to the price seen came late
+    seen = LastPrice("XRP/USDT", walk[1].close, walk[1].close_time_us + 1_000_000)
+    kernel.regain_sight({"XRP/USDT": seen}, walk[:2])
+    kernel.on_candles(walk[:2])
+    refused = [c for c in audit.checks if not c.approved]
+    assert len(refused) == 2 and all(c.reasons == (RiskReason.MARKET_SEEN_LATE,) for c in refused)
+    assert audit.fills == []
+    # Seen in time again: the next candle's entry goes through, at its close.
+    kernel.on_candles(walk[2:3])
+    assert audit.fills[0].price == pytest.approx(walk[2].close * (1 + SETTINGS.slippage))
+    assert kernel.entry_blocks.reasons == ()
+
+
+def test_a_stop_crossed_in_sight_still_fills_at_its_level() -> None:
+    audit = MemoryAudit()
+    kernel = TradingKernel(SETTINGS, audit)
+    last, position = _opened(kernel, "seen")
+    # Blind and seeing again before anything closed: the next candles are seen in time.
+    kernel.lose_sight()
+    kernel.regain_sight({"XRP/USDT": LastPrice("XRP/USDT", last.close, last.close_time_us)}, [])
+    assert kernel.blind  # nothing newer than what it had seen: not seen again yet
+    kernel.regain_sight({"XRP/USDT": LastPrice("XRP/USDT", last.close, last.close_time_us + 1)}, [])
+    assert not kernel.blind
+    kernel.on_candles([_candle(60, position.stop_loss * 0.99, last.close, last.close)])
+    closed = audit.positions[position.position_id]
+    assert closed.exit_price == pytest.approx(position.stop_loss * (1 - SETTINGS.slippage))
+    assert closed.exit_crossed_at is None
