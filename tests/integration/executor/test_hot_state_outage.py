@@ -8,6 +8,8 @@ The Redis taken down is one this test starts itself (the embedded server), never
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
+from contextlib import suppress
 from pathlib import Path
 
 import psycopg
@@ -31,6 +33,23 @@ T0 = 1_780_000_000 * 1_000_000 // US_PER_MINUTE * US_PER_MINUTE
 WAIT_S = 10.0
 
 
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[Callable[[], redis.Redis]]:
+    """Starts (and starts again) an embedded Redis of the test's own: whatever runs is shut down
+    at the end, even when the test fails."""
+    clients: list[redis.Redis] = []
+
+    def start() -> redis.Redis:
+        client = redis.Redis.from_url(embedded_redis_url(tmp_path / "redis"))
+        clients.append(client)
+        return client
+
+    yield start
+    for client in clients:
+        with suppress(redis.RedisError):
+            client.shutdown(nosave=True)
+
+
 def _candles(start: int, count: int) -> list[Candle]:
     return [Candle(SYMBOL, "1m", T0 + m * US_PER_MINUTE, 0.5, 0.501, 0.499, 0.5, 100.0, 3)
             for m in range(start, start + count)]
@@ -47,10 +66,9 @@ def _taken_until(feed: HotStateFeed, count: int) -> list[Candle]:
 
 
 def test_the_feed_survives_redis_going_away_and_reads_on_when_it_is_back(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    own_redis: Callable[[], redis.Redis], caplog: pytest.LogCaptureFixture,
 ) -> None:
-    url = embedded_redis_url(tmp_path / "redis")
-    client = redis.Redis.from_url(url)
+    client = own_redis()
     feed = HotStateFeed(HotStateReader(client), [SYMBOL], "0")
     with feed:
         HotStatePublisher(client).publish([], [], _candles(0, 3), {"ts_us": 0})
@@ -67,21 +85,18 @@ def test_the_feed_survives_redis_going_away_and_reads_on_when_it_is_back(
         assert failures >= 2 and feed.take_failures() == 0
 
         # The server is back (empty: the embedded one keeps nothing): what is published now is read.
-        restarted = redis.Redis.from_url(embedded_redis_url(tmp_path / "redis"))
-        HotStatePublisher(restarted).publish([], [], _candles(3, 2), {"ts_us": 0})
+        HotStatePublisher(own_redis()).publish([], [], _candles(3, 2), {"ts_us": 0})
         assert _taken_until(feed, 2) == _candles(3, 2)
         assert feed.unreachable_since is None and not feed.failed
     messages = [r.getMessage() for r in caplog.records]
     assert sum("out of reach" in m for m in messages) == 1  # said once, not on every retry
     assert any("answers again" in m for m in messages)
-    restarted.shutdown(nosave=True)
 
 
 def test_a_stop_crossed_while_redis_was_away_fills_at_the_first_price_seen_after(
-    tmp_path: Path, db: psycopg.Connection,
+    own_redis: Callable[[], redis.Redis], db: psycopg.Connection,
 ) -> None:
-    url = embedded_redis_url(tmp_path / "redis")
-    client = redis.Redis.from_url(url)
+    client = own_redis()
     walk = [Candle(SYMBOL, "1m", T0 + m * US_PER_MINUTE, 0.5, 0.5001, 0.4999, 0.5, 100.0, 3) for m in range(60)]
     HotStatePublisher(client).publish([], [], walk, {"ts_us": 0})
     settings = Settings(symbols=(SYMBOL,), strategies=StrategySettings(enabled=(), technical_agent=False))
@@ -106,8 +121,7 @@ def test_a_stop_crossed_while_redis_was_away_fills_at_the_first_price_seen_after
         # what it received, publishes it all once Redis is back, with the price now.
         crossed = Candle(SYMBOL, "1m", T0 + 60 * US_PER_MINUTE, 0.5, 0.5, 0.49, 0.4992, 100.0, 3)
         seen = LastPrice(SYMBOL, 0.4971, crossed.close_time_us + 20_000_000)
-        restarted = redis.Redis.from_url(embedded_redis_url(tmp_path / "redis"))
-        HotStatePublisher(restarted).publish([seen], [], [crossed], {"ts_us": 0})
+        HotStatePublisher(own_redis()).publish([seen], [], [crossed], {"ts_us": 0})
         while loop.kernel.positions.open_positions():
             assert time.monotonic() < deadline and not feed.failed, "the stop was never acted on"
             loop.cycle()
@@ -119,4 +133,3 @@ def test_a_stop_crossed_while_redis_was_away_fills_at_the_first_price_seen_after
     assert closed.closed_at == us_to_datetime(seen.ts_us)
     assert closed.exit_crossed_at == us_to_datetime(crossed.close_time_us)  # recorded as crossed while blind
     assert loop.kernel.guards.failures["read"] >= 1
-    restarted.shutdown(nosave=True)
