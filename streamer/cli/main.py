@@ -12,6 +12,7 @@
     triplegain decision approve ID   approve one (published to the executor unless expired)
     triplegain decision reject ID    reject one
     triplegain demo                  the whole loop end to end on the embedded servers
+    triplegain backtest              every account over stored history, beside the baselines
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import logging
 import sys
 from pathlib import Path
 
-from streamer.cli import control, db, decision, demo, execute, replay, stream
+from streamer.cli import backtest, control, db, decision, demo, execute, replay, stream
 from streamer.cli.options import OneLineParser
 from triplegain_core.config import load_settings
 from triplegain_core.errors import UserMistake
@@ -74,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     # Each group of commands lives in its own module; the order is the one --help shows.
-    for group in (db, replay, stream, execute, control, decision, demo):
+    for group in (db, replay, stream, execute, control, decision, demo, backtest):
         group.add_commands(commands)
     return parser
 

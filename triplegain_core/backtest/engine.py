@@ -1,0 +1,137 @@
+"""One backtest: the live trading kernel over a stored history, in market time, nothing else.
+
+The kernel is the executor's own (:class:`~triplegain_core.execution.kernel.TradingKernel`): the
+same TechnicalAgent, strategies, risk rules, fees, slippage and fill model, every account the
+configuration trades. Only its host differs: instead of Redis every 100 ms, the history's closed
+1m candles moment by moment, with the market guards on the history's own clock. No WebSocket, no
+Redis, no PostgreSQL, no wall clock: the same configuration and the same candles give the same
+trades, byte for byte (:attr:`BacktestResult.trades_hash`), on any machine at any speed.
+
+What defines a run is its configuration (:func:`backtest_config`, the trading part of the
+settings and the version of every strategy it runs) and its data (the history's ``data_hash``):
+both are hashed and stored, so the run can be reproduced and checked from what is stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from triplegain_core.backtest.history import BacktestHistory
+from triplegain_core.backtest.trail import AccountTrail, BacktestTrail
+from triplegain_core.config import Settings
+from triplegain_core.decisions.published import LLM_ACCOUNT_PREFIX
+from triplegain_core.execution.kernel import TradingKernel
+from triplegain_core.risk.guards import ReplayClock
+from triplegain_core.strategies.selection import select_strategies
+
+# The settings that decide what a backtest trades; the rest (servers, paths) never matter to it.
+TRADING_FIELDS = frozenset({"symbols", "account", "starting_balances", "fee_rate", "slippage", "risk", "guards",
+                            "strategies", "deliberation"})
+# Candles handed to the kernel at once (a progress report after each batch).
+BATCH_CANDLES = 5_000
+
+ProgressReport = Callable[[int, int], None]
+"""Called with (candles done, candles in all) as a backtest runs."""
+
+
+class AccountKind(StrEnum):
+    """Who trades an account (or, for a baseline, what it holds)."""
+
+    TECHNICAL = "technical"
+    STRATEGY = "strategy"
+    MODEL = "model"
+    BASELINE = "baseline"
+
+
+@dataclass(frozen=True, slots=True)
+class AccountResult:
+    """One account of a backtest (or a baseline) and its trail."""
+
+    name: str
+    kind: AccountKind
+    trail: AccountTrail
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestResult:
+    """What a backtest did, and what it ran on."""
+
+    config: Mapping[str, Any]
+    config_hash: str
+    history: BacktestHistory
+    accounts: tuple[AccountResult, ...]
+    trades_hash: str
+    seconds: float
+
+    def account(self, name: str) -> AccountResult:
+        """The account ``name``; KeyError naming the accounts there are."""
+        for account in self.accounts:
+            if account.name == name:
+                return account
+        raise KeyError(f"no account {name!r}; accounts: {', '.join(a.name for a in self.accounts)}")
+
+
+def backtest_config(settings: Settings) -> dict[str, Any]:
+    """The configuration a run is defined by: the trading settings and each strategy's version."""
+    config = settings.model_dump(mode="json", include=set(TRADING_FIELDS))
+    catalog = select_strategies(settings.strategies, settings.symbols)
+    config["strategy_versions"] = {s.name: s.version for s in catalog.strategies}
+    return config
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """The sha256 of ``config`` as canonical JSON (sorted keys, no spaces)."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def settings_of(config: Mapping[str, Any]) -> Settings:
+    """The settings a stored configuration was made from (what :func:`backtest_config` kept)."""
+    return Settings.model_validate({key: value for key, value in config.items() if key in TRADING_FIELDS})
+
+
+def run_backtest(settings: Settings, history: BacktestHistory, *, progress: ProgressReport | None = None
+                 ) -> BacktestResult:
+    """Run every account ``settings`` trades over ``history``; see the module's docstring."""
+    started = time.perf_counter()
+    missing = sorted(set(settings.symbols) - set(history.symbols))
+    if missing:
+        # A pair the configuration trades but the history lacks would never get a price.
+        settings = settings.model_copy(update={"symbols": tuple(s for s in settings.symbols if s in history.symbols)})
+    config = backtest_config(settings)
+    trail = BacktestTrail()
+    kernel = TradingKernel(settings, trail, clock=ReplayClock())
+    candles = history.candles
+    total = len(candles)
+    for start in range(0, total, BATCH_CANDLES):
+        kernel.on_candles(candles[start:start + BATCH_CANDLES])
+        if progress is not None:
+            progress(min(start + BATCH_CANDLES, total), total)
+    kernel.record_snapshot()
+    accounts = tuple(AccountResult(account.name, _kind(account.name, settings), trail.account(account.name))
+                     for account in kernel.accounts)
+    return BacktestResult(config=config, config_hash=config_hash(config), history=history, accounts=accounts,
+                          trades_hash=trades_hash(accounts), seconds=time.perf_counter() - started)
+
+
+def trades_hash(accounts: tuple[AccountResult, ...]) -> str:
+    """The sha256 of every account's fills (ids, times, sides, sizes, prices, fees: exact floats)."""
+    digest = hashlib.sha256()
+    for account in accounts:
+        for fill in account.trail.fills:
+            digest.update(f"{fill.account}|{fill.fill_id}|{fill.time.isoformat()}|{fill.side.value}|"
+                          f"{fill.quantity!r}|{fill.price!r}|{fill.fee!r}\n".encode())
+    return digest.hexdigest()
+
+
+def _kind(name: str, settings: Settings) -> AccountKind:
+    if name == settings.account:
+        return AccountKind.TECHNICAL
+    if name.startswith(LLM_ACCOUNT_PREFIX):
+        return AccountKind.MODEL
+    return AccountKind.STRATEGY
