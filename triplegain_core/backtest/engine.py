@@ -112,7 +112,6 @@ def run_backtest(settings: Settings, history: BacktestHistory, *, progress: Prog
         kernel.on_candles(candles[start:start + BATCH_CANDLES])
         if progress is not None:
             progress(min(start + BATCH_CANDLES, total), total)
-    kernel.record_snapshot()
     accounts = tuple(AccountResult(account.name, _kind(account.name, settings), trail.account(account.name))
                      for account in kernel.accounts)
     return BacktestResult(config=config, config_hash=config_hash(config), history=history, accounts=accounts,
