@@ -6,7 +6,8 @@
     triplegain backtest --rerun bt-0123456789ab          the stored run again, checked trade for trade
 
 Every run is stored (``backtest_runs``: its configuration, its data and their hashes; each
-account's scorecard, trades and hourly equity) and printed as one leaderboard.
+account's scorecard, trades and hourly equity), printed as one leaderboard and drawn beside the
+run (``<data dir>/backtests/<run id>/``: every equity curve and drawdown, the best account's trades).
 """
 
 from __future__ import annotations
@@ -14,11 +15,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 import psycopg
 
+from triplegain_core.backtest.engine import AccountKind, AccountResult
 from triplegain_core.backtest.history import BacktestHistory, BacktestSource
+from triplegain_core.backtest.leaderboard import LeaderboardRow
 from triplegain_core.config import Settings
 from triplegain_core.errors import UserMistake
 from triplegain_core.model.market import TRADED_SYMBOLS, datetime_to_us
@@ -121,12 +126,29 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{row.rank:>3} {row.account:<28} {row.kind.value:<10} {_num(row.return_pct, 2):>9}"
               f" {row.max_drawdown_pct:>9.2f} {_num(row.sharpe, 2):>7} {row.trades:>6}"
               f" {_num(None if row.win_rate is None else row.win_rate * 100, 1):>6} {row.fees_usdt:>8.2f}")
+    for chart in _charts(settings.data_dir / "backtests" / run_id, accounts, rows, history):
+        print(f"chart: {chart}")
     if stored is not None:
         if result.trades_hash != stored.trades_hash:
             raise UserMistake(f"--rerun {stored.run_id}: NOT reproduced: trades {result.trades_hash[:12]} differ"
                               f" from the stored run's {stored.trades_hash[:12]} (same data and configuration)")
         print(f"reproduced {stored.run_id}: the same trades, fill for fill")
     return 0
+
+
+def _charts(folder: Path, accounts: Sequence[AccountResult], rows: Sequence[LeaderboardRow],
+            history: BacktestHistory) -> list[Path]:
+    """The run's pictures: every equity curve, and the best trading account's trades on each pair."""
+    from triplegain_core.reporting.backtest_charts import plot_equity_curves, plot_trades
+
+    drawn = [plot_equity_curves(accounts, folder / "equity.png", title=f"Backtest {folder.name}")]
+    best = next((r.account for r in rows if r.kind is not AccountKind.BASELINE and r.trades), None)
+    if best is not None:
+        account = next(a for a in accounts if a.name == best)
+        for symbol in history.symbols:
+            drawn.append(plot_trades(history, account, symbol,
+                                     folder / f"trades-{best.replace(':', '-')}-{symbol.replace('/', '-')}.png"))
+    return drawn
 
 
 def _history(conn: psycopg.Connection, source: BacktestSource) -> BacktestHistory:

@@ -64,9 +64,10 @@ def test_a_backtest_trades_as_the_live_executor_replaying_the_same_candles(
 
 def test_a_stored_run_is_reproduced_from_what_is_stored(
     shared_data: Path, database_url: str, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], tmp_path: Path,
 ) -> None:
     monkeypatch.setenv("TRIPLEGAIN_DATABASE_URL", database_url)
+    monkeypatch.setenv("TRIPLEGAIN_DATA_DIR", str(tmp_path))
     assert main(["backtest", "--symbols", SYMBOL]) == 2
     assert "nothing to backtest: no 1m candle of XRP/USDT" in capsys.readouterr().err
     MarketStore(db).write_candles(_real_candles(shared_data)[:1200])
@@ -77,6 +78,10 @@ def test_a_stored_run_is_reproduced_from_what_is_stored(
     run_id, config_hash, data_hash, trades_hash = db.execute(
         "SELECT run_id, config_hash, data_hash, trades_hash FROM backtest_runs").fetchone()
     assert f"run {run_id}" in out.out and "buy_and_hold:XRP" in out.out
+    pictures = sorted((tmp_path / "backtests" / run_id).glob("*.png"))
+    names = [p.name for p in pictures]
+    assert len(names) == 2 and names[0] == "equity.png" and names[1].startswith("trades-")
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 20_000 for p in pictures)
     kinds = dict(db.execute("SELECT kind, count(*) FROM backtest_accounts WHERE run_id = %s GROUP BY kind",
                             (run_id,)).fetchall())
     assert kinds["technical"] == 1 and kinds["strategy"] >= 5 and kinds["baseline"] >= 3

@@ -1,0 +1,98 @@
+"""Pictures of a backtest: every account's and baseline's equity and drawdown on one chart, and
+one account's trades on the price chart.
+
+Drawn with matplotlib's Figure API (no pyplot global state), to PNG files the caller names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from triplegain_core.backtest.engine import AccountKind, AccountResult
+from triplegain_core.backtest.history import BacktestHistory
+from triplegain_core.model.market import datetime_to_us
+from triplegain_core.model.signals import Direction
+
+# Beyond this many accounts the legend would hide the chart: the best and worst are named.
+LEGEND_ACCOUNTS = 14
+
+
+def plot_equity_curves(accounts: Sequence[AccountResult], path: Path, title: str = "Backtest") -> Path:
+    """Each account's return (%) over time, baselines dashed, and its drawdown below; ``path`` returned."""
+    drawn = [a for a in accounts if len(a.trail.curve.equity) > 1]
+    if not drawn:
+        raise ValueError("no account has an equity curve to draw")
+    figure = Figure(figsize=(12, 8), dpi=100)
+    FigureCanvasAgg(figure)
+    top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=(3, 2))
+    # Twenty distinct colours: the default cycle of ten repeats within a dozen accounts.
+    palette = colormaps["tab20"].colors
+    top.set_prop_cycle(color=palette)
+    finals = []
+    for account in drawn:
+        equity = np.frombuffer(account.trail.curve.equity, dtype=float)
+        times = pd.to_datetime(np.frombuffer(account.trail.curve.times_us, dtype=np.int64), unit="us", utc=True)
+        returns = (equity / equity[0] - 1) * 100
+        peak = np.maximum.accumulate(equity)
+        style = "--" if account.kind is AccountKind.BASELINE else "-"
+        width = 1.8 if account.kind in (AccountKind.BASELINE, AccountKind.TECHNICAL) else 1.0
+        (line,) = top.plot(times, returns, linestyle=style, linewidth=width, label=account.name)
+        bottom.plot(times, (equity / peak - 1) * 100, linestyle=style, linewidth=0.8, color=line.get_color())
+        finals.append((float(returns[-1]), line))
+    top.axhline(0.0, color="grey", linewidth=0.8)
+    top.set_ylabel("return (%)")
+    top.set_title(title)
+    ranked = sorted(finals, key=lambda item: -item[0])
+    if len(ranked) > LEGEND_ACCOUNTS:
+        half = LEGEND_ACCOUNTS // 2
+        ranked = ranked[:half] + ranked[-half:]
+    top.legend(handles=[line for _, line in ranked], loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    bottom.set_ylabel("drawdown (%)")
+    bottom.set_xlabel("time (UTC)")
+    for axes in (top, bottom):
+        axes.grid(alpha=0.3)
+    figure.autofmt_xdate()
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png")
+    return path
+
+
+def plot_trades(history: BacktestHistory, account: AccountResult, symbol: str, path: Path) -> Path:
+    """``symbol``'s closes with ``account``'s entries (triangles: up long, down short) and exits
+    (crosses: green a gain, red a loss) on them; ``path`` returned."""
+    candles = [c for c in history.candles if c.symbol == symbol]
+    if not candles:
+        raise ValueError(f"the history has no {symbol} candle")
+    figure = Figure(figsize=(12, 5), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.subplots()
+    times = pd.to_datetime([c.close_time_us for c in candles], unit="us", utc=True)
+    axes.plot(times, [c.close for c in candles], color="black", linewidth=0.8, label=symbol)
+    positions = [p for p in account.trail.positions.values() if p.symbol == symbol]
+    for direction, marker, colour in ((Direction.LONG, "^", "tab:blue"), (Direction.SHORT, "v", "tab:orange")):
+        chosen = [p for p in positions if p.direction is direction]
+        axes.scatter(pd.to_datetime([datetime_to_us(p.opened_at) for p in chosen], unit="us", utc=True),
+                     [p.entry_price for p in chosen], marker=marker, color=colour, s=40, zorder=3,
+                     label=f"{direction.value} entry")
+    for won, colour in ((True, "tab:green"), (False, "tab:red")):
+        exits = [(datetime_to_us(p.closed_at), p.exit_price) for p in positions
+                 if p.closed_at is not None and p.exit_price is not None and (p.realized_pnl > 0) == won]
+        axes.scatter(pd.to_datetime([t for t, _ in exits], unit="us", utc=True), [price for _, price in exits],
+                     marker="x", color=colour, s=40, zorder=3, label="exit, gain" if won else "exit, loss")
+    axes.set_title(f"{account.name}: {len(positions)} trades on {symbol}")
+    axes.set_ylabel(symbol)
+    axes.grid(alpha=0.3)
+    axes.legend(loc="best", fontsize=8)
+    figure.autofmt_xdate()
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png")
+    return path
