@@ -33,8 +33,8 @@ def plot_equity_curves(accounts: Sequence[AccountResult], path: Path, title: str
     FigureCanvasAgg(figure)
     top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=(3, 2))
     # Twenty distinct colours: the default cycle of ten repeats within a dozen accounts.
-    palette = colormaps["tab20"].colors
-    top.set_prop_cycle(color=palette)
+    tab20 = colormaps["tab20"]
+    top.set_prop_cycle(color=[tab20(i) for i in range(tab20.N)])
     finals = []
     for account in drawn:
         equity = np.frombuffer(account.trail.curve.equity, dtype=float)
