@@ -15,15 +15,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 
 import psycopg
 
-from triplegain_core.backtest.engine import AccountKind, AccountResult
-from triplegain_core.backtest.history import BacktestHistory, BacktestSource
-from triplegain_core.backtest.leaderboard import LeaderboardRow
+from triplegain_core.backtest.history import BacktestSource
 from triplegain_core.config import Settings
 from triplegain_core.errors import UserMistake
 from triplegain_core.model.market import TRADED_SYMBOLS, datetime_to_us
@@ -85,11 +81,11 @@ class ProgressBar:
 
 
 def _backtest(args: argparse.Namespace, settings: Settings) -> int:
-    from triplegain_core.backtest.baselines import baseline_accounts
     from triplegain_core.backtest.engine import run_backtest, settings_of
     from triplegain_core.backtest.history import EmptyHistory, SourceFile
-    from triplegain_core.backtest.leaderboard import leaderboard
-    from triplegain_core.storage.backtest_store import BacktestStore
+    from triplegain_core.backtest.leaderboard import scorecard
+    from triplegain_core.reporting.backtest_charts import draw_run
+    from triplegain_core.storage.backtest_store import BacktestStore, load_history
 
     db_url = database_url(settings)
     migrate(db_url)
@@ -104,7 +100,7 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
             source = BacktestSource(kind="database", symbols=tuple(args.symbols or settings.symbols),
                                     start=args.start, end=args.end)
         try:
-            history = _history(conn, source)
+            history = load_history(conn, source, datetime_to_us(datetime.now(UTC)))
         except EmptyHistory as exc:
             raise UserMistake(f"nothing to backtest: {exc} in {_describe(source)}; backfill it first"
                               " (the history assets in Dagster, or `triplegain stream`) or give --file") from None
@@ -114,19 +110,18 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
         print(f"backtest of {len(history.candles):,} candles ({', '.join(history.symbols)}) from"
               f" {_describe(source)}", file=sys.stderr)
         result = run_backtest(settings, history, progress=ProgressBar("backtest"))
-        accounts = (*result.accounts, *baseline_accounts(settings, history))
-        rows = leaderboard(accounts, history.start_us, history.end_us)
-        run_id = store.record(result, rows, source, reproduces=stored.run_id if stored else None)
+        card = scorecard(settings, result)
+        run_id = store.record(result, card.rows, source, reproduces=stored.run_id if stored else None)
     print(f"run {run_id}: config {result.config_hash[:12]}, data {history.data_hash[:12]}, trades"
           f" {result.trades_hash[:12]}, {result.seconds:.1f} s ({len(history.candles) / result.seconds:,.0f}"
           " candles/s)")
     print(f"{'#':>3} {'account':<28} {'kind':<10} {'return %':>9} {'max dd %':>9} {'sharpe':>7} {'trades':>6}"
           f" {'win %':>6} {'fees':>8}")
-    for row in rows:
+    for row in card.rows:
         print(f"{row.rank:>3} {row.account:<28} {row.kind.value:<10} {_num(row.return_pct, 2):>9}"
               f" {row.max_drawdown_pct:>9.2f} {_num(row.sharpe, 2):>7} {row.trades:>6}"
               f" {_num(None if row.win_rate is None else row.win_rate * 100, 1):>6} {row.fees_usdt:>8.2f}")
-    for chart in _charts(settings.data_dir / "backtests" / run_id, accounts, rows, history):
+    for chart in draw_run(settings.data_dir / "backtests" / run_id, card, history):
         print(f"chart: {chart}")
     if stored is not None:
         if result.trades_hash != stored.trades_hash:
@@ -134,35 +129,6 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
                               f" from the stored run's {stored.trades_hash[:12]} (same data and configuration)")
         print(f"reproduced {stored.run_id}: the same trades, fill for fill")
     return 0
-
-
-def _charts(folder: Path, accounts: Sequence[AccountResult], rows: Sequence[LeaderboardRow],
-            history: BacktestHistory) -> list[Path]:
-    """The run's pictures: every equity curve, and the best trading account's trades on each pair."""
-    from triplegain_core.reporting.backtest_charts import plot_equity_curves, plot_trades
-
-    drawn = [plot_equity_curves(accounts, folder / "equity.png", title=f"Backtest {folder.name}")]
-    best = next((r.account for r in rows if r.kind is not AccountKind.BASELINE and r.trades), None)
-    if best is not None:
-        account = next(a for a in accounts if a.name == best)
-        for symbol in history.symbols:
-            drawn.append(plot_trades(history, account, symbol,
-                                     folder / f"trades-{best.replace(':', '-')}-{symbol.replace('/', '-')}.png"))
-    return drawn
-
-
-def _history(conn: psycopg.Connection, source: BacktestSource) -> BacktestHistory:
-    from triplegain_core.backtest.history import history_from_candles, history_from_files
-    from triplegain_core.storage.market_store import MarketStore
-
-    if source.kind == "files":
-        return history_from_files(source.files)
-    store = MarketStore(conn)
-    # The candle still open (the streamer rewrites it until it closes) is not history yet.
-    now_us = datetime_to_us(datetime.now(UTC))
-    candles = [c for symbol in source.symbols for c in store.candles(symbol, "1m", source.start, source.end)
-               if c.close_time_us <= now_us]
-    return history_from_candles(candles, source.symbols)
 
 
 def _describe(source: BacktestSource) -> str:

@@ -12,7 +12,9 @@ import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from triplegain_core.backtest.engine import AccountKind, AccountResult
+from triplegain_core.backtest.baselines import baseline_accounts
+from triplegain_core.backtest.engine import AccountKind, AccountResult, BacktestResult
+from triplegain_core.config import Settings
 from triplegain_core.model.market import datetime_to_us
 from triplegain_core.portfolio.metrics import (
     MINUTES_PER_YEAR,
@@ -84,3 +86,23 @@ def _exposure(account: AccountResult, start_us: int, end_us: int) -> float:
             covered += closed - opened
             reach = closed
     return covered / (end_us - start_us) if end_us > start_us else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Scorecard:
+    """A backtest's accounts beside its baselines, and the leaderboard of them all."""
+
+    accounts: tuple[AccountResult, ...]
+    rows: tuple[LeaderboardRow, ...]
+
+    def best_trading_account(self) -> AccountResult | None:
+        """The best-ranked account that traded (not a baseline), if any."""
+        name = next((r.account for r in self.rows if r.kind is not AccountKind.BASELINE and r.trades), None)
+        return next((a for a in self.accounts if a.name == name), None)
+
+
+def scorecard(settings: Settings, result: BacktestResult) -> Scorecard:
+    """``result``'s accounts and the baselines of its history, ranked on one leaderboard."""
+    history = result.history
+    accounts = (*result.accounts, *baseline_accounts(settings, history))
+    return Scorecard(accounts, tuple(leaderboard(accounts, history.start_us, history.end_us)))

@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 
 from triplegain_core.backtest.engine import AccountKind, AccountResult
 from triplegain_core.backtest.history import BacktestHistory
+from triplegain_core.backtest.leaderboard import Scorecard
 from triplegain_core.model.market import datetime_to_us
 from triplegain_core.model.signals import Direction
 
@@ -96,3 +97,15 @@ def plot_trades(history: BacktestHistory, account: AccountResult, symbol: str, p
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, format="png")
     return path
+
+
+def draw_run(folder: Path, scorecard: Scorecard, history: BacktestHistory) -> list[Path]:
+    """A run's pictures in ``folder``: every equity curve (``equity.png``), and the best trading
+    account's trades on each pair (``trades-<account>-<pair>.png``)."""
+    drawn = [plot_equity_curves(scorecard.accounts, folder / "equity.png", title=f"Backtest {folder.name}")]
+    best = scorecard.best_trading_account()
+    if best is not None:
+        for symbol in history.symbols:
+            name = f"trades-{best.name.replace(':', '-')}-{symbol.replace('/', '-')}.png"
+            drawn.append(plot_trades(history, best, symbol, folder / name))
+    return drawn

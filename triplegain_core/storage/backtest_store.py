@@ -13,10 +13,16 @@ from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict
 
 from triplegain_core.backtest.engine import BacktestResult
-from triplegain_core.backtest.history import BacktestSource
+from triplegain_core.backtest.history import (
+    BacktestHistory,
+    BacktestSource,
+    history_from_candles,
+    history_from_files,
+)
 from triplegain_core.backtest.leaderboard import LeaderboardRow
 from triplegain_core.errors import UserMistake
 from triplegain_core.model.market import US_PER_MINUTE, us_to_datetime
+from triplegain_core.storage.market_store import MarketStore
 
 # One stored equity point an hour (and the last): the scorecards used every minute.
 EQUITY_EVERY_US = 60 * US_PER_MINUTE
@@ -98,6 +104,17 @@ class BacktestStore:
         return self._conn.execute(
             "SELECT rank, account, kind, return_pct, max_drawdown_pct, trades FROM backtest_accounts"
             " WHERE run_id = %s ORDER BY rank", (run_id,)).fetchall()
+
+
+def load_history(conn: psycopg.Connection, source: BacktestSource, now_us: int) -> BacktestHistory:
+    """The candles ``source`` names: its files, or the database's 1m candles closed by ``now_us``
+    (the candle still open is rewritten by the streamer until it closes: not history yet)."""
+    if source.kind == "files":
+        return history_from_files(source.files)
+    store = MarketStore(conn)
+    candles = [c for symbol in source.symbols for c in store.candles(symbol, "1m", source.start, source.end)
+               if c.close_time_us <= now_us]
+    return history_from_candles(candles, source.symbols)
 
 
 def _hourly(points: Any) -> list[tuple[int, float]]:

@@ -23,6 +23,7 @@ GROUP_OF = {
     "llm_deliberation": groups.DELIBERATION, "model_performance": groups.DELIBERATION,
     "position_checkpoints": groups.DELIBERATION,
     "portfolio_report": groups.REPORTS,
+    "backtest_run": groups.BACKTESTS,
 }
 
 

@@ -1,0 +1,1 @@
+"""Backtests: every account over stored history, beside the baselines."""
