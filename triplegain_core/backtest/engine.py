@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -27,7 +27,9 @@ from triplegain_core.backtest.trail import AccountTrail, BacktestTrail
 from triplegain_core.config import Settings
 from triplegain_core.decisions.published import LLM_ACCOUNT_PREFIX
 from triplegain_core.execution.kernel import TradingKernel
+from triplegain_core.model.market import Candle
 from triplegain_core.risk.guards import ReplayClock
+from triplegain_core.strategies.registry import LoadedStrategy
 from triplegain_core.strategies.selection import select_strategies
 
 # The settings that decide what a backtest trades; the rest (servers, paths) never matter to it.
@@ -77,11 +79,14 @@ class BacktestResult:
         raise KeyError(f"no account {name!r}; accounts: {', '.join(a.name for a in self.accounts)}")
 
 
-def backtest_config(settings: Settings) -> dict[str, Any]:
-    """The configuration a run is defined by: the trading settings and each strategy's version."""
+def backtest_config(settings: Settings, strategies: Iterable[LoadedStrategy] | None = None) -> dict[str, Any]:
+    """The configuration a run is defined by: the trading settings, and each strategy's version
+    and parameters (``strategies``, default: those the settings select)."""
     config = settings.model_dump(mode="json", include=set(TRADING_FIELDS))
-    catalog = select_strategies(settings.strategies, settings.symbols)
-    config["strategy_versions"] = {s.name: s.version for s in catalog.strategies}
+    if strategies is None:
+        strategies = select_strategies(settings.strategies, settings.symbols).strategies
+    config["strategy_versions"] = {s.name: s.version for s in strategies}
+    config["strategy_parameters"] = {s.name: s.config.model_dump(mode="json") for s in strategies}
     return config
 
 
@@ -95,23 +100,35 @@ def settings_of(config: Mapping[str, Any]) -> Settings:
     return Settings.model_validate({key: value for key, value in config.items() if key in TRADING_FIELDS})
 
 
-def run_backtest(settings: Settings, history: BacktestHistory, *, progress: ProgressReport | None = None
-                 ) -> BacktestResult:
-    """Run every account ``settings`` trades over ``history``; see the module's docstring."""
+def run_backtest(settings: Settings, history: BacktestHistory, *, strategies: Iterable[LoadedStrategy] | None = None,
+                 decide_from_us: int | None = None, progress: ProgressReport | None = None) -> BacktestResult:
+    """Run every account ``settings`` trades over ``history``; see the module's docstring.
+
+    ``strategies`` replace the configured ones (e.g. other parameters); with ``decide_from_us``
+    the candles closing before it only warm the kernel up (as after a restart: nothing decided,
+    no account valued), and the accounts trade from there on.
+    """
     started = time.perf_counter()
     missing = sorted(set(settings.symbols) - set(history.symbols))
     if missing:
         # A pair the configuration trades but the history lacks would never get a price.
         settings = settings.model_copy(update={"symbols": tuple(s for s in settings.symbols if s in history.symbols)})
-    config = backtest_config(settings)
     trail = BacktestTrail()
-    kernel = TradingKernel(settings, trail, clock=ReplayClock())
+    kernel = TradingKernel(settings, trail, strategies=strategies, clock=ReplayClock())
+    config = backtest_config(settings, kernel.strategies)
     candles = history.candles
-    total = len(candles)
-    for start in range(0, total, BATCH_CANDLES):
+    first = 0
+    if decide_from_us is not None:
+        first = next((i for i, c in enumerate(candles) if c.close_time_us >= decide_from_us), len(candles))
+        warm: dict[str, list[Candle]] = {}
+        for candle in candles[:first]:
+            warm.setdefault(candle.symbol, []).append(candle)
+        kernel.warm({symbol: series[-kernel.history_minutes:] for symbol, series in warm.items()})
+    total = len(candles) - first
+    for start in range(first, len(candles), BATCH_CANDLES):
         kernel.on_candles(candles[start:start + BATCH_CANDLES])
         if progress is not None:
-            progress(min(start + BATCH_CANDLES, total), total)
+            progress(min(start + BATCH_CANDLES, len(candles)) - first, total)
     accounts = tuple(AccountResult(account.name, _kind(account.name, settings), trail.account(account.name))
                      for account in kernel.accounts)
     return BacktestResult(config=config, config_hash=config_hash(config), history=history, accounts=accounts,
