@@ -15,33 +15,77 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import tomllib
 from datetime import UTC, datetime
+from pathlib import Path
 
 import psycopg
 
-from triplegain_core.backtest.history import BacktestSource
+from streamer.cli.options import positive_float
+from triplegain_core.backtest.history import BacktestHistory, BacktestSource
 from triplegain_core.config import Settings
-from triplegain_core.errors import UserMistake
+from triplegain_core.errors import UserMistake, did_you_mean
 from triplegain_core.model.market import TRADED_SYMBOLS, datetime_to_us
 from triplegain_core.storage.endpoints import database_url
 from triplegain_core.storage.migrate import migrate
+from triplegain_core.strategies.registry import known_strategy_names
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``backtest``."""
+    """``backtest`` and ``walkforward``."""
     backtest = commands.add_parser("backtest", help="run every account over stored history, beside the baselines",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    backtest.add_argument("--from", dest="start", type=_day, default=None, metavar="DATE",
-                          help="first day (UTC, YYYY-MM-DD or an ISO time; default: the first stored candle)")
-    backtest.add_argument("--to", dest="end", type=_day, default=None, metavar="DATE",
-                          help="end (exclusive; default: after the last closed candle)")
-    backtest.add_argument("--symbols", nargs="+", choices=TRADED_SYMBOLS, default=None,
-                          help="pairs (default: the configuration's)")
-    backtest.add_argument("--file", dest="files", action="append", type=_source_file, default=[],
-                          metavar="SYMBOL=PATH", help="a trades or candles file standing for SYMBOL (repeatable)")
+    _add_source_options(backtest)
     backtest.add_argument("--rerun", metavar="RUN_ID", default=None,
                           help="run a stored run again from what is stored and check it gives the same trades")
     backtest.set_defaults(handler=_backtest)
+    walk = commands.add_parser(
+        "walkforward", help="choose each strategy's parameters on train windows, judge them on the test windows",
+        description="Walk-forward: each strategy's parameter grid (a TOML file: one table per strategy, each"
+                    " parameter a list of values) chosen on each train window only, judged on the test window"
+                    " after it; prints the in-sample and out-of-sample returns and draws the stitched"
+                    " out-of-sample equity.")
+    _add_source_options(walk)
+    walk.add_argument("--grid", type=Path, required=True, metavar="FILE",
+                      help="the parameter grids, e.g. [momentum_scalp] fast_ema = [5, 8]")
+    walk.add_argument("--train-hours", type=positive_float, required=True, help="length of a train window")
+    walk.add_argument("--test-hours", type=positive_float, required=True, help="length of a test window")
+    walk.add_argument("--anchored", action="store_true",
+                      help="every train window starts at the history's start (default: rolling)")
+    walk.set_defaults(handler=_walk_forward)
+
+
+def _add_source_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--from", dest="start", type=_day, default=None, metavar="DATE",
+                        help="first day (UTC, YYYY-MM-DD or an ISO time; default: the first stored candle)")
+    parser.add_argument("--to", dest="end", type=_day, default=None, metavar="DATE",
+                        help="end (exclusive; default: after the last closed candle)")
+    parser.add_argument("--symbols", nargs="+", choices=TRADED_SYMBOLS, default=None,
+                        help="pairs (default: the configuration's)")
+    parser.add_argument("--file", dest="files", action="append", type=_source_file, default=[],
+                        metavar="SYMBOL=PATH", help="a trades or candles file standing for SYMBOL (repeatable)")
+
+
+def _source(args: argparse.Namespace, settings: Settings) -> BacktestSource:
+    """The candles the options name: files, else the database's."""
+    from triplegain_core.backtest.history import SourceFile
+
+    if args.files:
+        return BacktestSource(kind="files", files=tuple(SourceFile(path=p, symbol=s) for s, p in args.files))
+    return BacktestSource(kind="database", symbols=tuple(args.symbols or settings.symbols), start=args.start,
+                          end=args.end)
+
+
+def _loaded(conn: psycopg.Connection | None, source: BacktestSource) -> BacktestHistory:
+    """The history of ``source``; a one-line mistake when it holds no candle."""
+    from triplegain_core.backtest.history import EmptyHistory
+    from triplegain_core.storage.backtest_store import load_history
+
+    try:
+        return load_history(conn, source, datetime_to_us(datetime.now(UTC)))
+    except EmptyHistory as exc:
+        raise UserMistake(f"nothing to backtest: {exc} in {_describe(source)}; backfill it first"
+                          " (the history assets in Dagster, or `triplegain stream`) or give --file") from None
 
 
 def _day(text: str) -> datetime:
@@ -82,10 +126,9 @@ class ProgressBar:
 
 def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     from triplegain_core.backtest.engine import run_backtest, settings_of
-    from triplegain_core.backtest.history import EmptyHistory, SourceFile
     from triplegain_core.backtest.leaderboard import scorecard
     from triplegain_core.reporting.backtest_charts import draw_run
-    from triplegain_core.storage.backtest_store import BacktestStore, load_history
+    from triplegain_core.storage.backtest_store import BacktestStore
 
     db_url = database_url(settings)
     migrate(db_url)
@@ -94,16 +137,9 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
         stored = store.run(args.rerun) if args.rerun else None
         if stored is not None:
             source, settings = stored.source, settings_of(stored.config)
-        elif args.files:
-            source = BacktestSource(kind="files", files=tuple(SourceFile(path=p, symbol=s) for s, p in args.files))
         else:
-            source = BacktestSource(kind="database", symbols=tuple(args.symbols or settings.symbols),
-                                    start=args.start, end=args.end)
-        try:
-            history = load_history(conn, source, datetime_to_us(datetime.now(UTC)))
-        except EmptyHistory as exc:
-            raise UserMistake(f"nothing to backtest: {exc} in {_describe(source)}; backfill it first"
-                              " (the history assets in Dagster, or `triplegain stream`) or give --file") from None
+            source = _source(args, settings)
+        history = _loaded(conn, source)
         if stored is not None and history.data_hash != stored.data_hash:
             raise UserMistake(f"--rerun {stored.run_id}: the data changed since the run ({_describe(source)} now"
                               f" hashes {history.data_hash[:12]}, the run had {stored.data_hash[:12]})")
@@ -129,6 +165,65 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
                               f" from the stored run's {stored.trades_hash[:12]} (same data and configuration)")
         print(f"reproduced {stored.run_id}: the same trades, fill for fill")
     return 0
+
+
+def _walk_forward(args: argparse.Namespace, settings: Settings) -> int:
+    from triplegain_core.backtest.walk_forward import parameter_sets, walk_forward, walk_forward_windows
+    from triplegain_core.reporting.backtest_charts import plot_walk_forward
+
+    grids = {name: parameter_sets(values) for name, values in _grid_file(args.grid).items()}
+    source = _source(args, settings)
+    if source.kind == "database":
+        db_url = database_url(settings)
+        migrate(db_url)
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            history = _loaded(conn, source)
+    else:
+        history = _loaded(None, source)
+    try:
+        windows = walk_forward_windows(history.start_us, history.end_us, round(args.train_hours * 60),
+                                       round(args.test_hours * 60), args.anchored)
+    except ValueError as exc:
+        raise UserMistake(f"--train-hours/--test-hours: {exc}") from None
+    print(f"walk-forward of {', '.join(grids)} over {len(history.candles):,} candles: {len(windows)}"
+          f" {'anchored' if args.anchored else 'rolling'} windows", file=sys.stderr)
+    try:
+        result = walk_forward(settings, history, grids, windows, anchored=args.anchored,
+                              progress=lambda done, total: print(f"walk-forward: window {done} of {total}",
+                                                                 file=sys.stderr, flush=True))
+    except ValueError as exc:
+        raise UserMistake(f"--grid {args.grid}: {exc}") from None
+    print(f"{'strategy':<22} {'in-sample %':>12} {'out-of-sample %':>16} {'gap %':>8} {'stitched %':>11}  choices")
+    for walk in result.strategies:
+        choices = "; ".join(", ".join(f"{k}={v}" for k, v in w.parameters.items()) or "configured"
+                            for w in walk.windows)
+        print(f"{walk.strategy:<22} {walk.in_sample_pct:>12.3f} {walk.out_of_sample_pct:>16.3f}"
+              f" {walk.gap_pct:>8.3f} {walk.stitched_return_pct:>11.3f}  {choices}")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    print(f"chart: {plot_walk_forward(result, settings.data_dir / 'walkforward' / f'walkforward-{stamp}.png')}")
+    return 0
+
+
+def _grid_file(path: Path) -> dict[str, dict[str, list[object]]]:
+    """The grids of a TOML file: a table per strategy, a list of values per parameter."""
+    try:
+        tables = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise UserMistake(f"--grid {path}: cannot read it ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserMistake(f"--grid {path}: not valid TOML: {exc}") from None
+    for name, table in tables.items():
+        if not isinstance(table, dict) or not all(isinstance(v, list) and v for v in table.values()):
+            raise UserMistake(f"--grid {path}: [{name}] must map each parameter to a non-empty list of values,"
+                              " e.g. fast_ema = [5, 8]")
+    if not tables:
+        raise UserMistake(f"--grid {path}: no strategy in it; give one table per strategy, e.g. [momentum_scalp]")
+    known = known_strategy_names()
+    for name in tables:
+        if name not in known:
+            raise UserMistake(f"--grid {path}: no strategy {name} to walk forward; there are {', '.join(known)}"
+                              f"{did_you_mean(name, known)}")
+    return tables
 
 
 def _describe(source: BacktestSource) -> str:

@@ -1,5 +1,5 @@
-"""Pictures of a backtest: every account's and baseline's equity and drawdown on one chart, and
-one account's trades on the price chart.
+"""Pictures of a backtest: every account's and baseline's equity and drawdown on one chart, one
+account's trades on the price chart, and a walk-forward's windows with its out-of-sample equity.
 
 Drawn with matplotlib's Figure API (no pyplot global state), to PNG files the caller names.
 """
@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from triplegain_core.backtest.engine import AccountKind, AccountResult
 from triplegain_core.backtest.history import BacktestHistory
 from triplegain_core.backtest.leaderboard import Scorecard
+from triplegain_core.backtest.walk_forward import WalkForwardResult
 from triplegain_core.model.market import datetime_to_us
 from triplegain_core.model.signals import Direction
 
@@ -109,3 +110,40 @@ def draw_run(folder: Path, scorecard: Scorecard, history: BacktestHistory) -> li
             name = f"trades-{best.name.replace(':', '-')}-{symbol.replace('/', '-')}.png"
             drawn.append(plot_trades(history, best, symbol, folder / name))
     return drawn
+
+
+def plot_walk_forward(result: WalkForwardResult, path: Path) -> Path:
+    """The windows (train and test spans, one row each) above each strategy's stitched
+    out-of-sample equity; ``path`` returned."""
+    if not result.windows:
+        raise ValueError("no walk-forward window to draw")
+    figure = Figure(figsize=(12, 8), dpi=100)
+    FigureCanvasAgg(figure)
+    top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=(2, 3))
+    for row, window in enumerate(result.windows):
+        train = pd.to_datetime([window.train_start_us, window.test_start_us], unit="us", utc=True)
+        test = pd.to_datetime([window.test_start_us, window.test_end_us], unit="us", utc=True)
+        top.plot(train, [row, row], color="tab:blue", linewidth=6, solid_capstyle="butt",
+                 label="train" if row == 0 else None)
+        top.plot(test, [row, row], color="tab:orange", linewidth=6, solid_capstyle="butt",
+                 label="test" if row == 0 else None)
+    top.set_ylabel("window")
+    top.invert_yaxis()
+    top.set_title(f"Walk-forward, {'anchored' if result.anchored else 'rolling'}: {len(result.windows)} windows")
+    top.legend(loc="lower left")
+    for walk in result.strategies:
+        if walk.stitched_equity:
+            times = pd.to_datetime(list(walk.stitched_times_us), unit="us", utc=True)
+            bottom.plot(times, [(e - 1.0) * 100 for e in walk.stitched_equity], linewidth=1.2,
+                        label=f"{walk.strategy} (gap {walk.gap_pct:+.2f} %/window)")
+    bottom.axhline(0.0, color="grey", linewidth=0.8)
+    bottom.set_ylabel("out-of-sample return (%)")
+    bottom.set_xlabel("time (UTC)")
+    bottom.legend(loc="best", fontsize=8)
+    for axes in (top, bottom):
+        axes.grid(alpha=0.3)
+    figure.autofmt_xdate()
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png")
+    return path

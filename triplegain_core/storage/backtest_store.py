@@ -106,11 +106,14 @@ class BacktestStore:
             " WHERE run_id = %s ORDER BY rank", (run_id,)).fetchall()
 
 
-def load_history(conn: psycopg.Connection, source: BacktestSource, now_us: int) -> BacktestHistory:
-    """The candles ``source`` names: its files, or the database's 1m candles closed by ``now_us``
-    (the candle still open is rewritten by the streamer until it closes: not history yet)."""
+def load_history(conn: psycopg.Connection | None, source: BacktestSource, now_us: int) -> BacktestHistory:
+    """The candles ``source`` names: its files, or the database's (through ``conn``) 1m candles
+    closed by ``now_us`` (the candle still open is rewritten by the streamer until it closes:
+    not history yet)."""
     if source.kind == "files":
         return history_from_files(source.files)
+    if conn is None:
+        raise ValueError("the database's candles need a connection")
     store = MarketStore(conn)
     candles = [c for symbol in source.symbols for c in store.candles(symbol, "1m", source.start, source.end)
                if c.close_time_us <= now_us]

@@ -1,0 +1,64 @@
+"""`triplegain walkforward` on a file: a table of in- and out-of-sample returns, a picture; bad grids in one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streamer.cli.main import main
+
+XRP_FILE = "binance_xrp-eth_1m.parquet"
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("TRIPLEGAIN_DATA_DIR", str(tmp_path))
+    monkeypatch.chdir(tmp_path)  # no triplegain.toml of the checkout's
+    return tmp_path
+
+
+def _args(shared_data: Path, grid: Path, *extra: str) -> list[str]:
+    return ["walkforward", "--file", f"XRP/USDT={shared_data / XRP_FILE}", "--grid", str(grid),
+            "--train-hours", "24", "--test-hours", "12", *extra]
+
+
+def test_a_walk_forward_prints_each_strategy_and_draws_its_windows(
+    shared_data: Path, data_dir: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    grid = data_dir / "grid.toml"
+    grid.write_text("[momentum_scalp]\nfast_ema = [5, 8]\n")
+    assert main(_args(shared_data, grid, "--anchored")) == 0
+    out = capsys.readouterr()
+    assert "2 anchored windows" in out.err and "window 2 of 2" in out.err
+    [row] = [line for line in out.out.splitlines() if line.startswith("momentum_scalp")]
+    assert row.count("fast_ema=") == 2  # one choice per window
+    [picture] = (data_dir / "walkforward").glob("walkforward-*.png")
+    assert picture.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(("text", "answer"), [
+    ("[momentum_scalp]\nfast_ema = 5\n", "[momentum_scalp] must map each parameter to a non-empty list"),
+    ("[nonesuch]\nx = [1]\n", "no strategy nonesuch to walk forward"),
+    ("[momentum_scalp\n", "not valid TOML"),
+    ("", "no strategy in it"),
+])
+def test_a_bad_grid_is_one_line_naming_it(
+    shared_data: Path, data_dir: Path, capsys: pytest.CaptureFixture[str], text: str, answer: str,
+) -> None:
+    grid = data_dir / "grid.toml"
+    grid.write_text(text)
+    assert main(_args(shared_data, grid)) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and f"--grid {grid}" in error and answer in error
+
+
+def test_windows_longer_than_the_history_are_one_line(
+    shared_data: Path, data_dir: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    grid = data_dir / "grid.toml"
+    grid.write_text("[momentum_scalp]\nfast_ema = [5]\n")
+    args = _args(shared_data, grid)
+    args[args.index("--train-hours") + 1] = "200"
+    assert main(args) == 2
+    assert "shorter than one train window and one test window" in capsys.readouterr().err
