@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psycopg
 
-from streamer.cli.options import positive_float
+from streamer.cli.options import positive_float, positive_int
 from triplegain_core.backtest.history import BacktestHistory, BacktestSource
 from triplegain_core.config import Settings
 from triplegain_core.errors import UserMistake, did_you_mean
@@ -32,7 +32,7 @@ from triplegain_core.strategies.registry import known_strategy_names
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``backtest`` and ``walkforward``."""
+    """``backtest``, ``walkforward`` and ``ml-export``."""
     backtest = commands.add_parser("backtest", help="run every account over stored history, beside the baselines",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_source_options(backtest)
@@ -53,6 +53,17 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     walk.add_argument("--anchored", action="store_true",
                       help="every train window starts at the history's start (default: rolling)")
     walk.set_defaults(handler=_walk_forward)
+    export = commands.add_parser(
+        "ml-export", help="the ML dataset (indicators, regime, patterns, forward returns) to parquet",
+        description="Per symbol and timeframe, every candle's indicators, regime and patterns (known at its"
+                    " close) beside its forward returns, written to <out>/<BASE>-<QUOTE>_<timeframe>.parquet.")
+    _add_source_options(export)
+    export.add_argument("--timeframes", nargs="+", choices=("1m", "5m", "15m", "1h", "4h", "1d"),
+                        default=["1m", "5m", "1h"], help="timeframes (default: 1m 5m 1h)")
+    export.add_argument("--horizons", nargs="+", type=positive_int, default=None,
+                        help="forward-return horizons in candles (default: 1 5 15)")
+    export.add_argument("--out", type=Path, default=None, help="folder (default: <data dir>/ml)")
+    export.set_defaults(handler=_ml_export)
 
 
 def _add_source_options(parser: argparse.ArgumentParser) -> None:
@@ -201,6 +212,30 @@ def _walk_forward(args: argparse.Namespace, settings: Settings) -> int:
               f" {walk.gap_pct:>8.3f} {walk.stitched_return_pct:>11.3f}  {choices}")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     print(f"chart: {plot_walk_forward(result, settings.data_dir / 'walkforward' / f'walkforward-{stamp}.png')}")
+    return 0
+
+
+def _ml_export(args: argparse.Namespace, settings: Settings) -> int:
+    import pandas as pd
+
+    from triplegain_core.analysis.ml_dataset import DEFAULT_HORIZONS, ml_dataset, write_ml_dataset
+
+    source = _source(args, settings)
+    if source.kind == "database":
+        db_url = database_url(settings)
+        migrate(db_url)
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            history = _loaded(conn, source)
+    else:
+        history = _loaded(None, source)
+    folder = args.out or settings.data_dir / "ml"
+    for symbol in history.symbols:
+        candles = pd.DataFrame(
+            [(c.open_time, c.open, c.high, c.low, c.close, c.volume) for c in history.candles if c.symbol == symbol],
+            columns=["open_time", "open", "high", "low", "close", "volume"])
+        for timeframe in args.timeframes:
+            frame = ml_dataset(candles, timeframe, args.horizons or DEFAULT_HORIZONS)
+            print(f"{write_ml_dataset(frame, folder, symbol, timeframe)}: {len(frame):,} rows")
     return 0
 
 

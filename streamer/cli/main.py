@@ -13,6 +13,8 @@
     triplegain decision reject ID    reject one
     triplegain demo                  the whole loop end to end on the embedded servers
     triplegain backtest              every account over stored history, beside the baselines
+    triplegain walkforward           parameters chosen on train windows, judged on test windows
+    triplegain ml-export             indicators, regime and forward returns to parquet
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
-"""`triplegain walkforward` on a file: a table of in- and out-of-sample returns, a picture; bad grids in one line."""
+"""`triplegain walkforward` and `ml-export` on a file: tables, pictures, parquet; bad input in one line."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from streamer.cli.main import main
@@ -62,3 +63,16 @@ def test_windows_longer_than_the_history_are_one_line(
     args[args.index("--train-hours") + 1] = "200"
     assert main(args) == 2
     assert "shorter than one train window and one test window" in capsys.readouterr().err
+
+
+def test_the_ml_dataset_is_exported_per_timeframe(
+    shared_data: Path, data_dir: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["ml-export", "--file", f"XRP/USDT={shared_data / XRP_FILE}", "--timeframes", "1m", "1h",
+                 "--horizons", "1", "3"]) == 0
+    written = sorted((data_dir / "ml").glob("*.parquet"))
+    assert [p.name for p in written] == ["XRP-USDT_1h.parquet", "XRP-USDT_1m.parquet"]
+    out = capsys.readouterr().out
+    assert out.count("rows") == 2
+    hourly = pd.read_parquet(written[0])
+    assert {"rsi_14", "regime", "fwd_return_1", "fwd_return_3"} <= set(hourly.columns) and len(hourly) > 50
