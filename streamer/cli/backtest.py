@@ -158,7 +158,7 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
               f" {_describe(source)}", file=sys.stderr)
         result = run_backtest(settings, history, progress=ProgressBar("backtest"))
         card = scorecard(settings, result)
-        run_id = store.record(result, card.rows, source, reproduces=stored.run_id if stored else None)
+        run_id = store.record(result, card, source, reproduces=stored.run_id if stored else None)
     print(f"run {run_id}: config {result.config_hash[:12]}, data {history.data_hash[:12]}, trades"
           f" {result.trades_hash[:12]}, {result.seconds:.1f} s ({len(history.candles) / result.seconds:,.0f}"
           " candles/s)")
@@ -168,6 +168,12 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{row.rank:>3} {row.account:<28} {row.kind.value:<10} {_num(row.return_pct, 2):>9}"
               f" {row.max_drawdown_pct:>9.2f} {_num(row.sharpe, 2):>7} {row.trades:>6}"
               f" {_num(None if row.win_rate is None else row.win_rate * 100, 1):>6} {row.fees_usdt:>8.2f}")
+    if card.by_regime:
+        print(f"\nby the regime at entry:\n{'account':<28} {'regime':<11} {'trades':>6} {'win %':>6}"
+              f" {'expectancy':>10} {'pnl':>9}")
+        for split in card.by_regime:
+            print(f"{split.account:<28} {split.regime:<11} {split.trades:>6} {split.win_rate * 100:>6.1f}"
+                  f" {_num(split.expectancy_usdt, 3):>10} {split.pnl_usdt:>9.3f}")
     for chart in draw_run(settings.data_dir / "backtests" / run_id, card, history):
         print(f"chart: {chart}")
     if stored is not None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from triplegain_core.backtest.baselines import baseline_accounts
 from triplegain_core.backtest.engine import AccountKind, AccountResult, BacktestResult
+from triplegain_core.backtest.regimes import RegimeRow, RegimeTimeline, metrics_by_regime
 from triplegain_core.config import Settings
 from triplegain_core.model.market import datetime_to_us
 from triplegain_core.portfolio.metrics import (
@@ -94,6 +95,7 @@ class Scorecard:
 
     accounts: tuple[AccountResult, ...]
     rows: tuple[LeaderboardRow, ...]
+    by_regime: tuple[RegimeRow, ...]
 
     def best_trading_account(self) -> AccountResult | None:
         """The best-ranked account that traded (not a baseline), if any."""
@@ -102,7 +104,9 @@ class Scorecard:
 
 
 def scorecard(settings: Settings, result: BacktestResult) -> Scorecard:
-    """``result``'s accounts and the baselines of its history, ranked on one leaderboard."""
+    """``result``'s accounts and the baselines of its history, ranked on one leaderboard, and
+    their trades split by the regime at entry."""
     history = result.history
     accounts = (*result.accounts, *baseline_accounts(settings, history))
-    return Scorecard(accounts, tuple(leaderboard(accounts, history.start_us, history.end_us)))
+    return Scorecard(accounts, tuple(leaderboard(accounts, history.start_us, history.end_us)),
+                     tuple(metrics_by_regime(result.accounts, RegimeTimeline(history))))

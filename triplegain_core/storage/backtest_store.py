@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +18,7 @@ from triplegain_core.backtest.history import (
     history_from_candles,
     history_from_files,
 )
-from triplegain_core.backtest.leaderboard import LeaderboardRow
+from triplegain_core.backtest.leaderboard import Scorecard
 from triplegain_core.errors import UserMistake
 from triplegain_core.model.market import US_PER_MINUTE, us_to_datetime
 from triplegain_core.storage.market_store import MarketStore
@@ -54,11 +53,12 @@ class BacktestStore:
     def __init__(self, conn: psycopg.Connection) -> None:
         self._conn = conn
 
-    def record(self, result: BacktestResult, rows: Sequence[LeaderboardRow], source: BacktestSource,
+    def record(self, result: BacktestResult, card: Scorecard, source: BacktestSource,
                reproduces: str | None = None) -> str:
-        """Store a run in one transaction; its new run id."""
+        """Store a run and its scorecard in one transaction; its new run id."""
         run_id = f"bt-{uuid.uuid4().hex[:12]}"
         history = result.history
+        rows = card.rows
         with self._conn.transaction(), self._conn.cursor() as cur:
             cur.execute(
                 "INSERT INTO backtest_runs (run_id, source, config, config_hash, data_hash, trades_hash, candles,"
@@ -72,6 +72,11 @@ class BacktestStore:
                 " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 [(run_id, r.account, r.kind.value, r.rank, r.return_pct, r.max_drawdown_pct, r.sharpe, r.sortino,
                   r.trades, r.win_rate, r.expectancy_usdt, r.exposure, r.fees_usdt, r.end_equity_usdt) for r in rows])
+            cur.executemany(
+                "INSERT INTO backtest_regimes (run_id, account, regime, trades, win_rate, expectancy_usdt, pnl_usdt)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                [(run_id, r.account, r.regime, r.trades, r.win_rate, r.expectancy_usdt, r.pnl_usdt)
+                 for r in card.by_regime])
             cur.executemany(
                 "INSERT INTO backtest_trades (run_id, account, position_id, symbol, direction, quantity, opened_at,"
                 " entry_price, closed_at, exit_price, exit_reason, realized_pnl, realized_pnl_usdt, fees)"

@@ -90,6 +90,11 @@ def test_a_stored_run_is_reproduced_from_what_is_stored(
                                 (run_id,)).fetchone()[0] + db.execute(
         "SELECT count(*) FROM backtest_trades WHERE run_id = %s AND closed_at IS NULL", (run_id,)).fetchone()[0]
     assert trades > 0
+    # Every closed trade is counted once under the regime at its entry.
+    assert db.execute("SELECT sum(trades) FROM backtest_regimes WHERE run_id = %s", (run_id,)).fetchone()[0] == \
+        db.execute("SELECT count(*) FROM backtest_trades WHERE run_id = %s AND closed_at IS NOT NULL",
+                   (run_id,)).fetchone()[0]
+    assert "by the regime at entry" in out.out
 
     assert main(["backtest", "--rerun", run_id]) == 0
     assert f"reproduced {run_id}: the same trades, fill for fill" in capsys.readouterr().out

@@ -17,6 +17,7 @@ from triplegain_core.backtest.history import (
     history_from_files,
 )
 from triplegain_core.backtest.leaderboard import leaderboard
+from triplegain_core.backtest.regimes import WARMING_UP, RegimeTimeline, metrics_by_regime
 from triplegain_core.config import Settings, StrategySettings
 from triplegain_core.model.market import US_PER_MINUTE, Asset, Candle
 
@@ -122,3 +123,18 @@ def test_the_leaderboard_ranks_every_account_and_baseline_on_the_same_measures(r
         closed = [p for p in result.account(row.account).trail.positions.values() if p.closed_at is not None]
         assert row.trades == len(closed)
         assert row.win_rate == pytest.approx(sum(p.realized_pnl > 0 for p in closed) / len(closed))
+
+
+def test_each_trade_is_counted_under_the_regime_known_at_its_entry(real_history) -> None:
+    result = run_backtest(Settings(symbols=("XRP/USDT",)), real_history)
+    timeline = RegimeTimeline(real_history)
+    rows = metrics_by_regime(result.accounts, timeline)
+    for account in result.accounts:
+        closed = [p for p in account.trail.positions.values() if p.closed_at is not None]
+        assert sum(r.trades for r in rows if r.account == account.name) == len(closed)
+    assert {r.regime for r in rows} <= {"bull", "bear", "sideways", WARMING_UP} and len({r.regime for r in rows}) >= 2
+    # Known at entry: the label of the 5m candle closed by then, not of the one being formed.
+    first_close = real_history.candles[0].open_time_us + 5 * US_PER_MINUTE
+    assert timeline.at("XRP/USDT", first_close - 1) == WARMING_UP
+    late = real_history.end_us
+    assert timeline.at("XRP/USDT", late) == timeline.at("XRP/USDT", late - (late - first_close) % (5 * US_PER_MINUTE))

@@ -38,6 +38,18 @@ CREATE TABLE backtest_accounts (
     PRIMARY KEY (run_id, account)
 );
 
+-- Each account's closed trades grouped by the market regime at their entry (5m detector label).
+CREATE TABLE backtest_regimes (
+    run_id           text        NOT NULL REFERENCES backtest_runs (run_id) ON DELETE CASCADE,
+    account          text        NOT NULL,
+    regime           text        NOT NULL,
+    trades           integer     NOT NULL CHECK (trades > 0),
+    win_rate         double precision NOT NULL,
+    expectancy_usdt  double precision,
+    pnl_usdt         double precision NOT NULL,
+    PRIMARY KEY (run_id, account, regime)
+);
+
 CREATE TABLE backtest_trades (
     run_id             text        NOT NULL REFERENCES backtest_runs (run_id) ON DELETE CASCADE,
     account            text        NOT NULL,

@@ -58,7 +58,7 @@ def backtest_run(
 
         result = run_backtest(settings, history, progress=progress)
         card = scorecard(settings, result)
-        run_id = BacktestStore(conn).record(result, card.rows, source)
+        run_id = BacktestStore(conn).record(result, card, source)
     pictures = draw_run(settings.data_dir / "backtests" / run_id, card, history)
     equity = base64.b64encode(pictures[0].read_bytes()).decode("ascii")
     return dg.MaterializeResult(metadata={
@@ -68,6 +68,11 @@ def backtest_run(
         "data_hash": history.data_hash,
         "trades_hash": result.trades_hash,
         "leaderboard": dg.MetadataValue.md(_leaderboard_markdown(card)),
+        "by_regime": dg.MetadataValue.md(markdown_table(
+            ["account", "regime at entry", "trades", "win %", "expectancy (USDT)", "PnL (USDT)"],
+            [[r.account, r.regime, r.trades, f"{100 * r.win_rate:.1f}",
+              "-" if r.expectancy_usdt is None else f"{r.expectancy_usdt:.4f}", f"{r.pnl_usdt:.4f}"]
+             for r in card.by_regime])),
         "equity": dg.MetadataValue.md(f"![equity of every account](data:image/png;base64,{equity})"),
         "pictures": dg.MetadataValue.path(str(pictures[0].parent)),
         "candles_per_s": len(history.candles) / max(result.seconds, 1e-9),
