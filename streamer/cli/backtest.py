@@ -23,6 +23,7 @@ import psycopg
 
 from streamer.cli.options import positive_float, positive_int
 from triplegain_core.backtest.history import BacktestHistory, BacktestSource
+from triplegain_core.backtest.robustness import Robustness
 from triplegain_core.config import Settings
 from triplegain_core.errors import UserMistake, did_you_mean
 from triplegain_core.model.market import TRADED_SYMBOLS, datetime_to_us
@@ -138,6 +139,7 @@ class ProgressBar:
 def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     from triplegain_core.backtest.engine import run_backtest, settings_of
     from triplegain_core.backtest.leaderboard import scorecard
+    from triplegain_core.backtest.robustness import robustness, summary
     from triplegain_core.reporting.backtest_charts import draw_run
     from triplegain_core.storage.backtest_store import BacktestStore
 
@@ -158,7 +160,9 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
               f" {_describe(source)}", file=sys.stderr)
         result = run_backtest(settings, history, progress=ProgressBar("backtest"))
         card = scorecard(settings, result)
-        run_id = store.record(result, card, source, reproduces=stored.run_id if stored else None)
+        robust = robustness(card)
+        run_id = store.record(result, card, source, reproduces=stored.run_id if stored else None,
+                              robustness=summary(robust))
     print(f"run {run_id}: config {result.config_hash[:12]}, data {history.data_hash[:12]}, trades"
           f" {result.trades_hash[:12]}, {result.seconds:.1f} s ({len(history.candles) / result.seconds:,.0f}"
           " candles/s)")
@@ -174,7 +178,8 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
         for split in card.by_regime:
             print(f"{split.account:<28} {split.regime:<11} {split.trades:>6} {split.win_rate * 100:>6.1f}"
                   f" {_num(split.expectancy_usdt, 3):>10} {split.pnl_usdt:>9.3f}")
-    for chart in draw_run(settings.data_dir / "backtests" / run_id, card, history):
+    _print_robustness(robust)
+    for chart in draw_run(settings.data_dir / "backtests" / run_id, card, history, robust):
         print(f"chart: {chart}")
     if stored is not None:
         if result.trades_hash != stored.trades_hash:
@@ -182,6 +187,26 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
                               f" from the stored run's {stored.trades_hash[:12]} (same data and configuration)")
         print(f"reproduced {stored.run_id}: the same trades, fill for fill")
     return 0
+
+
+def _print_robustness(robust: Robustness) -> None:
+    if robust.best is None:
+        print("\nno trading account varied enough for a Sharpe ratio")
+        return
+    interval = next(s.interval for s in robust.sharpes if s.account == robust.best)
+    assert interval is not None
+    print(f"\nbest by Sharpe: {robust.best}, Sharpe {interval.sharpe:.2f} (95 % interval {interval.low:.2f} to"
+          f" {interval.high:.2f}); deflated for {robust.trials} accounts tried:"
+          f" {_num(None if robust.deflated_sharpe is None else 100 * robust.deflated_sharpe, 1)} % probability of"
+          " real skill; PBO of choosing it: "
+          f"{'-' if robust.overfitting is None else f'{robust.overfitting.probability:.0%}'}")
+    for name, mc in (("trades reshuffled", robust.reshuffled), ("hours bootstrapped", robust.bootstrapped)):
+        if mc is not None:
+            equity, drawdown = mc.equity_percentiles(), mc.drawdown_percentiles()
+            print(f"monte carlo, {name} ({len(mc.final_equity)} runs, seed {mc.seed}): final equity"
+                  f" p5/p50/p95 {equity.p5:.2f}/{equity.p50:.2f}/{equity.p95:.2f}, max drawdown"
+                  f" {drawdown.p5:.1%}/{drawdown.p50:.1%}/{drawdown.p95:.1%}, P(drawdown >= 10 %)"
+                  f" {mc.probability_of_drawdown(0.10):.1%}")
 
 
 def _walk_forward(args: argparse.Namespace, settings: Settings) -> int:

@@ -92,6 +92,8 @@ log = logging.getLogger(__name__)
 DRAIN_REQ_ID = 2
 RESYNC_REQ_ID = 3
 DRAIN_TIMEOUT_S = 10.0
+# Connections tried at the end of a stream that ended while disconnected, to drain it.
+END_RECONNECTS = 3
 ALL_CHANNELS = (TRADE_CHANNEL, BOOK_CHANNEL, OHLC_CHANNEL, TICKER_CHANNEL, INSTRUMENT_CHANNEL)
 # Log the first rejected frames, then one in this many, so a flood cannot drown the log.
 _LOG_FIRST_REJECTED = 10
@@ -248,6 +250,8 @@ class TradeStreamer:
         candles included; return the final counters."""
         writer = asyncio.create_task(self._writer.run())
         failures = 0
+        # Connections tried after ``done`` came while the connection was down.
+        closing = 0
         try:
             while True:
                 try:
@@ -255,13 +259,21 @@ class TradeStreamer:
                 except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError,
                         _StaleConnection) as exc:
                     log.warning("exchange connection ended: %s", exc or type(exc).__name__)
-                if self._finished or writer.done() or self._ending(done):
+                if self._finished or writer.done() or self._stop.is_set():
                     break
+                if done is not None and done.is_set():
+                    # The end came while the connection was down: what the exchange sent
+                    # meanwhile is seen only by connecting once more (the drain's snapshots).
+                    closing += 1
+                    if closing > END_RECONNECTS:
+                        log.warning("ended without a last clean connection (%d tried): trades sent while it was"
+                                    " down may be missing", END_RECONNECTS)
+                        break
                 limit = self.policy.max_reconnects
                 if limit is not None and self.stats.reconnects >= limit:
                     break
                 failures = 0 if self._received_since_connect else failures + 1
-                if not await self._backoff(failures, done):
+                if not await self._backoff(failures):
                     break
                 self.stats.reconnects += 1
                 self.sequencer.reconnecting()
@@ -273,12 +285,10 @@ class TradeStreamer:
                 writer.result()
         return replace(self.stats)
 
-    def _ending(self, done: asyncio.Event | None) -> bool:
-        return self._stop.is_set() or (done is not None and done.is_set())
-
-    async def _backoff(self, failures: int, done: asyncio.Event | None) -> bool:
+    async def _backoff(self, failures: int) -> bool:
         """Sleep before the next attempt: exponential with full jitter, and never more than
-        the policy's attempts per window. False if asked to end meanwhile."""
+        the policy's attempts per window. False if stopped meanwhile (the end of the stream
+        does not cut it short: the next connection is the one that drains)."""
         policy = self.policy
         delay = random.uniform(0, min(policy.backoff_max_s,
                                       policy.backoff_initial_s * 2 ** min(failures, 30)))
@@ -287,14 +297,11 @@ class TradeStreamer:
             self._attempts.popleft()
         if len(self._attempts) >= policy.max_attempts_per_window:
             delay = max(delay, self._attempts[0] + policy.attempt_window_s - now)
-        waits = [asyncio.create_task(self._stop.wait())]
-        if done is not None:
-            waits.append(asyncio.create_task(done.wait()))
+        stopping = asyncio.create_task(self._stop.wait())
         try:
-            finished, _ = await asyncio.wait(waits, timeout=delay)
+            finished, _ = await asyncio.wait({stopping}, timeout=delay)
         finally:
-            for wait in waits:
-                wait.cancel()
+            stopping.cancel()
         return not finished
 
     # --- one connection ---------------------------------------------------------------------
@@ -319,8 +326,8 @@ class TradeStreamer:
                 if writer.done():  # the writer only ends early when a write failed
                     return
                 if ending.done() and not reader.done():
-                    await self._drain(ws)
-                    self._finished = True
+                    # Finished only once the drain came back whole; else the next connection drains.
+                    self._finished = await self._drain(ws)
                     await reader
                 elif watchdog.done():
                     watchdog.result()
@@ -401,19 +408,23 @@ class TradeStreamer:
             await ws.send(encode_subscribe([symbol], BOOK_CHANNEL, snapshot=True,
                                            req_id=RESYNC_REQ_ID, depth=depth))
 
-    async def _drain(self, ws: ClientConnection) -> None:
+    async def _drain(self, ws: ClientConnection) -> bool:
         """At a clean end: the trade snapshots again (a lost last frame leaves no gap to see),
-        then ping and read up to the pong."""
+        then ping and read up to the pong; whether the pong came (all asked before it was read)."""
         try:
             for symbol in self._settings.symbols:
                 await self._resync_trades(ws, symbol, gap=False)
+            self._pong.clear()  # a late pong of an earlier drain proves nothing of this one
             await ws.send(encode_ping(DRAIN_REQ_ID))
             await asyncio.wait_for(self._pong.wait(), DRAIN_TIMEOUT_S)
         except TimeoutError:
             log.warning("no pong within %.0f s; closing without it", DRAIN_TIMEOUT_S)
+            await ws.close()
+            return False
         except ConnectionClosed:
-            return
+            return False
         await ws.close()
+        return True
 
     # --- reading ----------------------------------------------------------------------------
 

@@ -128,22 +128,32 @@ def probability_of_backtest_overfitting(performance: np.ndarray, blocks: int = 1
         raise ValueError(f"blocks must be even and at least 2, got {blocks}")
     if blocks > table.shape[0]:
         raise ValueError(f"{blocks} blocks need at least as many periods, got {table.shape[0]}")
-    parts = np.array_split(np.arange(table.shape[0]), blocks)
+    # Each block's count, sums and sums of squares: a split's Sharpe ratios come from these
+    # (C(16, 8) = 12,870 splits stay cheap over a year of minutes).
+    parts = np.array_split(table, blocks)
+    counts = np.array([len(part) for part in parts], dtype=float)
+    sums = np.stack([part.sum(axis=0) for part in parts])
+    squares = np.stack([(part ** 2).sum(axis=0) for part in parts])
     configurations = table.shape[1]
     logits = []
+    every = np.arange(blocks)
     for chosen in itertools.combinations(range(blocks), blocks // 2):
-        inside = np.concatenate([parts[i] for i in chosen])
-        outside = np.concatenate([parts[i] for i in range(blocks) if i not in chosen])
-        best = int(np.argmax(_sharpes(table[inside])))
-        out = _sharpes(table[outside])
+        inside = np.zeros(blocks, dtype=bool)
+        inside[list(chosen)] = True
+        best = int(np.argmax(_sharpes(counts[inside], sums[inside], squares[inside])))
+        outside = every[~inside]
+        out = _sharpes(counts[outside], sums[outside], squares[outside])
         # Relative rank of the chosen configuration out of sample, in (0, 1) (ties share).
         rank = (np.sum(out < out[best]) + 0.5 * (np.sum(out == out[best]) - 1) + 1) / (configurations + 1)
         logits.append(math.log(rank / (1 - rank)))
     return Overfitting(sum(value <= 0 for value in logits) / len(logits), tuple(logits), len(logits))
 
 
-def _sharpes(rows: np.ndarray) -> np.ndarray:
-    deviation = rows.std(axis=0, ddof=1)
-    sharpes = np.full(rows.shape[1], -np.inf)
-    np.divide(rows.mean(axis=0), deviation, out=sharpes, where=deviation > 0)
+def _sharpes(counts: np.ndarray, sums: np.ndarray, squares: np.ndarray) -> np.ndarray:
+    """Per configuration, the Sharpe ratio of the periods of the given blocks (-inf where flat)."""
+    n = counts.sum()
+    total, total_squares = sums.sum(axis=0), squares.sum(axis=0)
+    variance = np.maximum((total_squares - total ** 2 / n) / (n - 1), 0.0)
+    sharpes = np.full(sums.shape[1], -np.inf)
+    np.divide(total / n, np.sqrt(variance), out=sharpes, where=variance > 0)
     return sharpes

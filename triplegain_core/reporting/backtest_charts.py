@@ -1,5 +1,6 @@
 """Pictures of a backtest: every account's and baseline's equity and drawdown on one chart, one
-account's trades on the price chart, and a walk-forward's windows with its out-of-sample equity.
+account's trades on the price chart, a walk-forward's windows with its out-of-sample equity, and
+the Monte Carlo fans of the best account.
 
 Drawn with matplotlib's Figure API (no pyplot global state), to PNG files the caller names.
 """
@@ -18,6 +19,7 @@ from matplotlib.figure import Figure
 from triplegain_core.backtest.engine import AccountKind, AccountResult
 from triplegain_core.backtest.history import BacktestHistory
 from triplegain_core.backtest.leaderboard import Scorecard
+from triplegain_core.backtest.robustness import Robustness
 from triplegain_core.backtest.walk_forward import WalkForwardResult
 from triplegain_core.model.market import datetime_to_us
 from triplegain_core.model.signals import Direction
@@ -100,10 +102,14 @@ def plot_trades(history: BacktestHistory, account: AccountResult, symbol: str, p
     return path
 
 
-def draw_run(folder: Path, scorecard: Scorecard, history: BacktestHistory) -> list[Path]:
-    """A run's pictures in ``folder``: every equity curve (``equity.png``), and the best trading
-    account's trades on each pair (``trades-<account>-<pair>.png``)."""
+def draw_run(folder: Path, scorecard: Scorecard, history: BacktestHistory,
+             robust: Robustness | None = None) -> list[Path]:
+    """A run's pictures in ``folder``: every equity curve (``equity.png``), the best trading
+    account's trades on each pair (``trades-<account>-<pair>.png``) and, with ``robust``, its
+    Monte Carlo fans (``monte-carlo.png``)."""
     drawn = [plot_equity_curves(scorecard.accounts, folder / "equity.png", title=f"Backtest {folder.name}")]
+    if robust is not None and (robust.reshuffled is not None or robust.bootstrapped is not None):
+        drawn.append(plot_monte_carlo(robust, folder / "monte-carlo.png"))
     best = scorecard.best_trading_account()
     if best is not None:
         for symbol in history.symbols:
@@ -143,6 +149,35 @@ def plot_walk_forward(result: WalkForwardResult, path: Path) -> Path:
     for axes in (top, bottom):
         axes.grid(alpha=0.3)
     figure.autofmt_xdate()
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png")
+    return path
+
+
+def plot_monte_carlo(result: Robustness, path: Path) -> Path:
+    """The Monte Carlo fans of the best account: 5-95 % and 25-75 % bands and the median of the
+    equity over its reshuffled trades (left) and its bootstrapped hours (right); ``path`` returned."""
+    runs = [(name, mc) for name, mc in (("trades reshuffled", result.reshuffled),
+                                        ("hours bootstrapped in day blocks", result.bootstrapped)) if mc is not None]
+    if not runs:
+        raise ValueError("no Monte Carlo run to draw")
+    figure = Figure(figsize=(12, 5), dpi=100)
+    FigureCanvasAgg(figure)
+    for axes, (name, mc) in zip(figure.subplots(1, len(runs), squeeze=False)[0], runs, strict=True):
+        steps = np.arange(mc.paths.shape[1])
+        p5, p25, p50, p75, p95 = np.percentile(mc.paths, [5, 25, 50, 75, 95], axis=0)
+        axes.fill_between(steps, p5, p95, color="tab:blue", alpha=0.2, label="5-95 %")
+        axes.fill_between(steps, p25, p75, color="tab:blue", alpha=0.4, label="25-75 %")
+        axes.plot(steps, p50, color="tab:blue", linewidth=1.5, label="median")
+        drawdown = mc.drawdown_percentiles()
+        axes.set_title(f"{result.best}: {name}\n{len(mc.final_equity)} runs, seed {mc.seed}; max drawdown"
+                       f" p50 {drawdown.p50:.1%}, p95 {drawdown.p95:.1%}; P(dd >= 10 %)"
+                       f" {mc.probability_of_drawdown(0.10):.1%}", fontsize=9)
+        axes.set_xlabel("trade" if name.startswith("trades") else "hour")
+        axes.set_ylabel("equity (USDT)")
+        axes.grid(alpha=0.3)
+        axes.legend(loc="upper left", fontsize=8)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, format="png")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -54,18 +55,19 @@ class BacktestStore:
         self._conn = conn
 
     def record(self, result: BacktestResult, card: Scorecard, source: BacktestSource,
-               reproduces: str | None = None) -> str:
-        """Store a run and its scorecard in one transaction; its new run id."""
+               reproduces: str | None = None, robustness: Mapping[str, object] | None = None) -> str:
+        """Store a run, its scorecard and its robustness figures in one transaction; its new run id."""
         run_id = f"bt-{uuid.uuid4().hex[:12]}"
         history = result.history
         rows = card.rows
         with self._conn.transaction(), self._conn.cursor() as cur:
             cur.execute(
                 "INSERT INTO backtest_runs (run_id, source, config, config_hash, data_hash, trades_hash, candles,"
-                " first_candle, last_candle, seconds, reproduces) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                " first_candle, last_candle, seconds, reproduces, robustness)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (run_id, Jsonb(source.model_dump(mode="json")), Jsonb(dict(result.config)), result.config_hash,
                  history.data_hash, result.trades_hash, len(history.candles), us_to_datetime(history.start_us),
-                 us_to_datetime(history.end_us), result.seconds, reproduces))
+                 us_to_datetime(history.end_us), result.seconds, reproduces, Jsonb(dict(robustness or {}))))
             cur.executemany(
                 "INSERT INTO backtest_accounts (run_id, account, kind, rank, return_pct, max_drawdown_pct, sharpe,"
                 " sortino, trades, win_rate, expectancy_usdt, exposure, fees_usdt, end_equity_usdt)"

@@ -80,7 +80,7 @@ def test_a_stored_run_is_reproduced_from_what_is_stored(
     assert f"run {run_id}" in out.out and "buy_and_hold:XRP" in out.out
     pictures = sorted((tmp_path / "backtests" / run_id).glob("*.png"))
     names = [p.name for p in pictures]
-    assert len(names) == 2 and names[0] == "equity.png" and names[1].startswith("trades-")
+    assert len(names) == 3 and names[:2] == ["equity.png", "monte-carlo.png"] and names[2].startswith("trades-")
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 20_000 for p in pictures)
     kinds = dict(db.execute("SELECT kind, count(*) FROM backtest_accounts WHERE run_id = %s GROUP BY kind",
                             (run_id,)).fetchall())
@@ -94,7 +94,9 @@ def test_a_stored_run_is_reproduced_from_what_is_stored(
     assert db.execute("SELECT sum(trades) FROM backtest_regimes WHERE run_id = %s", (run_id,)).fetchone()[0] == \
         db.execute("SELECT count(*) FROM backtest_trades WHERE run_id = %s AND closed_at IS NOT NULL",
                    (run_id,)).fetchone()[0]
-    assert "by the regime at entry" in out.out
+    assert "by the regime at entry" in out.out and "best by Sharpe: paper" in out.out
+    figures = db.execute("SELECT robustness FROM backtest_runs WHERE run_id = %s", (run_id,)).fetchone()[0]
+    assert figures["reshuffled"]["runs"] == 1000 and len(figures["bootstrapped"]["max_drawdown"]) == 3
 
     assert main(["backtest", "--rerun", run_id]) == 0
     assert f"reproduced {run_id}: the same trades, fill for fill" in capsys.readouterr().out

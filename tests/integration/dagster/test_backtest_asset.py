@@ -48,6 +48,10 @@ def test_a_backtest_of_the_stored_candles_is_stored_drawn_and_shown(
         assert f"| {name} |" in metadata["leaderboard"]
     assert metadata["equity"].startswith("![equity of every account](data:image/png;base64,")
     assert (tmp_path / "backtests" / run_id / "equity.png").is_file()
+    figures = metadata["robustness"]
+    assert figures["best"].startswith("paper") and 0.0 <= figures["pbo"] <= 1.0
+    assert figures["sharpe_low"] < figures["sharpe"] < figures["sharpe_high"]
+    assert metadata["monte_carlo"].startswith("![Monte Carlo of ")
 
 
 def test_nothing_stored_is_a_failure_that_says_what_to_do(resources: dict[str, object]) -> None:

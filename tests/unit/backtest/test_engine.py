@@ -16,8 +16,9 @@ from triplegain_core.backtest.history import (
     history_from_candles,
     history_from_files,
 )
-from triplegain_core.backtest.leaderboard import leaderboard
+from triplegain_core.backtest.leaderboard import leaderboard, scorecard
 from triplegain_core.backtest.regimes import WARMING_UP, RegimeTimeline, metrics_by_regime
+from triplegain_core.backtest.robustness import robustness, summary
 from triplegain_core.config import Settings, StrategySettings
 from triplegain_core.model.market import US_PER_MINUTE, Asset, Candle
 
@@ -138,3 +139,22 @@ def test_each_trade_is_counted_under_the_regime_known_at_its_entry(real_history)
     assert timeline.at("XRP/USDT", first_close - 1) == WARMING_UP
     late = real_history.end_us
     assert timeline.at("XRP/USDT", late) == timeline.at("XRP/USDT", late - (late - first_close) % (5 * US_PER_MINUTE))
+
+
+def test_the_best_account_is_judged_for_luck_and_overfitting_with_a_seed(real_history) -> None:
+    settings = Settings(symbols=("XRP/USDT",))
+    card = scorecard(settings, run_backtest(settings, real_history))
+    robust = robustness(card, runs=300, seed=3)
+    traded = {r.account for r in card.rows if r.trades and r.kind is not AccountKind.BASELINE}
+    assert robust.best in traded
+    assert robust.trials == sum(r.kind is not AccountKind.BASELINE for r in card.rows)
+    assert robust.deflated_sharpe is not None and 0.0 <= robust.deflated_sharpe <= 1.0
+    assert robust.overfitting is not None and robust.overfitting.splits == 12_870
+    assert robust.reshuffled is not None and robust.bootstrapped is not None
+    again = robustness(card, runs=300, seed=3)
+    assert again.bootstrapped is not None and np.array_equal(again.bootstrapped.paths, robust.bootstrapped.paths)
+    figures = summary(robust)
+    assert figures["best"] == robust.best and figures["reshuffled"]["seed"] == 3
+    # More trials tried (say, parameter sets) deflate the same Sharpe ratio further.
+    tried_more = robustness(card, trials=500, runs=300, seed=3)
+    assert tried_more.deflated_sharpe is not None and tried_more.deflated_sharpe <= robust.deflated_sharpe

@@ -17,7 +17,9 @@ CREATE TABLE backtest_runs (
     last_candle     timestamptz NOT NULL,
     seconds         double precision NOT NULL,
     -- The run this one reproduced, if any.
-    reproduces      text        REFERENCES backtest_runs (run_id)
+    reproduces      text        REFERENCES backtest_runs (run_id),
+    -- The best trading account's statistics: Sharpe interval, deflated Sharpe, PBO, Monte Carlo.
+    robustness      jsonb       NOT NULL DEFAULT '{}'
 );
 
 CREATE TABLE backtest_accounts (

@@ -9,6 +9,7 @@ from pydantic import Field
 from triplegain_core.backtest.engine import run_backtest
 from triplegain_core.backtest.history import BacktestSource, EmptyHistory
 from triplegain_core.backtest.leaderboard import Scorecard, scorecard
+from triplegain_core.backtest.robustness import robustness, summary
 from triplegain_core.model.market import datetime_to_us
 from triplegain_core.reporting.backtest_charts import draw_run
 from triplegain_core.reporting.reports import markdown_table
@@ -32,7 +33,8 @@ class BacktestRunConfig(dg.Config):
     kinds={"python", "postgres"},
     description="Every account (TechnicalAgent, each strategy) over the stored 1m candles, in market time,"
                 " with the live risk rules, fees and fills, beside buy-and-hold, hold and equal-weight"
-                " baselines; stored in backtest_runs, drawn beside the run.",
+                " baselines; the best account's Sharpe interval, deflated Sharpe, PBO and Monte Carlo;"
+                " stored in backtest_runs, drawn beside the run.",
 )
 def backtest_run(
     context: dg.AssetExecutionContext, config: BacktestRunConfig, postgres: PostgresResource
@@ -58,8 +60,10 @@ def backtest_run(
 
         result = run_backtest(settings, history, progress=progress)
         card = scorecard(settings, result)
-        run_id = BacktestStore(conn).record(result, card, source)
-    pictures = draw_run(settings.data_dir / "backtests" / run_id, card, history)
+        robust = robustness(card)
+        figures = summary(robust)
+        run_id = BacktestStore(conn).record(result, card, source, robustness=figures)
+    pictures = draw_run(settings.data_dir / "backtests" / run_id, card, history, robust)
     equity = base64.b64encode(pictures[0].read_bytes()).decode("ascii")
     return dg.MaterializeResult(metadata={
         "run_id": run_id,
@@ -74,6 +78,10 @@ def backtest_run(
               "-" if r.expectancy_usdt is None else f"{r.expectancy_usdt:.4f}", f"{r.pnl_usdt:.4f}"]
              for r in card.by_regime])),
         "equity": dg.MetadataValue.md(f"![equity of every account](data:image/png;base64,{equity})"),
+        "robustness": dg.MetadataValue.json(figures),
+        **({"monte_carlo": dg.MetadataValue.md(f"![Monte Carlo of {robust.best}](data:image/png;base64,"
+                                               f"{base64.b64encode(pictures[1].read_bytes()).decode('ascii')})")}
+           if len(pictures) > 1 and pictures[1].name == "monte-carlo.png" else {}),
         "pictures": dg.MetadataValue.path(str(pictures[0].parent)),
         "candles_per_s": len(history.candles) / max(result.seconds, 1e-9),
     })
