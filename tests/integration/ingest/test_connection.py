@@ -581,3 +581,55 @@ def test_resume_from_reports_the_hole_across_a_restart(
     assert missed == [MissedInterval("BTC/USDT", trades[149].ts_us, trades[200].ts_us + 1,
                                      151, 200, "reconnect")]
     assert stats.trades == 100 and stats.missed_trades == 50
+
+
+def _exchange_that_ends_while_disconnected(trades: list[Trade], done: asyncio.Event
+                                           ) -> Callable[[ServerConnection], Awaitable[None]]:
+    """An exchange that drops its first connection with the last five trades unsent, publishes
+    them to nobody and ends (``done``); a later connection gets the 50-trade snapshot and pongs."""
+    connections = 0
+
+    async def handler(connection: ServerConnection) -> None:
+        nonlocal connections
+        connections += 1
+        first = connections == 1
+        await connection.send(encode_status())
+        async for raw in connection:
+            request = parse_client_message(raw)
+            if isinstance(request, KrakenPingRequest):
+                await connection.send(encode_pong(request.req_id))
+                continue
+            await connection.send(encode_subscribe_ack("XRP/USDT", req_id=request.req_id, method=request.method))
+            if request.method != "subscribe":
+                continue
+            if first:
+                for trade in trades[:-5]:
+                    await connection.send(encode_trades([trade]))
+                await connection.close(1011, "dropped before the last trades")
+                done.set()  # the last trades went out while nobody was connected
+                return
+            if request.snapshot:
+                await connection.send(encode_trades(trades[-50:], kind="snapshot"))
+
+    return handler
+
+
+def test_a_stream_that_ends_while_disconnected_connects_once_more_to_drain(
+    database_url: str, redis_client: redis.Redis, db: psycopg.Connection
+) -> None:
+    """The end of a replay coming while the connection is down: the trades sent meanwhile are
+    fetched by one more connection's snapshot, not lost."""
+    trades, done = _HOLE_TRADES, asyncio.Event()
+
+    async def scenario() -> StreamerStats:
+        async with serve(_exchange_that_ends_while_disconnected(trades, done), "127.0.0.1", 0) as server:
+            port = server.sockets[0].getsockname()[1]
+            settings = Settings(ws_url=f"ws://127.0.0.1:{port}/v2", symbols=("XRP/USDT",))
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                streamer = TradeStreamer(settings, MarketStore(conn), HotStatePublisher(redis_client),
+                                         policy=ConnectionPolicy(channels=("trade",), gap_patience_s=0.05))
+                return await streamer.run_until(done)
+
+    stats = asyncio.run(scenario())
+    assert stats.trades == len(trades) and stats.connections == 2
+    assert MarketStore(db).count_rows("trades") == len(trades)
