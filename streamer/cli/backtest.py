@@ -33,7 +33,7 @@ from triplegain_core.strategies.registry import known_strategy_names
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``backtest``, ``walkforward`` and ``ml-export``."""
+    """``backtest``, ``walkforward``, ``ml-export``, ``lookahead`` and ``warmup``."""
     backtest = commands.add_parser("backtest", help="run every account over stored history, beside the baselines",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_source_options(backtest)
@@ -65,6 +65,18 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
                         help="forward-return horizons in candles (default: 1 5 15)")
     export.add_argument("--out", type=Path, default=None, help="folder (default: <data dir>/ml)")
     export.set_defaults(handler=_ml_export)
+    for name, helps in (("lookahead", "recompute each strategy's signals on the history cut at their decision:"
+                                      " any difference is look-ahead"),
+                        ("warmup", "replay each strategy with a warm-up of N and 2N candles: a strategy or an"
+                                   " indicator that changes is reported")):
+        check = commands.add_parser(name, help=helps, description=helps + ". Every discovered strategy (plugins"
+                                    " included) unless --strategies names some; exits 1 when one is found.")
+        _add_source_options(check)
+        check.add_argument("--strategies", nargs="+", default=None, metavar="NAME", help="only these strategies")
+        if name == "warmup":
+            check.add_argument("--warmup", type=positive_int, default=None, metavar="N",
+                               help="candles of warm-up (default: each strategy's window)")
+        check.set_defaults(handler=_strategy_checks, check=name)
 
 
 def _add_source_options(parser: argparse.ArgumentParser) -> None:
@@ -214,14 +226,7 @@ def _walk_forward(args: argparse.Namespace, settings: Settings) -> int:
     from triplegain_core.reporting.backtest_charts import plot_walk_forward
 
     grids = {name: parameter_sets(values) for name, values in _grid_file(args.grid).items()}
-    source = _source(args, settings)
-    if source.kind == "database":
-        db_url = database_url(settings)
-        migrate(db_url)
-        with psycopg.connect(db_url, autocommit=True) as conn:
-            history = _loaded(conn, source)
-    else:
-        history = _loaded(None, source)
+    history = _history_of(args, settings)
     try:
         windows = walk_forward_windows(history.start_us, history.end_us, round(args.train_hours * 60),
                                        round(args.test_hours * 60), args.anchored)
@@ -251,14 +256,7 @@ def _ml_export(args: argparse.Namespace, settings: Settings) -> int:
 
     from triplegain_core.analysis.ml_dataset import DEFAULT_HORIZONS, ml_dataset, write_ml_dataset
 
-    source = _source(args, settings)
-    if source.kind == "database":
-        db_url = database_url(settings)
-        migrate(db_url)
-        with psycopg.connect(db_url, autocommit=True) as conn:
-            history = _loaded(conn, source)
-    else:
-        history = _loaded(None, source)
+    history = _history_of(args, settings)
     folder = args.out or settings.data_dir / "ml"
     for symbol in history.symbols:
         candles = pd.DataFrame(
@@ -268,6 +266,46 @@ def _ml_export(args: argparse.Namespace, settings: Settings) -> int:
             frame = ml_dataset(candles, timeframe, args.horizons or DEFAULT_HORIZONS)
             print(f"{write_ml_dataset(frame, folder, symbol, timeframe)}: {len(frame):,} rows")
     return 0
+
+
+def _strategy_checks(args: argparse.Namespace, settings: Settings) -> int:
+    from triplegain_core.backtest.lookahead import lookahead_check, warmup_check
+    from triplegain_core.config import StrategySettings
+    from triplegain_core.strategies.selection import select_strategies
+
+    known = known_strategy_names()
+    for name in args.strategies or ():
+        if name not in known:
+            raise UserMistake(f"--strategies: no strategy {name}; there are {', '.join(known)}"
+                              f"{did_you_mean(name, known)}")
+    chosen = StrategySettings(enabled=tuple(args.strategies)) if args.strategies else StrategySettings()
+    history = _history_of(args, settings)
+    found = 0
+    for strategy in select_strategies(chosen, history.symbols).strategies:
+        for symbol in history.symbols:
+            if symbol not in strategy.symbols:
+                continue
+            candles = [c for c in history.candles if c.symbol == symbol]
+            try:
+                report = lookahead_check(strategy, candles) if args.check == "lookahead" else \
+                    warmup_check(strategy, candles, args.warmup)
+            except ValueError as exc:
+                print(f"{strategy.name} {symbol}: not checked: {exc}")
+                continue
+            found += report.not_checkable is None and not report.clean
+            print(report.summary())
+    return 1 if found else 0
+
+
+def _history_of(args: argparse.Namespace, settings: Settings) -> BacktestHistory:
+    """The history the source options name, from files or the database."""
+    source = _source(args, settings)
+    if source.kind == "files":
+        return _loaded(None, source)
+    db_url = database_url(settings)
+    migrate(db_url)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        return _loaded(conn, source)
 
 
 def _grid_file(path: Path) -> dict[str, dict[str, list[object]]]:

@@ -15,6 +15,8 @@
     triplegain backtest              every account over stored history, beside the baselines
     triplegain walkforward           parameters chosen on train windows, judged on test windows
     triplegain ml-export             indicators, regime and forward returns to parquet
+    triplegain lookahead             each strategy's signals recomputed without the future
+    triplegain warmup                each strategy and indicator with N and 2N candles of warm-up
 """
 
 from __future__ import annotations

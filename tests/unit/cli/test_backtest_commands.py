@@ -1,4 +1,4 @@
-"""`triplegain walkforward` and `ml-export` on a file: tables, pictures, parquet; bad input in one line."""
+"""The backtest group of commands on a file: walkforward, ml-export, lookahead, warmup."""
 
 from __future__ import annotations
 
@@ -76,3 +76,18 @@ def test_the_ml_dataset_is_exported_per_timeframe(
     assert out.count("rows") == 2
     hourly = pd.read_parquet(written[0])
     assert {"rsi_14", "regime", "fwd_return_1", "fwd_return_3"} <= set(hourly.columns) and len(hourly) > 50
+
+
+def test_the_strategy_checks_report_each_strategy_in_one_line(
+    shared_data: Path, data_dir: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    source = ["--file", f"XRP/USDT={shared_data / XRP_FILE}"]
+    assert main(["lookahead", *source, "--strategies", "momentum_scalp", "order_flow"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("momentum_scalp XRP/USDT 1m: no look-ahead") for line in out)
+    assert any("order_flow XRP/USDT: not checkable from candles: reads" in line for line in out)
+    assert main(["warmup", *source, "--strategies", "momentum_scalp", "--warmup", "100"]) == 0
+    [line] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("momentum_scalp")]
+    assert "warm-up 100 vs 200: signals unchanged" in line and "ema_50" in line
+    assert main(["lookahead", *source, "--strategies", "momentum_scalpp"]) == 2
+    assert "did you mean 'momentum_scalp'" in capsys.readouterr().err
