@@ -1,0 +1,109 @@
+"""BENCH backtest_*: the live trading kernel over history, as `triplegain backtest` runs it.
+
+The market: three pairs (BTC/USDT, XRP/USDT, XRP/BTC) of seeded random-walk 1m candles at each
+pair's price scale. ``BACKTEST_BENCH_DAYS`` (default 7) days are run for the EMA 9/21 cross and
+``BACKTEST_BENCH_ALL_DAYS`` (default 1) for every built-in strategy with the TechnicalAgent: the
+issue's figures are for a year (about 1.58 million bars), which at today's speed would take far
+longer than `make bench` may (under 20 minutes for all of it); the rates do not depend on the
+length once the strategies' windows are full. Printed:
+
+- ``backtest_bars_per_s``: the EMA 9/21 cross (a strategy of this benchmark: LONG when the EMA 9
+  crosses above the EMA 21, SHORT below), with the risk rules, fees and slippage of the default
+  configuration; bars are candles of any pair.
+- ``backtest_all_strategies_bars_per_s``: every built-in strategy and the TechnicalAgent together.
+- ``backtest_peak_rss_mb``: the process's peak resident memory after both.
+- ``backtest_repeat_mismatches``: the EMA backtest run twice: 0 when the two gave the same trades.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+
+import numpy as np
+import talib
+from pydantic import BaseModel
+
+from triplegain_core.backtest.engine import run_backtest
+from triplegain_core.backtest.history import BacktestHistory, history_from_candles
+from triplegain_core.config import Settings, StrategySettings
+from triplegain_core.marketdata.snapshot import MarketSnapshot
+from triplegain_core.model.market import US_PER_MINUTE, Candle, us_to_datetime
+from triplegain_core.model.signals import Signal, SignalAction
+from triplegain_core.strategies.interface import StrategyState
+from triplegain_core.strategies.registry import LoadedStrategy
+
+T0 = 1_767_225_600 * 1_000_000  # 2026-01-01 00:00 UTC
+PRICES = {"BTC/USDT": 60_000.0, "XRP/USDT": 0.5, "XRP/BTC": 0.5 / 60_000.0}
+SYMBOLS = tuple(PRICES)
+
+
+class EmaCrossConfig(BaseModel):
+    """EMA periods on 1m candles."""
+
+    timeframe: str = "1m"
+    window: int = 60
+    fast: int = 9
+    slow: int = 21
+
+
+def _ema_cross(snapshot: MarketSnapshot, config: EmaCrossConfig, state: StrategyState) -> Signal | None:
+    window = snapshot.window(state.symbol, "1m")
+    if window is None or len(window) < config.slow + 2:
+        return None
+    close = window.close[-config.window:]
+    fast, slow = talib.EMA(close, config.fast), talib.EMA(close, config.slow)
+    above_now, above_before = fast[-1] > slow[-1], fast[-2] > slow[-2]
+    if above_now == above_before:
+        return None
+    action = SignalAction.LONG if above_now else SignalAction.SHORT
+    price, long = float(close[-1]), above_now
+    return Signal(signal_id=f"ema:{state.symbol}:{int(window.open_time_us[-1])}", strategy="ema_cross",
+                  strategy_version="1", symbol=state.symbol, timeframe="1m", time=us_to_datetime(snapshot.ts_us),
+                  action=action, strength=0.6, entry=price, stop_loss=price * (0.99 if long else 1.01),
+                  take_profit=price * (1.02 if long else 0.98), reason="ema 9/21 cross")
+
+
+EMA_CROSS = LoadedStrategy(name="ema_cross", version="1", symbols=SYMBOLS, config=EmaCrossConfig(),
+                           generate=_ema_cross, source="benchmark", reads=frozenset({"candles"}))
+
+
+def _market(days: float, seed: int = 1) -> BacktestHistory:
+    minutes = int(days * 24 * 60)
+    rng = np.random.default_rng(seed)
+    candles = []
+    for symbol, start in PRICES.items():
+        closes = start * np.exp(np.cumsum(rng.normal(0, 0.0008, minutes)))
+        opens = np.concatenate([[start], closes[:-1]])
+        spread = np.abs(rng.normal(0, 0.0004, minutes))
+        highs, lows = np.maximum(opens, closes) * (1 + spread), np.minimum(opens, closes) * (1 - spread)
+        candles += [Candle(symbol, "1m", T0 + i * US_PER_MINUTE, float(o), float(h), float(lo), float(c), 10.0, 5)
+                    for i, (o, h, lo, c) in enumerate(zip(opens, highs, lows, closes, strict=True))]
+    return history_from_candles(candles)
+
+
+def test_backtest_speed_memory_and_repeatability() -> None:
+    ema_days = float(os.environ.get("BACKTEST_BENCH_DAYS", "7"))
+    all_days = float(os.environ.get("BACKTEST_BENCH_ALL_DAYS", "1"))
+    market = _market(ema_days)
+    plain = Settings(symbols=SYMBOLS, strategies=StrategySettings(enabled=(), technical_agent=False))
+    started = time.perf_counter()
+    first = run_backtest(plain, market, strategies=[EMA_CROSS])
+    ema_rate = len(market.candles) / (time.perf_counter() - started)
+    second = run_backtest(plain, market, strategies=[EMA_CROSS])
+    fills = len(first.account("paper:ema_cross").trail.fills)
+    assert fills > 10, "the EMA cross must trade for the figure to mean anything"
+
+    everything = _market(all_days, seed=2)
+    started = time.perf_counter()
+    result = run_backtest(Settings(symbols=SYMBOLS), everything)
+    all_rate = len(everything.candles) / (time.perf_counter() - started)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    print(f"\nbacktest: EMA cross {len(market.candles):,} bars ({ema_days:g} days x 3 pairs, {fills} fills);"
+          f" all strategies {len(everything.candles):,} bars, {len(result.accounts)} accounts")
+    print(f"BENCH backtest_bars_per_s {ema_rate:.0f} bars/s")
+    print(f"BENCH backtest_all_strategies_bars_per_s {all_rate:.0f} bars/s")
+    print(f"BENCH backtest_peak_rss_mb {peak_mb:.0f} MB")
+    print(f"BENCH backtest_repeat_mismatches {int(first.trades_hash != second.trades_hash)} runs")
