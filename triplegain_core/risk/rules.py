@@ -151,26 +151,28 @@ def estimate_market_risk(
     returns per day, 1440 for 1m candles). Correlations use the returns over the times the
     two series share. Series with fewer than ``min_returns`` returns give no estimate.
     """
-    returns: dict[str, dict[int, float]] = {}
+    # Arrays, not dicts: this runs for every intent of every account after each new candle.
+    returns: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for symbol, series in closes.items():
-        times = [t for t, _ in series]
-        values = np.asarray([c for _, c in series], dtype=float)
-        if len(values) <= min_returns or not np.all(np.isfinite(values)) or np.any(values <= 0):
+        if len(series) <= min_returns:
             continue
-        logs = np.diff(np.log(values))
-        returns[symbol] = dict(zip(times[1:], logs.tolist(), strict=True))
+        times = np.fromiter((t for t, _ in series), dtype=np.int64, count=len(series))
+        values = np.fromiter((c for _, c in series), dtype=float, count=len(series))
+        if not np.all(np.isfinite(values)) or np.any(values <= 0):
+            continue
+        returns[symbol] = (times[1:], np.diff(np.log(values)))
     volatility = {
-        symbol: float(np.std(list(r.values()), ddof=1) * math.sqrt(periods_per_day)) for symbol, r in returns.items()
+        symbol: float(np.std(r, ddof=1) * math.sqrt(periods_per_day)) for symbol, (_, r) in returns.items()
     }
     correlations: dict[frozenset[str], float] = {}
     symbols = sorted(returns)
     for i, a in enumerate(symbols):
         for b in symbols[i + 1:]:
-            shared = sorted(set(returns[a]) & set(returns[b]))
+            (times_a, returns_a), (times_b, returns_b) = returns[a], returns[b]
+            shared, at_a, at_b = np.intersect1d(times_a, times_b, assume_unique=True, return_indices=True)
             if len(shared) < min_returns:
                 continue
-            x = np.asarray([returns[a][t] for t in shared])
-            y = np.asarray([returns[b][t] for t in shared])
+            x, y = returns_a[at_a], returns_b[at_b]
             if np.std(x) == 0 or np.std(y) == 0:
                 continue
             correlations[frozenset((a, b))] = float(np.corrcoef(x, y)[0, 1])
