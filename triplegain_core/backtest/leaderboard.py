@@ -28,7 +28,7 @@ from triplegain_core.portfolio.positions import PositionStatus
 
 
 @dataclass(frozen=True, slots=True)
-class LeaderboardRow:
+class RankedAccount:
     """One account's measures; a ratio is None where it is undefined (too few data, no trade)."""
 
     rank: int
@@ -46,20 +46,20 @@ class LeaderboardRow:
     end_equity_usdt: float | None
 
 
-def leaderboard(accounts: Iterable[AccountResult], start_us: int, end_us: int) -> list[LeaderboardRow]:
+def leaderboard(accounts: Iterable[AccountResult], start_us: int, end_us: int) -> list[RankedAccount]:
     """Every account's row, best return first (ties by name; an account never valued last)."""
     rows = [_row(account, start_us, end_us) for account in accounts]
     rows.sort(key=lambda r: (r.return_pct is None, -(r.return_pct or 0.0), r.account))
     return [dataclasses.replace(row, rank=rank) for rank, row in enumerate(rows, start=1)]
 
 
-def _row(account: AccountResult, start_us: int, end_us: int) -> LeaderboardRow:
+def _row(account: AccountResult, start_us: int, end_us: int) -> RankedAccount:
     trail = account.trail
     equity = list(trail.curve.equity)
     returns = period_returns(equity)
     closed = [p for p in trail.positions.values() if p.status is PositionStatus.CLOSED]
     pnl = [p.realized_pnl_usdt for p in closed if p.realized_pnl_usdt is not None]
-    return LeaderboardRow(
+    return RankedAccount(
         rank=0,
         account=account.name,
         kind=account.kind,
@@ -94,7 +94,7 @@ class Scorecard:
     """A backtest's accounts beside its baselines, and the leaderboard of them all."""
 
     accounts: tuple[AccountResult, ...]
-    rows: tuple[LeaderboardRow, ...]
+    rows: tuple[RankedAccount, ...]
     by_regime: tuple[RegimeRow, ...]
 
     def best_trading_account(self) -> AccountResult | None:
