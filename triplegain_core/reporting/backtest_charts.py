@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -60,13 +61,7 @@ def plot_equity_curves(accounts: Sequence[AccountResult], path: Path, title: str
     top.legend(handles=[line for _, line in ranked], loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     bottom.set_ylabel("drawdown (%)")
     bottom.set_xlabel("time (UTC)")
-    for axes in (top, bottom):
-        axes.grid(alpha=0.3)
-    figure.autofmt_xdate()
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png")
-    return path
+    return _saved(figure, path, top, bottom, dates=True)
 
 
 def plot_trades(history: BacktestHistory, account: AccountResult, symbol: str, path: Path) -> Path:
@@ -93,13 +88,8 @@ def plot_trades(history: BacktestHistory, account: AccountResult, symbol: str, p
                      marker="x", color=colour, s=40, zorder=3, label="exit, gain" if won else "exit, loss")
     axes.set_title(f"{account.name}: {len(positions)} trades on {symbol}")
     axes.set_ylabel(symbol)
-    axes.grid(alpha=0.3)
     axes.legend(loc="best", fontsize=8)
-    figure.autofmt_xdate()
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png")
-    return path
+    return _saved(figure, path, axes, dates=True)
 
 
 def draw_run(folder: Path, scorecard: Scorecard, history: BacktestHistory,
@@ -146,13 +136,7 @@ def plot_walk_forward(result: WalkForwardResult, path: Path) -> Path:
     bottom.set_ylabel("out-of-sample return (%)")
     bottom.set_xlabel("time (UTC)")
     bottom.legend(loc="best", fontsize=8)
-    for axes in (top, bottom):
-        axes.grid(alpha=0.3)
-    figure.autofmt_xdate()
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png")
-    return path
+    return _saved(figure, path, top, bottom, dates=True)
 
 
 def plot_monte_carlo(result: Robustness, path: Path) -> Path:
@@ -176,8 +160,17 @@ def plot_monte_carlo(result: Robustness, path: Path) -> Path:
                        f" {mc.probability_of_drawdown(0.10):.1%}", fontsize=9)
         axes.set_xlabel("trade" if name.startswith("trades") else "hour")
         axes.set_ylabel("equity (USDT)")
-        axes.grid(alpha=0.3)
         axes.legend(loc="upper left", fontsize=8)
+        axes.grid(alpha=0.3)
+    return _saved(figure, path, dates=False)
+
+
+def _saved(figure: Figure, path: Path, *grids: Axes, dates: bool) -> Path:
+    """Grid the axes, lay the figure out (dated x axes slanted) and write it as PNG at ``path``."""
+    for axes in grids:
+        axes.grid(alpha=0.3)
+    if dates:
+        figure.autofmt_xdate()
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, format="png")
