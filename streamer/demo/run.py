@@ -177,9 +177,11 @@ def materialize_assets(result: DemoResult, data_dir: Path) -> DemoResult:
     completed = subprocess.run(
         # The demo's own rounds already asked the models: no extra (paid) round after the
         # replay, whose decisions nobody would trade. Their scores and leaderboard are built.
+        # A backtest reads recent days of candles: the replayed market lies in the past.
         [sys.executable, "-m", "dagster", "asset", "materialize",
          "-m", "triplegain_dagster.definitions", "--select",
-         "not group:history and not key:llm_deliberation and not key:position_checkpoints"],
+         "not group:history and not group:backtests and not key:llm_deliberation"
+         " and not key:position_checkpoints"],
         env=env, cwd=REPO_ROOT, capture_output=True, text=True,
     )
     if completed.returncode != 0:
