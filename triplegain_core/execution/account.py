@@ -340,7 +340,7 @@ class StrategyAccount:
         time, and the position records when its level was crossed (``exit_crossed_at``)."""
         if self.positions.open_for(symbol) is None:
             return  # the common case, on every tick of every account: nothing to watch
-        for position, purpose, level in self.positions.exits_triggered(symbol, low, high, when):
+        for position, purpose, level in self.positions.exits_triggered(symbol, low, high, when, first):
             if seen_after is not None:
                 seen = us_to_datetime(seen_after.ts_us)
                 log.warning("%s: %s of %s crossed at %s while the market could not be seen: filled at the first"

@@ -165,24 +165,34 @@ class PositionTracker:
         return next((p for p in self._open.values() if p.symbol == symbol), None)
 
     def exits_triggered(
-        self, symbol: str, low: float, high: float, now: datetime | None = None
+        self, symbol: str, low: float, high: float, now: datetime | None = None, first: float | None = None
     ) -> list[ExitTrigger]:
         """Open positions on ``symbol`` that an exit rule closes over the range ``[low, high]``.
 
         One rule per position, the first that applies of: stop (or trailing stop),
         invalidation level, take-profit, invalidation condition, maximum holding time (at
         ``now``). The stop wins over the take-profit when a range touches both: without the
-        path inside the range, assuming the loss is the safe side. Pass a single trade price
-        as ``low == high``.
+        path inside the range, assuming the loss is the safe side; but a range that opened
+        (``first``, a candle's open) already at or beyond the take-profit took it first. Pass
+        a single trade price as ``low == high``.
         """
         triggered = []
         for position in self._open.values():
             if position.symbol != symbol:
                 continue
-            trigger = self._exit_rule(position, low, high, now)
+            trigger = self._opened_at_target(position, first) or self._exit_rule(position, low, high, now)
             if trigger is not None:
                 triggered.append(trigger)
         return triggered
+
+    @staticmethod
+    def _opened_at_target(position: Position, first: float | None) -> ExitTrigger | None:
+        """The take-profit, when the range's first price already reached it (so before any stop)."""
+        if first is None:
+            return None
+        reached = first >= position.take_profit if position.direction is Direction.LONG else \
+            first <= position.take_profit
+        return ExitTrigger(position, OrderPurpose.TAKE_PROFIT, position.take_profit) if reached else None
 
     def _exit_rule(self, position: Position, low: float, high: float, now: datetime | None) -> ExitTrigger | None:
         long = position.direction is Direction.LONG

@@ -156,3 +156,19 @@ def test_close_values_pnl_in_usdt_and_clears_the_loan() -> None:
     tracker.open(_position().model_copy(update={"loan": 50.0, "loan_asset": Asset.USDT, "leverage": 2.0}))
     closed = tracker.close("p1", _fill(Side.SELL, 1.04), OrderPurpose.TAKE_PROFIT, quote_usdt=1.0)
     assert closed.realized_pnl_usdt == pytest.approx(closed.realized_pnl) and closed.loan == 0.0
+
+
+@pytest.mark.parametrize("direction", [Direction.LONG, Direction.SHORT])
+def test_a_range_that_opened_at_the_target_took_it_before_touching_the_stop(direction: Direction) -> None:
+    tracker = PositionTracker("a")
+    position = tracker.open(_position(direction=direction))
+    stop, target = position.stop_loss, position.take_profit
+    low, high = min(stop, target) * 0.999, max(stop, target) * 1.001  # the range touches both
+    # Without the path inside, the stop is assumed first (the safe side) ...
+    assert tracker.exits_triggered("XRP/USDT", low, high)[0].purpose is OrderPurpose.STOP_LOSS
+    assert tracker.exits_triggered("XRP/USDT", low, high, first=position.entry_price)[0].purpose \
+        is OrderPurpose.STOP_LOSS
+    # ... but a range that opened beyond the target took the target first.
+    beyond = target * (1.001 if direction is Direction.LONG else 0.999)
+    [trigger] = tracker.exits_triggered("XRP/USDT", low, high, first=beyond)
+    assert trigger.purpose is OrderPurpose.TAKE_PROFIT and trigger.level == target
