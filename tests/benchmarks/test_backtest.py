@@ -13,6 +13,10 @@ length once the strategies' windows are full. Printed:
 - ``backtest_all_strategies_bars_per_s``: every built-in strategy and the TechnicalAgent together.
 - ``backtest_peak_rss_mb``: the process's peak resident memory after both.
 - ``backtest_repeat_mismatches``: the EMA backtest run twice: 0 when the two gave the same trades.
+- ``backtest_vectorbt_mismatches``: trades that differ (bar, side, size, price, fee) between the
+  kernel and vectorbt's ``Portfolio.from_signals`` on the same EMA cross signals, in the
+  configuration both can express (``tests/support/vectorbt_crosscheck.py`` says which and why),
+  and ``backtest_vectorbt_equity_diff_usdt``, the final equities' difference.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import numpy as np
 import talib
 from pydantic import BaseModel
 
+from tests.support.vectorbt_crosscheck import compare
 from triplegain_core.backtest.engine import run_backtest
 from triplegain_core.backtest.history import BacktestHistory, history_from_candles
 from triplegain_core.config import Settings, StrategySettings
@@ -107,3 +112,6 @@ def test_backtest_speed_memory_and_repeatability() -> None:
     print(f"BENCH backtest_all_strategies_bars_per_s {all_rate:.0f} bars/s")
     print(f"BENCH backtest_peak_rss_mb {peak_mb:.0f} MB")
     print(f"BENCH backtest_repeat_mismatches {int(first.trades_hash != second.trades_hash)} runs")
+    crosscheck = compare()
+    print(f"BENCH backtest_vectorbt_mismatches {crosscheck.mismatches()} trades (of {len(crosscheck.ours)})")
+    print(f"BENCH backtest_vectorbt_equity_diff_usdt {abs(crosscheck.our_equity - crosscheck.their_equity):.2e} USDT")
