@@ -71,7 +71,7 @@ def _stream(args: argparse.Namespace, settings: Settings) -> int:
                 repairing_done = asyncio.Event()
                 repairing = asyncio.create_task(repairs.run(repairing_done))
                 try:
-                    print(await streamer.run_until(stop))
+                    print(await streamer.run_until(stop, drain_at_end=False))
                 finally:
                     repairing_done.set()
                     await repairing

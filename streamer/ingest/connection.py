@@ -244,10 +244,16 @@ class TradeStreamer:
         """Best bid/ask of ``symbol``'s validated book; ``None`` while it is invalid or empty."""
         return self._books.top(symbol)
 
-    async def run_until(self, done: asyncio.Event | None = None) -> StreamerStats:
+    async def run_until(self, done: asyncio.Event | None = None, *, drain_at_end: bool = True) -> StreamerStats:
         """Stream until ``done`` is set (or :meth:`stop`), reconnecting whenever the connection
         drops or goes stale (up to ``policy.max_reconnects``); flush all pending data, forming
-        candles included; return the final counters."""
+        candles included; return the final counters.
+
+        ``done`` is the end of the stream (a replay that sent everything): when it comes while
+        the connection is down, up to :data:`END_RECONNECTS` more connections are tried at once
+        to drain what was sent meanwhile. A live stream stopped by hand passes ``drain_at_end=False``:
+        it stops at once, and its next start resumes from the last stored trade.
+        """
         writer = asyncio.create_task(self._writer.run())
         failures = 0
         # Connections tried after ``done`` came while the connection was down.
@@ -262,6 +268,8 @@ class TradeStreamer:
                 if self._finished or writer.done() or self._stop.is_set():
                     break
                 if done is not None and done.is_set():
+                    if not drain_at_end:
+                        break
                     # The end came while the connection was down: what the exchange sent
                     # meanwhile is seen only by connecting once more (the drain's snapshots).
                     closing += 1
@@ -272,7 +280,8 @@ class TradeStreamer:
                 limit = self.policy.max_reconnects
                 if limit is not None and self.stats.reconnects >= limit:
                     break
-                failures = 0 if self._received_since_connect else failures + 1
+                # No growing pause once the end has come: a few quick attempts, then stop.
+                failures = 0 if self._received_since_connect or closing else failures + 1
                 if not await self._backoff(failures):
                     break
                 self.stats.reconnects += 1
