@@ -158,18 +158,18 @@ def test_definitions_load() -> None:
     keys = {key.to_user_string() for key in defs.resolve_all_asset_keys()}
     assert keys == {"market_trades", "candles_1m", "indicator_features", "portfolio_report",
                     "ohlcv_history", "market_regime", "portfolio_snapshots", "rebalance_plan",
-                    "llm_deliberation", "model_performance", "position_checkpoints"}
+                    "llm_deliberation", "model_performance", "position_checkpoints", "backtest_run"}
     checks = defs.resolve_asset_graph().asset_check_keys
     assert {(key.asset_key.to_user_string(), key.name) for key in checks} == {
         ("candles_1m", "candles_1m_consistent"), ("candles_1m", "candles_1m_fresh"),
         ("candles_1m", "candles_1m_complete"), ("market_trades", "market_trades_consistent"),
         ("market_trades", "market_trades_fresh"),
     }
-    # The analytics job leaves out the partitioned backfill, which runs per day and symbol, and
-    # the LLM rounds, which have their own schedule and sensor.
+    # The analytics job leaves out the partitioned backfill, which runs per day and symbol, the
+    # LLM rounds, which have their own schedule and sensor, and the backtests, run on demand.
     job = defs.resolve_job_def("refresh_analytics")
     assert {key.to_user_string() for key in job.asset_layer.selected_asset_keys} == (
-        keys - {"ohlcv_history", "llm_deliberation", "model_performance", "position_checkpoints"})
+        keys - {"ohlcv_history", "llm_deliberation", "model_performance", "position_checkpoints", "backtest_run"})
     assert job.asset_layer.asset_graph.asset_check_keys == checks
     assert set(defs.resources) == {"postgres", "redis", "exchange", "quality", "rebalancing", "llm"}
 
