@@ -161,7 +161,7 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
         store = BacktestStore(conn)
         stored = store.run(args.rerun) if args.rerun else None
         if stored is not None:
-            source, settings = stored.source, settings_of(stored.config)
+            source, settings = stored.source, settings_of(stored.config, base=settings)
         else:
             source = _source(args, settings)
         history = _loaded(conn, source)

@@ -95,9 +95,12 @@ def config_hash(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def settings_of(config: Mapping[str, Any]) -> Settings:
-    """The settings a stored configuration was made from (what :func:`backtest_config` kept)."""
-    return Settings.model_validate({key: value for key, value in config.items() if key in TRADING_FIELDS})
+def settings_of(config: Mapping[str, Any], base: Settings | None = None) -> Settings:
+    """The settings a stored configuration was made from (what :func:`backtest_config` kept),
+    the rest (servers, data folder) taken from ``base``."""
+    values = {} if base is None else base.model_dump(exclude=set(TRADING_FIELDS))
+    values.update({key: value for key, value in config.items() if key in TRADING_FIELDS})
+    return Settings.model_validate(values)
 
 
 def run_backtest(settings: Settings, history: BacktestHistory, *, strategies: Iterable[LoadedStrategy] | None = None,

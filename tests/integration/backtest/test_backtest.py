@@ -100,6 +100,8 @@ def test_a_stored_run_is_reproduced_from_what_is_stored(
 
     assert main(["backtest", "--rerun", run_id]) == 0
     assert f"reproduced {run_id}: the same trades, fill for fill" in capsys.readouterr().out
+    rerun_id = db.execute("SELECT run_id FROM backtest_runs WHERE reproduces = %s", (run_id,)).fetchone()[0]
+    assert (tmp_path / "backtests" / rerun_id / "equity.png").is_file()  # drawn in the same data folder
     again = db.execute("SELECT config_hash, data_hash, trades_hash FROM backtest_runs WHERE reproduces = %s",
                        (run_id,)).fetchone()
     assert again == (config_hash, data_hash, trades_hash)
