@@ -61,7 +61,8 @@ def sharpe_ratio(returns: Sequence[float], periods_per_year: float) -> float | N
         return None
     mean = sum(returns) / len(returns)
     variance = sum((r - mean) ** 2 for r in returns) / (len(returns) - 1)
-    if variance <= 0:
+    # Rounding leaves a constant series a variance of ~1e-34, not 0: that is no ratio either.
+    if not math.sqrt(variance) > 1e-12 * max(abs(r) for r in returns):
         return None
     return mean / math.sqrt(variance) * math.sqrt(periods_per_year)
 

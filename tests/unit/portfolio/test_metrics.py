@@ -30,6 +30,12 @@ def test_drawdown_sharpe_sortino_by_hand() -> None:
     assert sharpe_ratio(returns, 1) == pytest.approx(0.190684, rel=1e-5)
     assert sharpe_ratio(returns, 4) == pytest.approx(2 * 0.190684, rel=1e-5)
     assert sortino_ratio(returns, 1) == pytest.approx(0.349909, rel=1e-5)
+
+
+def test_returns_that_never_vary_have_no_sharpe_ratio() -> None:
+    # Three equal returns leave a rounding variance of ~1e-34, which once gave a ratio of 6e15.
+    assert sharpe_ratio([0.1, 0.1, 0.1], 1) is None
+    assert sharpe_ratio([0.0, 0.0], 1) is None
     assert sharpe_ratio([0.01], 1) is None and sharpe_ratio([0.01, 0.01], 1) is None
     assert sortino_ratio([0.01, 0.02], 1) is None  # no losing period
     assert max_drawdown([1.0, 2.0, 3.0]) == 0.0
