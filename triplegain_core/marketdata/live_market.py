@@ -61,7 +61,11 @@ class LiveMarket:
         self.candle_time_us: int | None = None
         self.tick_time_us: int | None = None
         self._history = {symbol: deque[Candle](maxlen=history_length) for symbol in self.symbols}
-        self._buffers = {(s, tf): CandleBuffer(s, tf, capacity) for s in self.symbols for tf in self.timeframes}
+        self._history_length = history_length
+        # The 1m ring also holds the history the risk estimates read (see market_risk).
+        self._buffers = {(s, tf): CandleBuffer(s, tf, max(capacity, history_length) if tf == SOURCE_TIMEFRAME
+                                               else capacity)
+                         for s in self.symbols for tf in self.timeframes}
         self._resamplers = {(s, tf): CandleResampler(s, tf, SOURCE_TIMEFRAME)
                             for s in self.symbols for tf in self.timeframes if tf != SOURCE_TIMEFRAME}
         self._windows: dict[tuple[str, str], CandleWindow] = {}
@@ -254,7 +258,8 @@ class LiveMarket:
     def market_risk(self) -> MarketRisk:
         """Volatility and correlations from the 1m history; recomputed only after a new candle."""
         if self._risk is None:
-            self._risk = estimate_market_risk({
-                symbol: [(c.open_time_us, c.close) for c in history] for symbol, history in self._history.items()
-            })
+            # The arrays of the 1m windows the snapshots share: no copy of the history.
+            windows = {symbol: window for symbol in self.symbols
+                       if (window := self.recent(symbol, self._history_length)) is not None}
+            self._risk = estimate_market_risk({symbol: (w.open_time_us, w.close) for symbol, w in windows.items()})
         return self._risk

@@ -141,42 +141,52 @@ class MarketRisk:
 
 
 def estimate_market_risk(
-    closes: Mapping[str, Sequence[tuple[int, float]]],
+    closes: Mapping[str, tuple[np.ndarray, np.ndarray]],
     periods_per_day: float = 1440.0,
     min_returns: int = 30,
 ) -> MarketRisk:
-    """Volatility and correlation from (time, close) series, one per symbol.
+    """Volatility and correlation from close series, one per symbol: (times, closes) arrays,
+    oldest first.
 
     Volatility is the standard deviation of log returns scaled to a day (``periods_per_day``
     returns per day, 1440 for 1m candles). Correlations use the returns over the times the
     two series share. Series with fewer than ``min_returns`` returns give no estimate.
     """
-    # Arrays, not dicts: this runs for every intent of every account after each new candle.
+    # Arrays, not rows: this runs for every intent of every account after each new candle.
     returns: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for symbol, series in closes.items():
-        if len(series) <= min_returns:
+    for symbol, (times, values) in closes.items():
+        if len(values) <= min_returns:
             continue
-        times = np.fromiter((t for t, _ in series), dtype=np.int64, count=len(series))
-        values = np.fromiter((c for _, c in series), dtype=float, count=len(series))
         if not np.all(np.isfinite(values)) or np.any(values <= 0):
             continue
         returns[symbol] = (times[1:], np.diff(np.log(values)))
-    volatility = {
-        symbol: float(np.std(r, ddof=1) * math.sqrt(periods_per_day)) for symbol, (_, r) in returns.items()
-    }
+    volatility = {symbol: float(np.sqrt(((r - r.mean()) ** 2).sum() / (len(r) - 1)) * math.sqrt(periods_per_day))
+                  for symbol, (_, r) in returns.items()}
     correlations: dict[frozenset[str], float] = {}
     symbols = sorted(returns)
     for i, a in enumerate(symbols):
         for b in symbols[i + 1:]:
             (times_a, returns_a), (times_b, returns_b) = returns[a], returns[b]
-            shared, at_a, at_b = np.intersect1d(times_a, times_b, assume_unique=True, return_indices=True)
-            if len(shared) < min_returns:
+            if np.array_equal(times_a, times_b):
+                x, y = returns_a, returns_b  # the usual case: every pair traded every minute
+            else:
+                _, at_a, at_b = np.intersect1d(times_a, times_b, assume_unique=True, return_indices=True)
+                x, y = returns_a[at_a], returns_b[at_b]
+            if len(x) < min_returns:
                 continue
-            x, y = returns_a[at_a], returns_b[at_b]
-            if np.std(x) == 0 or np.std(y) == 0:
-                continue
-            correlations[frozenset((a, b))] = float(np.corrcoef(x, y)[0, 1])
+            correlation = _correlation(x, y)
+            if correlation is not None:
+                correlations[frozenset((a, b))] = correlation
     return MarketRisk(volatility, correlations)
+
+
+def _correlation(x: np.ndarray, y: np.ndarray) -> float | None:
+    """Pearson's correlation of ``x`` and ``y``; None when either never varies."""
+    x, y = x - x.mean(), y - y.mean()
+    sx, sy = float(x @ x), float(y @ y)
+    if sx == 0 or sy == 0:
+        return None
+    return max(-1.0, min(1.0, float(x @ y) / math.sqrt(sx * sy)))
 
 
 class RiskCheck(BaseModel):

@@ -376,15 +376,23 @@ def test_estimate_market_risk_from_closes() -> None:
     rng = np.random.default_rng(3)
     common = rng.normal(0, 0.001, 200)
     own = rng.normal(0, 0.001, 200)
-    def series(returns: np.ndarray) -> list[tuple[int, float]]:
+    def series(returns: np.ndarray, first: int = 0) -> tuple[np.ndarray, np.ndarray]:
         closes = np.exp(np.concatenate([[0.0], np.cumsum(returns)]))
-        return [(i * 60_000_000, float(c)) for i, c in enumerate(closes)]
+        return np.arange(first, first + len(closes), dtype=np.int64) * 60_000_000, closes
+    times, closes = series(own)
     estimate = estimate_market_risk({"BTC/USDT": series(common), "XRP/USDT": series(common + 0.1 * own),
-                                     "XRP/BTC": series(own)[:10]})
+                                     "XRP/BTC": (times[:10], closes[:10])})
     assert estimate.correlation("BTC/USDT", "XRP/USDT") > 0.95
     assert estimate.correlation("BTC/USDT", "XRP/BTC") is None  # too short to estimate
     assert estimate.volatility_of("BTC/USDT") == pytest.approx(np.std(common, ddof=1) * np.sqrt(1440), rel=1e-9)
     assert estimate.volatility_of("XRP/BTC") is None
+    # Series over different minutes are correlated over the minutes they share only: the same
+    # returns 100 minutes apart are unrelated there (by position they would be identical).
+    shifted = estimate_market_risk({"BTC/USDT": series(common), "XRP/USDT": series(common, first=180)})
+    assert shifted.correlation("BTC/USDT", "XRP/USDT") is None  # 20 shared returns: too few
+    apart = estimate_market_risk({"BTC/USDT": series(common), "XRP/USDT": series(common, first=100)})
+    correlation = apart.correlation("BTC/USDT", "XRP/USDT")
+    assert correlation is not None and abs(correlation) < 0.3
 
 
 # --- property: whatever the signal, portfolio and prices, an approved entry respects the limits
