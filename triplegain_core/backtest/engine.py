@@ -18,15 +18,18 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from triplegain_core.backtest.history import BacktestHistory
+from triplegain_core.backtest.models import BacktestDecisions, ModelRounds, model_round_runner
 from triplegain_core.backtest.trail import AccountTrail, BacktestTrail
 from triplegain_core.config import Settings
 from triplegain_core.decisions.published import LLM_ACCOUNT_PREFIX
 from triplegain_core.execution.kernel import TradingKernel
+from triplegain_core.llm.models import LLMCall
 from triplegain_core.model.market import Candle
 from triplegain_core.risk.guards import ReplayClock
 from triplegain_core.strategies.registry import LoadedStrategy
@@ -35,6 +38,8 @@ from triplegain_core.strategies.selection import select_strategies
 # The settings that decide what a backtest trades; the rest (servers, paths) never matter to it.
 TRADING_FIELDS = frozenset({"symbols", "account", "starting_balances", "fee_rate", "slippage", "risk", "guards",
                             "strategies", "deliberation"})
+# Where a configuration keeps the cadence of its model rounds (absent: no models).
+MODEL_ROUNDS_KEY = "model_rounds_every_minutes"
 # Candles handed to the kernel at once (a progress report after each batch).
 BATCH_CANDLES = 5_000
 
@@ -70,6 +75,8 @@ class BacktestResult:
     accounts: tuple[AccountResult, ...]
     trades_hash: str
     seconds: float
+    # Every model call the rounds replayed (none without models), in the order asked.
+    model_calls: tuple[LLMCall, ...] = ()
 
     def account(self, name: str) -> AccountResult:
         """The account ``name``; KeyError naming the accounts there are."""
@@ -79,14 +86,19 @@ class BacktestResult:
         raise KeyError(f"no account {name!r}; accounts: {', '.join(a.name for a in self.accounts)}")
 
 
-def backtest_config(settings: Settings, strategies: Iterable[LoadedStrategy] | None = None) -> dict[str, Any]:
-    """The configuration a run is defined by: the trading settings, and each strategy's version
-    and parameters (``strategies``, default: those the settings select)."""
+def backtest_config(settings: Settings, strategies: Iterable[LoadedStrategy] | None = None,
+                    model_rounds_minutes: int | None = None) -> dict[str, Any]:
+    """The configuration a run is defined by: the trading settings, each strategy's version and
+    parameters (``strategies``, default: those the settings select) and, with model rounds
+    (every ``model_rounds_minutes``), the models asked (``llm``) and that cadence."""
     config = settings.model_dump(mode="json", include=set(TRADING_FIELDS))
     if strategies is None:
         strategies = select_strategies(settings.strategies, settings.symbols).strategies
     config["strategy_versions"] = {s.name: s.version for s in strategies}
     config["strategy_parameters"] = {s.name: s.config.model_dump(mode="json") for s in strategies}
+    if model_rounds_minutes is not None:
+        config["llm"] = settings.llm.model_dump(mode="json")
+        config[MODEL_ROUNDS_KEY] = model_rounds_minutes
     return config
 
 
@@ -99,17 +111,26 @@ def settings_of(config: Mapping[str, Any], base: Settings | None = None) -> Sett
     """The settings a stored configuration was made from (what :func:`backtest_config` kept),
     the rest (servers, data folder) taken from ``base``."""
     values = {} if base is None else base.model_dump(exclude=set(TRADING_FIELDS))
-    values.update({key: value for key, value in config.items() if key in TRADING_FIELDS})
+    values.update({key: value for key, value in config.items() if key in TRADING_FIELDS or key == "llm"})
     return Settings.model_validate(values)
 
 
+def model_rounds_of(config: Mapping[str, Any]) -> int | None:
+    """The cadence of model rounds (minutes) a stored configuration ran with; None: no models."""
+    minutes = config.get(MODEL_ROUNDS_KEY)
+    return None if minutes is None else int(minutes)
+
+
 def run_backtest(settings: Settings, history: BacktestHistory, *, strategies: Iterable[LoadedStrategy] | None = None,
-                 decide_from_us: int | None = None, progress: ProgressReport | None = None) -> BacktestResult:
+                 decide_from_us: int | None = None, progress: ProgressReport | None = None,
+                 models: ModelRounds | None = None) -> BacktestResult:
     """Run every account ``settings`` trades over ``history``; see the module's docstring.
 
     ``strategies`` replace the configured ones (e.g. other parameters); with ``decide_from_us``
     the candles closing before it only warm the kernel up (as after a restart: nothing decided,
-    no account valued), and the accounts trade from there on.
+    no account valued), and the accounts trade from there on. With ``models``, the configured
+    models deliberate on their cadence from recorded answers only (see
+    :mod:`~triplegain_core.backtest.models`), each on its own account.
     """
     started = time.perf_counter()
     missing = sorted(set(settings.symbols) - set(history.symbols))
@@ -117,8 +138,9 @@ def run_backtest(settings: Settings, history: BacktestHistory, *, strategies: It
         # A pair the configuration trades but the history lacks would never get a price.
         settings = settings.model_copy(update={"symbols": tuple(s for s in settings.symbols if s in history.symbols)})
     trail = BacktestTrail()
-    kernel = TradingKernel(settings, trail, strategies=strategies, clock=ReplayClock())
-    config = backtest_config(settings, kernel.strategies)
+    lifecycle = BacktestDecisions()
+    kernel = TradingKernel(settings, trail, strategies=strategies, clock=ReplayClock(), decisions=lifecycle)
+    config = backtest_config(settings, kernel.strategies, None if models is None else models.every_minutes)
     candles = history.candles
     first = 0
     if decide_from_us is not None:
@@ -128,14 +150,24 @@ def run_backtest(settings: Settings, history: BacktestHistory, *, strategies: It
             warm.setdefault(candle.symbol, []).append(candle)
         kernel.warm({symbol: series[-kernel.history_minutes:] for symbol, series in warm.items()})
     total = len(candles) - first
-    for start in range(first, len(candles), BATCH_CANDLES):
-        kernel.on_candles(candles[start:start + BATCH_CANDLES])
-        if progress is not None:
-            progress(min(start + BATCH_CANDLES, len(candles)) - first, total)
+    # The batches also end where a round is held, so it sees the market of its moment, no later.
+    rounds_after = set() if models is None else {i + 1 for i in models.round_ends(candles) if i >= first}
+    ends = sorted({*range(first + BATCH_CANDLES, len(candles), BATCH_CANDLES), len(candles), *rounds_after})
+    with ExitStack() as stack:
+        rounds = None if models is None else stack.enter_context(model_round_runner(settings, models, history, trail))
+        start = first
+        for end in ends:
+            kernel.on_candles(candles[start:end])
+            if rounds is not None and end in rounds_after:
+                rounds.deliberate(kernel, candles[end - 1].close_time_us)
+            if progress is not None:
+                progress(end - first, total)
+            start = end
     accounts = tuple(AccountResult(account.name, _kind(account.name, settings), trail.account(account.name))
                      for account in kernel.accounts)
     return BacktestResult(config=config, config_hash=config_hash(config), history=history, accounts=accounts,
-                          trades_hash=trades_hash(accounts), seconds=time.perf_counter() - started)
+                          trades_hash=trades_hash(accounts), seconds=time.perf_counter() - started,
+                          model_calls=() if rounds is None else tuple(rounds.calls))
 
 
 def trades_hash(accounts: tuple[AccountResult, ...]) -> str:

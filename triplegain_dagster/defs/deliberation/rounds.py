@@ -27,8 +27,7 @@ from triplegain_core.storage.llm_store import recorded_client
 from triplegain_core.storage.market_context import market_contexts
 from triplegain_core.storage.model_scores import latest_primary, latest_weights
 from triplegain_dagster import groups
-from triplegain_dagster.defs.features.indicators import indicator_features
-from triplegain_dagster.defs.portfolio.regime import market_regime
+from triplegain_dagster.defs.market_data.candles import candles_1m
 from triplegain_dagster.resources import LLMResource, PostgresResource, RedisResource
 
 
@@ -62,7 +61,9 @@ def _votes_table(result: RoundResult) -> str:
 
 @dg.asset(
     group_name=groups.DELIBERATION,
-    deps=[indicator_features, market_regime],
+    # The prompt's indicators and regime come from the candles themselves (see
+    # triplegain_core.llm.context), so a backtest rebuilds the very prompt: no feature table.
+    deps=[candles_1m],
     kinds={"python", "postgres", "redis"},
     description="A deliberation round of the configured LLMs on every symbol (parallel vote, debate"
                 " or council): per-model and consensus decisions on the Redis decision stream"
