@@ -4,6 +4,14 @@
     triplegain backtest --from 2026-11-01 --to 2026-12-01 --symbols XRP/USDT BTC/USDT
     triplegain backtest --file XRP/USDT=trades.parquet   a file in the formats the demo replays
     triplegain backtest --rerun bt-0123456789ab          the stored run again, checked trade for trade
+    triplegain backtest --from 2026-11-01 --models       the configured models too, from their recordings
+
+With ``--models`` the configured models (``llm.models``) deliberate every hour of market time
+(``--models-every``), as the hourly schedule does live, each on its own account, answered only
+from the answers recorded in paper runs (``llm_answer_cache``): a prompt never recorded stops
+the run naming the model and the prompt hash; no provider is ever called. With ``--from``, the
+candles of the 25 hours before it (``--warmup-minutes``) only warm up the kernel and the
+models' contexts, so a round sees the history the paper run's round saw.
 
 Every run is stored (``backtest_runs``: its configuration, its data and their hashes; each
 account's scorecard, trades and hourly equity), printed as one leaderboard and drawn beside the
@@ -39,6 +47,13 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     _add_source_options(backtest)
     backtest.add_argument("--rerun", metavar="RUN_ID", default=None,
                           help="run a stored run again from what is stored and check it gives the same trades")
+    backtest.add_argument("--warmup-minutes", type=int, default=None, metavar="MINUTES",
+                          help="with --from: minutes of candles before it that only warm the kernel and the"
+                               " models' contexts up (default: 1500, what a model's context reads)")
+    backtest.add_argument("--models", action="store_true",
+                          help="the configured models too, each on its own account, answering from recordings")
+    backtest.add_argument("--models-every", type=positive_int, default=None, metavar="MINUTES",
+                          help="with --models: a round every MINUTES of market time (default: 60, as live)")
     backtest.set_defaults(handler=_backtest)
     walk = commands.add_parser(
         "walkforward", help="choose each strategy's parameters on train windows, judge them on the test windows",
@@ -112,6 +127,33 @@ def _loaded(conn: psycopg.Connection | None, source: BacktestSource) -> Backtest
                           " (the history assets in Dagster, or `triplegain stream`) or give --file") from None
 
 
+def _with_warmup(source: BacktestSource, minutes: int | None) -> BacktestSource:
+    """``source`` with its warm-up: ``minutes`` (default: what a model's context reads) before
+    ``--from``; none without ``--from`` (the history then starts at the first candle)."""
+    from triplegain_core.llm.context import HISTORY_MINUTES
+
+    if minutes is not None and minutes < 0:
+        raise UserMistake(f"--warmup-minutes {minutes}: give 0 or more minutes")
+    if source.start is None:
+        if minutes:
+            raise UserMistake("--warmup-minutes needs --from: the candles before it are the warm-up")
+        return source
+    return source.model_copy(update={"warmup_minutes": HISTORY_MINUTES if minutes is None else minutes})
+
+
+def _model_rounds(args: argparse.Namespace, settings: Settings) -> int | None:
+    """How often the models deliberate in this backtest (minutes), or None: without them."""
+    from triplegain_core.backtest.models import DEFAULT_ROUND_MINUTES
+
+    if not args.models:
+        if args.models_every is not None:
+            raise UserMistake("--models-every needs --models (the models are left out without it)")
+        return None
+    if not settings.llm.models:
+        raise UserMistake("--models: the configuration names no model (llm.models is empty)")
+    return args.models_every or DEFAULT_ROUND_MINUTES
+
+
 def _day(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text)
@@ -149,12 +191,17 @@ class ProgressBar:
 
 
 def _backtest(args: argparse.Namespace, settings: Settings) -> int:
-    from triplegain_core.backtest.engine import run_backtest, settings_of
+    from triplegain_core.backtest.engine import model_rounds_of, run_backtest, settings_of
     from triplegain_core.backtest.leaderboard import scorecard
+    from triplegain_core.backtest.models import MissingRecordingError, ModelRounds
     from triplegain_core.backtest.robustness import robustness, summary
     from triplegain_core.reporting.backtest_charts import draw_run
     from triplegain_core.storage.backtest_store import BacktestStore
+    from triplegain_core.storage.llm_store import llm_store
 
+    # The options are judged before any server is reached (a rerun takes its own from the store).
+    source = _with_warmup(_source(args, settings), args.warmup_minutes)
+    minutes = _model_rounds(args, settings)
     db_url = database_url(settings)
     migrate(db_url)
     with psycopg.connect(db_url, autocommit=True) as conn:
@@ -162,15 +209,20 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
         stored = store.run(args.rerun) if args.rerun else None
         if stored is not None:
             source, settings = stored.source, settings_of(stored.config, base=settings)
-        else:
-            source = _source(args, settings)
+            minutes = model_rounds_of(stored.config)
         history = _loaded(conn, source)
         if stored is not None and history.data_hash != stored.data_hash:
             raise UserMistake(f"--rerun {stored.run_id}: the data changed since the run ({_describe(source)} now"
                               f" hashes {history.data_hash[:12]}, the run had {stored.data_hash[:12]})")
+        models = None if minutes is None else ModelRounds(answers=lambda: llm_store(db_url), every_minutes=minutes)
         print(f"backtest of {len(history.candles):,} candles ({', '.join(history.symbols)}) from"
-              f" {_describe(source)}", file=sys.stderr)
-        result = run_backtest(settings, history, progress=ProgressBar("backtest"))
+              f" {_describe(source)}" + ("" if minutes is None else f", models every {minutes} min from recordings"),
+              file=sys.stderr)
+        try:
+            result = run_backtest(settings, history, progress=ProgressBar("backtest"), models=models,
+                                  decide_from_us=source.decide_from_us)
+        except MissingRecordingError as exc:
+            raise UserMistake(str(exc)) from None
         card = scorecard(settings, result)
         robust = robustness(card)
         run_id = store.record(result, card, source, reproduces=stored.run_id if stored else None,
@@ -178,6 +230,8 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     print(f"run {run_id}: config {result.config_hash[:12]}, data {history.data_hash[:12]}, trades"
           f" {result.trades_hash[:12]}, {result.seconds:.1f} s ({len(history.candles) / result.seconds:,.0f}"
           " candles/s)")
+    if result.model_calls:
+        print(f"models: {len(result.model_calls)} answers replayed from the recordings")
     print(f"{'#':>3} {'account':<28} {'kind':<10} {'return %':>9} {'max dd %':>9} {'sharpe':>7} {'trades':>6}"
           f" {'win %':>6} {'fees':>8}")
     for row in card.rows:

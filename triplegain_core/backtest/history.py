@@ -20,11 +20,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from triplegain_core.marketdata.candles import build_candles
 from triplegain_core.marketdata.sources import trades_from_source_file
-from triplegain_core.model.market import Candle
+from triplegain_core.model.market import Candle, datetime_to_us
 
 _PACKED = struct.Struct("<qdddddq")
 
@@ -40,7 +40,11 @@ class SourceFile(BaseModel):
 
 class BacktestSource(BaseModel):
     """Where a backtest's candles come from, as stored with the run (enough to load them again):
-    the database's 1m candles of ``symbols`` opening in ``[start, end)``, or ``files``."""
+    the database's 1m candles of ``symbols`` opening in ``[start, end)``, or ``files``.
+
+    ``warmup_minutes`` of candles before ``start`` are loaded too: they only warm the kernel and
+    the models' contexts up (nothing is decided on them), so the first decisions at ``start``
+    see the history a live process running since before would have seen."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -49,6 +53,12 @@ class BacktestSource(BaseModel):
     start: datetime | None = None
     end: datetime | None = None
     files: tuple[SourceFile, ...] = ()
+    warmup_minutes: int = Field(default=0, ge=0)
+
+    @property
+    def decide_from_us(self) -> int | None:
+        """The first moment decided on (None: from the first candle)."""
+        return None if self.start is None or not self.warmup_minutes else datetime_to_us(self.start)
 
 
 @dataclass(frozen=True, slots=True)

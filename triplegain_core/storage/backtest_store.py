@@ -21,7 +21,7 @@ from triplegain_core.backtest.history import (
 )
 from triplegain_core.backtest.leaderboard import Scorecard
 from triplegain_core.errors import UserMistake
-from triplegain_core.model.market import US_PER_MINUTE, us_to_datetime
+from triplegain_core.model.market import US_PER_MINUTE, datetime_to_us, us_to_datetime
 from triplegain_core.storage.market_store import MarketStore
 
 # One stored equity point an hour (and the last): the scorecards used every minute.
@@ -122,7 +122,10 @@ def load_history(conn: psycopg.Connection | None, source: BacktestSource, now_us
     if conn is None:
         raise ValueError("the database's candles need a connection")
     store = MarketStore(conn)
-    candles = [c for symbol in source.symbols for c in store.candles(symbol, "1m", source.start, source.end)
+    start = source.start
+    if start is not None and source.warmup_minutes:
+        start = us_to_datetime(datetime_to_us(start) - source.warmup_minutes * US_PER_MINUTE)
+    candles = [c for symbol in source.symbols for c in store.candles(symbol, "1m", start, source.end)
                if c.close_time_us <= now_us]
     return history_from_candles(candles, source.symbols)
 

@@ -57,3 +57,14 @@ def test_a_backtest_of_the_stored_candles_is_stored_drawn_and_shown(
 def test_nothing_stored_is_a_failure_that_says_what_to_do(resources: dict[str, object]) -> None:
     with pytest.raises(dg.Failure, match="nothing to backtest: no 1m candle of XRP/USDT in the last 3 days"):
         dg.materialize([backtest_run], resources=resources, run_config=RUN_CONFIG)
+
+
+def test_models_without_their_recordings_fail_the_run_naming_model_and_prompt(
+    shared_data: Path, db: psycopg.Connection, resources: dict[str, object],
+) -> None:
+    MarketStore(db).write_candles(_recent_real_candles(shared_data))
+    config = {"ops": {"backtest_run": {"config": {"days": 3.0, "symbols": ["XRP/USDT"], "models": True}}}}
+    with pytest.raises(dg.Failure, match=r"no recorded answer of model \w+ for prompt [0-9a-f]{64} \(XRP/USDT at "):
+        dg.materialize([backtest_run], resources=resources, run_config=config)
+    assert db.execute("SELECT count(*) FROM backtest_runs").fetchone() == (0,)
+    assert db.execute("SELECT count(*) FROM llm_calls").fetchone() == (0,)  # nobody was asked

@@ -91,3 +91,21 @@ def test_the_strategy_checks_report_each_strategy_in_one_line(
     assert "warm-up 100 vs 200: signals unchanged" in line and "ema_50" in line
     assert main(["lookahead", *source, "--strategies", "momentum_scalpp"]) == 2
     assert "did you mean 'momentum_scalp'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("config", "extra", "mistake"), [
+    ("", ["--models-every", "30"], "--models-every needs --models"),
+    ("[llm]\nmodels = []\n", ["--models"], "--models: the configuration names no model (llm.models is empty)"),
+    ("", ["--warmup-minutes", "60"], "--warmup-minutes needs --from"),
+    ("", ["--from", "2026-11-01", "--warmup-minutes", "-5"], "--warmup-minutes -5: give 0 or more minutes"),
+])
+def test_backtest_option_mistakes_get_one_line_before_any_server_is_reached(
+    data_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    config: str, extra: list[str], mistake: str,
+) -> None:
+    # A database that does not answer: the options must be judged before it is needed.
+    monkeypatch.setenv("TRIPLEGAIN_DATABASE_URL", "postgresql://nobody@127.0.0.1:9/none")
+    (data_dir / "triplegain.toml").write_text(config)
+    assert main(["--config", str(data_dir / "triplegain.toml"), "backtest", "--symbols", "XRP/USDT", *extra]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"triplegain: {mistake}")

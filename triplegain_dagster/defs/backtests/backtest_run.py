@@ -9,11 +9,14 @@ from pydantic import Field
 from triplegain_core.backtest.engine import run_backtest
 from triplegain_core.backtest.history import BacktestSource, EmptyHistory
 from triplegain_core.backtest.leaderboard import Scorecard, scorecard
+from triplegain_core.backtest.models import MissingRecordingError, ModelRounds
 from triplegain_core.backtest.robustness import robustness, summary
+from triplegain_core.llm.context import HISTORY_MINUTES
 from triplegain_core.model.market import datetime_to_us
 from triplegain_core.reporting.backtest_charts import draw_run
 from triplegain_core.reporting.reports import markdown_table
 from triplegain_core.storage.backtest_store import BacktestStore, load_history
+from triplegain_core.storage.llm_store import llm_store
 from triplegain_dagster import groups
 from triplegain_dagster.defs.market_data.candles import candles_1m
 from triplegain_dagster.resources import PostgresResource
@@ -25,13 +28,18 @@ class BacktestRunConfig(dg.Config):
     days: float = Field(default=7.0, gt=0.0, le=3660.0,
                         description="The stored candles of the last this many days (ending now).")
     symbols: list[str] | None = Field(default=None, description="Pairs; unset: the configuration's.")
+    models: bool = Field(default=False,
+                         description="The configured models too, each on its own account, deliberating hourly"
+                                     " from the answers recorded in paper runs only (a missing recording fails"
+                                     " the run, naming the model and the prompt hash).")
 
 
 @dg.asset(
     group_name=groups.BACKTESTS,
     deps=[candles_1m],
     kinds={"python", "postgres"},
-    description="Every account (TechnicalAgent, each strategy) over the stored 1m candles, in market time,"
+    description="Every account (TechnicalAgent, each strategy, with `models` each model) over the stored 1m"
+                " candles, in market time,"
                 " with the live risk rules, fees and fills, beside buy-and-hold, hold and equal-weight"
                 " baselines; the best account's Sharpe interval, deflated Sharpe, PBO and Monte Carlo;"
                 " stored in backtest_runs, drawn beside the run.",
@@ -42,8 +50,10 @@ def backtest_run(
     """Run, score, store and draw one backtest of the recent stored history."""
     settings = postgres.settings()
     now = datetime.now(UTC)
+    # The day before the start only warms the kernel and the models' contexts up.
     source = BacktestSource(kind="database", symbols=tuple(config.symbols or settings.symbols),
-                            start=now - timedelta(days=config.days), end=now)
+                            start=now - timedelta(days=config.days), end=now, warmup_minutes=HISTORY_MINUTES)
+    models = ModelRounds(answers=lambda: llm_store(postgres.url())) if config.models else None
     with postgres.connect() as conn:
         try:
             history = load_history(conn, source, datetime_to_us(now))
@@ -58,7 +68,11 @@ def backtest_run(
                 tenths.add(tenth)
                 context.log.info("backtest: %d%% (%d of %d candles)", 10 * tenth, done, total)
 
-        result = run_backtest(settings, history, progress=progress)
+        try:
+            result = run_backtest(settings, history, progress=progress, models=models,
+                                  decide_from_us=source.decide_from_us)
+        except MissingRecordingError as exc:
+            raise dg.Failure(str(exc)) from None
         card = scorecard(settings, result)
         robust = robustness(card)
         figures = summary(robust)
