@@ -44,9 +44,9 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/pytest tests/benchmarks -o addopts="" -q -s -p no:randomly
 
+# The Dagster UI on the project's instance (runs and cursors in PostgreSQL; see `triplegain ui -h`).
 ui: $(STAMP)
-	@mkdir -p $(DAGSTER_HOME) && cp -n dagster.yaml $(DAGSTER_HOME)/dagster.yaml 2>/dev/null || true
-	$(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/triplegain ui
 
 clean:
 	-$(BIN)/triplegain db stop

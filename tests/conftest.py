@@ -18,6 +18,7 @@ import pytest
 import redis
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from triplegain_core.storage.dagster_instance import DAGSTER_DATABASE_SUFFIX
 from triplegain_core.storage.embedded import (
     drop_database,
     embedded_postgres_url,
@@ -74,6 +75,8 @@ def _fresh_database(pg_admin_url: str) -> Iterator[str]:
         yield url
     finally:
         drop_database(pg_admin_url, name)
+        # Dagster's database beside it, when a test gave the database a Dagster instance.
+        drop_database(pg_admin_url, f"{name}{DAGSTER_DATABASE_SUFFIX}")
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ import logging
 import sys
 from pathlib import Path
 
-from streamer.cli import backtest, control, db, decision, demo, execute, replay, stream
+from streamer.cli import backtest, control, db, decision, demo, execute, replay, stream, ui
 from streamer.cli.options import OneLineParser
 from triplegain_core.config import load_settings
 from triplegain_core.errors import UserMistake
@@ -79,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     # Each group of commands lives in its own module; the order is the one --help shows.
-    for group in (db, replay, stream, execute, control, decision, demo, backtest):
+    for group in (db, replay, stream, execute, control, decision, demo, backtest, ui):
         group.add_commands(commands)
     return parser
 

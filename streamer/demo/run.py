@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from triplegain_core.execution.kernel import KernelStats
 from triplegain_core.llm.leaderboard import Leaderboard, leaderboard, render_markdown
 from triplegain_core.model.market import Asset
 from triplegain_core.portfolio.metrics import AccountMetrics
+from triplegain_core.storage.dagster_instance import prepare_dagster_home
 from triplegain_core.storage.decision_ledger import DecisionLedger
 from triplegain_core.storage.embedded import (
     drop_database,
@@ -162,12 +162,9 @@ async def run_demo(
 
 def materialize_assets(result: DemoResult, data_dir: Path) -> DemoResult:
     """Materialize every Dagster asset with the real CLI, in the demo's Dagster instance."""
-    dagster_home = data_dir / "dagster"
-    dagster_home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
     env = {
         **os.environ,
-        "DAGSTER_HOME": str(dagster_home),
+        **prepare_dagster_home(data_dir / "dagster", REPO_ROOT / "dagster.yaml", result.database_url),
         "TRIPLEGAIN_DATABASE_URL": result.database_url,
         "TRIPLEGAIN_REDIS_URL": result.redis_url,
         "TRIPLEGAIN_ACCOUNT": result.account,

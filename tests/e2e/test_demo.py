@@ -10,10 +10,11 @@ import psycopg
 import pytest
 from dagster import AssetKey, DagsterInstance
 
-from streamer.demo.run import DemoResult, materialize_assets, run_demo
+from streamer.demo.run import REPO_ROOT, DemoResult, materialize_assets, run_demo
 from streamer.replay.source import replay_source
 from triplegain_core.config import Settings
 from triplegain_core.marketdata.candles import build_candles
+from triplegain_core.storage.dagster_instance import DAGSTER_DATABASE_URL_ENV, prepare_dagster_home
 from triplegain_core.storage.market_store import MarketStore
 from triplegain_core.storage.trading_store import TradingStore
 
@@ -64,9 +65,12 @@ def test_no_position_exceeded_a_fifth_of_the_portfolio(demo: DemoResult, db: psy
         assert position.entry_notional_usdt <= 0.20 * position.equity_at_entry_usdt * (1 + 1e-9)
 
 
-def test_report_asset_materializes(demo: DemoResult, tmp_path: Path) -> None:
+def test_report_asset_materializes(demo: DemoResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     materialize_assets(demo, tmp_path)
-    instance = DagsterInstance.from_config(str(tmp_path / "dagster"))
-    event = instance.get_latest_materialization_event(AssetKey("portfolio_report"))
+    # The demo's instance, as `make ui` opens it: runs in Dagster's database beside the demo's.
+    env = prepare_dagster_home(tmp_path / "dagster", REPO_ROOT / "dagster.yaml", demo.database_url)
+    monkeypatch.setenv(DAGSTER_DATABASE_URL_ENV, env[DAGSTER_DATABASE_URL_ENV])
+    with DagsterInstance.from_config(str(tmp_path / "dagster")) as instance:
+        event = instance.get_latest_materialization_event(AssetKey("portfolio_report"))
     assert event is not None
     assert (tmp_path / "reports" / "equity_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
