@@ -1,4 +1,5 @@
-"""``triplegain ui``: the Dagster UI on the project's instance (what ``make ui`` runs).
+"""``triplegain ui``: the Dagster UI on the project's instance (what ``make ui`` runs), and
+``triplegain dagster ARGS``: any Dagster command on that instance.
 
 It finds the servers (the configured ones, else the embedded ones, started if needed), gives
 Dagster its own database beside the trading one (see
@@ -25,12 +26,17 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``ui``."""
+    """``ui`` and ``dagster``."""
     ui = commands.add_parser("ui", help="the Dagster UI on the project's instance (PostgreSQL)",
                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     ui.add_argument("--port", type=positive_int, default=3000, help="port (default: 3000)")
     ui.set_defaults(handler=_ui)
+    dagster = commands.add_parser(
+        "dagster", help="a Dagster command on the project's instance, e.g. dagster asset materialize ...",
+        description="Runs `dagster ARGS` with the instance, servers and data folder `triplegain ui` uses.")
+    dagster.add_argument("dagster_args", nargs=argparse.REMAINDER, metavar="ARGS", help="dagster's own arguments")
+    dagster.set_defaults(handler=_dagster)
 
 
 def dagster_environment(settings: Settings) -> dict[str, str]:
@@ -54,3 +60,8 @@ def _ui(args: argparse.Namespace, settings: Settings) -> int:
     command = [sys.executable, "-m", "dagster", "dev", "-w", str(REPO_ROOT / "workspace.yaml"),
                "-h", args.host, "-p", str(args.port)]
     return subprocess.run(command, env=env, cwd=REPO_ROOT, check=False).returncode
+
+
+def _dagster(args: argparse.Namespace, settings: Settings) -> int:
+    command = [sys.executable, "-m", "dagster", *args.dagster_args]
+    return subprocess.run(command, env=dagster_environment(settings), cwd=REPO_ROOT, check=False).returncode

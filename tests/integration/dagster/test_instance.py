@@ -11,6 +11,7 @@ import pytest
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 from psycopg.conninfo import conninfo_to_dict
 
+from streamer.cli.main import main
 from triplegain_core.storage.dagster_instance import DAGSTER_DATABASE_URL_ENV, prepare_dagster_home
 
 pytestmark = pytest.mark.integration
@@ -60,3 +61,15 @@ def test_a_user_edited_instance_file_is_kept(tmp_path: Path, database_url: str) 
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     prepare_dagster_home(home, REPO_ROOT / "dagster.yaml", database_url)
     assert (home / "dagster.yaml").read_text() == "telemetry:\n  enabled: false\n"
+
+
+def test_triplegain_dagster_runs_dagster_on_the_project_instance(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("TRIPLEGAIN_DATABASE_URL", database_url)
+    monkeypatch.setenv("TRIPLEGAIN_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    assert main(["dagster", "instance", "info"]) == 0
+    out = capfd.readouterr().out
+    assert f"$DAGSTER_HOME: {tmp_path / 'dagster'}" in out
+    assert "run_storage: PostgresRunStorage" in out and "schedule_storage: PostgresScheduleStorage" in out
