@@ -1,4 +1,11 @@
-"""The job that refreshes every analytics asset, across concerns."""
+"""The jobs that refresh the analytics across concerns, and when they run by themselves.
+
+Nothing waits for someone to click: the market data's checks run every quarter of an hour, the
+whole analytics chain (features, regime, holdings, report) every hour at ten past (after the
+hourly deliberation at the hour), each run through the instance's queue.
+"""
+
+from datetime import timedelta
 
 import dagster as dg
 
@@ -15,4 +22,31 @@ refresh_analytics = dg.define_asset_job(
     selection=ANALYTICS,
     description="Check the trades and candles, recompute the indicator features, rebuild the"
                 " report.",
+)
+
+ANALYTICS_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=2),
+                                                     warn_window=timedelta(minutes=75))
+"""What the hourly analytics promise: refreshed each hour, late after 75 minutes, failed after two hours."""
+
+market_data_checks = dg.define_asset_job(
+    "market_data_checks",
+    selection=dg.AssetSelection.groups(groups.MARKET_DATA),
+    description="The trades and candles the streamer writes: their coverage and data-quality checks.",
+)
+
+market_checks_schedule = dg.ScheduleDefinition(
+    name="market_checks_every_15_minutes",
+    target=market_data_checks,
+    cron_schedule="*/15 * * * *",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="The market data's coverage and checks every quarter of an hour.",
+)
+
+analytics_schedule = dg.ScheduleDefinition(
+    name="hourly_analytics",
+    target=refresh_analytics,
+    cron_schedule="10 * * * *",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Features, regime, holdings and the report every hour at ten past (the rebalance"
+                " sensor's regime trigger reads the regime this writes).",
 )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -49,9 +50,43 @@ def test_each_asset_sits_in_the_group_of_its_concern_folder() -> None:
 
 def test_every_schedule_and_sensor_targets_a_named_job() -> None:
     jobs = {job.name for job in defs.jobs or []}
-    assert jobs == {"refresh_analytics", "deliberation", "checkpoints", "rebalance"}
+    assert jobs == {"refresh_analytics", "market_data_checks", "deliberation", "checkpoints", "rebalance"}
     targets = {item.name: item.job_name for item in [*(defs.schedules or []), *(defs.sensors or [])]}
     assert targets == {
-        "hourly_deliberation": "deliberation", "position_checkpoints_every_4h": "checkpoints",
+        "hourly_deliberation": "deliberation", "weekly_council": "deliberation",
+        "position_checkpoints_every_4h": "checkpoints", "hourly_analytics": "refresh_analytics",
+        "market_checks_every_15_minutes": "market_data_checks",
         "strong_signal_sensor": "deliberation", "rebalance_drift_sensor": "rebalance",
     }
+
+
+def test_every_schedule_runs_by_default_on_its_cron() -> None:
+    schedules = {s.name: (s.cron_schedule, s.default_status) for s in defs.schedules or []}
+    running = dg.DefaultScheduleStatus.RUNNING
+    assert schedules == {
+        "market_checks_every_15_minutes": ("*/15 * * * *", running),
+        "hourly_analytics": ("10 * * * *", running),
+        "hourly_deliberation": ("0 * * * *", running),
+        "position_checkpoints_every_4h": ("0 */4 * * *", running),
+        "weekly_council": ("30 0 * * 1", running),
+    }
+    assert {s.name: s.default_status for s in defs.sensors or []} == {
+        "strong_signal_sensor": dg.DefaultSensorStatus.RUNNING,
+        "rebalance_drift_sensor": dg.DefaultSensorStatus.RUNNING,
+    }
+
+
+def test_the_weekly_council_asks_for_a_council_whatever_the_configured_mode() -> None:
+    schedule = defs.resolve_schedule_def("weekly_council")
+    with dg.build_schedule_context() as context:
+        [request] = schedule.evaluate_tick(context).run_requests or []
+    assert request.run_config["ops"] == {"llm_deliberation": {"config": {"mode": "COUNCIL"}}}
+
+
+def test_the_hourly_analytics_promise_their_freshness() -> None:
+    graph = defs.resolve_asset_graph()
+    policies = {key.to_user_string(): graph.get(key).freshness_policy for key in graph.get_all_asset_keys()}
+    for name in ("indicator_features", "market_regime", "portfolio_snapshots", "portfolio_report"):
+        policy = policies[name]
+        assert isinstance(policy, dg.FreshnessPolicy), name
+        assert policy.fail_window.to_timedelta() == timedelta(hours=2), name  # type: ignore[attr-defined]

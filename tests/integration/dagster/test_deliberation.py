@@ -181,11 +181,14 @@ def test_strong_signals_request_one_round_each_burst(redis_client: redis.Redis, 
     assert again.run_requests == []  # the same signals never ask twice
 
 
+@pytest.mark.parametrize("chosen_by", ["file", "run config"])
 def test_a_debate_round_configured_in_the_file_trades_the_debate_account(
     standin: LLMStandIn, market: None, resources: dict[str, object], redis_client: redis.Redis,
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chosen_by: str,
 ) -> None:
-    extra = '[deliberation]\nmode = "debate"\n\n'
+    # The run config (as the weekly council schedule sets it) overrides the file's mode.
+    extra = '[deliberation]\nmode = "debate"\n\n' if chosen_by == "file" else ""
+    run_config = {} if chosen_by == "file" else {"ops": {"llm_deliberation": {"config": {"mode": "DEBATE"}}}}
     monkeypatch.setenv("TRIPLEGAIN_CONFIG", str(_config(tmp_path / "t.toml", standin.url, MODELS[:3], extra)))
     for name, value in TEST_KEYS.items():
         monkeypatch.setenv(name, value)
@@ -198,7 +201,7 @@ def test_a_debate_round_configured_in_the_file_trades_the_debate_account(
         return Reply(text=_answer("XRP/USDT", 0.5) if "XRP/USDT" in text else _answer("BTC/USDT", 60_000.0))
     for name in MODELS[:3]:
         standin.script(name, factory=reply)
-    result = dg.materialize([llm_deliberation], resources=resources)
+    result = dg.materialize([llm_deliberation], resources=resources, run_config=run_config)
     meta = _metadata(result, "llm_deliberation")
     assert meta["mode"] == "debate" and meta["published"] == 2
     assert "manager: claude" in meta["panels"]

@@ -10,6 +10,7 @@ import asyncio
 import uuid
 
 import dagster as dg
+from pydantic import Field
 
 from triplegain_core.config import Settings
 from triplegain_core.contracts.decision_streams import DecisionStream
@@ -59,6 +60,13 @@ def _votes_table(result: RoundResult) -> str:
     return markdown_table(["symbol", "model", "answer", "latency ms", "cost USD"], rows)
 
 
+class DeliberationRoundConfig(dg.Config):
+    """Run configuration of ``llm_deliberation``."""
+
+    mode: DeliberationMode | None = Field(
+        default=None, description="How this round decides; unset: the configured deliberation mode.")
+
+
 @dg.asset(
     group_name=groups.DELIBERATION,
     # The prompt's indicators and regime come from the candles themselves (see
@@ -71,11 +79,14 @@ def _votes_table(result: RoundResult) -> str:
                 " still decide whether any of it is traded.",
 )
 def llm_deliberation(
-    context: dg.AssetExecutionContext, postgres: PostgresResource, redis: RedisResource,
-    llm: LLMResource,
+    context: dg.AssetExecutionContext, config: DeliberationRoundConfig, postgres: PostgresResource,
+    redis: RedisResource, llm: LLMResource,
 ) -> dg.MaterializeResult:
     """Ask the models, vote, publish the decisions for the executor, store everything."""
     settings = postgres.settings()
+    if config.mode is not None:
+        settings = settings.model_copy(update={
+            "deliberation": settings.deliberation.model_copy(update={"mode": config.mode})})
     request_id = f"round-{context.run.run_id[:8]}-{uuid.uuid4().hex[:6]}"
     mode = settings.deliberation.mode
     # The account whose positions the models are shown: the one this mode's decisions trade.

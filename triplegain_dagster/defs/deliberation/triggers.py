@@ -1,12 +1,14 @@
 """When the models are asked: a deliberation round every hour and early when the executor sees a
-strong signal; a checkpoint of the LLM accounts' open positions every four hours."""
+strong signal, a council once a week; a checkpoint of the LLM accounts' open positions every
+four hours."""
 
 import dagster as dg
 
 from triplegain_core.contracts.decision_streams import StrongSignalStream
+from triplegain_core.llm.deliberation_config import DeliberationMode
 from triplegain_dagster.defs.deliberation.checkpoints import position_checkpoints
 from triplegain_dagster.defs.deliberation.model_performance import model_performance
-from triplegain_dagster.defs.deliberation.rounds import llm_deliberation
+from triplegain_dagster.defs.deliberation.rounds import DeliberationRoundConfig, llm_deliberation
 from triplegain_dagster.resources import RedisResource
 
 deliberation_job = dg.define_asset_job(
@@ -23,6 +25,16 @@ deliberation_schedule = dg.ScheduleDefinition(
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="A deliberation round every hour (without a configured model it records that it"
                 " decided nothing).",
+)
+
+council_schedule = dg.ScheduleDefinition(
+    name="weekly_council",
+    target=deliberation_job,
+    cron_schedule="30 0 * * 1",
+    run_config=dg.RunConfig(ops={"llm_deliberation": DeliberationRoundConfig(mode=DeliberationMode.COUNCIL)}),
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="A council round every Monday at 00:30 UTC, whatever the configured mode: every model"
+                " pitches, the others review anonymously, the chairman decides for `llm:council`.",
 )
 
 checkpoint_job = dg.define_asset_job(

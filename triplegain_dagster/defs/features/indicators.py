@@ -13,6 +13,7 @@ from triplegain_core.analysis.indicators import INDICATOR_NAMES, indicator_frame
 from triplegain_core.reporting.reports import markdown_table
 from triplegain_core.storage.market_store import MarketStore
 from triplegain_dagster import groups
+from triplegain_dagster.defs.analytics import ANALYTICS_FRESHNESS
 from triplegain_dagster.defs.market_data.candles import TIMEFRAME, candles_1m
 from triplegain_dagster.resources import PostgresResource
 
@@ -61,6 +62,7 @@ def _format(value: float) -> str:
 
 @dg.asset(
     group_name=groups.FEATURES,
+    freshness_policy=ANALYTICS_FRESHNESS,
     deps=[candles_1m],
     kinds={"postgres"},
     description="TA-Lib indicators of each 1-minute candle (table `indicator_features`, jsonb).",

@@ -16,6 +16,7 @@ from triplegain_core.model.market import TRADED_SYMBOLS, timeframe_us
 from triplegain_core.storage.market_store import MarketStore
 from triplegain_core.storage.portfolio_store import PortfolioStore
 from triplegain_dagster import groups
+from triplegain_dagster.defs.analytics import ANALYTICS_FRESHNESS
 from triplegain_dagster.defs.market_data.candles import TIMEFRAME, candles_1m
 from triplegain_dagster.resources import PostgresResource
 
@@ -34,6 +35,7 @@ class MarketRegimeConfig(dg.Config):
 
 @dg.asset(
     group_name=groups.PORTFOLIO,
+    freshness_policy=ANALYTICS_FRESHNESS,
     deps=[candles_1m],
     kinds={"python", "postgres"},
     description="Bull / bear / sideways with its composite score, volatility state and"

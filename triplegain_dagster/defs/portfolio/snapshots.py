@@ -13,6 +13,7 @@ from triplegain_core.reporting.allocation import (
 from triplegain_core.storage.portfolio_store import PortfolioStore
 from triplegain_core.storage.trading_store import TradingStore
 from triplegain_dagster import groups
+from triplegain_dagster.defs.analytics import ANALYTICS_FRESHNESS
 from triplegain_dagster.defs.market_data.candles import candles_1m
 from triplegain_dagster.resources import PostgresResource, RebalancingResource
 
@@ -21,6 +22,7 @@ ALLOCATION_FILE = "allocation.png"
 
 @dg.asset(
     group_name=groups.PORTFOLIO,
+    freshness_policy=ANALYTICS_FRESHNESS,
     # After the candles and their blocking check, like the report: the snapshots were valued
     # at those market prices.
     deps=[candles_1m],

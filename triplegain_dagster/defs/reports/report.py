@@ -16,6 +16,7 @@ from triplegain_core.reporting.reports import (
 from triplegain_core.storage.model_accounts import model_accounts
 from triplegain_core.storage.trading_store import TradingStore
 from triplegain_dagster import groups
+from triplegain_dagster.defs.analytics import ANALYTICS_FRESHNESS
 from triplegain_dagster.defs.market_data.candles import candles_1m
 from triplegain_dagster.resources import PostgresResource
 
@@ -33,6 +34,7 @@ class PortfolioReportConfig(dg.Config):
 
 @dg.asset(
     group_name=groups.REPORTS,
+    freshness_policy=ANALYTICS_FRESHNESS,
     # After the candles and their blocking check: the executor valued these snapshots at the
     # same market prices, so a report is not published over market data known to be broken.
     deps=[candles_1m],
