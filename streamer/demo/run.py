@@ -161,7 +161,7 @@ async def run_demo(
 
 
 def materialize_assets(result: DemoResult, data_dir: Path) -> DemoResult:
-    """Materialize every Dagster asset with the real CLI, in the demo's Dagster instance."""
+    """Run the `demo_analytics` job with the real CLI, in the demo's Dagster instance."""
     env = {
         **os.environ,
         **prepare_dagster_home(data_dir / "dagster", REPO_ROOT / "dagster.yaml", result.database_url),
@@ -172,13 +172,11 @@ def materialize_assets(result: DemoResult, data_dir: Path) -> DemoResult:
     }
     print("materializing the Dagster assets ...", flush=True)
     completed = subprocess.run(
-        # The demo's own rounds already asked the models: no extra (paid) round after the
-        # replay, whose decisions nobody would trade. Their scores and leaderboard are built.
-        # A backtest reads recent days of candles: the replayed market lies in the past.
-        [sys.executable, "-m", "dagster", "asset", "materialize",
-         "-m", "triplegain_dagster.definitions", "--select",
-         "not group:history and not group:backtests and not key:llm_deliberation"
-         " and not key:position_checkpoints"],
+        # The demo's own rounds already asked the models: the job holds no extra (paid) round
+        # after the replay, whose decisions nobody would trade, only their scores; nor a
+        # backtest, which reads recent days of candles (the replayed market lies in the past).
+        [sys.executable, "-m", "dagster", "job", "execute", "-m", "triplegain_dagster.definitions",
+         "-j", "demo_analytics"],
         env=env, cwd=REPO_ROOT, capture_output=True, text=True,
     )
     if completed.returncode != 0:

@@ -24,6 +24,14 @@ refresh_analytics = dg.define_asset_job(
                 " report.",
 )
 
+demo_analytics = dg.define_asset_job(
+    "demo_analytics",
+    selection=ANALYTICS | dg.AssetSelection.keys("model_performance"),
+    description="What a replay leaves to look at (`make demo` runs it): the checks, features, regime,"
+                " holdings and report, and the models' scores of the replay's own rounds; no new"
+                " round, no backfill, no backtest.",
+)
+
 ANALYTICS_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=2),
                                                      warn_window=timedelta(minutes=75))
 """What the hourly analytics promise: refreshed each hour, late after 75 minutes, failed after two hours."""

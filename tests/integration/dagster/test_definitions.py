@@ -50,7 +50,8 @@ def test_each_asset_sits_in_the_group_of_its_concern_folder() -> None:
 
 def test_every_schedule_and_sensor_targets_a_named_job() -> None:
     jobs = {job.name for job in defs.jobs or []}
-    assert jobs == {"refresh_analytics", "market_data_checks", "deliberation", "checkpoints", "rebalance"}
+    assert jobs == {"refresh_analytics", "market_data_checks", "demo_analytics", "deliberation", "checkpoints",
+                    "rebalance"}
     targets = {item.name: item.job_name for item in [*(defs.schedules or []), *(defs.sensors or [])]}
     assert targets == {
         "hourly_deliberation": "deliberation", "weekly_council": "deliberation",
