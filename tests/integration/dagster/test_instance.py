@@ -64,9 +64,11 @@ def test_a_user_edited_instance_file_is_kept(tmp_path: Path, database_url: str) 
 
 
 def test_triplegain_dagster_runs_dagster_on_the_project_instance(
-    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str],
+    database_url: str, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("TRIPLEGAIN_DATABASE_URL", database_url)
+    monkeypatch.setenv("TRIPLEGAIN_REDIS_URL", redis_url)
     monkeypatch.setenv("TRIPLEGAIN_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     assert main(["dagster", "instance", "info"]) == 0
