@@ -59,7 +59,10 @@ def _ui(args: argparse.Namespace, settings: Settings) -> int:
           file=sys.stderr, flush=True)
     command = [sys.executable, "-m", "dagster", "dev", "-w", str(REPO_ROOT / "workspace.yaml"),
                "-h", args.host, "-p", str(args.port)]
-    return subprocess.run(command, env=env, cwd=REPO_ROOT, check=False).returncode
+    # dagster dev takes this process's place, so a stop signal reaches it (and its webserver,
+    # daemon and code server) rather than leaving them behind an exited parent.
+    os.chdir(REPO_ROOT)
+    os.execve(sys.executable, command, env)
 
 
 def _dagster(args: argparse.Namespace, settings: Settings) -> int:

@@ -94,7 +94,8 @@ def run_demo_command(settings: Settings, args: argparse.Namespace) -> int:
                  deliberate_every_minutes=args.deliberate_every)
     )
     if not args.no_dagster:
-        materialize_assets(result, data_dir)
+        # Dagster's database is the one `make ui` opens: beside the server's own database.
+        materialize_assets(result, data_dir, embedded_postgres_url(data_dir))
     print_summary(result, data_dir)
     return 0
 
@@ -160,11 +161,12 @@ async def run_demo(
             )
 
 
-def materialize_assets(result: DemoResult, data_dir: Path) -> DemoResult:
-    """Run the `demo_analytics` job with the real CLI, in the demo's Dagster instance."""
+def materialize_assets(result: DemoResult, data_dir: Path, instance_beside_url: str) -> DemoResult:
+    """Run the `demo_analytics` job with the real CLI on the demo's data, in the Dagster
+    instance under ``data_dir`` whose database lies beside ``instance_beside_url``'s."""
     env = {
         **os.environ,
-        **prepare_dagster_home(data_dir / "dagster", REPO_ROOT / "dagster.yaml", result.database_url),
+        **prepare_dagster_home(data_dir / "dagster", REPO_ROOT / "dagster.yaml", instance_beside_url),
         "TRIPLEGAIN_DATABASE_URL": result.database_url,
         "TRIPLEGAIN_REDIS_URL": result.redis_url,
         "TRIPLEGAIN_ACCOUNT": result.account,

@@ -66,7 +66,7 @@ def test_no_position_exceeded_a_fifth_of_the_portfolio(demo: DemoResult, db: psy
 
 
 def test_report_asset_materializes(demo: DemoResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    materialize_assets(demo, tmp_path)
+    materialize_assets(demo, tmp_path, demo.database_url)
     # The demo's instance, as `make ui` opens it: runs in Dagster's database beside the demo's.
     env = prepare_dagster_home(tmp_path / "dagster", REPO_ROOT / "dagster.yaml", demo.database_url)
     monkeypatch.setenv(DAGSTER_DATABASE_URL_ENV, env[DAGSTER_DATABASE_URL_ENV])
