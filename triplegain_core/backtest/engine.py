@@ -152,7 +152,7 @@ def run_backtest(settings: Settings, history: BacktestHistory, *, strategies: It
     total = len(candles) - first
     # The batches also end where a round is held, so it sees the market of its moment, no later.
     rounds_after = set() if models is None else {i + 1 for i in models.round_ends(candles) if i >= first}
-    ends = sorted({*range(first + BATCH_CANDLES, len(candles), BATCH_CANDLES), len(candles), *rounds_after})
+    ends = sorted({*range(first + BATCH_CANDLES, len(candles), BATCH_CANDLES), *rounds_after, len(candles)} - {first})
     with ExitStack() as stack:
         rounds = None if models is None else stack.enter_context(model_round_runner(settings, models, history, trail))
         start = first

@@ -75,6 +75,18 @@ def test_the_data_hash_names_the_candles_not_their_order() -> None:
         history_from_candles(candles, ["XRP/BTC"])
 
 
+def test_progress_counts_the_decided_candles_and_a_start_past_the_history_decides_none() -> None:
+    history = history_from_candles(_walk("XRP/USDT", 0.5, 120, 1))
+    settings = Settings(symbols=("XRP/USDT",))
+    reports: list[tuple[int, int]] = []
+    run_backtest(settings, history, decide_from_us=T0 + 20 * US_PER_MINUTE, progress=lambda *r: reports.append(r))
+    assert reports[-1] == (101, 101)  # the 19 candles closed before the start only warm the kernel up
+    reports.clear()
+    result = run_backtest(settings, history, decide_from_us=T0 + 999 * US_PER_MINUTE,
+                          progress=lambda *r: reports.append(r))
+    assert reports == [] and not any(a.trail.fills for a in result.accounts)
+
+
 def test_a_stored_configuration_gives_back_the_settings_it_was_made_from() -> None:
     settings = Settings(symbols=("XRP/USDT", "BTC/USDT"), fee_rate=0.002,
                         strategies=StrategySettings(enabled=("wavetrend",)),
