@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from enum import StrEnum
@@ -150,9 +150,11 @@ def run_backtest(settings: Settings, history: BacktestHistory, *, strategies: It
             warm.setdefault(candle.symbol, []).append(candle)
         kernel.warm({symbol: series[-kernel.history_minutes:] for symbol, series in warm.items()})
     total = len(candles) - first
-    # The batches also end where a round is held, so it sees the market of its moment, no later.
+    # Batches end at the end of a moment (the candles closing together are decided together,
+    # whatever the batch size) and where a round is held, so it sees the market of its moment.
     rounds_after = set() if models is None else {i + 1 for i in models.round_ends(candles) if i >= first}
-    ends = sorted({*range(first + BATCH_CANDLES, len(candles), BATCH_CANDLES), *rounds_after, len(candles)} - {first})
+    ends = sorted({*(_moment_end(candles, end) for end in range(first + BATCH_CANDLES, len(candles), BATCH_CANDLES)),
+                   *rounds_after, len(candles)} - {first})
     with ExitStack() as stack:
         rounds = None if models is None else stack.enter_context(model_round_runner(settings, models, history, trail))
         start = first
@@ -168,6 +170,13 @@ def run_backtest(settings: Settings, history: BacktestHistory, *, strategies: It
     return BacktestResult(config=config, config_hash=config_hash(config), history=history, accounts=accounts,
                           trades_hash=trades_hash(accounts), seconds=time.perf_counter() - started,
                           model_calls=() if rounds is None else tuple(rounds.calls))
+
+
+def _moment_end(candles: Sequence[Candle], end: int) -> int:
+    """``end`` moved past the candles closing with the one before it."""
+    while 0 < end < len(candles) and candles[end].close_time_us == candles[end - 1].close_time_us:
+        end += 1
+    return end
 
 
 def trades_hash(accounts: tuple[AccountResult, ...]) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from triplegain_core.backtest import engine
 from triplegain_core.backtest.baselines import DRIFT, baseline_accounts
 from triplegain_core.backtest.engine import AccountKind, backtest_config, config_hash, run_backtest, settings_of
 from triplegain_core.backtest.history import (
@@ -85,6 +86,17 @@ def test_progress_counts_the_decided_candles_and_a_start_past_the_history_decide
     result = run_backtest(settings, history, decide_from_us=T0 + 999 * US_PER_MINUTE,
                           progress=lambda *r: reports.append(r))
     assert reports == [] and not any(a.trail.fills for a in result.accounts)
+
+
+def test_the_batch_size_never_changes_a_trade(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Three pairs close together each minute: a batch must not cut a moment in two.
+    history = history_from_candles(_walk("XRP/USDT", 0.5, 600, 1) + _walk("BTC/USDT", 60_000, 600, 2)
+                                   + _walk("XRP/BTC", 0.5 / 60_000, 600, 3))
+    settings = Settings(symbols=("XRP/USDT", "BTC/USDT", "XRP/BTC"))
+    whole = run_backtest(settings, history)
+    assert sum(len(a.trail.fills) for a in whole.accounts) > 0
+    monkeypatch.setattr(engine, "BATCH_CANDLES", 7)
+    assert run_backtest(settings, history).trades_hash == whole.trades_hash
 
 
 def test_a_stored_configuration_gives_back_the_settings_it_was_made_from() -> None:
