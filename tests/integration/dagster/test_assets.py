@@ -241,6 +241,31 @@ def test_indicator_features_rerun_is_idempotent(
     assert db.execute(query).fetchall() == before
 
 
+def test_indicator_features_refresh_from_the_last_row_as_a_full_recomputation_would(
+    db: psycopg.Connection, resources: dict[str, object]
+) -> None:
+    candles = _series("XRP/USDT", seed=11, minutes=3000)
+    store = MarketStore(db)
+    store.write_candles(candles[:2000])
+    first = dg.materialize([indicator_features], resources=resources)
+    # The newest candle was still forming at the first run: the streamer rewrites it once closed.
+    closed = dataclasses.replace(candles[1999], close=candles[1999].close * 1.001,
+                                 high=max(candles[1999].high, candles[1999].close * 1.001))
+    store.write_candles([closed, *candles[2000:]])
+    second = dg.materialize([indicator_features], resources=resources)
+    # The second run read the warm-up and the new candles only, and wrote the last stored row again.
+    assert _materialization(second, "indicator_features")["rows_written"] == 1001
+    assert _materialization(first, "indicator_features")["rows_written"] + 1000 == db.execute(
+        "SELECT count(*) FROM indicator_features").fetchone()[0]
+    frame = store.read_candles("XRP/USDT")
+    expected = indicator_frame(frame[["open", "high", "low", "close", "volume"]])
+    expected.index = frame["open_time"]
+    stored = dict(db.execute("SELECT open_time, features FROM indicator_features").fetchall())
+    for open_time in (expected.index[1999], expected.index[2000], expected.index[2500], expected.index[-1]):
+        assert stored[open_time.to_pydatetime()] == pytest.approx(expected.loc[open_time].dropna().to_dict(),
+                                                                  rel=1e-12)
+
+
 def _drop_minutes(candles: list[Candle]) -> list[Candle]:
     return candles[:100] + candles[103:]  # three consecutive minutes missing
 
