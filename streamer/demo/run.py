@@ -162,8 +162,9 @@ async def run_demo(
 
 
 def materialize_assets(result: DemoResult, data_dir: Path, instance_beside_url: str) -> DemoResult:
-    """Run the `demo_analytics` job with the real CLI on the demo's data, in the Dagster
-    instance under ``data_dir`` whose database lies beside ``instance_beside_url``'s."""
+    """Run the `demo_analytics` job, then the features of each day and symbol replayed, with
+    the real CLI on the demo's data, in the Dagster instance under ``data_dir`` whose database
+    lies beside ``instance_beside_url``'s."""
     env = {
         **os.environ,
         **prepare_dagster_home(data_dir / "dagster", REPO_ROOT / "dagster.yaml", instance_beside_url),
@@ -183,7 +184,19 @@ def materialize_assets(result: DemoResult, data_dir: Path, instance_beside_url: 
     )
     if completed.returncode != 0:
         sys.stderr.write(completed.stdout[-4000:] + completed.stderr[-4000:])
-        raise RuntimeError("dagster asset materialize failed (output above)")
+        raise RuntimeError("dagster job execute demo_analytics failed (output above)")
+    with psycopg.connect(result.database_url) as conn:
+        partitions = MarketStore(conn).candle_days()
+    # The features are partitioned by day and symbol: one run each for the days replayed.
+    for day, symbol in partitions:
+        completed = subprocess.run(
+            [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "triplegain_dagster.definitions",
+             "--select", "indicator_features", "--partition", f"{day.isoformat()}|{symbol}"],
+            env=env, cwd=REPO_ROOT, capture_output=True, text=True,
+        )
+        if completed.returncode != 0:
+            sys.stderr.write(completed.stdout[-4000:] + completed.stderr[-4000:])
+            raise RuntimeError(f"the features of {symbol} on {day} failed (output above)")
     return result
 
 

@@ -17,7 +17,7 @@ The same queries run on plain PostgreSQL and on TimescaleDB hypertables.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import pandas as pd
@@ -243,6 +243,13 @@ class MarketStore:
             (list(symbols), timeframe),
         ).fetchall()
         return {row[0]: _candle(row) for row in rows}
+
+    def candle_days(self, timeframe: str = "1m") -> list[tuple[date, str]]:
+        """Every (UTC day, symbol) with a stored candle of ``timeframe``, in order."""
+        rows = self._conn.execute(
+            "SELECT DISTINCT (open_time AT TIME ZONE 'UTC')::date, symbol FROM candles WHERE timeframe = %s"
+            " ORDER BY 1, 2", (timeframe,)).fetchall()
+        return [(day, symbol) for day, symbol in rows]
 
     def count_rows(self, table: str) -> int:
         """Row count of a market-data table (``candles``, ``trades`` or ``book_snapshots``)."""

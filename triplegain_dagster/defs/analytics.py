@@ -1,8 +1,9 @@
 """The jobs that refresh the analytics across concerns, and when they run by themselves.
 
 Nothing waits for someone to click: the market data's checks run every quarter of an hour, the
-whole analytics chain (features, regime, holdings, report) every hour at ten past (after the
-hourly deliberation at the hour), each run through the instance's queue.
+analytics chain (regime, holdings, report) every hour at ten past (after the hourly
+deliberation at the hour; the features have their own hourly job, per day and symbol), each
+run through the instance's queue.
 """
 
 from datetime import timedelta
@@ -11,25 +12,25 @@ import dagster as dg
 
 from triplegain_dagster import groups
 
-# Everything but the partitioned REST backfill, which runs per day and symbol (a backfill), the
-# LLM rounds, which cost money and run on their own schedule and sensor, and the backtests, run
-# when someone asks for one (minutes of CPU each).
-ANALYTICS = dg.AssetSelection.all() - dg.AssetSelection.groups(groups.HISTORY, groups.DELIBERATION,
+# Everything but what is partitioned by day and symbol (the REST backfill and the features, each
+# with its own job), the LLM rounds, which cost money and run on their own schedule and sensor,
+# and the backtests, run when someone asks for one (minutes of CPU each).
+ANALYTICS = dg.AssetSelection.all() - dg.AssetSelection.groups(groups.HISTORY, groups.FEATURES, groups.DELIBERATION,
                                                                groups.BACKTESTS)
 
 refresh_analytics = dg.define_asset_job(
     "refresh_analytics",
     selection=ANALYTICS,
-    description="Check the trades and candles, recompute the indicator features, rebuild the"
+    description="Check the trades and candles, judge the regime, value the accounts, rebuild the"
                 " report.",
 )
 
 demo_analytics = dg.define_asset_job(
     "demo_analytics",
-    selection=ANALYTICS | dg.AssetSelection.keys("model_performance"),
-    description="What a replay leaves to look at (`make demo` runs it): the checks, features, regime,"
+    selection=ANALYTICS | dg.AssetSelection.assets("model_performance"),
+    description="What a replay leaves to look at (`make demo` runs it): the checks, regime,"
                 " holdings and report, and the models' scores of the replay's own rounds; no new"
-                " round, no backfill, no backtest.",
+                " round, no backfill, no backtest (the demo computes the features of its days apart).",
 )
 
 ANALYTICS_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=2),
@@ -55,6 +56,6 @@ analytics_schedule = dg.ScheduleDefinition(
     target=refresh_analytics,
     cron_schedule="10 * * * *",
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Features, regime, holdings and the report every hour at ten past (the rebalance"
-                " sensor's regime trigger reads the regime this writes).",
+    description="Regime, holdings and the report every hour at ten past (the rebalance sensor's"
+                " regime trigger reads the regime this writes).",
 )

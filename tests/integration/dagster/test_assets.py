@@ -14,7 +14,7 @@ import pandas as pd
 import psycopg
 import pytest
 
-from triplegain_core.analysis.indicators import indicator_frame
+from triplegain_core.analysis.indicators import feature_frame
 from triplegain_core.marketdata.candles import build_candles
 from triplegain_core.marketdata.gaps import MissedInterval
 from triplegain_core.marketdata.sources import MarketSimulator, trades_from_file
@@ -57,6 +57,9 @@ ALL_ASSETS = [candles_1m, candles_1m_consistent, candles_1m_fresh, candles_1m_co
               indicator_features,
               portfolio_report]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+DAY = f"{T0:%Y-%m-%d}"
+# The runs that hold the features hold one day and symbol of them (the features' partition).
+PARTITION = f"{DAY}|BTC/USDT"
 
 
 def _series(symbol: str, seed: int, minutes: int = MINUTES) -> list[Candle]:
@@ -165,11 +168,13 @@ def test_definitions_load() -> None:
         ("candles_1m", "candles_1m_complete"), ("market_trades", "market_trades_consistent"),
         ("market_trades", "market_trades_fresh"),
     }
-    # The analytics job leaves out the partitioned backfill, which runs per day and symbol, the
-    # LLM rounds, which have their own schedule and sensor, and the backtests, run on demand.
+    # The analytics job leaves out what is partitioned by day and symbol (the backfill and the
+    # features, each with its own job), the LLM rounds, which have their own schedule and sensor,
+    # and the backtests, run on demand.
     job = defs.resolve_job_def("refresh_analytics")
     assert {key.to_user_string() for key in job.asset_layer.selected_asset_keys} == (
-        keys - {"ohlcv_history", "llm_deliberation", "model_performance", "position_checkpoints", "backtest_run"})
+        keys - {"ohlcv_history", "indicator_features", "llm_deliberation", "model_performance",
+                "position_checkpoints", "backtest_run"})
     assert job.asset_layer.asset_graph.asset_check_keys == checks
     assert set(defs.resources) == {"postgres", "redis", "exchange", "quality", "rebalancing", "llm"}
 
@@ -181,7 +186,7 @@ def test_refresh_analytics_builds_features_and_report(
     MarketStore(db).write_candles([c for candles in market.values() for c in candles])
     _write_trading(db)
 
-    result = dg.materialize(ALL_ASSETS, resources=resources)
+    result = dg.materialize(ALL_ASSETS, resources=resources, partition_key=PARTITION)
 
     assert result.success
     check = _check(result)
@@ -190,11 +195,14 @@ def test_refresh_analytics_builds_features_and_report(
     coverage = _materialization(result, "candles_1m")
     assert coverage["rows"] == 3 * MINUTES and coverage["symbols"] == 3
 
-    # Features: one row per candle past the warm-up, equal to indicator_frame's values.
+    # Features: the run held BTC/USDT's day; with the other pairs' days, one row per candle past
+    # the warm-up, equal to feature_frame's values over each pair's whole history.
+    for symbol in ("XRP/USDT", "XRP/BTC"):
+        dg.materialize([indicator_features], resources=resources, partition_key=f"{DAY}|{symbol}")
     store = MarketStore(db)
     for symbol in market:
         candles = store.read_candles(symbol)
-        expected = indicator_frame(candles[["open", "high", "low", "close", "volume"]])
+        expected = feature_frame(candles)
         expected.index = candles["open_time"]
         stored = dict(db.execute(
             "SELECT open_time, features FROM indicator_features"
@@ -207,7 +215,7 @@ def test_refresh_analytics_builds_features_and_report(
             expected_row = row.dropna().to_dict()
             assert stored[open_time.to_pydatetime()] == pytest.approx(expected_row, rel=1e-12)
     written = _materialization(result, "indicator_features")["rows_written"]
-    assert written == db.execute("SELECT count(*) FROM indicator_features").fetchone()[0]
+    assert written == db.execute("SELECT count(*) FROM indicator_features WHERE symbol = 'BTC/USDT'").fetchone()[0]
 
     # Report: the PNG, the final balances and the figures.
     report = _materialization(result, "portfolio_report")
@@ -233,37 +241,36 @@ def test_indicator_features_rerun_is_idempotent(
     db: psycopg.Connection, resources: dict[str, object]
 ) -> None:
     MarketStore(db).write_candles(_series("XRP/USDT", seed=7))
-    dg.materialize([indicator_features], resources=resources)
+    dg.materialize([indicator_features], resources=resources, partition_key=f"{DAY}|XRP/USDT")
     query = "SELECT open_time, features FROM indicator_features ORDER BY 1"
     before = db.execute(query).fetchall()
     assert before
-    dg.materialize([indicator_features], resources=resources)
+    dg.materialize([indicator_features], resources=resources, partition_key=f"{DAY}|XRP/USDT")
     assert db.execute(query).fetchall() == before
 
 
-def test_indicator_features_refresh_from_the_last_row_as_a_full_recomputation_would(
+def test_a_days_features_equal_a_computation_over_the_whole_history(
     db: psycopg.Connection, resources: dict[str, object]
 ) -> None:
-    candles = _series("XRP/USDT", seed=11, minutes=3000)
+    # Three days of XRP/USDT: the partition of the last day reads only its warm-up before the
+    # day, and gives what the whole history gives.
+    start = T0 - timedelta(days=2)
+    candles = [dataclasses.replace(c, open_time_us=c.open_time_us - datetime_to_us(T0) + datetime_to_us(start))
+               for c in _series("XRP/USDT", seed=11, minutes=3 * 1440)]
     store = MarketStore(db)
-    store.write_candles(candles[:2000])
-    first = dg.materialize([indicator_features], resources=resources)
-    # The newest candle was still forming at the first run: the streamer rewrites it once closed.
-    closed = dataclasses.replace(candles[1999], close=candles[1999].close * 1.001,
-                                 high=max(candles[1999].high, candles[1999].close * 1.001))
-    store.write_candles([closed, *candles[2000:]])
-    second = dg.materialize([indicator_features], resources=resources)
-    # The second run read the warm-up and the new candles only, and wrote the last stored row again.
-    assert _materialization(second, "indicator_features")["rows_written"] == 1001
-    assert _materialization(first, "indicator_features")["rows_written"] + 1000 == db.execute(
-        "SELECT count(*) FROM indicator_features").fetchone()[0]
+    store.write_candles(candles)
+    last_day = f"{start + timedelta(days=2):%Y-%m-%d}"
+    result = dg.materialize([indicator_features], resources=resources, partition_key=f"{last_day}|XRP/USDT")
+    assert _materialization(result, "indicator_features")["rows_written"] == 1440
     frame = store.read_candles("XRP/USDT")
-    expected = indicator_frame(frame[["open", "high", "low", "close", "volume"]])
+    expected = feature_frame(frame)
     expected.index = frame["open_time"]
+    expected["obv"] -= expected["obv"].iloc[2 * 1440 - 1]  # OBV counts from the day's start
     stored = dict(db.execute("SELECT open_time, features FROM indicator_features").fetchall())
-    for open_time in (expected.index[1999], expected.index[2000], expected.index[2500], expected.index[-1]):
+    assert min(stored) == expected.index[2 * 1440].to_pydatetime()  # only the partition's day
+    for open_time in (expected.index[2 * 1440], expected.index[2 * 1440 + 700], expected.index[-1]):
         assert stored[open_time.to_pydatetime()] == pytest.approx(expected.loc[open_time].dropna().to_dict(),
-                                                                  rel=1e-12)
+                                                                  rel=1e-9)
 
 
 def _drop_minutes(candles: list[Candle]) -> list[Candle]:
@@ -325,7 +332,7 @@ def test_failed_check_blocks_downstream_assets(
 ) -> None:
     MarketStore(db).write_candles(_negative_volume(_series("BTC/USDT", seed=1)))
 
-    result = dg.materialize(ALL_ASSETS, resources=resources, raise_on_error=False)
+    result = dg.materialize(ALL_ASSETS, resources=resources, partition_key=PARTITION, raise_on_error=False)
 
     assert not result.success
     assert not _check(result).passed
@@ -335,7 +342,7 @@ def test_failed_check_blocks_downstream_assets(
 
 
 def test_empty_database_materializes_and_says_so(resources: dict[str, object]) -> None:
-    result = dg.materialize(ALL_ASSETS, resources=resources)
+    result = dg.materialize(ALL_ASSETS, resources=resources, partition_key=PARTITION)
 
     assert result.success
     check = _check(result)
@@ -372,7 +379,7 @@ def test_quiet_minutes_of_real_data_are_no_gaps_but_a_true_hole_fails_without_bl
     ])
     steps = frame["ts"].diff().dropna() // pd.Timedelta(minutes=1)
 
-    result = dg.materialize(ALL_ASSETS, resources=resources)
+    result = dg.materialize(ALL_ASSETS, resources=resources, partition_key=PARTITION)
 
     assert result.success
     check = _check(result, "candles_1m_complete")
@@ -384,7 +391,8 @@ def test_quiet_minutes_of_real_data_are_no_gaps_but_a_true_hole_fails_without_bl
     assert metadata["unfilled_holes"] == 0
     assert _check(result).passed  # the blocking consistency check does not count holes
     assert "XRP/ETH" in _materialization(result, "candles_1m")["coverage"]
-    assert _materialization(result, "indicator_features")["rows_written"] > 0
+    # The features ran (the partition's pair has no candle of XRP/ETH's day): holes do not stop them.
+    assert result.asset_materializations_for_node("indicator_features")
 
 
 def test_a_hole_waiting_for_rest_fails_the_completeness_check_until_filled(
@@ -398,7 +406,7 @@ def test_a_hole_waiting_for_rest_fails_the_completeness_check_until_filled(
                                        "reconnect"))
     holes.attempt_failed(hole.id, "ExchangeRestError: fetch_trades: HTTP 500")
 
-    result = dg.materialize(ALL_ASSETS, resources=resources)
+    result = dg.materialize(ALL_ASSETS, resources=resources, partition_key=PARTITION)
 
     assert result.success  # not blocking: the features and reports go on
     check = _check(result, "candles_1m_complete")
@@ -451,7 +459,7 @@ def test_quality_checks_pass_on_a_replayed_market(
                                        max_staleness_minutes=5),
     }
 
-    result = dg.materialize(QUALITY_ASSETS, resources=resources)
+    result = dg.materialize(QUALITY_ASSETS, resources=resources, partition_key=PARTITION)
 
     assert result.success
     for name in ("market_trades_consistent", "market_trades_fresh", "candles_1m_consistent",
@@ -472,7 +480,7 @@ def test_stale_stream_warns_without_blocking(
         "quality": DataQualityResource(now=now.isoformat(), max_staleness_minutes=30),
     }
 
-    result = dg.materialize(QUALITY_ASSETS, resources=resources)
+    result = dg.materialize(QUALITY_ASSETS, resources=resources, partition_key=PARTITION)
 
     assert result.success
     for name in ("market_trades_fresh", "candles_1m_fresh"):
@@ -516,7 +524,7 @@ def test_broken_trade_blocks_the_candles_and_what_follows(
         "quality": DataQualityResource(now=us_to_datetime(trades[-1].ts_us).isoformat()),
     }
 
-    result = dg.materialize(QUALITY_ASSETS, resources=resources, raise_on_error=False)
+    result = dg.materialize(QUALITY_ASSETS, resources=resources, partition_key=PARTITION, raise_on_error=False)
 
     assert not result.success
     check = _check(result, "market_trades_consistent")

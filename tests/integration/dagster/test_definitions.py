@@ -6,10 +6,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from triplegain_dagster import groups
 from triplegain_dagster.definitions import defs
@@ -50,13 +51,13 @@ def test_each_asset_sits_in_the_group_of_its_concern_folder() -> None:
 
 def test_every_schedule_and_sensor_targets_a_named_job() -> None:
     jobs = {job.name for job in defs.jobs or []}
-    assert jobs == {"refresh_analytics", "market_data_checks", "demo_analytics", "deliberation", "checkpoints",
-                    "rebalance"}
+    assert jobs == {"refresh_analytics", "market_data_checks", "demo_analytics", "features", "deliberation",
+                    "checkpoints", "rebalance"}
     targets = {item.name: item.job_name for item in [*(defs.schedules or []), *(defs.sensors or [])]}
     assert targets == {
         "hourly_deliberation": "deliberation", "weekly_council": "deliberation",
         "position_checkpoints_every_4h": "checkpoints", "hourly_analytics": "refresh_analytics",
-        "market_checks_every_15_minutes": "market_data_checks",
+        "market_checks_every_15_minutes": "market_data_checks", "features_hourly": "features",
         "strong_signal_sensor": "deliberation", "rebalance_drift_sensor": "rebalance",
     }
 
@@ -67,6 +68,7 @@ def test_every_schedule_runs_by_default_on_its_cron() -> None:
     assert schedules == {
         "market_checks_every_15_minutes": ("*/15 * * * *", running),
         "hourly_analytics": ("10 * * * *", running),
+        "features_hourly": ("5 * * * *", running),
         "hourly_deliberation": ("0 * * * *", running),
         "position_checkpoints_every_4h": ("0 */4 * * *", running),
         "weekly_council": ("30 0 * * 1", running),
@@ -82,6 +84,21 @@ def test_the_weekly_council_asks_for_a_council_whatever_the_configured_mode() ->
     with dg.build_schedule_context() as context:
         [request] = schedule.evaluate_tick(context).run_requests or []
     assert request.run_config["ops"] == {"llm_deliberation": {"config": {"mode": "COUNCIL"}}}
+
+
+@pytest.mark.parametrize(("tick", "days"), [
+    (datetime(2026, 12, 5, 10, 5, tzinfo=UTC), ["2026-12-05"]),
+    # Just after midnight the last hour belongs to yesterday: its day is refreshed once more.
+    (datetime(2026, 12, 5, 0, 5, tzinfo=UTC), ["2026-12-04", "2026-12-05"]),
+])
+def test_the_hourly_features_refresh_each_pair_on_the_days_the_last_hour_touched(
+    tick: datetime, days: list[str],
+) -> None:
+    schedule = defs.resolve_schedule_def("features_hourly")
+    with dg.build_schedule_context(scheduled_execution_time=tick, repository_def=defs.get_repository_def()) as context:
+        requests = schedule.evaluate_tick(context).run_requests or []
+    assert sorted(str(r.partition_key) for r in requests) == sorted(
+        f"{day}|{symbol}" for day in days for symbol in ("BTC/USDT", "XRP/USDT", "XRP/BTC"))
 
 
 def test_the_hourly_analytics_promise_their_freshness() -> None:
