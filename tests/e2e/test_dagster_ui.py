@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -90,12 +89,12 @@ def ui_after_demo(tmp_path: Path) -> Iterator[int]:
         assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
         port = _free_port()
         ui = subprocess.Popen([*cli, "ui", "--port", str(port)], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
+                              stderr=subprocess.DEVNULL)
         try:
             _wait("the UI's code location", lambda: _graphql(port, "{ assetNodes { id } }")["assetNodes"], 240)
             yield port
         finally:
-            os.killpg(ui.pid, signal.SIGTERM)
+            ui.terminate()  # dagster dev, which took the process over, stops its children
             ui.wait(60)
     finally:
         subprocess.run([*cli, "db", "stop"], cwd=tmp_path, env=env, capture_output=True, timeout=120)
