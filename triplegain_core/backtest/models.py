@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import logging
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -43,6 +44,8 @@ from triplegain_core.llm.prompts import MarketContext
 from triplegain_core.llm.voting import CONSENSUS_MODEL
 from triplegain_core.model.market import US_PER_MINUTE, Candle, us_to_datetime
 from triplegain_core.risk.rules import RiskCheck
+
+log = logging.getLogger(__name__)
 
 AnswerSource = Callable[[], AbstractAsyncContextManager[AnswerCache]]
 """Opens the recorded answers for the length of a backtest (e.g. the PostgreSQL answer cache)."""
@@ -92,23 +95,21 @@ class _Calls:
         self.calls.append(call)
 
 
-@dataclass
 class BacktestDecisions:
-    """The decision lifecycle of a backtest: what became of each decision, in memory."""
-
-    refused: list[tuple[str, str]] = field(default_factory=list)
-    outcomes: dict[str, DecisionState] = field(default_factory=dict)
+    """The decision lifecycle of a backtest: what the kernel made of each decision, in its trail
+    already (risk checks, orders, positions); nothing is waiting to be written back."""
 
     def refuse(self, decision: PublishedDecision, reason: str, at: datetime) -> None:
-        self.refused.append((decision.decision_id, reason))
+        """A decision the kernel could not route: said in the log."""
+        log.info("decision %s refused at %s: %s", decision.decision_id, at.isoformat(), reason)
 
     def record_outcome(self, decision: PublishedDecision, check: RiskCheck, position_id: str,
                        open_positions: Collection[str], at: datetime) -> DecisionState:
-        state = DecisionState.EXECUTED if check.approved else DecisionState.REJECTED
-        self.outcomes[decision.decision_id] = state
-        return state
+        """Executed when the risk check approved it, else rejected."""
+        return DecisionState.EXECUTED if check.approved else DecisionState.REJECTED
 
     def track_closes(self, open_positions: Collection[str], at: datetime) -> list[str]:
+        """Nothing to close: a backtest's positions live in its trail."""
         return []
 
 
@@ -145,7 +146,6 @@ class ModelRoundRunner:
         for candle in history.candles:
             self._candles.setdefault(candle.symbol, []).append(candle)
         self._closes = {symbol: [c.close_time_us for c in series] for symbol, series in self._candles.items()}
-        self.rounds = 0
 
     @property
     def calls(self) -> list[LLMCall]:
@@ -162,7 +162,6 @@ class ModelRoundRunner:
         for call in self._calls.calls[asked:]:
             if call.failure is FailureKind.NOT_CACHED:
                 raise MissingRecordingError(call.model_name, call.prompt_hash, call.symbol, us_to_datetime(at_us))
-        self.rounds += 1
         if result.tradeable:
             kernel.on_decisions(result.tradeable)
 

@@ -6,9 +6,9 @@ the decision's market time and the deciding account as it stood then. Everything
 function of those inputs alone, over fixed spans of market time (the indicators over the last
 ``INDICATOR_MINUTES``, the regime over the last ``REGIME_MINUTES``: spans, not counts, so a
 gap in the candles cuts both the same way): not of when a feature table was last refreshed,
-nor of how much history the caller happened to hold. So a
-backtest at the same market time builds the very prompt a paper run built, and the answer
-recorded then is found again by its prompt hash.
+nor of how much history the caller happened to hold. So a backtest at the same market time
+builds the very prompt a paper run built, and the answer recorded then is found again by its
+prompt hash.
 """
 
 from __future__ import annotations
