@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from tests.support.dagster_ui import RunningUI
 from triplegain_dagster import groups
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -47,19 +46,17 @@ def test_dagster_ui_ready(database_url: str, redis_url: str, tmp_path: Path) -> 
            "TRIPLEGAIN_DATA_DIR": str(tmp_path)}
     env.pop("DAGSTER_HOME", None)
     started = time.perf_counter()
-    ui = subprocess.Popen([sys.executable, "-m", "streamer.cli.main", "ui", "--port", str(port)], cwd=REPO_ROOT,
-                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ui = RunningUI(port, env, REPO_ROOT)
     seen: set[str] = set()
     try:
         while time.perf_counter() - started < DEADLINE_S and seen != GROUPS:
-            assert ui.poll() is None, f"the UI exited with {ui.returncode}"
+            assert ui.alive(), "the UI exited"
             try:
                 seen = _lineage_groups(port)
             except (urllib.error.URLError, ConnectionError, TimeoutError, KeyError, TypeError):
                 time.sleep(0.2)
         ready_s = time.perf_counter() - started
     finally:
-        ui.terminate()  # dagster dev, which took the process over, stops its children
-        ui.wait(30)
+        ui.stop()
     assert seen == GROUPS, f"after {DEADLINE_S} s the lineage showed only {sorted(seen)}"
     print(f"\nBENCH dagster_ui_ready_s {ready_s:.1f} s")

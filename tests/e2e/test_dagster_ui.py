@@ -28,6 +28,7 @@ from typing import TypeVar
 
 import pytest
 
+from tests.support.dagster_ui import RunningUI
 from triplegain_dagster import groups
 
 pytestmark = pytest.mark.e2e
@@ -88,14 +89,12 @@ def ui_after_demo(tmp_path: Path) -> Iterator[int]:
                               timeout=600)
         assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
         port = _free_port()
-        ui = subprocess.Popen([*cli, "ui", "--port", str(port)], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+        ui = RunningUI(port, env, tmp_path)
         try:
             _wait("the UI's code location", lambda: _graphql(port, "{ assetNodes { id } }")["assetNodes"], 240)
             yield port
         finally:
-            ui.terminate()  # dagster dev, which took the process over, stops its children
-            ui.wait(60)
+            ui.stop()
     finally:
         subprocess.run([*cli, "db", "stop"], cwd=tmp_path, env=env, capture_output=True, timeout=120)
 

@@ -1,0 +1,49 @@
+"""`triplegain ui` started and stopped by a test: it never outlives the test process.
+
+`dagster dev` stops its webserver, daemon and code servers by interrupting them (SIGINT). A test
+run in the background inherits SIGINT ignored, and so would they, leaving `dagster dev` waiting
+forever: the UI starts with the default handling of the stop signals. It runs in a process
+group of its own and is sent SIGTERM when the test process dies, however it dies
+(``PR_SET_PDEATHSIG``, kept across the exec into `dagster dev`). A test stops it by asking
+`dagster dev`; should it still be there a minute later, the group is killed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+PR_SET_PDEATHSIG = 1
+STOP_GRACE_S = 60
+
+
+def _own_signals() -> None:
+    for stop in (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop, signal.SIG_DFL)
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class RunningUI:
+    """A `triplegain ui` a test started (see the module)."""
+
+    def __init__(self, port: int, env: dict[str, str], cwd: Path) -> None:
+        self._ui = subprocess.Popen([sys.executable, "-m", "streamer.cli.main", "ui", "--port", str(port)], cwd=cwd,
+                                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    start_new_session=True, preexec_fn=_own_signals)
+
+    def alive(self) -> bool:
+        """Whether the UI still runs."""
+        return self._ui.poll() is None
+
+    def stop(self) -> None:
+        """Stop the UI and everything it started."""
+        self._ui.terminate()
+        try:
+            self._ui.wait(STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(self._ui.pid, signal.SIGKILL)
+            self._ui.wait(STOP_GRACE_S)
