@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -60,7 +61,10 @@ def _ui(args: argparse.Namespace, settings: Settings) -> int:
     command = [sys.executable, "-m", "dagster", "dev", "-w", str(REPO_ROOT / "workspace.yaml"),
                "-h", args.host, "-p", str(args.port)]
     # dagster dev takes this process's place, so a stop signal reaches it (and its webserver,
-    # daemon and code server) rather than leaving them behind an exited parent.
+    # daemon and code server) rather than leaving them behind an exited parent. It stops them
+    # with SIGINT: started in the background, they would inherit it ignored and never stop.
+    for stop in (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop, signal.SIG_DFL)
     os.chdir(REPO_ROOT)
     os.execve(sys.executable, command, env)
 

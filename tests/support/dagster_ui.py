@@ -1,11 +1,9 @@
 """`triplegain ui` started and stopped by a test: it never outlives the test process.
 
-`dagster dev` stops its webserver, daemon and code servers by interrupting them (SIGINT). A test
-run in the background inherits SIGINT ignored, and so would they, leaving `dagster dev` waiting
-forever: the UI starts with the default handling of the stop signals. It runs in a process
-group of its own and is sent SIGTERM when the test process dies, however it dies
-(``PR_SET_PDEATHSIG``, kept across the exec into `dagster dev`). A test stops it by asking
-`dagster dev`; should it still be there a minute later, the group is killed.
+It runs in a process group of its own and is sent SIGTERM when the test process dies, however it
+dies (``PR_SET_PDEATHSIG``, kept across the exec into `dagster dev`, which `triplegain ui` makes
+with the default handling of the stop signals). A test stops it by asking `dagster dev`; should
+it still be there a minute later, the group is killed.
 """
 
 from __future__ import annotations
@@ -21,9 +19,7 @@ PR_SET_PDEATHSIG = 1
 STOP_GRACE_S = 60
 
 
-def _own_signals() -> None:
-    for stop in (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(stop, signal.SIG_DFL)
+def _stop_with_the_test() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
@@ -33,7 +29,7 @@ class RunningUI:
     def __init__(self, port: int, env: dict[str, str], cwd: Path) -> None:
         self._ui = subprocess.Popen([sys.executable, "-m", "streamer.cli.main", "ui", "--port", str(port)], cwd=cwd,
                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                    start_new_session=True, preexec_fn=_own_signals)
+                                    start_new_session=True, preexec_fn=_stop_with_the_test)
 
     def alive(self) -> bool:
         """Whether the UI still runs."""
