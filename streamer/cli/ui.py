@@ -1,5 +1,6 @@
-"""``triplegain ui``: the Dagster UI on the project's instance (what ``make ui`` runs), and
-``triplegain dagster ARGS``: any Dagster command on that instance.
+"""``triplegain ui``: the Dagster UI on the project's instance (what ``make ui`` runs),
+``triplegain dagster ARGS``: any Dagster command on that instance, and ``triplegain dbt ARGS``:
+any dbt command of the analytics project (``dbt/``) on the project's database.
 
 It finds the servers (the configured ones, else the embedded ones, started if needed), gives
 Dagster its own database beside the trading one (see
@@ -20,6 +21,7 @@ from pathlib import Path
 from streamer.cli.options import positive_int
 from triplegain_core.config import Settings
 from triplegain_core.storage.dagster_instance import prepare_dagster_home
+from triplegain_core.storage.dbt_connection import dbt_environment
 from triplegain_core.storage.endpoints import database_url, redis_url
 from triplegain_core.storage.migrate import migrate
 
@@ -27,7 +29,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``ui`` and ``dagster``."""
+    """``ui``, ``dagster`` and ``dbt``."""
     ui = commands.add_parser("ui", help="the Dagster UI on the project's instance (PostgreSQL)",
                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
@@ -38,6 +40,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description="Runs `dagster ARGS` with the instance, servers and data folder `triplegain ui` uses.")
     dagster.add_argument("dagster_args", nargs=argparse.REMAINDER, metavar="ARGS", help="dagster's own arguments")
     dagster.set_defaults(handler=_dagster)
+    dbt = commands.add_parser(
+        "dbt", help="a dbt command of the analytics marts (dbt/) on the project's database, e.g. dbt build",
+        description="Runs `dbt ARGS` in the checkout's dbt project, connected to the database every"
+                    " TripleGain process uses (TRIPLEGAIN_DATABASE_URL, else the embedded server).")
+    dbt.add_argument("dbt_args", nargs=argparse.REMAINDER, metavar="ARGS", help="dbt's own arguments")
+    dbt.set_defaults(handler=_dbt)
 
 
 def dagster_environment(settings: Settings) -> dict[str, str]:
@@ -72,3 +80,13 @@ def _ui(args: argparse.Namespace, settings: Settings) -> int:
 def _dagster(args: argparse.Namespace, settings: Settings) -> int:
     command = [sys.executable, "-m", "dagster", *args.dagster_args]
     return subprocess.run(command, env=dagster_environment(settings), cwd=REPO_ROOT, check=False).returncode
+
+
+def _dbt(args: argparse.Namespace, settings: Settings) -> int:
+    db_url = database_url(settings)
+    migrate(db_url)
+    project = REPO_ROOT / "dbt"
+    command = [str(Path(sys.executable).with_name("dbt")), *args.dbt_args]
+    env = {**os.environ, **dbt_environment(db_url), "DBT_PROJECT_DIR": str(project),
+           "DBT_PROFILES_DIR": str(project)}
+    return subprocess.run(command, env=env, cwd=project, check=False).returncode

@@ -37,7 +37,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 REQUIRE_CHROMIUM = "TRIPLEGAIN_REQUIRE_CHROMIUM"
 GROUPS = (groups.MARKET_DATA, groups.HISTORY, groups.FEATURES, groups.PORTFOLIO, groups.DELIBERATION,
-          groups.REPORTS, groups.BACKTESTS)
+          groups.REPORTS, groups.BACKTESTS, groups.MARTS, groups.TRADING)
 T = TypeVar("T")
 
 
@@ -143,6 +143,12 @@ def test_the_ui_shows_the_demo_and_runs_what_it_is_asked_to(ui_after_demo: int, 
         (img for img in browser.find_elements(By.TAG_NAME, "img")
          if (img.get_attribute("src") or "").startswith("data:image/png;base64,")), None), 60)
     assert _wait("the image decoded", lambda: browser.execute_script("return arguments[0].naturalWidth", image), 30) > 0
+
+    # The dbt marts the demo built, with their dbt tests as checks.
+    mart = page("/assets/trade_stats_by_account_pair?view=checks",
+                lambda text: "unique_key_trade_stats_by_account_pair_account__symbol" in text)
+    lines = mart.splitlines()
+    assert lines[lines.index("unique_key_trade_stats_by_account_pair_account__symbol") + 1] == "Succeeded", mart[:2000]
 
     # A failing check shows as failed: the candles of a market long past are not fresh.
     checks = page("/assets/candles_1m?view=checks", lambda text: "candles_1m_fresh" in text and "Checks (" in text)

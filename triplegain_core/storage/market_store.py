@@ -132,6 +132,29 @@ class MarketStore:
         """Insert trades not yet stored; returns the number of rows sent."""
         return self.write_batch(trades=trades)
 
+    def write_features(self, rows: Iterable[tuple[str, str, datetime, str]]) -> int:
+        """Upsert indicator features, (symbol, timeframe, open_time, features JSON) per row, in one
+        transaction: COPY into a staging table, then one upsert on the natural key. Returns the
+        rows sent."""
+        sent = 0
+        with self._conn.transaction(), self._conn.cursor() as cur:
+            cur.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS indicator_features_stage"
+                " (LIKE indicator_features INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            )
+            with cur.copy(
+                "COPY indicator_features_stage (symbol, timeframe, open_time, features) FROM STDIN"
+            ) as copy:
+                for row in rows:
+                    copy.write_row(row)
+                    sent += 1
+            cur.execute(
+                "INSERT INTO indicator_features (symbol, timeframe, open_time, features)"
+                " SELECT symbol, timeframe, open_time, features FROM indicator_features_stage"
+                " ON CONFLICT (symbol, timeframe, open_time) DO UPDATE SET features = EXCLUDED.features"
+            )
+        return sent
+
     def write_book_snapshots(self, books: Sequence[BookSnapshot]) -> int:
         """Insert book snapshots not yet stored; returns the number of rows sent."""
         return self.write_batch(books=books)

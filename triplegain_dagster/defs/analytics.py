@@ -1,9 +1,10 @@
 """The jobs that refresh the analytics across concerns, and when they run by themselves.
 
 Nothing waits for someone to click: the market data's checks run every quarter of an hour, the
-analytics chain (regime, holdings, report) every hour at ten past (after the hourly
-deliberation at the hour; the features have their own hourly job, per day and symbol), each
-run through the instance's queue.
+analytics chain (regime, holdings, report, the dbt marts) every hour at ten past (after the
+hourly deliberation at the hour; the features have their own hourly job, per day and symbol),
+each run through the instance's queue. The streamer's tables are observed by a sensor (see
+``defs/market_data/observations.py``), not refreshed by a job: Dagster does not write them.
 """
 
 from datetime import timedelta
@@ -11,12 +12,15 @@ from datetime import timedelta
 import dagster as dg
 
 from triplegain_dagster import groups
+from triplegain_dagster.defs.market_data.market_gate import MARKET_CHECKS, market_gate_closed
 
 # Everything but what is partitioned by day and symbol (the REST backfill and the features, each
 # with its own job), the LLM rounds, which cost money and run on their own schedule and sensor,
-# and the backtests, run when someone asks for one (minutes of CPU each).
-ANALYTICS = dg.AssetSelection.all() - dg.AssetSelection.groups(groups.HISTORY, groups.FEATURES, groups.DELIBERATION,
-                                                               groups.BACKTESTS)
+# and the backtests, run when someone asks for one (minutes of CPU each); with every check,
+# those of the external tables included (the market's, and the dbt tests of the sources).
+ANALYTICS = (dg.AssetSelection.all() - dg.AssetSelection.groups(groups.HISTORY, groups.FEATURES, groups.DELIBERATION,
+                                                                groups.BACKTESTS)
+             ) | dg.AssetSelection.all_asset_checks()
 
 refresh_analytics = dg.define_asset_job(
     "refresh_analytics",
@@ -39,7 +43,7 @@ ANALYTICS_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours
 
 market_data_checks = dg.define_asset_job(
     "market_data_checks",
-    selection=dg.AssetSelection.groups(groups.MARKET_DATA),
+    selection=MARKET_CHECKS,
     description="The trades and candles the streamer writes: their coverage and data-quality checks.",
 )
 
@@ -51,11 +55,12 @@ market_checks_schedule = dg.ScheduleDefinition(
     description="The market data's coverage and checks every quarter of an hour.",
 )
 
-analytics_schedule = dg.ScheduleDefinition(
-    name="hourly_analytics",
-    target=refresh_analytics,
-    cron_schedule="10 * * * *",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Regime, holdings and the report every hour at ten past (the rebalance sensor's"
-                " regime trigger reads the regime this writes).",
-)
+@dg.schedule(job=refresh_analytics, cron_schedule="10 * * * *", name="hourly_analytics",
+             default_status=dg.DefaultScheduleStatus.RUNNING,
+             description="Regime, holdings, the report and the marts every hour at ten past (the"
+                         " rebalance sensor's regime trigger reads the regime this writes); skipped"
+                         " while the market data fails a blocking check.")
+def analytics_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+    """The hour's refresh, unless the market data fails a blocking check."""
+    return market_gate_closed(context.instance) or dg.RunRequest(
+        run_key=f"analytics:{context.scheduled_execution_time:%Y%m%dT%H%M}")

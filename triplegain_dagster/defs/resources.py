@@ -1,7 +1,9 @@
 """The resources every concern's assets, checks and sensors ask for, bound by key."""
 
 import dagster as dg
+from dagster_dbt import DbtCliResource
 
+from triplegain_dagster.defs.marts.project import DBT_PROJECT, dbt_executable
 from triplegain_dagster.resources import (
     DataQualityResource,
     ExchangeResource,
@@ -25,4 +27,6 @@ def resources() -> dg.Definitions:
         "quality": DataQualityResource(),
         "rebalancing": RebalancingResource(),
         "llm": LLMResource(),
+        # dbt's connection comes from `postgres` when the marts build (defs/marts/dbt_marts.py).
+        "dbt": DbtCliResource(project_dir=DBT_PROJECT, dbt_executable=dbt_executable()),
     })

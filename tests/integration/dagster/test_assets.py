@@ -14,6 +14,7 @@ import pandas as pd
 import psycopg
 import pytest
 
+from tests.support.dagster_runs import materialize_with_checks
 from triplegain_core.analysis.indicators import feature_frame
 from triplegain_core.marketdata.candles import build_candles
 from triplegain_core.marketdata.gaps import MissedInterval
@@ -34,9 +35,12 @@ from triplegain_core.portfolio.positions import Position, PositionStatus
 from triplegain_core.storage.market_store import MarketStore
 from triplegain_core.storage.missed_interval_store import MissedIntervalStore
 from triplegain_core.storage.trading_store import TradingStore
+from triplegain_dagster import groups
 from triplegain_dagster.definitions import defs
-from triplegain_dagster.defs.features.indicators import indicator_features
+from triplegain_dagster.defs.analytics import analytics_schedule
+from triplegain_dagster.defs.features.indicators import features_hourly, indicator_features
 from triplegain_dagster.defs.market_data.candles import candles_1m
+from triplegain_dagster.defs.market_data.market_gate import failed_market_checks
 from triplegain_dagster.defs.market_data.market_quality import (
     candles_1m_complete,
     candles_1m_consistent,
@@ -44,6 +48,7 @@ from triplegain_dagster.defs.market_data.market_quality import (
     market_trades_consistent,
     market_trades_fresh,
 )
+from triplegain_dagster.defs.market_data.observations import observe_market_tables
 from triplegain_dagster.defs.market_data.trades import market_trades
 from triplegain_dagster.defs.reports.report import portfolio_report
 from triplegain_dagster.resources import DataQualityResource, PostgresResource, RedisResource
@@ -151,6 +156,14 @@ def _metadata(evaluation: dg.AssetCheckEvaluation) -> dict[str, object]:
     return {key: value.value for key, value in evaluation.metadata.items()}
 
 
+def _observation(resources: dict[str, object], asset: str) -> dict[str, object]:
+    """The metadata of the observation of the streamer's table ``asset``, observed now."""
+    postgres = resources["postgres"]
+    assert isinstance(postgres, PostgresResource)
+    (observation,) = [o for o in observe_market_tables(postgres) if o.asset_key.to_user_string() == asset]
+    return {key: value.value for key, value in observation.metadata.items()}
+
+
 def _materialization(result: dg.ExecuteInProcessResult, node: str) -> dict[str, object]:
     (materialization,) = result.asset_materializations_for_node(node)
     return {key: value.value for key, value in materialization.metadata.items()}
@@ -158,25 +171,39 @@ def _materialization(result: dg.ExecuteInProcessResult, node: str) -> dict[str, 
 
 def test_definitions_load() -> None:
     dg.Definitions.validate_loadable(defs)
-    keys = {key.to_user_string() for key in defs.resolve_all_asset_keys()}
-    assert keys == {"market_trades", "candles_1m", "indicator_features", "portfolio_report",
-                    "ohlcv_history", "market_regime", "portfolio_snapshots", "rebalance_plan",
-                    "llm_deliberation", "model_performance", "position_checkpoints", "backtest_run"}
-    checks = defs.resolve_asset_graph().asset_check_keys
-    assert {(key.asset_key.to_user_string(), key.name) for key in checks} == {
+    graph = defs.resolve_asset_graph()
+    keys = {key.to_user_string() for key in graph.get_all_asset_keys() if graph.get(key).is_materializable}
+    python_assets = {"indicator_features", "portfolio_report", "ohlcv_history", "market_regime",
+                     "portfolio_snapshots", "rebalance_plan", "llm_deliberation", "model_performance",
+                     "position_checkpoints", "backtest_run"}
+    marts = {key for key in keys if graph.get(dg.AssetKey.from_user_string(key)).group_name == groups.MARTS}
+    assert keys == python_assets | marts
+    assert {"account_daily_pnl", "trade_stats_by_account_pair", "llm_confidence_calibration",
+            "llm_model_daily_usage", "candle_coverage", "decision_funnel"} <= marts
+    # The streamer's and the executor's tables are external: observed, never written by Dagster.
+    external = {key.to_user_string() for key in graph.get_all_asset_keys() if not graph.get(key).is_materializable}
+    assert {"candles_1m", "market_trades", "triplegain/orders", "triplegain/fills"} <= external
+    checks = graph.asset_check_keys
+    # Beside these, the dbt source tests of the candles and trades (source_*), run with the marts.
+    market_checks = {(key.asset_key.to_user_string(), key.name) for key in checks
+                     if key.asset_key.to_user_string() in {"candles_1m", "market_trades"}
+                     and not key.name.startswith("source_")}
+    assert market_checks == {
         ("candles_1m", "candles_1m_consistent"), ("candles_1m", "candles_1m_fresh"),
         ("candles_1m", "candles_1m_complete"), ("market_trades", "market_trades_consistent"),
-        ("market_trades", "market_trades_fresh"),
+        ("market_trades", "market_trades_fresh"), ("candles_1m", "freshness_check"),
+        ("market_trades", "freshness_check"),
     }
     # The analytics job leaves out what is partitioned by day and symbol (the backfill and the
     # features, each with its own job), the LLM rounds, which have their own schedule and sensor,
-    # and the backtests, run on demand.
+    # and the backtests, run on demand; it runs the checks of the streamer's tables.
     job = defs.resolve_job_def("refresh_analytics")
     assert {key.to_user_string() for key in job.asset_layer.selected_asset_keys} == (
         keys - {"ohlcv_history", "indicator_features", "llm_deliberation", "model_performance",
                 "position_checkpoints", "backtest_run"})
-    assert job.asset_layer.asset_graph.asset_check_keys == checks
-    assert set(defs.resources) == {"postgres", "redis", "exchange", "quality", "rebalancing", "llm"}
+    assert {(key.asset_key.to_user_string(), key.name) for key in job.asset_layer.asset_graph.asset_check_keys
+            } >= market_checks
+    assert set(defs.resources) == {"postgres", "redis", "exchange", "quality", "rebalancing", "llm", "dbt"}
 
 
 def test_refresh_analytics_builds_features_and_report(
@@ -186,14 +213,14 @@ def test_refresh_analytics_builds_features_and_report(
     MarketStore(db).write_candles([c for candles in market.values() for c in candles])
     _write_trading(db)
 
-    result = dg.materialize(ALL_ASSETS, resources=resources, partition_key=PARTITION)
+    result = materialize_with_checks(ALL_ASSETS, resources=resources, partition_key=PARTITION)
 
     assert result.success
     check = _check(result)
     assert check.passed, _metadata(check)
     assert _metadata(check)["candles"] == 3 * MINUTES
-    coverage = _materialization(result, "candles_1m")
-    assert coverage["rows"] == 3 * MINUTES and coverage["symbols"] == 3
+    coverage = _observation(resources, "candles_1m")
+    assert coverage["rows"] == 3 * MINUTES and coverage["symbols"] == 3 and coverage["missing_minutes"] == 0
 
     # Features: the run held BTC/USDT's day; with the other pairs' days, one row per candle past
     # the warm-up, equal to feature_frame's values over each pair's whole history.
@@ -314,7 +341,7 @@ def test_candle_check_fails_on_bad_rows(
     market["BTC/USDT"] = corrupt(market["BTC/USDT"])
     MarketStore(db).write_candles([c for candles in market.values() for c in candles])
 
-    result = dg.materialize([candles_1m, candles_1m_consistent], resources=resources,
+    result = materialize_with_checks([candles_1m, candles_1m_consistent], resources=resources,
                             raise_on_error=False)
 
     check = _check(result)
@@ -327,28 +354,47 @@ def test_candle_check_fails_on_bad_rows(
     assert "BTC/USDT" in metadata["details"]
 
 
-def test_failed_check_blocks_downstream_assets(
+def _gate(instance: dg.DagsterInstance) -> dict[str, object]:
+    """What the hourly features and analytics schedules decide on ``instance`` now."""
+    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=T0 + timedelta(hours=2))
+    return {"features": features_hourly(context), "analytics": analytics_schedule(context)}
+
+
+def test_a_failed_consistency_check_holds_what_is_computed_from_the_market(
     db: psycopg.Connection, resources: dict[str, object]
 ) -> None:
-    MarketStore(db).write_candles(_negative_volume(_series("BTC/USDT", seed=1)))
+    """A failed blocking check of the candles stops what the run computes from them, and the
+    schedules that compute from them skip, naming the check, until it passes again."""
+    candles = _series("BTC/USDT", seed=1)
+    MarketStore(db).write_candles(_negative_volume(candles))
+    with dg.instance_for_test() as instance:
+        result = materialize_with_checks(ALL_ASSETS, resources=resources, partition_key=PARTITION,
+                                         raise_on_error=False, instance=instance)
+        assert not result.success
+        assert not _check(result).passed
+        assert result.asset_materializations_for_node("indicator_features") == []
+        assert result.asset_materializations_for_node("portfolio_report") == []
+        assert db.execute("SELECT count(*) FROM indicator_features").fetchone()[0] == 0
+        for decision in _gate(instance).values():
+            assert isinstance(decision, dg.SkipReason)
+            assert "candles_1m_consistent" in str(decision.skip_message)
 
-    result = dg.materialize(ALL_ASSETS, resources=resources, partition_key=PARTITION, raise_on_error=False)
-
-    assert not result.success
-    assert not _check(result).passed
-    assert result.asset_materializations_for_node("indicator_features") == []
-    assert result.asset_materializations_for_node("portfolio_report") == []
-    assert db.execute("SELECT count(*) FROM indicator_features").fetchone()[0] == 0
+        MarketStore(db).write_candles([candles[70]])  # the exchange's candle again
+        assert materialize_with_checks([candles_1m, candles_1m_consistent], resources=resources,
+                                       instance=instance).success
+        gate = _gate(instance)
+        assert isinstance(gate["analytics"], dg.RunRequest)
+        assert gate["features"] and all(isinstance(r, dg.RunRequest) for r in gate["features"])
 
 
 def test_empty_database_materializes_and_says_so(resources: dict[str, object]) -> None:
-    result = dg.materialize(ALL_ASSETS, resources=resources, partition_key=PARTITION)
+    result = materialize_with_checks(ALL_ASSETS, resources=resources, partition_key=PARTITION)
 
     assert result.success
     check = _check(result)
     assert check.passed
     assert _metadata(check)["details"] == "No 1-minute candles stored yet: nothing to check."
-    assert _materialization(result, "candles_1m")["rows"] == 0
+    assert _observation(resources, "candles_1m")["rows"] == 0
     assert _materialization(result, "indicator_features")["rows_written"] == 0
     report = _materialization(result, "portfolio_report")
     assert report["snapshots"] == 0
@@ -364,7 +410,7 @@ def test_quiet_minutes_of_real_data_are_no_gaps_but_a_true_hole_fails_without_bl
     trades = list(trades_from_file(shared_data / "binance_xrp-eth_trades.parquet", "XRP/ETH"))
     MarketStore(db).write_candles(build_candles(trades))
 
-    result = dg.materialize([candles_1m, candles_1m_complete], resources=resources)
+    result = materialize_with_checks([candles_1m, candles_1m_complete], resources=resources)
 
     check = _check(result, "candles_1m_complete")
     assert check.passed, _metadata(check)
@@ -379,7 +425,7 @@ def test_quiet_minutes_of_real_data_are_no_gaps_but_a_true_hole_fails_without_bl
     ])
     steps = frame["ts"].diff().dropna() // pd.Timedelta(minutes=1)
 
-    result = dg.materialize(ALL_ASSETS, resources=resources, partition_key=PARTITION)
+    result = materialize_with_checks(ALL_ASSETS, resources=resources, partition_key=PARTITION)
 
     assert result.success
     check = _check(result, "candles_1m_complete")
@@ -390,7 +436,7 @@ def test_quiet_minutes_of_real_data_are_no_gaps_but_a_true_hole_fails_without_bl
     assert metadata["candles"] == len(frame)
     assert metadata["unfilled_holes"] == 0
     assert _check(result).passed  # the blocking consistency check does not count holes
-    assert "XRP/ETH" in _materialization(result, "candles_1m")["coverage"]
+    assert "XRP/ETH" in str(_observation(resources, "candles_1m")["coverage"])
     # The features ran (the partition's pair has no candle of XRP/ETH's day): holes do not stop them.
     assert result.asset_materializations_for_node("indicator_features")
 
@@ -406,7 +452,7 @@ def test_a_hole_waiting_for_rest_fails_the_completeness_check_until_filled(
                                        "reconnect"))
     holes.attempt_failed(hole.id, "ExchangeRestError: fetch_trades: HTTP 500")
 
-    result = dg.materialize(ALL_ASSETS, resources=resources, partition_key=PARTITION)
+    result = materialize_with_checks(ALL_ASSETS, resources=resources, partition_key=PARTITION)
 
     assert result.success  # not blocking: the features and reports go on
     check = _check(result, "candles_1m_complete")
@@ -416,7 +462,7 @@ def test_a_hole_waiting_for_rest_fails_the_completeness_check_until_filled(
     assert "HTTP 500" in metadata["details"] and "BTC/USDT" in metadata["details"]
 
     holes.filled(hole.id)
-    result = dg.materialize([candles_1m, candles_1m_complete], resources=resources)
+    result = materialize_with_checks([candles_1m, candles_1m_complete], resources=resources)
     assert _check(result, "candles_1m_complete").passed
 
 
@@ -427,7 +473,7 @@ def test_missing_minutes_fail_the_completeness_check(
     market["BTC/USDT"] = _drop_minutes(market["BTC/USDT"])
     MarketStore(db).write_candles([c for candles in market.values() for c in candles])
 
-    result = dg.materialize([candles_1m, candles_1m_complete], resources=resources)
+    result = materialize_with_checks([candles_1m, candles_1m_complete], resources=resources)
 
     check = _check(result, "candles_1m_complete")
     assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
@@ -459,14 +505,14 @@ def test_quality_checks_pass_on_a_replayed_market(
                                        max_staleness_minutes=5),
     }
 
-    result = dg.materialize(QUALITY_ASSETS, resources=resources, partition_key=PARTITION)
+    result = materialize_with_checks(QUALITY_ASSETS, resources=resources, partition_key=PARTITION)
 
     assert result.success
     for name in ("market_trades_consistent", "market_trades_fresh", "candles_1m_consistent",
                  "candles_1m_fresh", "candles_1m_complete"):
         assert _check(result, name).passed, _metadata(_check(result, name))
     assert _metadata(_check(result, "market_trades_consistent"))["trades"] == len(trades)
-    assert _materialization(result, "market_trades")["rows"] == len(trades)
+    assert _observation(resources, "market_trades")["rows"] == len(trades)
     assert _materialization(result, "indicator_features")["rows_written"] > 0
 
 
@@ -480,7 +526,7 @@ def test_stale_stream_warns_without_blocking(
         "quality": DataQualityResource(now=now.isoformat(), max_staleness_minutes=30),
     }
 
-    result = dg.materialize(QUALITY_ASSETS, resources=resources, partition_key=PARTITION)
+    result = materialize_with_checks(QUALITY_ASSETS, resources=resources, partition_key=PARTITION)
 
     assert result.success
     for name in ("market_trades_fresh", "candles_1m_fresh"):
@@ -513,7 +559,7 @@ def _negative_price(trades: list[Trade]) -> Trade:
     ],
     ids=["id-back-in-time", "negative-price"],
 )
-def test_broken_trade_blocks_the_candles_and_what_follows(
+def test_broken_trade_fails_its_check_and_holds_what_follows(
     db: psycopg.Connection, database_url: str, tmp_path: Path,
     broken_row: Callable[[list[Trade]], Trade], expected: dict[str, int],
 ) -> None:
@@ -524,7 +570,13 @@ def test_broken_trade_blocks_the_candles_and_what_follows(
         "quality": DataQualityResource(now=us_to_datetime(trades[-1].ts_us).isoformat()),
     }
 
-    result = dg.materialize(QUALITY_ASSETS, resources=resources, partition_key=PARTITION, raise_on_error=False)
+    with dg.instance_for_test() as instance:
+        result = materialize_with_checks(QUALITY_ASSETS, resources=resources, partition_key=PARTITION,
+                                         raise_on_error=False, instance=instance)
+        # The candles are built from the trades, but they are external: the trades' check cannot
+        # stop this run's features (Dagster blocks only the direct dependents of a checked
+        # asset); the schedules computing from the market skip while it fails.
+        failed = failed_market_checks(instance)
 
     assert not result.success
     check = _check(result, "market_trades_consistent")
@@ -533,7 +585,4 @@ def test_broken_trade_blocks_the_candles_and_what_follows(
     kinds = ("non_positive_prices", "non_positive_quantities", "duplicate_trade_ids",
              "trade_ids_back_in_time")
     assert {kind: metadata[kind] for kind in kinds} == {k: expected.get(k, 0) for k in kinds}
-    # Blocking: nothing downstream of the trades ran.
-    assert result.asset_materializations_for_node("candles_1m") == []
-    assert result.asset_materializations_for_node("indicator_features") == []
-    assert db.execute("SELECT count(*) FROM indicator_features").fetchone()[0] == 0
+    assert failed == ["market_trades_consistent"]

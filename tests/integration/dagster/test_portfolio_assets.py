@@ -13,6 +13,7 @@ import pandas as pd
 import psycopg
 import pytest
 
+from tests.support.dagster_runs import materialize_with_checks
 from triplegain_core.analysis.indicators import feature_frame
 from triplegain_core.analysis.regime import RegimeDetector
 from triplegain_core.marketdata.candles import build_candles
@@ -440,7 +441,7 @@ def test_portfolio_assets_on_a_replayed_market(
         "quality": DataQualityResource(now=end.isoformat()),
     }
 
-    result = dg.materialize([candles_1m, candles_1m_consistent, market_regime,
+    result = materialize_with_checks([candles_1m, candles_1m_consistent, market_regime,
                              portfolio_snapshots, rebalance_plan], resources=resources)
 
     assert result.success

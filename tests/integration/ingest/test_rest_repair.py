@@ -13,6 +13,7 @@ import pytest
 from streamer.ingest.rest_repair import GapRepairer, GapRepairReport, GapRepairs, stored_trades
 from streamer.ingest.resume import resume_state
 from streamer.replay.rest import ReplayRestExchange, RestFault
+from tests.support.dagster_runs import materialize_with_checks
 from triplegain_core.adapters.kraken.rest import ExchangeRestConfig, RestMarketData
 from triplegain_core.marketdata.candles import build_candles
 from triplegain_core.marketdata.gaps import MissedInterval, interval_after_outage
@@ -156,7 +157,7 @@ def test_a_hole_rest_cannot_fill_yet_is_retried_with_backoff_and_fails_the_check
                "quality": DataQualityResource(window_days=3650)}
 
     def completeness() -> dg.AssetCheckEvaluation:
-        result = dg.materialize([candles_1m, candles_1m_complete], resources=quality)
+        result = materialize_with_checks([candles_1m, candles_1m_complete], resources=quality)
         (evaluation,) = result.get_asset_check_evaluations()
         return evaluation
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -332,11 +332,12 @@ def _parse_reply(message: dict[str, Any], method: object) -> KrakenSubscribeAck 
         raise KrakenFrameError(f"reply to {method!r} lacks a boolean 'success'")
     error = _opt_str(message, "error")
     if method == "subscribe" or method == "unsubscribe":
+        ack_method: Literal["subscribe", "unsubscribe"] = "subscribe" if method == "subscribe" else "unsubscribe"
         result = message.get("result")
         if success and type(result) is not dict:
             raise KrakenFrameError(f"successful {method} ack lacks its 'result' object")
         source = result if type(result) is dict else message
-        return KrakenSubscribeAck(method, success, _opt_str(source, "channel"),
+        return KrakenSubscribeAck(ack_method, success, _opt_str(source, "channel"),
                             _opt_str(source, "symbol"), req_id, error,
                             _opt_time(message, "time_in"), _opt_time(message, "time_out"))
     if success or error is None:

@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import numpy as np
 import pandas as pd
-import psycopg
 
 from triplegain_core.analysis.indicators import FEATURE_NAMES, feature_frame
 from triplegain_core.model.market import TIMEFRAME_US, TIMEFRAMES, TRADED_SYMBOLS
@@ -28,6 +27,7 @@ from triplegain_dagster import groups
 from triplegain_dagster.defs.analytics import ANALYTICS_FRESHNESS
 from triplegain_dagster.defs.history.ohlcv import HISTORY_START_DATE
 from triplegain_dagster.defs.market_data.candles import candles_1m
+from triplegain_dagster.defs.market_data.market_gate import MARKET_CHECKS, market_gate_closed
 from triplegain_dagster.resources import PostgresResource
 
 OHLCV = ["open", "high", "low", "close", "volume"]
@@ -45,7 +45,7 @@ feature_partitions = dg.MultiPartitionsDefinition({
 
 def _feature_rows(
     symbol: str, timeframe: str, open_times: pd.Series, features: pd.DataFrame
-) -> Iterator[tuple[str, str, object, str]]:
+) -> Iterator[tuple[str, str, datetime, str]]:
     """(symbol, timeframe, open_time, features JSON) per candle with at least one finite value.
 
     Warm-up rows (all NaN) are left out: JSON has no NaN, and an empty feature set says nothing.
@@ -55,28 +55,6 @@ def _feature_rows(
         finite = {name: float(v) for name, v in zip(names, values, strict=True) if math.isfinite(v)}
         if finite:
             yield symbol, timeframe, open_time.to_pydatetime(), json.dumps(finite)
-
-
-def _upsert_features(conn: psycopg.Connection, rows: Iterator[tuple[str, str, object, str]]) -> int:
-    """COPY the rows into a staging table, then one upsert on the natural key; returns rows sent."""
-    sent = 0
-    with conn.transaction(), conn.cursor() as cur:
-        cur.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS indicator_features_stage"
-            " (LIKE indicator_features INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-        )
-        with cur.copy(
-            "COPY indicator_features_stage (symbol, timeframe, open_time, features) FROM STDIN"
-        ) as copy:
-            for row in rows:
-                copy.write_row(row)
-                sent += 1
-        cur.execute(
-            "INSERT INTO indicator_features (symbol, timeframe, open_time, features)"
-            " SELECT symbol, timeframe, open_time, features FROM indicator_features_stage"
-            " ON CONFLICT (symbol, timeframe, open_time) DO UPDATE SET features = EXCLUDED.features"
-        )
-    return sent
 
 
 def _format(value: float) -> str:
@@ -114,8 +92,8 @@ def indicator_features(
                 # OBV is cumulative: counted from the day's start, a day's values do not depend
                 # on how much history was read (its changes are the whole history's).
                 features["obv"] -= features["obv"][~today].iloc[-1]
-            written = _upsert_features(conn, _feature_rows(symbol, timeframe, candles["open_time"][today],
-                                                           features[today]))
+            written = store.write_features(_feature_rows(symbol, timeframe, candles["open_time"][today],
+                                                         features[today]))
             if not today.any():
                 continue
             last_open = candles["open_time"].iloc[-1]
@@ -147,16 +125,19 @@ def days_touched(since: datetime, until: datetime) -> list[str]:
 
 features_job = dg.define_asset_job(
     "features",
-    selection=dg.AssetSelection.assets(indicator_features) | dg.AssetSelection.groups(groups.MARKET_DATA),
-    description="The market data's checks, then one day and symbol of indicator features (a failed"
-                " blocking check stops them).",
+    selection=dg.AssetSelection.assets(indicator_features) | MARKET_CHECKS,
+    description="The market data's checks and one day and symbol of indicator features (its"
+                " schedule holds them while a blocking check of the market data fails).",
 )
 
 
 @dg.schedule(job=features_job, cron_schedule="5 * * * *", default_status=dg.DefaultScheduleStatus.RUNNING,
              description="Every hour at five past: the features of the days the last hour touched, per symbol.")
-def features_hourly(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
-    """One run per symbol and day touched by the hour before the tick."""
+def features_hourly(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
+    """One run per symbol and day touched by the hour before the tick, unless the market data
+    fails a blocking check."""
+    if closed := market_gate_closed(context.instance):
+        return closed
     tick = context.scheduled_execution_time
     return [dg.RunRequest(run_key=f"features:{date}:{symbol}:{tick:%Y%m%dT%H}",
                           partition_key=dg.MultiPartitionKey({"date": date, "symbol": symbol}))

@@ -20,6 +20,12 @@ import pandas as pd
 import psycopg
 
 from triplegain_core.model.market import us_to_datetime
+from triplegain_core.storage.market_tables import (
+    latest_candle_times,
+    latest_trade_times,
+    recent_candle_rows,
+    recent_trade_rows,
+)
 from triplegain_core.storage.missed_interval_store import MissedIntervalStore
 from triplegain_dagster.defs.market_data.candles import TIMEFRAME, candles_1m
 from triplegain_dagster.defs.market_data.expectations import (
@@ -31,26 +37,6 @@ from triplegain_dagster.defs.market_data.expectations import (
 )
 from triplegain_dagster.defs.market_data.trades import market_trades
 from triplegain_dagster.resources import DataQualityResource, PostgresResource
-
-_CANDLES_SQL = """
-SELECT symbol, open_time, open, high, low, close, volume, trade_count FROM candles
-WHERE timeframe = %(tf)s
-  AND open_time >= (SELECT max(open_time) FROM candles WHERE timeframe = %(tf)s)
-                   - %(days)s * interval '1 day'
-ORDER BY symbol, open_time
-"""
-
-_TRADES_SQL = """
-SELECT symbol, ts, trade_id, price, qty, side FROM trades
-WHERE ts >= (SELECT max(ts) FROM trades) - %(days)s * interval '1 day'
-ORDER BY symbol, ts, trade_id
-"""
-
-_LATEST_SQL = {
-    "candles": "SELECT symbol, max(open_time) FROM candles WHERE timeframe = %(tf)s"
-               " GROUP BY symbol ORDER BY symbol",
-    "trades": "SELECT symbol, max(ts) FROM trades GROUP BY symbol ORDER BY symbol",
-}
 
 _UNIQUE = "ExpectCompoundColumnsToBeUnique"
 _BETWEEN = "ExpectColumnValuesToBeBetween"
@@ -150,7 +136,7 @@ def check_result(
 def _freshness(conn: psycopg.Connection, table: str, quality: DataQualityResource
                ) -> dg.AssetCheckResult:
     now = pd.Timestamp(quality.current_time())
-    rows = conn.execute(_LATEST_SQL[table], {"tf": TIMEFRAME}).fetchall()
+    rows = latest_candle_times(conn, TIMEFRAME) if table == "candles" else latest_trade_times(conn)
     if not rows:  # nothing stored: the live stream has never written
         return dg.AssetCheckResult(
             passed=False, severity=dg.AssetCheckSeverity.WARN,
@@ -169,7 +155,7 @@ def _freshness(conn: psycopg.Connection, table: str, quality: DataQualityResourc
 
 
 @dg.asset_check(
-    asset=candles_1m,
+    asset=candles_1m.key,
     blocking=True,
     description="One aligned candle per minute, OHLC bounds, prices > 0, volume >= 0 (errors)."
                 " great-expectations suite over the recent window.",
@@ -179,8 +165,7 @@ def candles_1m_consistent(
 ) -> dg.AssetCheckResult:
     """Validate the recent 1m candles against ``CANDLE_RULES``."""
     with postgres.connect() as conn:
-        rows = conn.execute(_CANDLES_SQL, {"tf": TIMEFRAME, "days": quality.window_days}
-                            ).fetchall()
+        rows = recent_candle_rows(conn, TIMEFRAME, quality.window_days)
     frame = candle_frame(rows)
     outcomes = validate_frame("candles_1m", frame, CANDLE_RULES) if rows else [
         RuleOutcome(rule, 0, frame) for rule in CANDLE_RULES]
@@ -190,7 +175,7 @@ def candles_1m_consistent(
 
 
 @dg.asset_check(
-    asset=candles_1m,
+    asset=candles_1m.key,
     description="No true hole: every minute of a symbol's window has a candle (quiet minutes"
                 " are candles), and no hole the streamer recorded is still waiting for REST"
                 " (error, not blocking).",
@@ -200,8 +185,7 @@ def candles_1m_complete(
 ) -> dg.AssetCheckResult:
     """Missing minutes in the recent 1m candles, and the recorded holes not yet filled."""
     with postgres.connect() as conn:
-        rows = conn.execute(_CANDLES_SQL, {"tf": TIMEFRAME, "days": quality.window_days}
-                            ).fetchall()
+        rows = recent_candle_rows(conn, TIMEFRAME, quality.window_days)
         holes = MissedIntervalStore(conn).open_holes()
     frame = candle_frame(rows)
     outcomes = validate_frame("candles_1m_gaps", frame, GAP_RULES) if rows else [
@@ -222,7 +206,7 @@ def candles_1m_complete(
 
 
 @dg.asset_check(
-    asset=market_trades,
+    asset=market_trades.key,
     blocking=True,
     description="Prices and quantities > 0, one time per trade id, ids rising with time."
                 " great-expectations suite over the recent window.",
@@ -232,7 +216,7 @@ def market_trades_consistent(
 ) -> dg.AssetCheckResult:
     """Validate the recent trades against ``TRADE_RULES``."""
     with postgres.connect() as conn:
-        rows = conn.execute(_TRADES_SQL, {"days": quality.window_days}).fetchall()
+        rows = recent_trade_rows(conn, quality.window_days)
     frame = trade_frame(rows)
     outcomes = validate_frame("market_trades", frame, TRADE_RULES) if rows else [
         RuleOutcome(rule, 0, frame) for rule in TRADE_RULES]
@@ -241,7 +225,7 @@ def market_trades_consistent(
 
 
 @dg.asset_check(
-    asset=candles_1m,
+    asset=candles_1m.key,
     description="The latest 1m candle of every symbol is recent (warning when stale).",
 )
 def candles_1m_fresh(
@@ -253,7 +237,7 @@ def candles_1m_fresh(
 
 
 @dg.asset_check(
-    asset=market_trades,
+    asset=market_trades.key,
     description="The latest trade of every symbol is recent (warning when stale).",
 )
 def market_trades_fresh(

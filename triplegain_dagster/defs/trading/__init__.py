@@ -1,0 +1,1 @@
+"""The tables the executor writes (orders, fills, positions, risk checks...), as external assets."""
