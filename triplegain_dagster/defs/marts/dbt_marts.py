@@ -59,7 +59,7 @@ class TripleGainDbtTranslator(DagsterDbtTranslator):
 
 
 TRANSLATOR = TripleGainDbtTranslator(settings=DagsterDbtTranslatorSettings(
-    # The sources' dbt tests (keys, relationships, accepted values) are checks of those tables.
+    # The sources' one-table dbt tests (keys, accepted values) are checks of those tables.
     enable_source_tests_as_checks=True,
     # Several tables written by one asset (the LLM rounds, the backtests) map to that asset.
     enable_duplicate_source_asset_keys=True,
