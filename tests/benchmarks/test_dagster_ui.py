@@ -21,7 +21,7 @@ from triplegain_dagster import groups
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GROUPS = {groups.MARKET_DATA, groups.HISTORY, groups.FEATURES, groups.PORTFOLIO, groups.DELIBERATION,
-          groups.REPORTS, groups.BACKTESTS}
+          groups.REPORTS, groups.BACKTESTS, groups.MARTS, groups.TRADING}
 QUERY = json.dumps({"query": "{ assetNodes { groupName } }"}).encode()
 DEADLINE_S = 240
 
