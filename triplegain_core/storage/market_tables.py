@@ -3,16 +3,18 @@
 Dagster does not write ``candles`` and ``trades`` (the streamer and the backfill do): it observes
 their coverage per symbol (plain aggregates, cheap enough every few minutes on a year of
 candles; the holes themselves are the ``candle_gaps`` dbt mart) and checks the rows of a recent
-window and each symbol's latest row.
+window.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
+
+from triplegain_core.model.market import TIMEFRAME_US
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,13 +41,13 @@ class TradeCoverage:
     last_id: int
 
 
-def candle_coverage(conn: psycopg.Connection, timeframe: str, timeframe_s: int) -> list[CandleCoverage]:
-    """Each symbol's ``timeframe`` candles (of ``timeframe_s`` seconds), by symbol."""
+def candle_coverage(conn: psycopg.Connection, timeframe: str) -> list[CandleCoverage]:
+    """Each symbol's ``timeframe`` candles, by symbol."""
     rows = conn.execute(
         "SELECT symbol, count(*), min(open_time), max(open_time) FROM candles WHERE timeframe = %s"
         " GROUP BY symbol ORDER BY symbol", (timeframe,)).fetchall()
-    return [CandleCoverage(symbol, count, first, last,
-                           int((last - first).total_seconds()) // timeframe_s + 1 - count)
+    span = timedelta(microseconds=TIMEFRAME_US[timeframe])
+    return [CandleCoverage(symbol, count, first, last, (last - first) // span + 1 - count)
             for symbol, count, first, last in rows]
 
 
@@ -74,13 +76,3 @@ def recent_trade_rows(conn: psycopg.Connection, days: float) -> list[tuple[Any, 
         " WHERE ts >= (SELECT max(ts) FROM trades) - %(days)s * interval '1 day'"
         " ORDER BY symbol, ts, trade_id", {"days": days}).fetchall()
 
-
-def latest_candle_times(conn: psycopg.Connection, timeframe: str) -> list[tuple[str, datetime]]:
-    """Each symbol's latest ``timeframe`` candle open, by symbol."""
-    return conn.execute("SELECT symbol, max(open_time) FROM candles WHERE timeframe = %s"
-                        " GROUP BY symbol ORDER BY symbol", (timeframe,)).fetchall()
-
-
-def latest_trade_times(conn: psycopg.Connection) -> list[tuple[str, datetime]]:
-    """Each symbol's latest trade time, by symbol."""
-    return conn.execute("SELECT symbol, max(ts) FROM trades GROUP BY symbol ORDER BY symbol").fetchall()

@@ -10,7 +10,6 @@ import dagster as dg
 from triplegain_dagster import groups
 
 TIMEFRAME = "1m"
-TIMEFRAME_S = 60
 
 candles_1m = dg.AssetSpec(
     "candles_1m",

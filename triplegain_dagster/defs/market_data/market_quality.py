@@ -21,10 +21,10 @@ import psycopg
 
 from triplegain_core.model.market import us_to_datetime
 from triplegain_core.storage.market_tables import (
-    latest_candle_times,
-    latest_trade_times,
+    candle_coverage,
     recent_candle_rows,
     recent_trade_rows,
+    trade_coverage,
 )
 from triplegain_core.storage.missed_interval_store import MissedIntervalStore
 from triplegain_dagster.defs.market_data.candles import TIMEFRAME, candles_1m
@@ -136,7 +136,8 @@ def check_result(
 def _freshness(conn: psycopg.Connection, table: str, quality: DataQualityResource
                ) -> dg.AssetCheckResult:
     now = pd.Timestamp(quality.current_time())
-    rows = latest_candle_times(conn, TIMEFRAME) if table == "candles" else latest_trade_times(conn)
+    rows = ([(c.symbol, c.last_open) for c in candle_coverage(conn, TIMEFRAME)] if table == "candles"
+            else [(t.symbol, t.last_time) for t in trade_coverage(conn)])
     if not rows:  # nothing stored: the live stream has never written
         return dg.AssetCheckResult(
             passed=False, severity=dg.AssetCheckSeverity.WARN,

@@ -12,9 +12,10 @@ from datetime import timedelta
 
 import dagster as dg
 
+from triplegain_core.model.market import TIMEFRAME_US
 from triplegain_core.reporting.reports import markdown_table
 from triplegain_core.storage.market_tables import candle_coverage, trade_coverage
-from triplegain_dagster.defs.market_data.candles import TIMEFRAME, TIMEFRAME_S, candles_1m
+from triplegain_dagster.defs.market_data.candles import TIMEFRAME, candles_1m
 from triplegain_dagster.defs.market_data.trades import market_trades
 from triplegain_dagster.resources import PostgresResource
 
@@ -29,7 +30,7 @@ def observe_market_tables(postgres: PostgresResource) -> list[dg.AssetObservatio
     """One observation of ``candles_1m`` and one of ``market_trades``: rows, window and (for the
     candles) missing minutes per symbol; the stalest symbol's latest row as the update time."""
     with postgres.connect() as conn:
-        candles, trades = candle_coverage(conn, TIMEFRAME, TIMEFRAME_S), trade_coverage(conn)
+        candles, trades = candle_coverage(conn, TIMEFRAME), trade_coverage(conn)
     candle_metadata: dict[str, dg.RawMetadataValue] = {
         "rows": sum(c.candles for c in candles), "symbols": len(candles),
         "missing_minutes": sum(c.missing for c in candles),
@@ -42,7 +43,7 @@ def observe_market_tables(postgres: PostgresResource) -> list[dg.AssetObservatio
     if candles:
         # A candle opens a minute before it is complete: its close is the table's news.
         candle_metadata[_LAST_UPDATED] = dg.MetadataValue.timestamp(
-            min(c.last_open for c in candles) + timedelta(seconds=TIMEFRAME_S))
+            min(c.last_open for c in candles) + timedelta(microseconds=TIMEFRAME_US[TIMEFRAME]))
     trade_metadata: dict[str, dg.RawMetadataValue] = {
         "rows": sum(t.trades for t in trades), "symbols": len(trades),
         "coverage": dg.MetadataValue.md(markdown_table(
