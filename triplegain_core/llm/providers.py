@@ -5,6 +5,9 @@ tokens, or raises :class:`ProviderError` with a :class:`FailureKind` the client'
 understands. The SDKs' own retries are off (``max_retries=0``): the client retries itself, so
 every attempt is counted, rate-limited through Redis and recorded. Keys are handed to the SDK
 client and kept nowhere else.
+
+The SDKs are imported where an endpoint is made or used, not with this module: together they
+take a second or more to import, which every command line would pay, and most never ask a model.
 """
 
 from __future__ import annotations
@@ -12,10 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-import anthropic
 import httpx
-import ollama
-import openai
 
 from triplegain_core.llm.models import FailureKind, ModelConfig, TokenUsage
 
@@ -84,12 +84,16 @@ class AnthropicEndpoint:
     """Claude through ``anthropic.AsyncAnthropic`` (Messages API)."""
 
     def __init__(self, config: ModelConfig, api_key: str, base_url: str) -> None:
+        import anthropic
+
         self._config = config
         self._client = anthropic.AsyncAnthropic(
             api_key=api_key, base_url=base_url, timeout=config.timeout_s, max_retries=0
         )
 
     async def complete(self, system: str, user: str) -> Completion:
+        import anthropic
+
         try:
             message = await self._client.messages.create(
                 model=self._config.model_id,
@@ -122,12 +126,16 @@ class OpenAICompatibleEndpoint:
     """GPT, Grok and DeepSeek through ``openai.AsyncOpenAI`` (Chat Completions)."""
 
     def __init__(self, config: ModelConfig, api_key: str, base_url: str) -> None:
+        import openai
+
         self._config = config
         self._client = openai.AsyncOpenAI(
             api_key=api_key, base_url=base_url, timeout=config.timeout_s, max_retries=0
         )
 
     async def complete(self, system: str, user: str) -> Completion:
+        import openai
+
         try:
             response = await self._client.chat.completions.create(
                 model=self._config.model_id,
@@ -162,10 +170,14 @@ class OllamaEndpoint:
 
     def __init__(self, config: ModelConfig, host: str) -> None:
         self._config = config
+        import ollama
+
         self._host = host
         self._client = ollama.AsyncClient(host=host, timeout=config.timeout_s)
 
     async def complete(self, system: str, user: str) -> Completion:
+        import ollama
+
         try:
             response = await self._client.chat(
                 model=self._config.model_id,
@@ -189,6 +201,8 @@ class OllamaEndpoint:
 
     async def has_model(self) -> bool:
         """Whether the host answers and has this model pulled (False when unreachable)."""
+        import ollama
+
         try:
             async with ollama.AsyncClient(host=self._host, timeout=OLLAMA_PROBE_TIMEOUT_S) as probe:
                 listed = await probe.list()
