@@ -85,6 +85,12 @@ def database_url(pg_admin_url: str) -> Iterator[str]:
     yield from _fresh_database(pg_admin_url)
 
 
+@pytest.fixture(scope="module")
+def module_database_url(pg_admin_url: str) -> Iterator[str]:
+    """A fresh database shared by the tests of one module (one costly run they all read)."""
+    yield from _fresh_database(pg_admin_url)
+
+
 @pytest.fixture
 def second_database_url(pg_admin_url: str) -> Iterator[str]:
     """Another fresh database, for a second run to compare with the first (restarts, outages)."""
@@ -117,7 +123,8 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 
 
 # Fixtures that reach a PostgreSQL or Redis server (starting the embedded ones when none is configured).
-SERVER_FIXTURES = frozenset({"embedded_dir", "pg_admin_url", "database_url", "db", "redis_url", "redis_client"})
+SERVER_FIXTURES = frozenset({"embedded_dir", "pg_admin_url", "database_url", "module_database_url", "db", "redis_url",
+                             "redis_client"})
 SERVER_FOLDERS = ("integration", "e2e")
 
 

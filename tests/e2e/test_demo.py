@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -24,11 +25,19 @@ HOURS = 4.0
 SEED = 11
 
 
-@pytest.fixture
-def demo(database_url: str, redis_url: str, tmp_path: Path) -> DemoResult:
-    settings = Settings(data_dir=tmp_path)
+@pytest.fixture(scope="module")
+def demo(module_database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> DemoResult:
+    """One demo run that every test of the module reads (none of them changes what it traded)."""
+    settings = Settings(data_dir=tmp_path_factory.mktemp("demo"))
     source = replay_source("sim", "XRP/USDT", hours=HOURS, seed=SEED)
-    return asyncio.run(run_demo(settings, source, database_url, redis_url, progress=False))
+    return asyncio.run(run_demo(settings, source, module_database_url, redis_url, progress=False))
+
+
+@pytest.fixture
+def db(demo: DemoResult) -> Iterator[psycopg.Connection]:
+    """An autocommit connection to the demo's database."""
+    with psycopg.connect(demo.database_url, autocommit=True) as conn:
+        yield conn
 
 
 def test_stored_candles_equal_those_built_offline(demo: DemoResult, db: psycopg.Connection) -> None:
