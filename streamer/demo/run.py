@@ -164,7 +164,7 @@ async def run_demo(
 
 # The demo's runs execute their steps in one process: a process per step would import the
 # definitions again for each of them, seconds apiece, which on a small machine is most of the wait.
-IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
+IN_PROCESS = json.dumps({"execution": {"config": {"in_process": {}}}})
 
 
 def materialize_assets(result: DemoResult, data_dir: Path, instance_beside_url: str) -> DemoResult:
@@ -181,7 +181,7 @@ def materialize_assets(result: DemoResult, data_dir: Path, instance_beside_url: 
     }
     print("materializing the Dagster assets ...", flush=True)
     run_config = data_dir / "dagster" / "in_process.yaml"
-    run_config.write_text(json.dumps(IN_PROCESS))  # JSON is YAML
+    run_config.write_text(IN_PROCESS)  # JSON is YAML
     completed = subprocess.run(
         # The demo's own rounds already asked the models: the job holds no extra (paid) round
         # after the replay, whose decisions nobody would trade, only their scores; nor a
@@ -200,7 +200,7 @@ def materialize_assets(result: DemoResult, data_dir: Path, instance_beside_url: 
         completed = subprocess.run(
             [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "triplegain_dagster.definitions",
              "--select", "indicator_features", "--partition", f"{day.isoformat()}|{symbol}",
-             "--config-json", json.dumps(IN_PROCESS)],
+             "--config-json", IN_PROCESS],
             env=env, cwd=REPO_ROOT, capture_output=True, text=True,
         )
         if completed.returncode != 0:
