@@ -37,12 +37,12 @@ def test_server_outage_lost_rows(shared_data: Path, tmp_path: Path) -> None:
     servers = OwnServers(tmp_path / "servers")
     try:
         migrate(servers.database_url)
-        client = redis.Redis.from_url(servers.redis_url)
         last_seen: list[int] = []
         outages = [
             Outage(5.0, OUTAGE_S, servers.stop_postgres, servers.start_postgres),
-            Outage(40.0, OUTAGE_S, servers.stop_redis, servers.start_redis,
-                   before=lambda: last_seen.append(last_closed_candle_published(client))),
+            Outage(40.0, OUTAGE_S,
+                   lambda: servers.stop_redis(lambda client: last_seen.append(last_closed_candle_published(client))),
+                   servers.start_redis),
         ]
         stats = replay_through_outages(servers, trades, SYMBOL, tmp_path / "data", SPEED, outages)
         trade_rows, candles = stored_market(servers, SYMBOL)

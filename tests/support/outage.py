@@ -29,6 +29,9 @@ from triplegain_core.storage.embedded import (
 from triplegain_core.storage.market_store import MarketStore
 from triplegain_core.storage.migrate import migrate
 
+# Long enough for the last look at a stopping Redis; the shutdown ends the pause anyway.
+REDIS_PAUSE_MS = 10_000
+
 
 class OwnServers:
     """A private PostgreSQL and Redis under ``data_dir``; ``stop_*`` / ``start_*`` take one
@@ -52,9 +55,17 @@ class OwnServers:
         server.ensure_postgres_running()
         assert server.get_uri("triplegain") == self.database_url
 
-    def stop_redis(self) -> None:
-        """Shut Redis down (its data goes with it: it saves nothing)."""
-        redis.Redis.from_url(self.redis_url).shutdown(nosave=True)
+    def stop_redis(self, last_look: Callable[[redis.Redis], None] = lambda _: None) -> None:
+        """Shut Redis down (its data goes with it: it saves nothing).
+
+        ``last_look`` reads what Redis holds as it goes down. Writes are paused first: a write
+        made between that look and the shutdown would be lost with the server unseen (the
+        streamer, running beside, then rightly takes it as written). A paused write fails with
+        the shutdown instead, and the streamer holds it like any other."""
+        client = redis.Redis.from_url(self.redis_url)
+        client.client_pause(REDIS_PAUSE_MS, all=False)
+        last_look(client)
+        client.shutdown(nosave=True)
 
     def start_redis(self) -> None:
         """Start Redis again."""
@@ -67,14 +78,12 @@ class OwnServers:
 
 @dataclass(frozen=True, slots=True)
 class Outage:
-    """Take a server down ``at_s`` after the replay starts, for ``for_s``; ``before`` runs just
-    before it goes down."""
+    """Take a server down ``at_s`` after the replay starts, for ``for_s``."""
 
     at_s: float
     for_s: float
     stop: Callable[[], None]
     start: Callable[[], None]
-    before: Callable[[], None] = lambda: None
 
 
 def replay_through_outages(servers: OwnServers, trades: list[Trade], symbol: str, data_dir: Path,
@@ -96,7 +105,6 @@ def replay_through_outages(servers: OwnServers, trades: list[Trade], symbol: str
                 began = time.monotonic()
                 for outage in outages:
                     await asyncio.sleep(max(0.0, began + outage.at_s - time.monotonic()))
-                    outage.before()
                     await asyncio.to_thread(outage.stop)
                     await asyncio.sleep(outage.for_s)
                     await asyncio.to_thread(outage.start)

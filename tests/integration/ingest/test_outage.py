@@ -70,10 +70,12 @@ def test_a_redis_outage_mid_replay_loses_no_row_and_no_closed_candle(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING)
-    client = redis.Redis.from_url(own_servers.redis_url)
     last_seen: list[int] = []
-    outage = Outage(2.0, 3.0, own_servers.stop_redis, own_servers.start_redis,
-                    before=lambda: last_seen.append(last_closed_candle_published(client)))
+
+    def stop_redis() -> None:
+        own_servers.stop_redis(lambda client: last_seen.append(last_closed_candle_published(client)))
+
+    outage = Outage(2.0, 3.0, stop_redis, own_servers.start_redis)
     stats = replay_through_outages(own_servers, real_trades, SYMBOL, tmp_path / "data", SPEED,
                                    [outage])
     assert stats.trades == len(real_trades)
