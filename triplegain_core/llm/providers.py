@@ -169,9 +169,9 @@ class OllamaEndpoint:
     """Local models through ``ollama.AsyncClient`` (``/api/chat``, not streamed)."""
 
     def __init__(self, config: ModelConfig, host: str) -> None:
-        self._config = config
         import ollama
 
+        self._config = config
         self._host = host
         self._client = ollama.AsyncClient(host=host, timeout=config.timeout_s)
 
