@@ -22,7 +22,9 @@ them, once they are known to be quiet: between two trades of a symbol that the s
 on without a hole, and, for a symbol in step (nothing held, backfilled or unconfirmed since a
 reconnection), up to the feed's market time less a minute's lag, the time of the other symbols'
 trades on the connection. A hole the stream could not close is no quiet minute: it is left
-to the REST repair. All of it is decided on the exchange's times, never the wall clock's.
+to the REST repair. All of it is decided on the exchange's times, never the wall clock's; the
+wall clock only bounds them: a trade stamped more than ``max_clock_lead_s`` ahead of it is a
+corrupt frame, rejected (its quiet minutes up to a damaged year would be millions of candles).
 
 Restart. ``resume_from`` (the last stored trade per symbol) and ``warm_up`` (the stored
 trades of the buckets still open at that trade, see :func:`streamer.ingest.resume.resume_state`)
@@ -84,7 +86,13 @@ from triplegain_core.contracts.hot_state import HotStatePublisher
 from triplegain_core.marketdata.candles import QUIET_EVIDENCE_LAG_US, CandleAggregator
 from triplegain_core.marketdata.gaps import MissedInterval
 from triplegain_core.marketdata.sequencer import GapPatience, TradeMark, TradeSequencer
-from triplegain_core.model.market import TIMEFRAMES, US_PER_MINUTE, Candle, Trade
+from triplegain_core.model.market import (
+    TIMEFRAMES,
+    US_PER_MINUTE,
+    US_PER_SECOND,
+    Candle,
+    Trade,
+)
 from triplegain_core.storage.market_store import MarketStore
 
 log = logging.getLogger(__name__)
@@ -123,6 +131,9 @@ class ConnectionPolicy:
     max_pending_batches: int = 4
     open_timeout_s: float = 10.0
     book_store_interval_s: float = 1.0  # at most one stored book snapshot per symbol per this
+    # A trade stamped further ahead of this machine's clock is corrupt (a damaged year would
+    # otherwise have its symbol's quiet minutes filled up to it: millions of candles).
+    max_clock_lead_s: float = 300.0
 
     def __post_init__(self) -> None:
         if TRADE_CHANNEL not in self.channels:
@@ -134,7 +145,8 @@ class ConnectionPolicy:
             raise ValueError("book_depth must be 10 or 25")
         if not (self.stale_after_s > 0 and self.backoff_initial_s > 0
                 and self.backoff_max_s >= self.backoff_initial_s
-                and self.max_attempts_per_window >= 1 and self.max_pending_batches >= 1):
+                and self.max_attempts_per_window >= 1 and self.max_pending_batches >= 1
+                and self.max_clock_lead_s > 0):
             raise ValueError("invalid connection policy")
 
     @property
@@ -162,8 +174,9 @@ class TradeStreamer:
     (:data:`Backfill`, awaited before the trades after a hole are applied), ``resume_from``
     (symbol -> :class:`TradeMark` of the last stored trade, so a hole across a restart is
     found too), ``warm_up`` (the stored trades of the buckets open at that mark, in order,
-    fed to the candle aggregator only: they are stored already) and ``reconnect_store`` (a
-    store on a new database connection, used after the database went away).
+    fed to the candle aggregator only: they are stored already), ``reconnect_store`` (a
+    store on a new database connection, used after the database went away) and ``wall_clock``
+    (this machine's time in seconds, against which trade times are bounded).
     """
 
     def __init__(
@@ -178,8 +191,10 @@ class TradeStreamer:
         backfill: Backfill | None = None,
         warm_up: Iterable[Trade] = (),
         reconnect_store: Callable[[], MarketStore] | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
+        self._wall_clock = wall_clock
         self.policy = policy or ConnectionPolicy()
         self._on_missed = on_missed_interval
         self._backfill = backfill
@@ -496,9 +511,18 @@ class TradeStreamer:
     def _on_trades(self, message: KrakenTradeMessage, frame: str | bytes, now: float) -> None:
         trades = message.trades
         symbols = self._symbols
+        now_us = int(self._wall_clock() * US_PER_SECOND)
+        latest_us = now_us + int(self.policy.max_clock_lead_s * US_PER_SECOND)
         for trade in trades:
             if trade.symbol not in symbols:
                 self._reject(KrakenFrameError(f"trade for unsubscribed {trade.symbol}"), frame)
+                return
+            if trade.ts_us > latest_us:
+                self._reject(KrakenFrameError(
+                    f"{trade.symbol} trade {trade.trade_id} stamped"
+                    f" {(trade.ts_us - now_us) / US_PER_SECOND:.0f} s ahead of this machine's"
+                    f" clock (more than {self.policy.max_clock_lead_s:g} s: a corrupt time, or"
+                    " this clock is wrong)"), frame)
                 return
         self._received_since_connect = True
         ready: list[Trade] = []
