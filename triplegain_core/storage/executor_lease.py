@@ -4,7 +4,9 @@ The lease is a PostgreSQL advisory lock held by a connection of its own for as l
 executor runs. The server frees it the moment that connection ends, however the executor ended
 (a SIGKILL included), so a dead holder never blocks the next one. The holder writes who it is
 (host, pid, since when) into ``executor_leases``, which a second executor reads to say who holds
-the lease before it exits.
+the lease before it exits. That record is written just after the lock is taken, and a killed
+holder's record stays: the second executor names the holder only once the record is the one of
+the connection holding the lock (its application name says who it is), waiting a moment for it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +28,10 @@ log = logging.getLogger(__name__)
 
 # The advisory lock's first key, constant: it sets the executor leases apart from other locks.
 _LOCK_CLASS = 0x7467
+# How long a second executor waits for the holder's record (written just after its lock), and
+# how often it looks.
+HOLDER_WAIT_S = 5.0
+HOLDER_POLL_S = 0.05
 
 
 class LeaseHeld(UserMistake):
@@ -72,11 +79,12 @@ class ExecutorLease:
             raise RuntimeError(f"the lease {self.name!r} is already held here")
         holder_name = f"{socket.gethostname()} pid {os.getpid()}"
         conn = psycopg.connect(self._db_url, autocommit=True,
-                               application_name=f"triplegain execute lease ({holder_name})"[:63])
+                               application_name=_application_name(socket.gethostname(), os.getpid()))
         try:
-            row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (_LOCK_CLASS, _lock_key(self.name))).fetchone()
-            if row is None or not row[0]:
-                raise LeaseHeld(self._held_by(conn))
+            while not self._try_lock(conn):
+                held_by = self._held_by(conn)
+                if held_by is not None:
+                    raise LeaseHeld(held_by)
             found = conn.execute(
                 "INSERT INTO executor_leases (name, host, pid, since) VALUES (%s, %s, %s, now())"
                 " ON CONFLICT (name) DO UPDATE SET host = EXCLUDED.host, pid = EXCLUDED.pid, since = EXCLUDED.since"
@@ -128,12 +136,35 @@ class ExecutorLease:
         finally:
             conn.close()
 
-    def _held_by(self, conn: psycopg.Connection) -> str:
-        row = conn.execute("SELECT host, pid, since FROM executor_leases WHERE name = %s", (self.name,)).fetchone()
-        if row is None:
-            who = "another executor (starting now)"
-        else:
-            host, pid, since = row
-            who = f"the executor on {host} (pid {pid}) since {since.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+    def _try_lock(self, conn: psycopg.Connection) -> bool:
+        row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (_LOCK_CLASS, _lock_key(self.name))).fetchone()
+        return row is not None and bool(row[0])
+
+    def _held_by(self, conn: psycopg.Connection) -> str | None:
+        """Who holds the lease, in a sentence; None when nobody holds it any more (try again)."""
+        deadline = time.monotonic() + HOLDER_WAIT_S
+        while True:
+            holder = conn.execute(
+                "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                " WHERE l.locktype = 'advisory' AND l.classid = %s::bigint::oid"
+                " AND l.objid = (%s::bigint & 4294967295)::oid AND l.objsubid = 2 AND l.granted",
+                (_LOCK_CLASS, _lock_key(self.name))).fetchone()
+            if holder is None:
+                return None
+            row = conn.execute("SELECT host, pid, since FROM executor_leases WHERE name = %s",
+                               (self.name,)).fetchone()
+            if row is not None and holder[0] == _application_name(row[0], row[1]):
+                host, pid, since = row
+                who = f"the executor on {host} (pid {pid}) since {since.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+                break
+            if time.monotonic() >= deadline:  # the holder has not written who it is yet
+                who = "another executor (starting now)"
+                break
+            time.sleep(HOLDER_POLL_S)
         return (f"account set {self.name!r} is already traded by {who}: stop that executor first,"
                 " or give this one another TRIPLEGAIN_ACCOUNT")
+
+
+def _application_name(host: str, pid: int) -> str:
+    """The name of a lease's connection: who holds it (PostgreSQL keeps 63 characters)."""
+    return f"triplegain execute lease ({host} pid {pid})"[:63]

@@ -8,13 +8,21 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import psycopg
 import pytest
 
 from tests.support.user_mistakes import REPO_ROOT
-from triplegain_core.storage.executor_lease import ExecutorLease, LeaseHeld
+from triplegain_core.storage import executor_lease
+from triplegain_core.storage.executor_lease import (
+    _LOCK_CLASS,
+    ExecutorLease,
+    LeaseHeld,
+    _application_name,
+    _lock_key,
+)
 
 WAIT_S = 30.0
 
@@ -84,3 +92,52 @@ def test_a_lease_whose_connection_is_cut_is_taken_again_unless_another_took_it(
         lease.renew()
     assert not lease.held()
     rival.release()
+
+
+def _lock_as(database_url: str, host: str, pid: int) -> psycopg.Connection:
+    """A connection holding the lease's lock as the executor ``pid`` on ``host`` would, before
+    it has written its record."""
+    conn = psycopg.connect(database_url, autocommit=True, application_name=_application_name(host, pid))
+    assert conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (_LOCK_CLASS, _lock_key("paper"))).fetchone() == (True,)
+    return conn
+
+
+def _record(db: psycopg.Connection, host: str, pid: int) -> None:
+    db.execute("INSERT INTO executor_leases (name, host, pid, since) VALUES ('paper', %s, %s, now())"
+               " ON CONFLICT (name) DO UPDATE SET host = EXCLUDED.host, pid = EXCLUDED.pid, since = EXCLUDED.since",
+               (host, pid))
+
+
+def test_a_holder_is_named_from_its_own_record_not_a_killed_holders(database_url: str,
+                                                                    db: psycopg.Connection) -> None:
+    """Two executors started at once: the second asks who holds the lock between the first's
+    lock and its record, over the record a killed holder left. It waits for the holder's own."""
+    _record(db, "elsewhere", 1111)  # left by a holder killed earlier
+    holder = _lock_as(database_url, "elsewhere", 4242)
+    writer = threading.Timer(0.3, _record, (psycopg.connect(database_url, autocommit=True), "elsewhere", 4242))
+    writer.start()
+    try:
+        with pytest.raises(LeaseHeld, match=r"by the executor on elsewhere \(pid 4242\) since "):
+            ExecutorLease(database_url, "paper").acquire()
+    finally:
+        writer.join()
+        holder.close()
+
+
+def test_a_holder_that_never_says_who_it_is_is_a_starting_executor(
+        database_url: str, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(executor_lease, "HOLDER_WAIT_S", 0.2)
+    holder = _lock_as(database_url, "elsewhere", 4242)
+    try:
+        with pytest.raises(LeaseHeld, match=r"already traded by another executor \(starting now\)"):
+            ExecutorLease(database_url, "paper").acquire()
+    finally:
+        holder.close()
+
+
+def test_a_lock_freed_while_its_holder_is_asked_for_is_taken(database_url: str, db: psycopg.Connection) -> None:
+    holder = _lock_as(database_url, "elsewhere", 4242)
+    threading.Timer(0.3, holder.close).start()  # killed before it wrote its record
+    with ExecutorLease(database_url, "paper") as lease:
+        assert lease.pid == os.getpid()
+    assert _holder_pid(db, "paper") is None
