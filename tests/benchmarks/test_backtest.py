@@ -26,52 +26,18 @@ import resource
 import time
 
 import numpy as np
-import talib
-from pydantic import BaseModel
 
+from tests.support.ema_cross import ema_cross
 from tests.support.vectorbt_crosscheck import compare
 from triplegain_core.backtest.engine import run_backtest
 from triplegain_core.backtest.history import BacktestHistory, history_from_candles
 from triplegain_core.config import Settings, StrategySettings
-from triplegain_core.marketdata.snapshot import MarketSnapshot
-from triplegain_core.model.market import US_PER_MINUTE, Candle, us_to_datetime
-from triplegain_core.model.signals import Signal, SignalAction
-from triplegain_core.strategies.interface import StrategyState
-from triplegain_core.strategies.registry import LoadedStrategy
+from triplegain_core.model.market import US_PER_MINUTE, Candle
 
 T0 = 1_767_225_600 * 1_000_000  # 2026-01-01 00:00 UTC
 PRICES = {"BTC/USDT": 60_000.0, "XRP/USDT": 0.5, "XRP/BTC": 0.5 / 60_000.0}
 SYMBOLS = tuple(PRICES)
-
-
-class EmaCrossConfig(BaseModel):
-    """EMA periods on 1m candles."""
-
-    timeframe: str = "1m"
-    window: int = 60
-    fast: int = 9
-    slow: int = 21
-
-
-def _ema_cross(snapshot: MarketSnapshot, config: EmaCrossConfig, state: StrategyState) -> Signal | None:
-    window = snapshot.window(state.symbol, "1m")
-    if window is None or len(window) < config.slow + 2:
-        return None
-    close = window.close[-config.window:]
-    fast, slow = talib.EMA(close, config.fast), talib.EMA(close, config.slow)
-    above_now, above_before = fast[-1] > slow[-1], fast[-2] > slow[-2]
-    if above_now == above_before:
-        return None
-    action = SignalAction.LONG if above_now else SignalAction.SHORT
-    price, long = float(close[-1]), above_now
-    return Signal(signal_id=f"ema:{state.symbol}:{int(window.open_time_us[-1])}", strategy="ema_cross",
-                  strategy_version="1", symbol=state.symbol, timeframe="1m", time=us_to_datetime(snapshot.ts_us),
-                  action=action, strength=0.6, entry=price, stop_loss=price * (0.99 if long else 1.01),
-                  take_profit=price * (1.02 if long else 0.98), reason="ema 9/21 cross")
-
-
-EMA_CROSS = LoadedStrategy(name="ema_cross", version="1", symbols=SYMBOLS, config=EmaCrossConfig(),
-                           generate=_ema_cross, source="benchmark", reads=frozenset({"candles"}))
+EMA_CROSS = ema_cross(SYMBOLS)
 
 
 def _market(days: float, seed: int = 1) -> BacktestHistory:

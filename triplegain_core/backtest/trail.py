@@ -98,9 +98,12 @@ class BacktestTrail:
 
     def record_snapshots(self, snapshots: Sequence[PortfolioSnapshot]) -> None:
         """Add each account's equity to its curve."""
+        time, time_us = None, 0
         for snapshot in snapshots:
+            if snapshot.time is not time:  # the kernel values every account at one moment
+                time, time_us = snapshot.time, datetime_to_us(snapshot.time)
             curve = self.account(snapshot.account).curve
-            curve.times_us.append(datetime_to_us(snapshot.time))
+            curve.times_us.append(time_us)
             curve.equity.append(snapshot.equity_usdt)
         if snapshots:
             for symbol, price in snapshots[0].prices.items():

@@ -30,7 +30,7 @@ from triplegain_core.model.quotes import LastPrice
 from triplegain_core.model.signals import Direction, IntentAction, Signal, SignalAction, TradeIntent
 from triplegain_core.portfolio.balances import MissingPriceError, Portfolio, PortfolioSnapshot, PortfolioState
 from triplegain_core.portfolio.positions import Position, PositionTracker, holding_deadline
-from triplegain_core.risk.rules import MarketRisk, RiskAgent, RiskCheck, RiskReason, RiskState
+from triplegain_core.risk.rules import MarketRiskEstimate, RiskAgent, RiskCheck, RiskReason, RiskState
 from triplegain_core.strategies.interface import StrategyState
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class MarketView(Protocol):
         """Latest price per symbol."""
         ...
 
-    def market_risk(self) -> MarketRisk:
+    def market_risk(self) -> MarketRiskEstimate:
         """Volatility and correlation estimates for the risk rules."""
         ...
 
@@ -368,10 +368,11 @@ class StrategyAccount:
         self.risk.observe_equity(when, equity)
         return True
 
-    def snapshot(self, when: datetime) -> PortfolioSnapshot | None:
-        """The holdings and their value at ``when``, or None while they cannot be valued."""
+    def snapshot(self, when: datetime, prices: dict[str, float] | None = None) -> PortfolioSnapshot | None:
+        """The holdings and their value at ``when`` (at ``prices``, a copy of the market's
+        prices, taken when not given), or None while they cannot be valued."""
         try:
-            return self.portfolio.snapshot(when, dict(self._market.prices))
+            return self.portfolio.snapshot(when, dict(self._market.prices) if prices is None else prices)
         except MissingPriceError:
             return None
 

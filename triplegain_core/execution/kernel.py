@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from triplegain_core.analysis.indicators import MIN_HISTORY
@@ -77,7 +78,7 @@ from triplegain_core.portfolio.balances import Portfolio
 from triplegain_core.portfolio.positions import PositionTracker
 from triplegain_core.risk.entry_blocks import EntryBlock, EntryBlocks
 from triplegain_core.risk.guards import BreakerFailure, GuardState, MarketClock, MarketGuards
-from triplegain_core.risk.rules import MarketRisk, RiskCheck, RiskReason
+from triplegain_core.risk.rules import MarketRiskEstimate, RiskCheck, RiskReason
 from triplegain_core.strategies.interface import StrategyState
 from triplegain_core.strategies.registry import LoadedStrategy, LoadReport
 from triplegain_core.strategies.runner import StrategyRunner
@@ -87,6 +88,10 @@ log = logging.getLogger(__name__)
 
 HISTORY_LENGTH = max(MIN_HISTORY * 3, 300)
 CYCLE_SAMPLES = 10_000
+# Strategies are asked where they may signal (SIGNAL_CANDIDATES) only for batches spanning at
+# least this much market time (a backtest, a catch-up): for a live cycle's moment or two,
+# calling them costs less than asking.
+CANDIDATES_MIN_SPAN_US = 30 * US_PER_MINUTE
 
 
 class BookSource(Protocol):
@@ -226,7 +231,7 @@ class _SharedMarket:
     def prices(self) -> Mapping[str, float]:
         return self._market.prices
 
-    def market_risk(self) -> MarketRisk:
+    def market_risk(self) -> MarketRiskEstimate:
         return self._market.market_risk()
 
     def now_us(self) -> int | None:
@@ -282,6 +287,9 @@ class TradingKernel:
         for strategy in strategies:
             groups.setdefault(timeframe_of(strategy), []).append(strategy)
         self._runners = tuple((timeframe, StrategyRunner(group)) for timeframe, group in groups.items())
+        self._candidates = tuple(s for s in strategies if s.candidates is not None)
+        # Per batch of candles (see on_candles): where each of those cannot signal.
+        self._asleep: dict[tuple[str, str], set[int]] = {}
         # Each strategy's state per symbol, to tell it what its account really holds.
         self._states: dict[str, dict[str, StrategyState]] = {}
         for _, runner in self._runners:
@@ -317,6 +325,8 @@ class TradingKernel:
         }
         self._accounts: tuple[StrategyAccount, ...] = (self._base, *self._by_strategy.values())
         self._last_snapshot_minute: int | None = None
+        # Per strategy, its account's position changes and its signals at the last holdings sync.
+        self._synced: dict[str, tuple[int, int]] = {}
         # The accounts changed since the last export_state (every account after a candle).
         self._changed: set[str] = set()
         self._all_changed = False
@@ -416,12 +426,43 @@ class TradingKernel:
 
     def on_candles(self, candles: Sequence[Candle]) -> None:
         """Closed candles in stream order, decided moment by moment; their whole trail is
-        written in one audit pipeline."""
+        written in one audit pipeline. The strategies with ``SIGNAL_CANDIDATES`` are asked
+        once for the whole batch where they may signal, and called only there."""
         deciding = 0.0
-        with self._audit.pipeline():
-            for moment in _moments(candles):
-                deciding += self._on_moment(moment)
+        self._asleep = self._asleep_rows(candles)
+        try:
+            with self._audit.pipeline():
+                for moment in _moments(candles):
+                    deciding += self._on_moment(moment)
+        finally:
+            self._asleep = {}
         self.stats.decision_ms.append(deciding * 1000)
+
+    def _asleep_rows(self, candles: Sequence[Candle]) -> dict[tuple[str, str], set[int]]:
+        """For each strategy with ``SIGNAL_CANDIDATES`` and each of its symbols: the close times
+        of the candles of ``candles`` on which it cannot signal."""
+        asleep: dict[tuple[str, str], set[int]] = {}
+        if not self._candidates or candles[-1].close_time_us - candles[0].close_time_us < CANDIDATES_MIN_SPAN_US:
+            return asleep
+        for symbol in self._settings.symbols:
+            ahead = self._market.ahead(symbol, candles)
+            if ahead is None:
+                continue
+            series, first = ahead
+            closes = series.open_time_us[first:] + TIMEFRAME_US["1m"]
+            for strategy in self._candidates:
+                if symbol not in strategy.symbols:
+                    continue
+                assert strategy.candidates is not None
+                try:
+                    rows = np.asarray(strategy.candidates(series, first, strategy.config))
+                    if rows.dtype != np.bool_ or rows.shape != closes.shape:
+                        raise ValueError(f"returned {rows.dtype} {rows.shape}, not bool {closes.shape}")
+                except Exception as exc:  # a plugin: asked on every row instead
+                    log.error("SIGNAL_CANDIDATES of %s failed on %s: %s", strategy.name, symbol, exc)
+                    continue
+                asleep[(strategy.name, symbol)] = set(closes[~rows].tolist())
+        return asleep
 
     def on_ticks(self, prices: Mapping[str, LastPrice]) -> None:
         """Exits against the latest trade prices, then the strategies that read more than candles."""
@@ -435,11 +476,16 @@ class TradingKernel:
         self.stats.candles += len(fresh)
         self._all_changed = True
         late = False
+        # Only the accounts holding a position have exits to watch (the candles of a moment
+        # close together: one time for all).
+        holding = [account for account in self._accounts if account.positions.open_count]
+        market_time = self._market.market_time
+        when = market_time if market_time is not None and fresh[0].close_time_us == self._market.candle_time_us \
+            else us_to_datetime(fresh[0].close_time_us)
         for candle in fresh:
-            when = us_to_datetime(candle.close_time_us)
             seen_after = self._seen_after(candle) if self._sight else None
             late = late or seen_after is not None
-            for account in self._accounts:
+            for account in holding:
                 account.manage_exits(candle.symbol, candle.low, candle.high, candle.close, when, candle.open,
                                      seen_after)
         now, now_us = self._market.market_time, self._market.candle_time_us
@@ -585,9 +631,20 @@ class TradingKernel:
     def _decide(self, runners: Sequence[tuple[str | None, StrategyRunner]], ts_us: int) -> list[Signal]:
         """The new signals of ``runners`` on the market as of ``ts_us``."""
         signals: list[Signal] = []
+        asleep = self._asleep_now()
         for timeframe, runner in runners:
-            signals += runner.run(self._market.snapshot(ts_us, timeframe, candles="candles" in runner.reads))
+            if asleep and len(asleep) >= runner.pairs and all(
+                    (s.name, symbol) in asleep for s in runner.strategies for symbol in s.symbols):
+                continue  # not one of them can signal: no snapshot to cut
+            signals += runner.run(self._market.snapshot(ts_us, timeframe, candles="candles" in runner.reads), asleep)
         return signals
+
+    def _asleep_now(self) -> set[tuple[str, str]]:
+        """The (strategy, symbol) pairs whose newest candle is one they cannot signal on."""
+        if not self._asleep:
+            return set()
+        market = self._market
+        return {pair for pair, closes in self._asleep.items() if market.last_close_us(pair[1]) in closes}
 
     def _on_ticks(self, prices: Mapping[str, LastPrice]) -> float:
         """Exits against the latest trade prices, then the strategies that read more than
@@ -653,6 +710,11 @@ class TradingKernel:
         awaiting = self._gate.awaiting() if self._gate is not None else set()
         for name in set(strategies) - awaiting:
             states, positions = self._states[name], self._by_strategy[name].positions
+            # Nothing opened or closed, nothing signalled since the last sync: nothing to tell.
+            version = (positions.changes, sum(state.signals_emitted for state in states.values()))
+            if self._synced.get(name) == version:
+                continue
+            self._synced[name] = version
             for symbol, state in states.items():
                 position = positions.open_for(symbol)
                 action = None if position is None else SignalAction(position.direction.value)
@@ -704,7 +766,7 @@ class TradingKernel:
         self._changed.add(self._base.name)
         return self._base.on_intent(intent)
 
-    def market_risk(self) -> MarketRisk:
+    def market_risk(self) -> MarketRiskEstimate:
         """Volatility and correlations estimated from the candle history the kernel holds."""
         return self._market.market_risk()
 
@@ -806,6 +868,7 @@ class TradingKernel:
         for block in state.blocks:
             self.entry_blocks.set(block.reason, block.since, block.detail)
         self.guards.restore(state.guards)
+        self._synced.clear()  # the strategies' states were just replaced
         self._sync_holdings(self._by_strategy)
         return unknown
 
@@ -820,7 +883,8 @@ class TradingKernel:
         now = self._market.market_time
         if now is None:
             return
-        snapshots = [s for account in self._accounts if (s := account.snapshot(now)) is not None]
+        prices = dict(self._market.prices)
+        snapshots = [s for account in self._accounts if (s := account.snapshot(now, prices)) is not None]
         self._audit.record_snapshots(snapshots)
 
 

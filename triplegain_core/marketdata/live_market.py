@@ -17,6 +17,8 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
+import numpy as np
+
 from triplegain_core.marketdata.snapshot import (
     BookTop,
     CandleBuffer,
@@ -28,7 +30,7 @@ from triplegain_core.marketdata.snapshot import (
 from triplegain_core.marketdata.timeframes import CandleResampler
 from triplegain_core.model.market import TIMEFRAME_US, Candle, Trade, datetime_to_us, us_to_datetime
 from triplegain_core.model.quotes import BookSnapshot, LastPrice
-from triplegain_core.risk.rules import MarketRisk, estimate_market_risk
+from triplegain_core.risk.rules import MarketRiskEstimate
 
 SOURCE_TIMEFRAME = "1m"
 # A published book belongs to a snapshot (or fills an order) only this close to its time: a
@@ -36,6 +38,8 @@ SOURCE_TIMEFRAME = "1m"
 BOOK_MAX_AGE_US = 5_000_000
 # Public trades kept per symbol for the strategies that read the tape.
 TRADES_KEPT = 1000
+# A candle window's columns, which are also the candle's attributes.
+_COLUMNS = ("open_time_us", "open", "high", "low", "close", "volume")
 
 
 def book_top(snapshot: BookSnapshot) -> BookTop | None:
@@ -59,6 +63,7 @@ class LiveMarket:
         self.timeframes = tuple(dict.fromkeys((SOURCE_TIMEFRAME, *timeframes)))
         self.prices: dict[str, float] = {}
         self.candle_time_us: int | None = None
+        self._market_time: tuple[int, datetime] | None = None
         self.tick_time_us: int | None = None
         self._history = {symbol: deque[Candle](maxlen=history_length) for symbol in self.symbols}
         self._history_length = history_length
@@ -72,12 +77,17 @@ class LiveMarket:
         self._books: dict[str, BookTop] = {}
         self._tapes = {symbol: TradeBuffer(symbol, TRADES_KEPT) for symbol in self.symbols}
         self._tape_windows: dict[str, TradeWindow] = {}
-        self._risk: MarketRisk | None = None
+        self._risk: MarketRiskEstimate | None = None
 
     @property
     def market_time(self) -> datetime | None:
         """Latest close time of the candles seen: the market time snapshots are stamped with."""
-        return None if self.candle_time_us is None else us_to_datetime(self.candle_time_us)
+        if self.candle_time_us is None:
+            return None
+        if self._market_time is None or self._market_time[0] != self.candle_time_us:
+            # Asked several times a moment (equity, snapshots): converted once per new time.
+            self._market_time = (self.candle_time_us, us_to_datetime(self.candle_time_us))
+        return self._market_time[1]
 
     def add_candle(self, candle: Candle) -> bool:
         """Take the next closed 1m candle; False (ignored) when it is not ours or not newer.
@@ -207,6 +217,32 @@ class LiveMarket:
             return None
         return top
 
+    def last_close_us(self, symbol: str) -> int | None:
+        """The close time of the newest 1m candle of ``symbol`` taken (None before the first)."""
+        history = self._history.get(symbol)
+        return history[-1].close_time_us if history else None
+
+    def ahead(self, symbol: str, candles: Sequence[Candle]) -> tuple[CandleWindow, int] | None:
+        """The 1m series of ``symbol`` as the strategies' windows will hold it after ``candles``:
+        the window held now, then the 1m candles of ``symbol`` among ``candles`` that
+        :meth:`add_candle` will take; with the row of the first of those (None when it takes
+        none). Nothing is taken."""
+        last = self._history[symbol][-1].open_time_us if self._history.get(symbol) else None
+        new: list[Candle] = []
+        for candle in candles:
+            if candle.symbol == symbol and candle.timeframe == SOURCE_TIMEFRAME and (
+                    last is None or candle.open_time_us > last):
+                new.append(candle)
+                last = candle.open_time_us
+        if not new:
+            return None
+        held = self._window((symbol, SOURCE_TIMEFRAME))
+        columns = [np.array([getattr(c, name) for c in new]) for name in _COLUMNS]
+        if held is not None:
+            columns = [np.concatenate([getattr(held, name), column]) for name, column in zip(_COLUMNS, columns,
+                                                                                                strict=True)]
+        return CandleWindow.from_arrays(symbol, SOURCE_TIMEFRAME, *columns), 0 if held is None else len(held)
+
     def history(self, symbol: str) -> list[Candle]:
         """The 1m candles of ``symbol`` held, oldest first."""
         return list(self._history[symbol])
@@ -255,11 +291,12 @@ class LiveMarket:
                 self._tape_windows[symbol] = window
         return dict(self._tape_windows)
 
-    def market_risk(self) -> MarketRisk:
-        """Volatility and correlations from the 1m history; recomputed only after a new candle."""
+    def market_risk(self) -> MarketRiskEstimate:
+        """Volatility and correlations from the 1m history, each worked out when first asked
+        after a new candle."""
         if self._risk is None:
             # The arrays of the 1m windows the snapshots share: no copy of the history.
             windows = {symbol: window for symbol in self.symbols
                        if (window := self.recent(symbol, self._history_length)) is not None}
-            self._risk = estimate_market_risk({symbol: (w.open_time_us, w.close) for symbol, w in windows.items()})
+            self._risk = MarketRiskEstimate({symbol: (w.open_time_us, w.close) for symbol, w in windows.items()})
         return self._risk

@@ -79,6 +79,24 @@ class _Ring:
         if len(self) > self.capacity:
             self._start += 1
 
+    def extend(self, ints: np.ndarray, floats: np.ndarray) -> None:
+        """Append the rows of ``ints`` and ``floats`` (columns by rows) at once, as many
+        :meth:`append` calls would: the live rows end the same."""
+        count = ints.shape[1]
+        if count >= self.capacity:
+            ints, floats, count = ints[:, -self.capacity:], floats[:, -self.capacity:], self.capacity
+            self._start = self._end = 0
+            self._ints, self._floats = np.zeros_like(self._ints), np.zeros_like(self._floats)
+        elif self._end + count > self._ints.shape[1]:
+            keep = min(len(self), self.capacity - count)
+            self._ints = _moved(self._ints, self._end - keep, self._end)
+            self._floats = _moved(self._floats, self._end - keep, self._end)
+            self._start, self._end = 0, keep
+        self._ints[:, self._end:self._end + count] = ints
+        self._floats[:, self._end:self._end + count] = floats
+        self._end += count
+        self._start = max(self._start, self._end - self.capacity)
+
     def columns(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Read-only views of the live rows of every int and float column."""
         rows = slice(self._start, self._end)
@@ -203,17 +221,38 @@ class CandleBuffer:
         self.symbol = symbol
         self.timeframe = timeframe
         self._ring = _Ring(capacity, 1, len(_SERIES))
+        # Appended but not in the ring yet: written at once when a window is cut, so a
+        # backtest's thousands of candles between two windows cost one copy, not one each.
+        self._pending: list[Candle] = []
+        self._last_open_us: int | None = None
 
     def __len__(self) -> int:
+        self._flush()
         return len(self._ring)
 
     def append(self, candle: Candle) -> None:
         """Add the next closed candle; ValueError for another series or a non-increasing time."""
         if candle.symbol != self.symbol or candle.timeframe != self.timeframe:
             raise ValueError(f"buffer holds {self.symbol} {self.timeframe}, got {candle.symbol} {candle.timeframe}")
-        if len(self._ring) and candle.open_time_us <= self._ring.last_int(0):
+        if self._last_open_us is not None and candle.open_time_us <= self._last_open_us:
             raise ValueError(f"{self.symbol} {self.timeframe}: candle at {candle.open_time_us} is not newer")
-        self._ring.append((candle.open_time_us,), (candle.open, candle.high, candle.low, candle.close, candle.volume))
+        self._pending.append(candle)
+        self._last_open_us = candle.open_time_us
+
+    def _flush(self) -> None:
+        pending = self._pending
+        if not pending:
+            return
+        if len(pending) == 1:
+            candle = pending[0]
+            self._ring.append((candle.open_time_us,),
+                              (candle.open, candle.high, candle.low, candle.close, candle.volume))
+        else:
+            self._ring.extend(np.array([[c.open_time_us for c in pending]], dtype=np.int64),
+                              np.array([[c.open for c in pending], [c.high for c in pending],
+                                        [c.low for c in pending], [c.close for c in pending],
+                                        [c.volume for c in pending]], dtype=np.float64))
+        self._pending = []
 
     def extend(self, candles: Iterable[Candle]) -> None:
         """Append each candle in order."""
@@ -223,6 +262,7 @@ class CandleBuffer:
     def window(self) -> CandleWindow | None:
         """The buffered candles (read-only views: later appends leave them as they are), or None
         while empty."""
+        self._flush()
         if not len(self._ring):
             return None
         (times,), (open_, high, low, close, volume) = self._ring.columns()

@@ -11,7 +11,9 @@ the RiskAgent keeps every position closable at its stop (stop <= 2%, leverage <=
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -19,6 +21,9 @@ from triplegain_core.model.market import INSTRUMENTS, Asset, Side
 from triplegain_core.model.orders import Fill
 
 DEFAULT_STARTING_BALANCES: dict[Asset, float] = {Asset.USDT: 1000.0, Asset.XRP: 500.0, Asset.BTC: 0.0}
+
+# Iterating the enum class is slow; equity is valued at every moment of a backtest.
+_ASSETS = tuple(Asset)
 
 # The pair that values each non-USDT asset in USDT.
 USDT_PAIRS: dict[Asset, str] = {Asset.BTC: "BTC/USDT", Asset.XRP: "XRP/USDT"}
@@ -37,17 +42,30 @@ class InsufficientBalanceError(ValueError):
     """A fill would take a balance below zero; the portfolio was left unchanged."""
 
 
-class PortfolioSnapshot(BaseModel):
-    """Holdings of one account at one moment, valued in USDT."""
+@dataclass(frozen=True, slots=True)
+class PortfolioSnapshot:
+    """Holdings of one account at one moment, valued in USDT.
 
-    model_config = ConfigDict(frozen=True)
+    Made for every account at every minute of a backtest: a plain record, built from typed
+    values (a stored row is converted by :meth:`from_stored`)."""
 
     account: str
     time: datetime
     balances: dict[Asset, float]
     prices: dict[str, float]
     equity_usdt: float
-    liabilities: dict[Asset, float] = {}
+    liabilities: dict[Asset, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_stored(cls, account: str, time: datetime, balances: Mapping[str | Asset, Any],
+                    prices: Mapping[str, Any] | None, equity_usdt: Any,
+                    liabilities: Mapping[str | Asset, Any] | None = None) -> PortfolioSnapshot:
+        """A snapshot from stored values (asset names as text, numbers as decimals or floats)."""
+        return cls(account=account, time=time,
+                   balances={Asset(asset): float(amount) for asset, amount in balances.items()},
+                   prices={symbol: float(price) for symbol, price in (prices or {}).items()},
+                   equity_usdt=float(equity_usdt),
+                   liabilities={Asset(asset): float(amount) for asset, amount in (liabilities or {}).items()})
 
 
 class PortfolioState(BaseModel):
@@ -107,10 +125,20 @@ class Portfolio:
         return amount * price
 
     def equity_usdt(self, prices: Mapping[str, float]) -> float:
-        """Total value of all balances minus all loans, in USDT."""
-        return sum(
-            self.to_usdt(asset, self._balances[asset] - self._liabilities[asset], prices) for asset in Asset
-        )
+        """Total value of all balances minus all loans, in USDT (summed in ``Asset`` order)."""
+        # to_usdt inlined: this runs for every account at every moment of a backtest.
+        balances, loans = self._balances, self._liabilities
+        total = 0.0
+        for asset in _ASSETS:
+            amount = balances[asset] - loans[asset]
+            if asset is not Asset.USDT and amount != 0.0:
+                pair = USDT_PAIRS[asset]
+                price = prices.get(pair)
+                if price is None:
+                    raise MissingPriceError(f"no {pair} price to value {amount} {asset}")
+                amount *= price
+            total += amount
+        return total
 
     def apply_fill(self, fill: Fill) -> None:
         """Move base, quote, fee and loan for one fill, all or nothing.
@@ -145,13 +173,14 @@ class Portfolio:
             self._balances[asset] = max(amount, 0.0)
         self._liabilities = {asset: max(amount, 0.0) for asset, amount in loans.items()}
 
-    def snapshot(self, time: datetime, prices: Mapping[str, float]) -> PortfolioSnapshot:
-        """The holdings and their USDT value at ``time``."""
+    def snapshot(self, time: datetime, prices: dict[str, float]) -> PortfolioSnapshot:
+        """The holdings and their USDT value at ``time``; the snapshot keeps ``prices`` itself
+        (the accounts valued at one moment share one copy of the market's)."""
         return PortfolioSnapshot(
             account=self.account,
             time=time,
-            balances=self.balances,
-            prices=dict(prices),
+            balances=dict(self._balances),
+            prices=prices,
             equity_usdt=self.equity_usdt(prices),
             liabilities={asset: amount for asset, amount in self._liabilities.items() if amount},
         )

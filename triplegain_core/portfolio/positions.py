@@ -113,6 +113,8 @@ class PositionTracker:
         self.trailing_distance_r = trailing_distance_r
         self._open: dict[str, Position] = {}
         self._conditions: dict[str, InvalidationCondition] = {}
+        self.changes = 0
+        """How many positions were opened or closed so far (what a watcher compares)."""
 
     def open(self, position: Position, condition: InvalidationCondition | None = None) -> Position:
         """Start tracking an open position of this account; returns it as tracked.
@@ -131,6 +133,7 @@ class PositionTracker:
             "best_price": position.best_price or position.entry_price,
         })
         self._open[position.position_id] = tracked
+        self.changes += 1
         if condition is not None:
             self._conditions[position.position_id] = condition
         return tracked
@@ -144,6 +147,7 @@ class PositionTracker:
     def import_state(self, positions: Sequence[Position]) -> None:
         """Track exactly ``positions`` (a checkpoint's open positions, oldest first)."""
         self._open, self._conditions = {}, {}
+        self.changes += 1
         for position in positions:
             self.open(position)
 
@@ -280,6 +284,7 @@ class PositionTracker:
         )
         del self._open[position_id]
         self._conditions.pop(position_id, None)
+        self.changes += 1
         return closed
 
     def unrealized_pnl(self, prices: Mapping[str, float]) -> dict[str, float]:

@@ -77,12 +77,12 @@ def usdt_price(asset: Asset, prices: Mapping[str, float]) -> float | None:
 
 def snapshot_from_record(account: str, record: Mapping[str, Any]) -> PortfolioSnapshot:
     """A ``PortfolioSnapshot`` from one row of the snapshot frame (see the module docstring)."""
-    return PortfolioSnapshot(
+    return PortfolioSnapshot.from_stored(
         account=account,
         time=pd.Timestamp(record["time"]).to_pydatetime(),
-        balances={asset: float(record[asset.value.lower()]) for asset in ASSET_ORDER},
-        prices=dict(record["prices"] or {}),
-        equity_usdt=float(record["equity_usdt"]),
+        balances={asset: record[asset.value.lower()] for asset in ASSET_ORDER},
+        prices=record["prices"],
+        equity_usdt=record["equity_usdt"],
     )
 
 

@@ -235,7 +235,8 @@ class StaleMarketGuard:
 class _SymbolVolatility:
     """One symbol's running realized volatility and its recent window volatilities."""
 
-    __slots__ = ("block_count", "block_sum", "last_close", "last_open_us", "recent", "recent_sum", "windows")
+    __slots__ = ("block_count", "block_sum", "last_close", "last_open_us", "norm", "recent", "recent_sum",
+                 "windows")
 
     def __init__(self, window: int, norm_windows: int) -> None:
         self.last_open_us = -1
@@ -245,6 +246,7 @@ class _SymbolVolatility:
         self.block_sum = 0.0
         self.block_count = 0
         self.windows: deque[float] = deque(maxlen=norm_windows)
+        self.norm: float | None = None  # the median of windows, taken when one is added
 
     def add(self, close: float, window: int) -> None:
         last, self.last_close = self.last_close, close
@@ -259,16 +261,17 @@ class _SymbolVolatility:
         self.block_count += 1
         if self.block_count == window:
             self.windows.append(math.sqrt(self.block_sum / window))
+            self.norm = statistics.median(self.windows)
             self.block_sum, self.block_count = 0.0, 0
             # Summed afresh once a window: a running sum would drift with rounding.
             self.recent_sum = math.fsum(self.recent)
 
     def ratio(self, window: int) -> tuple[float, float, float] | None:
         """(realized volatility, norm, their ratio), or None while either is unknown."""
-        if len(self.recent) < window or len(self.windows) < MIN_NORM_WINDOWS:
+        norm = self.norm
+        if len(self.recent) < window or len(self.windows) < MIN_NORM_WINDOWS or norm is None:
             return None
         realized = math.sqrt(max(self.recent_sum, 0.0) / window)
-        norm = statistics.median(self.windows)
         if norm <= 0:
             return None
         return realized, norm, realized / norm

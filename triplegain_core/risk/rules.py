@@ -140,43 +140,98 @@ class MarketRisk:
         return value if value is not None and math.isfinite(value) else None
 
 
+class MarketRiskEstimate:
+    """Volatility and correlation from close series, one per symbol: (times, closes) arrays,
+    oldest first; each value worked out when first asked (an intent rejected before the rules
+    need the market, or one that needs a single correlation, costs no more than that).
+
+    Volatility is the standard deviation of log returns scaled to a day (``periods_per_day``
+    returns per day, 1440 for 1m candles). Correlations use the returns over the times the
+    two series share. Series with fewer than ``min_returns`` returns give no estimate. Read as
+    :class:`MarketRisk` is: unknown values are None.
+    """
+
+    def __init__(self, closes: Mapping[str, tuple[np.ndarray, np.ndarray]], periods_per_day: float = 1440.0,
+                 min_returns: int = 30) -> None:
+        self._closes = closes
+        self._periods_per_day = periods_per_day
+        self._min_returns = min_returns
+        self._returns: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
+        self._volatility: dict[str, float | None] = {}
+        self._correlations: dict[frozenset[str], float | None] = {}
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """The symbols with a close series."""
+        return tuple(self._closes)
+
+    def _returns_of(self, symbol: str) -> tuple[np.ndarray, np.ndarray] | None:
+        if symbol in self._returns:
+            return self._returns[symbol]
+        found = None
+        series = self._closes.get(symbol)
+        if series is not None:
+            times, values = series
+            if len(values) > self._min_returns and np.all(np.isfinite(values)) and not np.any(values <= 0):
+                found = (times[1:], np.diff(np.log(values)))
+        self._returns[symbol] = found
+        return found
+
+    def estimated_volatility(self, symbol: str) -> float | None:
+        """The daily volatility of ``symbol`` as estimated (None: too short or invalid a series)."""
+        if symbol not in self._volatility:
+            returns = self._returns_of(symbol)
+            self._volatility[symbol] = None if returns is None else float(
+                np.sqrt(((returns[1] - returns[1].mean()) ** 2).sum() / (len(returns[1]) - 1))
+                * math.sqrt(self._periods_per_day))
+        return self._volatility[symbol]
+
+    def estimated_correlation(self, a: str, b: str) -> float | None:
+        """The correlation of two different symbols' returns as estimated (None: unknown)."""
+        key = frozenset((a, b))
+        if key not in self._correlations:
+            self._correlations[key] = self._estimate_correlation(*sorted(key))
+        return self._correlations[key]
+
+    def _estimate_correlation(self, a: str, b: str) -> float | None:
+        first, second = self._returns_of(a), self._returns_of(b)
+        if first is None or second is None:
+            return None
+        (times_a, returns_a), (times_b, returns_b) = first, second
+        if np.array_equal(times_a, times_b):
+            x, y = returns_a, returns_b  # the usual case: every pair traded every minute
+        else:
+            _, at_a, at_b = np.intersect1d(times_a, times_b, assume_unique=True, return_indices=True)
+            x, y = returns_a[at_a], returns_b[at_b]
+        if len(x) < self._min_returns:
+            return None
+        return _correlation(x, y)
+
+    def volatility_of(self, symbol: str) -> float | None:
+        """As :meth:`MarketRisk.volatility_of`."""
+        value = self.estimated_volatility(symbol)
+        return value if value is not None and math.isfinite(value) and value >= 0 else None
+
+    def correlation(self, a: str, b: str) -> float | None:
+        """As :meth:`MarketRisk.correlation`."""
+        if a == b:
+            return 1.0
+        value = self.estimated_correlation(a, b)
+        return value if value is not None and math.isfinite(value) else None
+
+
 def estimate_market_risk(
     closes: Mapping[str, tuple[np.ndarray, np.ndarray]],
     periods_per_day: float = 1440.0,
     min_returns: int = 30,
 ) -> MarketRisk:
-    """Volatility and correlation from close series, one per symbol: (times, closes) arrays,
-    oldest first.
-
-    Volatility is the standard deviation of log returns scaled to a day (``periods_per_day``
-    returns per day, 1440 for 1m candles). Correlations use the returns over the times the
-    two series share. Series with fewer than ``min_returns`` returns give no estimate.
-    """
-    # Arrays, not rows: this runs for every intent of every account after each new candle.
-    returns: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for symbol, (times, values) in closes.items():
-        if len(values) <= min_returns:
-            continue
-        if not np.all(np.isfinite(values)) or np.any(values <= 0):
-            continue
-        returns[symbol] = (times[1:], np.diff(np.log(values)))
-    volatility = {symbol: float(np.sqrt(((r - r.mean()) ** 2).sum() / (len(r) - 1)) * math.sqrt(periods_per_day))
-                  for symbol, (_, r) in returns.items()}
-    correlations: dict[frozenset[str], float] = {}
-    symbols = sorted(returns)
-    for i, a in enumerate(symbols):
-        for b in symbols[i + 1:]:
-            (times_a, returns_a), (times_b, returns_b) = returns[a], returns[b]
-            if np.array_equal(times_a, times_b):
-                x, y = returns_a, returns_b  # the usual case: every pair traded every minute
-            else:
-                _, at_a, at_b = np.intersect1d(times_a, times_b, assume_unique=True, return_indices=True)
-                x, y = returns_a[at_a], returns_b[at_b]
-            if len(x) < min_returns:
-                continue
-            correlation = _correlation(x, y)
-            if correlation is not None:
-                correlations[frozenset((a, b))] = correlation
+    """Every volatility and correlation of :class:`MarketRiskEstimate`, worked out at once."""
+    estimate = MarketRiskEstimate(closes, periods_per_day, min_returns)
+    symbols = sorted(estimate.symbols)
+    volatility = {symbol: value for symbol in estimate.symbols
+                  if (value := estimate.estimated_volatility(symbol)) is not None}
+    correlations = {frozenset((a, b)): value for i, a in enumerate(symbols) for b in symbols[i + 1:]
+                    if (value := estimate.estimated_correlation(a, b)) is not None}
     return MarketRisk(volatility, correlations)
 
 
@@ -334,7 +389,7 @@ class RiskAgent:
         """Whether the drawdown pause, the daily loss limit or the cooldown blocks new entries."""
         return bool(self.pause_reasons(now, equity_usdt))
 
-    def max_leverage_for(self, symbol: str, tested: bool, market: MarketRisk) -> float:
+    def max_leverage_for(self, symbol: str, tested: bool, market: MarketRisk | MarketRiskEstimate) -> float:
         """The highest leverage an entry on ``symbol`` may get now (1 when untested or unknown)."""
         if not tested:
             return 1.0
@@ -354,7 +409,7 @@ class RiskAgent:
         open_positions: Sequence[Position],
         now: datetime,
         check_id: str,
-        market: MarketRisk | None = None,
+        market: MarketRisk | MarketRiskEstimate | None = None,
         blocked: Sequence[RiskReason] = (),
     ) -> RiskCheck:
         """Approve and size ``intent``, or reject it with every reason that applies.
@@ -482,7 +537,8 @@ class RiskAgent:
         return reasons
 
     def _position_reasons(
-        self, intent: TradeIntent, open_positions: Sequence[Position], market: MarketRisk, verdict: _Verdict
+        self, intent: TradeIntent, open_positions: Sequence[Position], market: MarketRisk | MarketRiskEstimate,
+        verdict: _Verdict,
     ) -> None:
         if any(p.symbol == intent.symbol for p in open_positions):
             verdict.reasons.append(RiskReason.POSITION_ALREADY_OPEN)
@@ -490,11 +546,11 @@ class RiskAgent:
         if correlated >= self.limits.max_correlated_positions:
             verdict.reasons.append(RiskReason.TOO_MANY_CORRELATED)
 
-    def _correlated(self, a: str, b: str, market: MarketRisk) -> bool:
+    def _correlated(self, a: str, b: str, market: MarketRisk | MarketRiskEstimate) -> bool:
         correlation = market.correlation(a, b)
         return correlation is None or abs(correlation) >= self.limits.correlation_threshold
 
-    def _set_leverage(self, intent: TradeIntent, market: MarketRisk, verdict: _Verdict) -> None:
+    def _set_leverage(self, intent: TradeIntent, market: MarketRisk | MarketRiskEstimate, verdict: _Verdict) -> None:
         limits = self.limits
         default = limits.long_leverage if intent.direction is Direction.LONG else limits.short_leverage
         requested = intent.leverage if intent.leverage is not None else default
@@ -519,7 +575,7 @@ class RiskAgent:
         market_price: float,
         portfolio: Portfolio,
         open_positions: Sequence[Position],
-        market: MarketRisk,
+        market: MarketRisk | MarketRiskEstimate,
         equity: float,
         quote_usdt: float,
         verdict: _Verdict,

@@ -28,7 +28,7 @@ _PLAN_COLUMNS = ("account, snapshot_time, regime, previous_regime, prices, refer
 
 
 def _snapshot(row: dict[str, Any]) -> PortfolioSnapshot:
-    return PortfolioSnapshot(
+    return PortfolioSnapshot.from_stored(
         account=row["account"], time=row["time"],
         balances={Asset.BTC: row["btc"], Asset.USDT: row["usdt"], Asset.XRP: row["xrp"]},
         prices=row["prices"], equity_usdt=row["equity_usdt"], liabilities=row["liabilities"],

@@ -10,7 +10,14 @@ A strategy is any module (or object) with:
 - optionally ``READS``: the snapshot parts it reads (a subset of
   ``marketdata.snapshot.SNAPSHOT_PARTS``, all of them when absent). The runner calls it again only
   when one of those parts, or its state, changed: a candle strategy costs nothing on the
-  cycles between two candle closes.
+  cycles between two candle closes;
+- optionally ``SIGNAL_CANDIDATES(candles, first, config) -> bool array`` (:class:`CandidateRows`),
+  for a strategy that reads only candles of its own symbol on the 1m timeframe: the rows where
+  it may signal. A backtest hands the kernel thousands of candles at once; the kernel asks each
+  such strategy once per batch and does not call ``generate_signal`` on the rows where it
+  cannot signal. It may mark more rows than signal (a vectorised indicator may differ from the
+  one ``generate_signal`` uses in the last bit: mark the near cases), never fewer: the batch's
+  trades must be those of calling ``generate_signal`` on every row.
 
 The registry checks all of it on load; the runner calls ``generate_signal`` once per symbol
 per cycle with that symbol's :class:`StrategyState`.
@@ -21,9 +28,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+import numpy as np
 from pydantic import BaseModel
 
-from triplegain_core.marketdata.snapshot import MarketSnapshot
+from triplegain_core.marketdata.snapshot import CandleWindow, MarketSnapshot
 from triplegain_core.model.signals import Signal, SignalAction
 
 
@@ -65,3 +73,15 @@ class SignalGenerator(Protocol):
     def __call__(
         self, snapshot: MarketSnapshot, config: BaseModel, state: StrategyState
     ) -> Signal | None: ...
+
+
+@runtime_checkable
+class CandidateRows(Protocol):
+    """The optional batch part of the contract (``SIGNAL_CANDIDATES``).
+
+    ``candles`` is one symbol's 1m series: the history the strategy's window held before the
+    batch, then the batch's candles, from row ``first`` on. Returns one bool per row from
+    ``first`` on: False at a row promises that ``generate_signal``, on the snapshot whose window
+    of this symbol ends at that row, returns None and changes no state, whatever the state."""
+
+    def __call__(self, candles: CandleWindow, first: int, config: BaseModel) -> np.ndarray: ...

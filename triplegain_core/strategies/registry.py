@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from triplegain_core.marketdata.snapshot import SNAPSHOT_PARTS
 from triplegain_core.model.market import TRADED_SYMBOLS
-from triplegain_core.strategies.interface import SignalGenerator, StrategyState
+from triplegain_core.strategies.interface import CandidateRows, SignalGenerator, StrategyState
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,8 @@ class LoadedStrategy:
     generate: SignalGenerator
     source: str
     reads: frozenset[str] = SNAPSHOT_PARTS
+    # The rows of a batch where it may signal (SIGNAL_CANDIDATES); None: it is asked on every row.
+    candidates: CandidateRows | None = None
 
     def new_state(self, symbol: str) -> StrategyState:
         """Fresh state for one symbol."""
@@ -131,8 +133,15 @@ def load_strategy(
     reads = getattr(candidate, "READS", SNAPSHOT_PARTS)
     if not isinstance(reads, (frozenset, set, tuple)) or not reads or not set(reads) <= SNAPSHOT_PARTS:
         raise StrategyLoadError(f"READS must be a non-empty subset of {sorted(SNAPSHOT_PARTS)}, got {reads!r}")
+    candidates = getattr(candidate, "SIGNAL_CANDIDATES", None)
+    if candidates is not None:
+        if not callable(candidates):
+            raise StrategyLoadError("SIGNAL_CANDIDATES is not callable")
+        if set(reads) != {"candles"} or getattr(config, "timeframe", None) != "1m":
+            raise StrategyLoadError("SIGNAL_CANDIDATES needs READS = {'candles'} and config.timeframe = '1m'"
+                                    f" (got READS {sorted(reads)}, timeframe {getattr(config, 'timeframe', None)!r})")
     return LoadedStrategy(name=name, version=version, symbols=symbols, config=config, generate=generate,
-                          source=source, reads=frozenset(reads))
+                          source=source, reads=frozenset(reads), candidates=candidates)
 
 
 def _package_candidates(package: str) -> list[tuple[str, Any]]:

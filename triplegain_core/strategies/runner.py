@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from triplegain_core.decisions.gate import GateDecision, GatePolicy, SignalGate, review_signal
@@ -72,6 +72,8 @@ class StrategyRunner:
         self.states: dict[tuple[str, str], StrategyState] = {
             (s.name, symbol): s.new_state(symbol) for s in self.strategies for symbol in s.symbols
         }
+        self.pairs = len(self.states)
+        """How many (strategy, symbol) pairs it runs."""
         self.failure_counts: Counter[str] = Counter()
         self.last_report = CycleReport()
         self.skipped_calls = 0
@@ -104,8 +106,10 @@ class StrategyRunner:
                 self._input_keys[(strategy.name, symbol)] = (fingerprint, state.signals_emitted, state.last_signal_id,
                                                              state.open_action)
 
-    def run(self, snapshot: MarketSnapshot) -> list[Signal]:
-        """The new signals of this cycle, in strategy then symbol order."""
+    def run(self, snapshot: MarketSnapshot, asleep: Collection[tuple[str, str]] = ()) -> list[Signal]:
+        """The new signals of this cycle, in strategy then symbol order. The (strategy, symbol)
+        pairs ``asleep`` are known not to signal on this snapshot (their ``SIGNAL_CANDIDATES``):
+        they are not called."""
         report = CycleReport()
         fingerprints: dict[frozenset[str], tuple[object, ...]] = {}
         for strategy in self.strategies:
@@ -113,6 +117,8 @@ class StrategyRunner:
             if fingerprint is None:
                 fingerprint = fingerprints[strategy.reads] = snapshot.fingerprint(strategy.reads)
             for symbol in strategy.symbols:
+                if asleep and (strategy.name, symbol) in asleep:
+                    continue
                 state = self.states[(strategy.name, symbol)]
                 key = (fingerprint, state.signals_emitted, state.last_signal_id, state.open_action)
                 if self._input_keys.get((strategy.name, symbol)) == key:

@@ -37,6 +37,29 @@ def test_buffer_keeps_exactly_the_last_capacity_candles() -> None:
     assert len(buffer) == 5
 
 
+@pytest.mark.parametrize("capacity", [2, 5, 7])
+def test_candles_appended_between_two_windows_end_as_if_each_was_cut(capacity: int) -> None:
+    """Appends are written to the ring when a window is cut, several at once: whatever the run
+    lengths (shorter than, equal to, longer than the capacity), the windows are the last
+    ``capacity`` candles, and an earlier window stays as it was."""
+    buffer = CandleBuffer("XRP/USDT", "1m", capacity=capacity)
+    runs = np.random.default_rng(capacity).integers(1, 3 * capacity, 40)
+    appended: list[int] = []
+    windows: list[tuple[CandleWindow, list[int]]] = []
+    for run in runs:
+        for _ in range(run):
+            buffer.append(_candle(len(appended)))
+            appended.append(len(appended))
+        window = buffer.window()
+        assert window is not None
+        kept = appended[-capacity:]
+        assert list(window.open_time_us) == [T0 + k * MINUTE for k in kept]
+        assert list(window.close) == [100.5 + k for k in kept]
+        windows.append((window, kept))
+    for window, kept in windows:
+        assert list(window.close) == [100.5 + k for k in kept]
+
+
 def test_buffer_window_is_a_read_only_copy() -> None:
     buffer = CandleBuffer("XRP/USDT", "1m", capacity=3)
     buffer.extend(_candle(i) for i in range(3))

@@ -5,8 +5,11 @@ from __future__ import annotations
 import textwrap
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
+from pydantic import BaseModel
 
 from triplegain_core.config import ConfigError, load_settings
 from triplegain_core.strategies.registry import (
@@ -222,3 +225,33 @@ def test_symbols_must_be_traded_ones() -> None:
     with pytest.raises(StrategyLoadError, match="not traded"):
         load_strategy(ratio_trading, "test", traded_symbols=("BTC/USDT", "XRP/USDT"))
     assert load_strategy(ratio_trading, "test").symbols == ("XRP/BTC",)
+
+
+def _candle_strategy(**extra: object) -> SimpleNamespace:
+    class Config(BaseModel):
+        timeframe: str = "1m"
+
+    def generate_signal(snapshot: object, config: object, state: object) -> None:
+        return None
+
+    fields = {"NAME": "probe", "VERSION": "1", "SYMBOLS": ("XRP/USDT",), "Config": Config,
+              "generate_signal": generate_signal, "READS": frozenset({"candles"})}
+    return SimpleNamespace(**(fields | extra))
+
+
+def test_signal_candidates_are_taken_from_candle_strategies_on_1m_only() -> None:
+    def candidates(candles: object, first: int, config: object) -> np.ndarray:
+        return np.ones(0, dtype=bool)
+
+    assert load_strategy(_candle_strategy(SIGNAL_CANDIDATES=candidates), "test").candidates is candidates
+    assert load_strategy(_candle_strategy(), "test").candidates is None
+    with pytest.raises(StrategyLoadError, match="SIGNAL_CANDIDATES is not callable"):
+        load_strategy(_candle_strategy(SIGNAL_CANDIDATES=3), "test")
+    with pytest.raises(StrategyLoadError, match=r"needs READS = \{'candles'\}.*got READS \['books', 'candles'\]"):
+        load_strategy(_candle_strategy(SIGNAL_CANDIDATES=candidates, READS=frozenset({"candles", "books"})), "test")
+
+    class FiveMinutes(BaseModel):
+        timeframe: str = "5m"
+
+    with pytest.raises(StrategyLoadError, match="timeframe '5m'"):
+        load_strategy(_candle_strategy(SIGNAL_CANDIDATES=candidates, Config=FiveMinutes), "test")
