@@ -21,6 +21,7 @@ run (``<data dir>/backtests/<run id>/``: every equity curve and drawdown, the be
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import tomllib
@@ -54,6 +55,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
                           help="the configured models too, each on its own account, answering from recordings")
     backtest.add_argument("--models-every", type=positive_int, default=None, metavar="MINUTES",
                           help="with --models: a round every MINUTES of market time (default: 60, as live)")
+    backtest.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, metavar="N",
+                          help="processes the strategies' accounts are shared out among (default: one per core;"
+                               " the trades are the same with any number; with --models, one)")
     backtest.set_defaults(handler=_backtest)
     walk = commands.add_parser(
         "walkforward", help="choose each strategy's parameters on train windows, judge them on the test windows",
@@ -220,7 +224,7 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
               file=sys.stderr)
         try:
             result = run_backtest(settings, history, progress=ProgressBar("backtest"), models=models,
-                                  decide_from_us=source.decide_from_us)
+                                  decide_from_us=source.decide_from_us, workers=args.workers)
         except MissingRecordingError as exc:
             raise UserMistake(str(exc)) from None
         card = scorecard(settings, result)

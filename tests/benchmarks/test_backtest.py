@@ -2,7 +2,7 @@
 
 The market: three pairs (BTC/USDT, XRP/USDT, XRP/BTC) of seeded random-walk 1m candles at each
 pair's price scale. ``BACKTEST_BENCH_DAYS`` (default 7) days are run for the EMA 9/21 cross and
-``BACKTEST_BENCH_ALL_DAYS`` (default 1) for every built-in strategy with the TechnicalAgent: the
+``BACKTEST_BENCH_ALL_DAYS`` (default 7) for every built-in strategy with the TechnicalAgent: the
 issue's figures are for a year (about 1.58 million bars), which at today's speed would take far
 longer than `make bench` may (under 20 minutes for all of it); the rates do not depend on the
 length once the strategies' windows are full. Printed:
@@ -10,8 +10,10 @@ length once the strategies' windows are full. Printed:
 - ``backtest_bars_per_s``: the EMA 9/21 cross (a strategy of this benchmark: LONG when the EMA 9
   crosses above the EMA 21, SHORT below), with the risk rules, fees and slippage of the default
   configuration; bars are candles of any pair.
-- ``backtest_all_strategies_bars_per_s``: every built-in strategy and the TechnicalAgent together.
-- ``backtest_peak_rss_mb``: the process's peak resident memory after both.
+- ``backtest_all_strategies_bars_per_s``: every built-in strategy and the TechnicalAgent together,
+  their accounts shared out among one process per core as ``triplegain backtest`` runs them (the
+  same trades as in one process: asserted); ``backtest_all_strategies_one_process_bars_per_s`` in one.
+- ``backtest_peak_rss_mb``: the largest peak resident memory of this process and the workers after both.
 - ``backtest_repeat_mismatches``: the EMA backtest run twice: 0 when the two gave the same trades.
 - ``backtest_vectorbt_mismatches``: trades that differ (bar, side, size, price, fee) between the
   kernel and vectorbt's ``Portfolio.from_signals`` on the same EMA cross signals, in the
@@ -56,7 +58,7 @@ def _market(days: float, seed: int = 1) -> BacktestHistory:
 
 def test_backtest_speed_memory_and_repeatability() -> None:
     ema_days = float(os.environ.get("BACKTEST_BENCH_DAYS", "7"))
-    all_days = float(os.environ.get("BACKTEST_BENCH_ALL_DAYS", "1"))
+    all_days = float(os.environ.get("BACKTEST_BENCH_ALL_DAYS", "7"))
     market = _market(ema_days)
     plain = Settings(symbols=SYMBOLS, strategies=StrategySettings(enabled=(), technical_agent=False))
     started = time.perf_counter()
@@ -69,13 +71,21 @@ def test_backtest_speed_memory_and_repeatability() -> None:
     everything = _market(all_days, seed=2)
     started = time.perf_counter()
     result = run_backtest(Settings(symbols=SYMBOLS), everything)
+    one_process_rate = len(everything.candles) / (time.perf_counter() - started)
+    workers = os.cpu_count() or 1
+    started = time.perf_counter()
+    shared = run_backtest(Settings(symbols=SYMBOLS), everything, workers=workers)
     all_rate = len(everything.candles) / (time.perf_counter() - started)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    assert shared.trades_hash == result.trades_hash
+    # This process's peak, and the largest of the workers' (each holds the market and its accounts).
+    peak_mb = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024
 
     print(f"\nbacktest: EMA cross {len(market.candles):,} bars ({ema_days:g} days x 3 pairs, {fills} fills);"
           f" all strategies {len(everything.candles):,} bars, {len(result.accounts)} accounts")
     print(f"BENCH backtest_bars_per_s {ema_rate:.0f} bars/s")
-    print(f"BENCH backtest_all_strategies_bars_per_s {all_rate:.0f} bars/s")
+    print(f"BENCH backtest_all_strategies_bars_per_s {all_rate:.0f} bars/s ({workers} processes, as `triplegain"
+          " backtest` runs)")
+    print(f"BENCH backtest_all_strategies_one_process_bars_per_s {one_process_rate:.0f} bars/s")
     print(f"BENCH backtest_peak_rss_mb {peak_mb:.0f} MB")
     print(f"BENCH backtest_repeat_mismatches {int(first.trades_hash != second.trades_hash)} runs")
     crosscheck = compare()

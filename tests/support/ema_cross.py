@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from triplegain_core.marketdata.snapshot import CandleWindow, MarketSnapshot
 from triplegain_core.model.market import us_to_datetime
 from triplegain_core.model.signals import Signal, SignalAction
+from triplegain_core.strategies.candidates import rows_after_lookback, windowed_ema, windows_through
 from triplegain_core.strategies.interface import StrategyState
 from triplegain_core.strategies.registry import LoadedStrategy
 
@@ -41,32 +42,20 @@ def _ema_cross(snapshot: MarketSnapshot, config: EmaCrossConfig, state: Strategy
                   take_profit=price * (1.02 if long else 0.98), reason="ema 9/21 cross")
 
 
-def _windowed_emas(windows: np.ndarray, period: int) -> tuple[np.ndarray, np.ndarray]:
-    """TA-Lib's EMA over each row of ``windows`` (seeded with the mean of its first ``period``
-    values): its last two values per row."""
-    k = 2.0 / (period + 1)
-    ema = windows[:, :period].mean(axis=1)
-    before = ema
-    for column in range(period, windows.shape[1]):
-        before, ema = ema, (windows[:, column] - ema) * k + ema
-    return before, ema
-
-
 def _ema_cross_candidates(candles: CandleWindow, first: int, config: EmaCrossConfig) -> np.ndarray:
     """The rows where the EMA cross may signal: where the EMAs of the last ``window`` closes
     cross, or come within a billionth of each other (TA-Lib may round otherwise); every row
     with a shorter history."""
-    rows = np.ones(len(candles) - first, dtype=bool)
-    full = max(first, config.window - 1)  # the first row with a whole window behind it
-    if full >= len(candles):
-        return rows
-    windows = np.lib.stride_tricks.sliding_window_view(candles.close, config.window)[full - config.window + 1:]
-    fast_before, fast = _windowed_emas(windows, config.fast)
-    slow_before, slow = _windowed_emas(windows, config.slow)
-    near = 1e-9 * np.abs(slow)
-    rows[full - first:] = (((fast > slow) != (fast_before > slow_before)) | (np.abs(fast - slow) <= near)
-                           | (np.abs(fast_before - slow_before) <= near))
-    return rows
+    def rule(start: int) -> np.ndarray:
+        windows = windows_through(candles.close, config.window, start)
+        fast_ema, slow_ema = windowed_ema(windows, config.fast), windowed_ema(windows, config.slow)
+        fast_before, fast, slow_before, slow = fast_ema[:, -2], fast_ema[:, -1], slow_ema[:, -2], slow_ema[:, -1]
+        near = 1e-9 * np.abs(slow)
+        return (((fast > slow) != (fast_before > slow_before)) | (np.abs(fast - slow) <= near)
+                | (np.abs(fast_before - slow_before) <= near))
+
+    # A whole window of closes ends at the row: window - 1 candles before it.
+    return rows_after_lookback(candles, first, config.window - 1, rule)
 
 
 def ema_cross(symbols: tuple[str, ...], *, candidates: bool = True) -> LoadedStrategy:

@@ -31,6 +31,13 @@ VERSION = "1"
 TREND_WEIGHT = 0.4
 MOMENTUM_WEIGHT = 0.3
 SPREAD_WEIGHT = 0.3
+# The margins of candidate_rows: relative (EMAs; the MACD histogram against the price), in
+# indicator points (RSI, ADX) and on the strength (NaN scores count as strong enough).
+_CANDIDATE_ROOM = 1e-4
+_CANDIDATE_POINTS = 0.5
+_CANDIDATE_STRENGTH = 0.02
+# The shortest window those margins hold for (the EMA50 seed's weight then under 5e-5).
+CANDIDATE_MIN_WINDOW = 300
 
 
 class TechnicalAgentConfig(BaseModel):
@@ -111,6 +118,43 @@ class TechnicalAgent:
             return None
         return self._signal(window.symbol, window.timeframe, window.last_open_time_us, window.last_close_time_us,
                             float(window.close[-1]), values)
+
+    def candidate_rows(self, candles: CandleWindow, first: int, window: int) -> np.ndarray:
+        """The rows of ``candles`` from ``first`` on where :meth:`analyze_window`, shown the last
+        ``window`` candles up to the row, may signal.
+
+        Its rule on the indicators of the whole series, loosened by margins: where a window
+        starts with the series, its indicators are those of the series; further on they differ
+        only by their seeds' weight after ``window - 50`` candles (for EMA50 and 300 candles,
+        (49/51)^250 < 5e-5 of the seed's distance from the price), far inside the margins. Every
+        row where an indicator is unknown may signal; none shown fewer than ``MIN_HISTORY``.
+        With a ``window`` shorter than :data:`CANDIDATE_MIN_WINDOW` the seeds weigh too much for
+        the margins: every row may signal."""
+        cfg = self.config
+        if window < CANDIDATE_MIN_WINDOW:
+            return np.ones(len(candles) - first, dtype=bool)
+        values = {name: array[first:] for name, array in
+                  core_indicator_arrays(candles.high, candles.low, candles.close).items()}
+        ema9, ema21, ema50 = values["ema_9"], values["ema_21"], values["ema_50"]
+        hist, rsi, adx, atr = values["macd_hist"], values["rsi_14"], values["adx_14"], values["atr_14"]
+        room = _CANDIDATE_ROOM
+        long = (ema9 > ema21 * (1 - room)) & (ema21 > ema50 * (1 - room)) & (hist > -room * ema50) \
+            & (rsi < cfg.rsi_overbought + _CANDIDATE_POINTS)
+        short = (ema9 < ema21 * (1 + room)) & (ema21 < ema50 * (1 + room)) & (hist < room * ema50) \
+            & (rsi > cfg.rsi_oversold - _CANDIDATE_POINTS)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            trend = np.clip((adx - cfg.adx_threshold) / (cfg.adx_full - cfg.adx_threshold), 0.0, 1.0)
+            momentum = np.clip(np.abs(hist) / (cfg.macd_hist_atr_scale * atr), 0.0, 1.0)
+            spread = np.clip(np.abs(ema9 - ema50) / (cfg.ema_spread_atr_scale * atr), 0.0, 1.0)
+        strength = TREND_WEIGHT * trend + MOMENTUM_WEIGHT * momentum + SPREAD_WEIGHT * spread
+        strong = (adx >= cfg.adx_threshold - _CANDIDATE_POINTS) & ~(strength < cfg.min_strength - _CANDIDATE_STRENGTH)
+        unknown = np.zeros(len(ema9), dtype=bool)
+        for array in values.values():
+            unknown |= np.isnan(array)
+        rows = ((long | short) & strong) | unknown
+        shown = np.minimum(np.arange(first, len(candles)) + 1, window)
+        candidates: np.ndarray = rows & (shown >= MIN_HISTORY)
+        return candidates
 
     def _signal(
         self, symbol: str, timeframe: str, open_time_us: int, close_time_us: int, entry: float,

@@ -16,11 +16,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import time
+import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from enum import StrEnum
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 from triplegain_core.backtest.history import BacktestHistory
@@ -28,6 +32,7 @@ from triplegain_core.backtest.models import BacktestDecisions, ModelRounds, mode
 from triplegain_core.backtest.trail import AccountTrail, BacktestTrail
 from triplegain_core.config import Settings
 from triplegain_core.decisions.published import LLM_ACCOUNT_PREFIX
+from triplegain_core.execution.account import strategy_account_name
 from triplegain_core.execution.kernel import TradingKernel
 from triplegain_core.llm.models import LLMCall
 from triplegain_core.model.market import Candle
@@ -42,6 +47,8 @@ TRADING_FIELDS = frozenset({"symbols", "account", "starting_balances", "fee_rate
 MODEL_ROUNDS_KEY = "model_rounds_every_minutes"
 # Candles handed to the kernel at once (a progress report after each batch).
 BATCH_CANDLES = 5_000
+# What the TechnicalAgent costs a backtest worker, in strategies (for sharing them out).
+AGENT_LOAD = 2
 
 ProgressReport = Callable[[int, int], None]
 """Called with (candles done, candles in all) as a backtest runs."""
@@ -123,7 +130,7 @@ def model_rounds_of(config: Mapping[str, Any]) -> int | None:
 
 def run_backtest(settings: Settings, history: BacktestHistory, *, strategies: Iterable[LoadedStrategy] | None = None,
                  decide_from_us: int | None = None, progress: ProgressReport | None = None,
-                 models: ModelRounds | None = None) -> BacktestResult:
+                 models: ModelRounds | None = None, workers: int = 1) -> BacktestResult:
     """Run every account ``settings`` trades over ``history``; see the module's docstring.
 
     ``strategies`` replace the configured ones (e.g. other parameters); with ``decide_from_us``
@@ -131,12 +138,23 @@ def run_backtest(settings: Settings, history: BacktestHistory, *, strategies: It
     no account valued), and the accounts trade from there on. With ``models``, the configured
     models deliberate on their cadence from recorded answers only (see
     :mod:`~triplegain_core.backtest.models`), each on its own account.
+
+    With ``workers`` above 1 (and no models), the strategies' accounts are shared out among that
+    many processes, each running the kernel over the whole history (the accounts of a backtest
+    trade apart: only the market and its guards, the same in every process, are common); the
+    result is the same, fill for fill, as in one process.
     """
     started = time.perf_counter()
     missing = sorted(set(settings.symbols) - set(history.symbols))
     if missing:
         # A pair the configuration trades but the history lacks would never get a price.
         settings = settings.model_copy(update={"symbols": tuple(s for s in settings.symbols if s in history.symbols)})
+    if workers > 1 and models is None:
+        chosen = tuple(select_strategies(settings.strategies, settings.symbols).strategies if strategies is None
+                       else strategies)
+        if len(chosen) > 1:
+            return _run_forked(settings, history, chosen, decide_from_us, progress, min(workers, len(chosen)),
+                               started)
     trail = BacktestTrail()
     lifecycle = BacktestDecisions()
     kernel = TradingKernel(settings, trail, strategies=strategies, clock=ReplayClock(), decisions=lifecycle)
@@ -170,6 +188,77 @@ def run_backtest(settings: Settings, history: BacktestHistory, *, strategies: It
     return BacktestResult(config=config, config_hash=config_hash(config), history=history, accounts=accounts,
                           trades_hash=trades_hash(accounts), seconds=time.perf_counter() - started,
                           model_calls=() if rounds is None else tuple(rounds.calls))
+
+
+def _run_forked(settings: Settings, history: BacktestHistory, strategies: tuple[LoadedStrategy, ...],
+                decide_from_us: int | None, progress: ProgressReport | None, workers: int,
+                started: float) -> BacktestResult:
+    """:func:`run_backtest` with the strategies dealt out among ``workers`` forked processes;
+    the first also trades the base account (the TechnicalAgent's) and reports the progress."""
+    context = multiprocessing.get_context("fork")  # the history and the strategies are inherited, not sent
+    no_agent = settings.strategies.model_copy(update={"technical_agent": False})
+    quiet = settings.model_copy(update={"strategies": no_agent})
+    # Dealt to the least loaded worker in turn; the first also runs the TechnicalAgent, which
+    # costs about two strategies.
+    loads = [AGENT_LOAD if settings.strategies.technical_agent else 0] + [0] * (workers - 1)
+    groups: list[list[LoadedStrategy]] = [[] for _ in range(workers)]
+    for strategy in strategies:
+        lightest = loads.index(min(loads))
+        groups[lightest].append(strategy)
+        loads[lightest] += 1
+    parts: list[tuple[Connection, BaseProcess]] = []
+    for index in range(workers):
+        receiving, sending = context.Pipe(duplex=False)
+        worker = context.Process(target=_forked_part, daemon=True, args=(
+            sending, settings if index == 0 else quiet, history, tuple(groups[index]), decide_from_us,
+            index == 0 and progress is not None))
+        worker.start()
+        sending.close()
+        parts.append((receiving, worker))
+    found: dict[str, AccountResult] = {}
+    try:
+        for index, (receiving, _) in enumerate(parts):
+            while True:
+                try:
+                    kind, payload = receiving.recv()
+                except EOFError:
+                    raise RuntimeError(f"backtest worker {index} ended without a result") from None
+                if kind == "progress":
+                    assert progress is not None
+                    progress(*payload)
+                    continue
+                if kind == "error":
+                    raise RuntimeError(f"backtest worker {index} failed:\n{payload}")
+                # The other workers' base accounts are copies that traded nothing: the first's counts.
+                found.update((account.name, account) for account in payload
+                             if index == 0 or account.name != settings.account)
+                break
+    finally:
+        for receiving, process in parts:
+            receiving.close()
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+    accounts = (found[settings.account], *(found[strategy_account_name(settings.account, s.name)] for s in strategies))
+    config = backtest_config(settings, strategies)
+    return BacktestResult(config=config, config_hash=config_hash(config), history=history, accounts=accounts,
+                          trades_hash=trades_hash(accounts), seconds=time.perf_counter() - started)
+
+
+def _forked_part(sending: Connection, settings: Settings, history: BacktestHistory,
+                 strategies: tuple[LoadedStrategy, ...], decide_from_us: int | None, report: bool) -> None:
+    """One worker of :func:`_run_forked`: its accounts' results, or what went wrong, on ``sending``."""
+    try:
+        def progress(done: int, total: int) -> None:
+            sending.send(("progress", (done, total)))
+
+        result = run_backtest(settings, history, strategies=strategies, decide_from_us=decide_from_us,
+                              progress=progress if report else None)
+        sending.send(("result", result.accounts))
+    except BaseException:
+        sending.send(("error", traceback.format_exc()))
+    finally:
+        sending.close()
 
 
 def _moment_end(candles: Sequence[Candle], end: int) -> int:

@@ -9,16 +9,16 @@ stays within a few hundred megabytes.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from triplegain_core.execution.order_manager import ManagedOrder
-from triplegain_core.model.market import INSTRUMENTS, Asset, datetime_to_us
+from triplegain_core.model.market import Asset, datetime_to_us
 from triplegain_core.model.orders import Fill, Order, OrderEvent
 from triplegain_core.model.signals import Signal, TradeIntent
-from triplegain_core.portfolio.balances import PortfolioSnapshot
+from triplegain_core.portfolio.balances import USDT_PAIRS, PortfolioSnapshot
 from triplegain_core.portfolio.positions import Position
 from triplegain_core.risk.guards import GuardEvent
 from triplegain_core.risk.rules import RiskCheck
@@ -55,8 +55,8 @@ class BacktestTrail:
     def __init__(self) -> None:
         self.accounts: dict[str, AccountTrail] = {}
         self.guard_events: list[GuardEvent] = []
-        # The latest USDT prices the snapshots carried: what a fee in BTC is worth.
-        self._usdt_prices: dict[Asset, float] = {Asset.USDT: 1.0}
+        # The prices the latest snapshots carried: what a fee in BTC is worth.
+        self._snapshot_prices: Mapping[str, float] = {}
 
     def account(self, name: str) -> AccountTrail:
         """The trail of ``name`` (empty until it traded or was valued)."""
@@ -90,7 +90,9 @@ class BacktestTrail:
         """Keep a fill; its fee valued in USDT at the latest snapshot's prices."""
         trail = self.account(fill.account)
         trail.fills.append(fill)
-        trail.fees_usdt += fill.fee * self._usdt_prices.get(fill.fee_asset, 0.0)
+        asset = fill.fee_asset
+        price = 1.0 if asset is Asset.USDT else self._snapshot_prices.get(USDT_PAIRS[asset], 0.0)
+        trail.fees_usdt += fill.fee * price
 
     def record_position(self, position: Position, event: str, time: datetime | None = None) -> None:
         """Keep a position's latest state."""
@@ -99,17 +101,15 @@ class BacktestTrail:
     def record_snapshots(self, snapshots: Sequence[PortfolioSnapshot]) -> None:
         """Add each account's equity to its curve."""
         time, time_us = None, 0
+        accounts = self.accounts
         for snapshot in snapshots:
             if snapshot.time is not time:  # the kernel values every account at one moment
                 time, time_us = snapshot.time, datetime_to_us(snapshot.time)
-            curve = self.account(snapshot.account).curve
-            curve.times_us.append(time_us)
-            curve.equity.append(snapshot.equity_usdt)
+            trail = accounts.get(snapshot.account) or self.account(snapshot.account)
+            trail.curve.times_us.append(time_us)
+            trail.curve.equity.append(snapshot.equity_usdt)
         if snapshots:
-            for symbol, price in snapshots[0].prices.items():
-                instrument = INSTRUMENTS[symbol]
-                if instrument.quote is Asset.USDT:
-                    self._usdt_prices[instrument.base] = price
+            self._snapshot_prices = snapshots[0].prices
 
     def record_guard_event(self, event: GuardEvent) -> None:
         """Keep a guard's set or lift."""

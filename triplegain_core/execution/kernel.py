@@ -86,6 +86,7 @@ from triplegain_core.strategies.selection import candle_needs, select_strategies
 
 log = logging.getLogger(__name__)
 
+_CANDLES_ONLY = frozenset({"candles"})
 HISTORY_LENGTH = max(MIN_HISTORY * 3, 300)
 CYCLE_SAMPLES = 10_000
 # Strategies are asked where they may signal (SIGNAL_CANDIDATES) only for batches spanning at
@@ -287,9 +288,12 @@ class TradingKernel:
         for strategy in strategies:
             groups.setdefault(timeframe_of(strategy), []).append(strategy)
         self._runners = tuple((timeframe, StrategyRunner(group)) for timeframe, group in groups.items())
-        self._candidates = tuple(s for s in strategies if s.candidates is not None)
-        # Per batch of candles (see on_candles): where each of those cannot signal.
+        self._candidates = tuple(s for s in strategies if s.candidates is not None and timeframe_of(s) is not None)
+        self._candidate_timeframes = {s.name: timeframe_of(s) or "1m" for s in self._candidates}
+        # Per batch of candles (see on_candles): where each of those cannot signal, and per
+        # symbol where the TechnicalAgent cannot.
         self._asleep: dict[tuple[str, str], set[int]] = {}
+        self._agent_asleep: dict[str, set[int]] = {}
         # Each strategy's state per symbol, to tell it what its account really holds.
         self._states: dict[str, dict[str, StrategyState]] = {}
         for _, runner in self._runners:
@@ -327,6 +331,10 @@ class TradingKernel:
         self._last_snapshot_minute: int | None = None
         # Per strategy, its account's position changes and its signals at the last holdings sync.
         self._synced: dict[str, tuple[int, int]] = {}
+        # Changes made to the strategies' states outside their runners (holdings, a restore),
+        # and per candle runner what it last ran on (its timeframe's candles, those changes).
+        self._states_version = 0
+        self._runner_seen: dict[StrategyRunner, tuple[int, int]] = {}
         # The accounts changed since the last export_state (every account after a candle).
         self._changed: set[str] = set()
         self._all_changed = False
@@ -435,33 +443,47 @@ class TradingKernel:
                 for moment in _moments(candles):
                     deciding += self._on_moment(moment)
         finally:
-            self._asleep = {}
+            self._asleep, self._agent_asleep = {}, {}
         self.stats.decision_ms.append(deciding * 1000)
 
     def _asleep_rows(self, candles: Sequence[Candle]) -> dict[tuple[str, str], set[int]]:
-        """For each strategy with ``SIGNAL_CANDIDATES`` and each of its symbols: the close times
-        of the candles of ``candles`` on which it cannot signal."""
+        """For each strategy with ``SIGNAL_CANDIDATES`` and each of its symbols: the open times
+        of the candles of its timeframe that ``candles`` close on which it cannot signal (and the
+        close times of ``candles`` on which the TechnicalAgent cannot)."""
         asleep: dict[tuple[str, str], set[int]] = {}
-        if not self._candidates or candles[-1].close_time_us - candles[0].close_time_us < CANDIDATES_MIN_SPAN_US:
+        self._agent_asleep = {}
+        if not (self._candidates or self._agent) or \
+                candles[-1].close_time_us - candles[0].close_time_us < CANDIDATES_MIN_SPAN_US:
             return asleep
+        by_symbol: dict[str, list[Candle]] = {}
+        for candle in candles:
+            by_symbol.setdefault(candle.symbol, []).append(candle)
         for symbol in self._settings.symbols:
-            ahead = self._market.ahead(symbol, candles)
-            if ahead is None:
-                continue
-            series, first = ahead
-            closes = series.open_time_us[first:] + TIMEFRAME_US["1m"]
-            for strategy in self._candidates:
-                if symbol not in strategy.symbols:
+            mine = by_symbol.get(symbol, [])
+            minutes = self._market.ahead(symbol, mine)
+            if self._agent is not None and minutes is not None:
+                series, first = minutes
+                awake = self._agent.candidate_rows(series, first, HISTORY_LENGTH)
+                self._agent_asleep[symbol] = set((series.open_time_us[first:][~awake] + US_PER_MINUTE).tolist())
+            for timeframe in {timeframe_of(s) for s in self._candidates if symbol in s.symbols}:
+                assert timeframe is not None
+                ahead = minutes if timeframe == "1m" else self._market.ahead(symbol, mine, timeframe)
+                if ahead is None:
                     continue
-                assert strategy.candidates is not None
-                try:
-                    rows = np.asarray(strategy.candidates(series, first, strategy.config))
-                    if rows.dtype != np.bool_ or rows.shape != closes.shape:
-                        raise ValueError(f"returned {rows.dtype} {rows.shape}, not bool {closes.shape}")
-                except Exception as exc:  # a plugin: asked on every row instead
-                    log.error("SIGNAL_CANDIDATES of %s failed on %s: %s", strategy.name, symbol, exc)
-                    continue
-                asleep[(strategy.name, symbol)] = set(closes[~rows].tolist())
+                series, first = ahead
+                opens = series.open_time_us[first:]
+                for strategy in self._candidates:
+                    if symbol not in strategy.symbols or timeframe_of(strategy) != timeframe:
+                        continue
+                    assert strategy.candidates is not None
+                    try:
+                        rows = np.asarray(strategy.candidates(series, first, strategy.config))
+                        if rows.dtype != np.bool_ or rows.shape != opens.shape:
+                            raise ValueError(f"returned {rows.dtype} {rows.shape}, not bool {opens.shape}")
+                    except Exception as exc:  # a plugin: asked on every row instead
+                        log.error("SIGNAL_CANDIDATES of %s failed on %s: %s", strategy.name, symbol, exc)
+                        continue
+                    asleep[(strategy.name, symbol)] = set(opens[~rows].tolist())
         return asleep
 
     def on_ticks(self, prices: Mapping[str, LastPrice]) -> None:
@@ -511,7 +533,9 @@ class TradingKernel:
         if self._agent is not None and base_valued:
             # The agent reads the last HISTORY_LENGTH candles from the 1m window the strategies
             # share (its ring holds at least as many: candle_needs's minimum capacity).
-            technical = [s for c in fresh if (w := self._market.recent(c.symbol, HISTORY_LENGTH)) is not None
+            asleep = self._agent_asleep
+            technical = [s for c in fresh if not (asleep and c.close_time_us in asleep.get(c.symbol, ()))
+                         and (w := self._market.recent(c.symbol, HISTORY_LENGTH)) is not None
                          and (s := self._agent.analyze_window(w))]
         signals = self._decide(self._runners, now_us)
         deciding = time.perf_counter() - started
@@ -636,15 +660,26 @@ class TradingKernel:
             if asleep and len(asleep) >= runner.pairs and all(
                     (s.name, symbol) in asleep for s in runner.strategies for symbol in s.symbols):
                 continue  # not one of them can signal: no snapshot to cut
+            if runner.reads == _CANDLES_ONLY:
+                # No new candle of its timeframe and no state changed: the runner would skip every
+                # call (its inputs are those it last saw).
+                seen = (self._market.candles_version(timeframe), self._states_version)
+                if self._runner_seen.get(runner) == seen:
+                    continue
+                self._runner_seen[runner] = seen
             signals += runner.run(self._market.snapshot(ts_us, timeframe, candles="candles" in runner.reads), asleep)
+            if runner.last_report.signals or runner.last_report.gate_decisions:
+                self._states_version += 1  # what it signalled is in its states: the next call may differ
         return signals
 
     def _asleep_now(self) -> set[tuple[str, str]]:
-        """The (strategy, symbol) pairs whose newest candle is one they cannot signal on."""
+        """The (strategy, symbol) pairs whose newest candle (of their timeframe) is one they
+        cannot signal on."""
         if not self._asleep:
             return set()
-        market = self._market
-        return {pair for pair, closes in self._asleep.items() if market.last_close_us(pair[1]) in closes}
+        market, timeframes = self._market, self._candidate_timeframes
+        return {pair for pair, opens in self._asleep.items()
+                if market.last_open_us(pair[1], timeframes[pair[0]]) in opens}
 
     def _on_ticks(self, prices: Mapping[str, LastPrice]) -> float:
         """Exits against the latest trade prices, then the strategies that read more than
@@ -720,6 +755,7 @@ class TradingKernel:
                 action = None if position is None else SignalAction(position.direction.value)
                 if action is not state.open_action:
                     state.hold(action, None if position is None else position.entry_price)
+                    self._states_version += 1
 
     def observe_market(self, market_us: int) -> None:
         """A source announced the market at ``market_us`` (market data the host read: a price's
@@ -869,6 +905,7 @@ class TradingKernel:
             self.entry_blocks.set(block.reason, block.since, block.detail)
         self.guards.restore(state.guards)
         self._synced.clear()  # the strategies' states were just replaced
+        self._states_version += 1
         self._sync_holdings(self._by_strategy)
         return unknown
 

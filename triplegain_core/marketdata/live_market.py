@@ -13,6 +13,7 @@ symbol, which the snapshots hold for the strategies that read it (order flow).
 
 from __future__ import annotations
 
+import copy
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -74,6 +75,7 @@ class LiveMarket:
         self._resamplers = {(s, tf): CandleResampler(s, tf, SOURCE_TIMEFRAME)
                             for s in self.symbols for tf in self.timeframes if tf != SOURCE_TIMEFRAME}
         self._windows: dict[tuple[str, str], CandleWindow] = {}
+        self._candle_versions: dict[str, int] = {}
         self._books: dict[str, BookTop] = {}
         self._tapes = {symbol: TradeBuffer(symbol, TRADES_KEPT) for symbol in self.symbols}
         self._tape_windows: dict[str, TradeWindow] = {}
@@ -170,8 +172,13 @@ class LiveMarket:
         self.candle_time_us = max(self.candle_time_us or candle.close_time_us, candle.close_time_us)
         self._risk = None
 
+    def candles_version(self, timeframe: str | None = None) -> int:
+        """A count that changes whenever a closed candle of ``timeframe`` (any, for None) is taken."""
+        return self._candle_versions.get(timeframe, 0) if timeframe is not None else sum(self._candle_versions.values())
+
     def _append(self, candle: Candle) -> None:
         key = (candle.symbol, candle.timeframe)
+        self._candle_versions[candle.timeframe] = self._candle_versions.get(candle.timeframe, 0) + 1
         self._buffers[key].append(candle)
         self._windows.pop(key, None)
 
@@ -217,16 +224,17 @@ class LiveMarket:
             return None
         return top
 
-    def last_close_us(self, symbol: str) -> int | None:
-        """The close time of the newest 1m candle of ``symbol`` taken (None before the first)."""
-        history = self._history.get(symbol)
-        return history[-1].close_time_us if history else None
+    def last_open_us(self, symbol: str, timeframe: str = SOURCE_TIMEFRAME) -> int | None:
+        """The open time of the newest closed ``timeframe`` candle of ``symbol`` (None before
+        the first)."""
+        return self._buffers[(symbol, timeframe)].last_open_us
 
-    def ahead(self, symbol: str, candles: Sequence[Candle]) -> tuple[CandleWindow, int] | None:
-        """The 1m series of ``symbol`` as the strategies' windows will hold it after ``candles``:
-        the window held now, then the 1m candles of ``symbol`` among ``candles`` that
-        :meth:`add_candle` will take; with the row of the first of those (None when it takes
-        none). Nothing is taken."""
+    def ahead(self, symbol: str, candles: Sequence[Candle],
+              timeframe: str = SOURCE_TIMEFRAME) -> tuple[CandleWindow, int] | None:
+        """The ``timeframe`` series of ``symbol`` as the strategies' windows will hold it after
+        ``candles``: the window held now, then the candles that taking those of ``candles``
+        :meth:`add_candle` takes will close (built as it builds them); with the row of the
+        first of those (None when there are none). Nothing is taken."""
         last = self._history[symbol][-1].open_time_us if self._history.get(symbol) else None
         new: list[Candle] = []
         for candle in candles:
@@ -234,14 +242,19 @@ class LiveMarket:
                     last is None or candle.open_time_us > last):
                 new.append(candle)
                 last = candle.open_time_us
+        if timeframe != SOURCE_TIMEFRAME:
+            resampler = copy.deepcopy(self._resamplers[(symbol, timeframe)])
+            new = [closed for candle in new for closed in resampler.add(candle)]
         if not new:
             return None
-        held = self._window((symbol, SOURCE_TIMEFRAME))
-        columns = [np.array([getattr(c, name) for c in new]) for name in _COLUMNS]
+        held = self._window((symbol, timeframe))
+        times = np.fromiter((c.open_time_us for c in new), dtype=np.int64, count=len(new))
+        prices = np.array([(c.open, c.high, c.low, c.close, c.volume) for c in new], dtype=np.float64).T
+        columns = [times, *prices]
         if held is not None:
             columns = [np.concatenate([getattr(held, name), column]) for name, column in zip(_COLUMNS, columns,
                                                                                                 strict=True)]
-        return CandleWindow.from_arrays(symbol, SOURCE_TIMEFRAME, *columns), 0 if held is None else len(held)
+        return CandleWindow.from_arrays(symbol, timeframe, *columns), 0 if held is None else len(held)
 
     def history(self, symbol: str) -> list[Candle]:
         """The 1m candles of ``symbol`` held, oldest first."""

@@ -239,6 +239,11 @@ class CandleBuffer:
         self._pending.append(candle)
         self._last_open_us = candle.open_time_us
 
+    @property
+    def last_open_us(self) -> int | None:
+        """The open time of the newest candle appended (None before the first)."""
+        return self._last_open_us
+
     def _flush(self) -> None:
         pending = self._pending
         if not pending:

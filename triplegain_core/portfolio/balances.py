@@ -47,7 +47,9 @@ class PortfolioSnapshot:
     """Holdings of one account at one moment, valued in USDT.
 
     Made for every account at every minute of a backtest: a plain record, built from typed
-    values (a stored row is converted by :meth:`from_stored`)."""
+    values (a stored row is converted by :meth:`from_stored`). Its dicts are read, never
+    changed: snapshots share them (the accounts valued at one moment share the prices, the
+    snapshots of an account its holdings until a fill changes them)."""
 
     account: str
     time: datetime
@@ -87,6 +89,8 @@ class Portfolio:
         self._balances: dict[Asset, float] = dict.fromkeys(Asset, 0.0)
         self._balances.update({Asset(asset): float(amount) for asset, amount in balances.items()})
         self._liabilities: dict[Asset, float] = dict.fromkeys(Asset, 0.0)
+        # The holdings as snapshots show them, copied once per change (None: changed since).
+        self._shown: tuple[dict[Asset, float], dict[Asset, float]] | None = None
 
     @property
     def balances(self) -> dict[Asset, float]:
@@ -110,6 +114,7 @@ class Portfolio:
         """Take the balances and loans of a checkpoint in place of the current ones."""
         self._balances = dict.fromkeys(Asset, 0.0) | {Asset(a): float(v) for a, v in state.balances.items()}
         self._liabilities = dict.fromkeys(Asset, 0.0) | {Asset(a): float(v) for a, v in state.liabilities.items()}
+        self._shown = None
 
     def to_usdt(self, asset: Asset, amount: float, prices: Mapping[str, float]) -> float:
         """``amount`` of ``asset`` valued in USDT at ``prices`` (keyed by symbol).
@@ -172,15 +177,14 @@ class Portfolio:
         for asset, amount in new.items():
             self._balances[asset] = max(amount, 0.0)
         self._liabilities = {asset: max(amount, 0.0) for asset, amount in loans.items()}
+        self._shown = None
 
     def snapshot(self, time: datetime, prices: dict[str, float]) -> PortfolioSnapshot:
         """The holdings and their USDT value at ``time``; the snapshot keeps ``prices`` itself
         (the accounts valued at one moment share one copy of the market's)."""
-        return PortfolioSnapshot(
-            account=self.account,
-            time=time,
-            balances=dict(self._balances),
-            prices=prices,
-            equity_usdt=self.equity_usdt(prices),
-            liabilities={asset: amount for asset, amount in self._liabilities.items() if amount},
-        )
+        if self._shown is None:
+            owed = {asset: amount for asset, amount in self._liabilities.items() if amount}
+            self._shown = (dict(self._balances), owed)
+        balances, liabilities = self._shown
+        return PortfolioSnapshot(account=self.account, time=time, balances=balances, prices=prices,
+                                 equity_usdt=self.equity_usdt(prices), liabilities=liabilities)

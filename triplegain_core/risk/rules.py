@@ -172,7 +172,8 @@ class MarketRiskEstimate:
         series = self._closes.get(symbol)
         if series is not None:
             times, values = series
-            if len(values) > self._min_returns and np.all(np.isfinite(values)) and not np.any(values <= 0):
+            # Every close finite and positive: a NaN fails the first test, an infinity one of the two.
+            if len(values) > self._min_returns and values.min() > 0 and values.max() < math.inf:
                 found = (times[1:], np.diff(np.log(values)))
         self._returns[symbol] = found
         return found

@@ -12,12 +12,13 @@ A strategy is any module (or object) with:
   when one of those parts, or its state, changed: a candle strategy costs nothing on the
   cycles between two candle closes;
 - optionally ``SIGNAL_CANDIDATES(candles, first, config) -> bool array`` (:class:`CandidateRows`),
-  for a strategy that reads only candles of its own symbol on the 1m timeframe: the rows where
-  it may signal. A backtest hands the kernel thousands of candles at once; the kernel asks each
+  for a strategy that reads only candles of its own symbol on its ``config.timeframe``: the rows
+  where it may signal. A backtest hands the kernel thousands of candles at once; the kernel asks each
   such strategy once per batch and does not call ``generate_signal`` on the rows where it
   cannot signal. It may mark more rows than signal (a vectorised indicator may differ from the
   one ``generate_signal`` uses in the last bit: mark the near cases), never fewer: the batch's
-  trades must be those of calling ``generate_signal`` on every row.
+  trades must be those of calling ``generate_signal`` on every row (:mod:`.candidates` holds
+  the look-back bookkeeping most rules need).
 
 The registry checks all of it on load; the runner calls ``generate_signal`` once per symbol
 per cycle with that symbol's :class:`StrategyState`.
@@ -79,9 +80,10 @@ class SignalGenerator(Protocol):
 class CandidateRows(Protocol):
     """The optional batch part of the contract (``SIGNAL_CANDIDATES``).
 
-    ``candles`` is one symbol's 1m series: the history the strategy's window held before the
-    batch, then the batch's candles, from row ``first`` on. Returns one bool per row from
-    ``first`` on: False at a row promises that ``generate_signal``, on the snapshot whose window
-    of this symbol ends at that row, returns None and changes no state, whatever the state."""
+    ``candles`` is one symbol's series of the strategy's timeframe: the history the strategy's
+    window held before the batch, then the candles the batch closes, from row ``first`` on.
+    Returns one bool per row from ``first`` on: False at a row promises that ``generate_signal``,
+    on the snapshot whose window of this symbol ends at that row, returns None and changes no
+    state, whatever the state."""
 
     def __call__(self, candles: CandleWindow, first: int, config: BaseModel) -> np.ndarray: ...

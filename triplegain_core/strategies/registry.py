@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from triplegain_core.marketdata.snapshot import SNAPSHOT_PARTS
-from triplegain_core.model.market import TRADED_SYMBOLS
+from triplegain_core.model.market import TIMEFRAME_US, TRADED_SYMBOLS
 from triplegain_core.strategies.interface import CandidateRows, SignalGenerator, StrategyState
 
 log = logging.getLogger(__name__)
@@ -137,9 +137,10 @@ def load_strategy(
     if candidates is not None:
         if not callable(candidates):
             raise StrategyLoadError("SIGNAL_CANDIDATES is not callable")
-        if set(reads) != {"candles"} or getattr(config, "timeframe", None) != "1m":
-            raise StrategyLoadError("SIGNAL_CANDIDATES needs READS = {'candles'} and config.timeframe = '1m'"
-                                    f" (got READS {sorted(reads)}, timeframe {getattr(config, 'timeframe', None)!r})")
+        timeframe = getattr(config, "timeframe", None)
+        if set(reads) != {"candles"} or timeframe not in TIMEFRAME_US:
+            raise StrategyLoadError("SIGNAL_CANDIDATES needs READS = {'candles'} and a config.timeframe"
+                                    f" (got READS {sorted(reads)}, timeframe {timeframe!r})")
     return LoadedStrategy(name=name, version=version, symbols=symbols, config=config, generate=generate,
                           source=source, reads=frozenset(reads), candidates=candidates)
 

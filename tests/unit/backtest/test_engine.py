@@ -22,6 +22,7 @@ from triplegain_core.backtest.regimes import WARMING_UP, RegimeTimeline, metrics
 from triplegain_core.backtest.robustness import robustness, summary
 from triplegain_core.config import Settings, StrategySettings
 from triplegain_core.model.market import US_PER_MINUTE, Asset, Candle
+from triplegain_core.strategies.selection import select_strategies
 
 T0 = 1_780_000_000 * 1_000_000 // US_PER_MINUTE * US_PER_MINUTE
 XRP_FILE = "binance_xrp-eth_1m.parquet"
@@ -60,6 +61,32 @@ def test_every_account_is_valued_each_minute_and_named_by_its_kind(real_history)
     for account in result.accounts:
         times = list(account.trail.curve.times_us)
         assert times == [c.close_time_us for c in real_history.candles]  # one pair: a snapshot each minute
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_accounts_dealt_out_to_processes_trade_as_in_one(real_history, workers: int) -> None:
+    settings = Settings(symbols=("XRP/USDT",))
+    alone = run_backtest(settings, real_history)
+    reported: list[tuple[int, int]] = []
+    shared = run_backtest(settings, real_history, workers=workers, progress=lambda done, total: reported.append(
+        (done, total)))
+    assert [a.name for a in shared.accounts] == [a.name for a in alone.accounts]
+    assert shared.trades_hash == alone.trades_hash and shared.config_hash == alone.config_hash
+    for ours, theirs in zip(shared.accounts, alone.accounts, strict=True):
+        assert (ours.kind, ours.trail.signals, ours.trail.fees_usdt) == (theirs.kind, theirs.trail.signals,
+                                                                         theirs.trail.fees_usdt)
+        assert bytes(ours.trail.curve.equity) == bytes(theirs.trail.curve.equity)
+        assert ours.trail.positions == theirs.trail.positions
+    assert sum(bool(a.trail.fills) for a in shared.accounts) >= 5
+    assert reported[-1] == (len(real_history.candles), len(real_history.candles))
+
+
+def test_a_failing_worker_fails_the_backtest_with_its_reason(real_history) -> None:
+    settings = Settings(symbols=("XRP/USDT",))
+    first = select_strategies(settings.strategies, settings.symbols).strategies[0]
+    # Five copies of one strategy among two workers: one of them gets two, which its kernel refuses.
+    with pytest.raises(RuntimeError, match=r"(?s)backtest worker \d failed:.*strategy names must be unique"):
+        run_backtest(settings, real_history, strategies=[first] * 5, workers=2)
 
 
 def test_the_data_hash_names_the_candles_not_their_order() -> None:

@@ -254,6 +254,40 @@ def test_gated_signals_wait_for_their_verdict_and_strong_ones_are_announced() ->
     assert kernel.strategy_state("gated", "XRP/USDT").open_action is SignalAction.LONG
 
 
+class _FiveMinutes(BaseModel):
+    timeframe: str = "5m"
+
+
+def test_a_strategy_whose_state_its_own_signal_changed_is_asked_again_before_its_next_candle() -> None:
+    """The kernel skips a candle strategy's runner while nothing it reads changed; its own
+    signal changes its state, which it reads: it is asked again at the next moment, on the
+    same 5m candle (here: to close what it just opened)."""
+    def generate(snapshot: MarketSnapshot, config: BaseModel, state: StrategyState) -> Signal | None:
+        window = snapshot.window(state.symbol, "5m")
+        if window is None:
+            return None
+        close, key_us = float(window.close[-1]), int(window.open_time_us[-1])
+        common = {"strategy": "flip", "strategy_version": "1", "symbol": state.symbol, "timeframe": "5m",
+                  "time": us_to_datetime(snapshot.ts_us), "strength": 0.9, "entry": close}
+        if state.open_action is None:
+            return Signal(signal_id=f"long:{key_us}", action=SignalAction.LONG, stop_loss=close * 0.99,
+                          take_profit=close * 1.05, reason="long", **common)
+        return Signal(signal_id=f"close:{key_us}", action=SignalAction.CLOSE, reason="close", **common)
+
+    flip = LoadedStrategy(name="flip", version="1", symbols=("XRP/USDT",), config=_FiveMinutes(),
+                          generate=generate, source="test", reads=frozenset({"candles"}))
+    audit = MemoryAudit()
+    kernel = TradingKernel(SETTINGS, audit, strategies=[flip])
+    walk = _walk(12)
+    kernel.on_candles(walk)
+    fills = [(f.side.value, datetime_to_us(f.time)) for f in audit.fills]
+    # LONG when a 5m candle closes, closed at the next minute (on that same 5m candle).
+    five_minute_closes = [c.close_time_us for c in walk if c.close_time_us % (5 * US_PER_MINUTE) == 0]
+    assert len(five_minute_closes) == 2
+    assert fills == [fill for close in five_minute_closes
+                     for fill in (("buy", close), ("sell", close + US_PER_MINUTE))]
+
+
 @pytest.mark.parametrize("split", [1, 7, 250])
 def test_how_the_candles_are_batched_changes_nothing(shared_data, split: int) -> None:
     """The kernel decides moment by moment: handing it the candles in batches of any size

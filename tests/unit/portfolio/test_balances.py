@@ -92,6 +92,19 @@ def test_snapshot() -> None:
     assert snapshot.equity_usdt == 1250.0
 
 
+def test_snapshots_show_the_holdings_of_their_moment_across_fills_and_restores() -> None:
+    portfolio = Portfolio("a", DEFAULT_STARTING_BALANCES)
+    before = portfolio.snapshot(T0, PRICES)
+    assert portfolio.snapshot(T0, PRICES).balances is before.balances  # unchanged: one copy shared
+    portfolio.apply_fill(_fill("XRP/USDT", Side.BUY, 100.0, 0.5, 0.0, Asset.USDT))
+    after = portfolio.snapshot(T0, PRICES)
+    assert before.balances == DEFAULT_STARTING_BALANCES
+    assert after.balances[Asset.XRP] == 600.0 and after.balances[Asset.USDT] == 950.0
+    portfolio.import_state(before_state := Portfolio("a", {Asset.BTC: 1.0}).export_state())
+    restored = portfolio.snapshot(T0, PRICES)
+    assert restored.balances == before_state.balances and after.balances[Asset.XRP] == 600.0
+
+
 def test_float_residue_is_tolerated_and_clamped() -> None:
     # Buying and selling on top of other holdings can undershoot by a few ulps, never more.
     portfolio = Portfolio("a", {Asset.XRP: 1000.0})

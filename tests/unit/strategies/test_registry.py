@@ -239,7 +239,7 @@ def _candle_strategy(**extra: object) -> SimpleNamespace:
     return SimpleNamespace(**(fields | extra))
 
 
-def test_signal_candidates_are_taken_from_candle_strategies_on_1m_only() -> None:
+def test_signal_candidates_are_taken_from_candle_strategies_with_a_timeframe() -> None:
     def candidates(candles: object, first: int, config: object) -> np.ndarray:
         return np.ones(0, dtype=bool)
 
@@ -253,5 +253,9 @@ def test_signal_candidates_are_taken_from_candle_strategies_on_1m_only() -> None
     class FiveMinutes(BaseModel):
         timeframe: str = "5m"
 
-    with pytest.raises(StrategyLoadError, match="timeframe '5m'"):
-        load_strategy(_candle_strategy(SIGNAL_CANDIDATES=candidates, Config=FiveMinutes), "test")
+    class NoTimeframe(BaseModel):
+        window: int = 20
+
+    assert load_strategy(_candle_strategy(SIGNAL_CANDIDATES=candidates, Config=FiveMinutes), "test").candidates
+    with pytest.raises(StrategyLoadError, match="timeframe None"):
+        load_strategy(_candle_strategy(SIGNAL_CANDIDATES=candidates, Config=NoTimeframe), "test")

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import talib
 from pydantic import Field
 
-from triplegain_core.marketdata.snapshot import MarketSnapshot
+from triplegain_core.marketdata.snapshot import CandleWindow, MarketSnapshot
 from triplegain_core.model.market import TRADED_SYMBOLS
 from triplegain_core.model.signals import Signal, SignalAction
+from triplegain_core.strategies.candidates import rows_after_lookback, windows_through
 from triplegain_core.strategies.interface import StrategyState
 from triplegain_core.strategies.levels import BracketConfig, candle_signal, clip01
 
@@ -79,3 +81,28 @@ def generate_signal(snapshot: MarketSnapshot, config: Config, state: StrategySta
         indicators={"anchor": anchor, "rsi": rsi, "grid_level": float(level), "grid_step": step},
         take_profit=target,
     )
+
+
+def signal_candidates(candles: CandleWindow, first: int, config: Config) -> np.ndarray:
+    """The rows from ``first`` on where :func:`generate_signal` may signal: the close in another
+    grid level than the one before it, one or more steps from the anchor, or within a millionth
+    of a step of a level's edge (the anchor here is summed otherwise than TA-Lib's); every row
+    without the anchor's look-back."""
+    close = candles.close
+
+    def rule(start: int) -> np.ndarray:
+        anchor = windows_through(close, config.anchor_period, start).mean(axis=1)
+        steps = anchor * config.spacing
+        now = (close[start:] - anchor) / steps
+        before = (close[start - 1:-1] - anchor) / steps
+        edge = 1e-6
+        near = (np.abs(now - np.round(now)) < edge) | (np.abs(before - np.round(before)) < edge)
+        moved = np.trunc(now) != np.trunc(before)
+        away = np.abs(now) >= 1.0 - edge
+        marked: np.ndarray = (moved & away) | near
+        return marked
+
+    return rows_after_lookback(candles, first, config.anchor_period, rule)
+
+
+SIGNAL_CANDIDATES = signal_candidates

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import talib
 from pydantic import Field
 
-from triplegain_core.marketdata.snapshot import MarketSnapshot
+from triplegain_core.marketdata.snapshot import CandleWindow, MarketSnapshot
 from triplegain_core.model.market import TRADED_SYMBOLS
 from triplegain_core.model.signals import Signal, SignalAction
+from triplegain_core.strategies.candidates import rows_after_lookback, windows_before
 from triplegain_core.strategies.interface import StrategyState
 from triplegain_core.strategies.levels import BracketConfig, candle_signal, clip01
 
@@ -22,6 +24,9 @@ NAME = "momentum_scalp"
 VERSION = "1.0.0"
 SYMBOLS = TRADED_SYMBOLS
 READS = frozenset({"candles"})
+# Rounding room for the volume burst worked out over a whole batch (numpy may sum a mean's
+# terms in another order than generate_signal's own mean).
+_VOLUME_ROOM = 1e-9
 
 
 class Config(BracketConfig):
@@ -78,3 +83,16 @@ def generate_signal(snapshot: MarketSnapshot, config: Config, state: StrategySta
         indicators={"ema_fast": fast, "ema_slow": slow, "rsi": float(rsi[-1]), "atr": atr,
                     "volume_ratio": volume_ratio},
     )
+
+
+def signal_candidates(candles: CandleWindow, first: int, config: Config) -> np.ndarray:
+    """The rows from ``first`` on where :func:`generate_signal` may signal: a candle with the
+    volume burst it needs (every row without the look-back to tell)."""
+    volume = candles.volume
+    return rows_after_lookback(
+        candles, first, config.volume_period,
+        lambda start: volume[start:] >= config.volume_multiple
+        * windows_before(volume, config.volume_period, start).mean(axis=1) * (1.0 - _VOLUME_ROOM))
+
+
+SIGNAL_CANDIDATES = signal_candidates

@@ -17,7 +17,7 @@ from pydantic import ConfigDict, Field
 
 from triplegain_core.analysis.indicators import MIN_HISTORY
 from triplegain_core.analysis.technical_agent import TechnicalAgent, TechnicalAgentConfig
-from triplegain_core.marketdata.snapshot import MarketSnapshot
+from triplegain_core.marketdata.snapshot import CandleWindow, MarketSnapshot
 from triplegain_core.model.market import TRADED_SYMBOLS
 from triplegain_core.model.signals import Signal, SignalAction
 from triplegain_core.strategies.interface import StrategyState
@@ -77,3 +77,12 @@ def generate_signal(snapshot: MarketSnapshot, config: Config, state: StrategySta
         reason=f"EMAs stacked {action}, MACD histogram {v['macd_hist']:+.3g}, ADX {v['adx_14']:.1f}",
         indicators=v,
     )
+
+
+def signal_candidates(candles: CandleWindow, first: int, config: Config) -> np.ndarray:
+    """The rows from ``first`` on where :func:`generate_signal` may signal: the TechnicalAgent's
+    own (the same rule on the same indicators, over ``config.window`` candles)."""
+    return TechnicalAgent(config).candidate_rows(candles, first, config.window)
+
+
+SIGNAL_CANDIDATES = signal_candidates

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import talib
 from pydantic import Field
 
-from triplegain_core.marketdata.snapshot import MarketSnapshot
+from triplegain_core.marketdata.snapshot import CandleWindow, MarketSnapshot
 from triplegain_core.model.market import TRADED_SYMBOLS
 from triplegain_core.model.signals import Signal, SignalAction
+from triplegain_core.strategies.candidates import rows_after_lookback, windows_before
 from triplegain_core.strategies.interface import StrategyState
 from triplegain_core.strategies.levels import BracketConfig, candle_signal, clip01
 
@@ -76,3 +78,19 @@ def generate_signal(snapshot: MarketSnapshot, config: Config, state: StrategySta
                     "range_atr": range_atr},
         invalidation=level,
     )
+
+
+def signal_candidates(candles: CandleWindow, first: int, config: Config) -> np.ndarray:
+    """The rows from ``first`` on where :func:`generate_signal` may signal: a close outside the
+    channel of the ``channel`` candles before it (every row without them)."""
+    def rule(start: int) -> np.ndarray:
+        highs = windows_before(candles.high, config.channel, start).max(axis=1)
+        lows = windows_before(candles.low, config.channel, start).min(axis=1)
+        close = candles.close[start:]
+        outside: np.ndarray = (close > highs) | (close < lows)
+        return outside
+
+    return rows_after_lookback(candles, first, config.channel, rule)
+
+
+SIGNAL_CANDIDATES = signal_candidates

@@ -13,9 +13,10 @@ import numpy as np
 import talib
 from pydantic import Field
 
-from triplegain_core.marketdata.snapshot import MarketSnapshot
+from triplegain_core.marketdata.snapshot import CandleWindow, MarketSnapshot
 from triplegain_core.model.market import TRADED_SYMBOLS
 from triplegain_core.model.signals import Signal, SignalAction
+from triplegain_core.strategies.candidates import rows_after_lookback, windowed_ema, windows_through
 from triplegain_core.strategies.interface import StrategyState
 from triplegain_core.strategies.levels import BracketConfig, candle_signal, clip01
 
@@ -23,6 +24,13 @@ NAME = "wavetrend"
 VERSION = "1.0.0"
 SYMBOLS = TRADED_SYMBOLS
 READS = frozenset({"candles"})
+
+
+# Room for the wave worked out in bulk (its EMAs seeded by sums rounded otherwise than TA-Lib's):
+# far above their last-bit differences, far below the waves' scale (tens).
+_WAVE_ROOM = 1e-6
+# A channel this narrow against the price is flat: where TA-Lib's reads zero and ours not.
+_FLAT_CHANNEL = 1e-9
 
 
 class Config(BracketConfig):
@@ -80,3 +88,32 @@ def generate_signal(snapshot: MarketSnapshot, config: Config, state: StrategySta
         f"in {'oversold' if action is SignalAction.LONG else 'overbought'} territory",
         indicators={"wt1": float(wt1[-1]), "wt2": float(wt2[-1]), "atr": atr},
     )
+
+
+def signal_candidates(candles: CandleWindow, first: int, config: Config) -> np.ndarray:
+    """The rows from ``first`` on where :func:`generate_signal` may signal: a wt1/wt2 cross in
+    either territory, each test loosened by a millionth; every row whose channel is near flat,
+    or without a whole window of candles behind it."""
+
+    def rule(start: int) -> np.ndarray:
+        high, low, close = (windows_through(column, config.window, start)
+                            for column in (candles.high, candles.low, candles.close))
+        ap = (high + low + close) / 3.0
+        channel = config.channel
+        deviation = ap[:, channel - 1:] - windowed_ema(ap, channel)
+        d = windowed_ema(np.abs(deviation), channel)
+        deviation = deviation[:, channel - 1:]
+        ci = np.divide(deviation, 0.015 * d, out=np.zeros_like(d), where=d > 0.0)
+        wt1 = windowed_ema(ci, config.average)
+        wt2_now, wt2_before = wt1[:, -4:].mean(axis=1), wt1[:, -5:-1].mean(axis=1)
+        now, before, room = wt1[:, -1], wt1[:, -2], _WAVE_ROOM
+        up = (before <= wt2_before + room) & (now > wt2_now - room) & (now < config.oversold + room)
+        down = (before >= wt2_before - room) & (now < wt2_now + room) & (now > config.overbought - room)
+        flat = (d <= _FLAT_CHANNEL * ap[:, -d.shape[1]:]).any(axis=1)
+        marked: np.ndarray = up | down | flat | ~np.isfinite(now) | ~np.isfinite(before)
+        return marked
+
+    return rows_after_lookback(candles, first, config.window - 1, rule)
+
+
+SIGNAL_CANDIDATES = signal_candidates

@@ -14,9 +14,10 @@ import numpy as np
 import talib
 from pydantic import Field
 
-from triplegain_core.marketdata.snapshot import MarketSnapshot
+from triplegain_core.marketdata.snapshot import CandleWindow, MarketSnapshot
 from triplegain_core.model.market import TRADED_SYMBOLS
 from triplegain_core.model.signals import Signal, SignalAction
+from triplegain_core.strategies.candidates import rows_after_lookback, windows_before
 from triplegain_core.strategies.interface import StrategyState
 from triplegain_core.strategies.levels import BracketConfig, candle_signal, clip01
 
@@ -70,3 +71,17 @@ def generate_signal(snapshot: MarketSnapshot, config: Config, state: StrategySta
         indicators={"volume_spike": spike, "body_atr": abs(body) / atr, "atr": atr, "median_volume": median_volume},
         invalidation=extreme if extreme != entry else None,
     )
+
+
+def signal_candidates(candles: CandleWindow, first: int, config: Config) -> np.ndarray:
+    """The rows from ``first`` on where :func:`generate_signal` may signal: a candle with the
+    volume spike it needs over the median of the ``volume_lookback`` before it (within a
+    billionth: it divides where this multiplies); every row without that look-back."""
+    volume = candles.volume
+    return rows_after_lookback(
+        candles, first, config.volume_lookback,
+        lambda start: volume[start:] >= config.spike_multiple
+        * np.median(windows_before(volume, config.volume_lookback, start), axis=1) * (1.0 - 1e-9))
+
+
+SIGNAL_CANDIDATES = signal_candidates
