@@ -288,8 +288,10 @@ class TradingKernel:
         for strategy in strategies:
             groups.setdefault(timeframe_of(strategy), []).append(strategy)
         self._runners = tuple((timeframe, StrategyRunner(group)) for timeframe, group in groups.items())
-        self._candidates = tuple(s for s in strategies if s.candidates is not None and timeframe_of(s) is not None)
-        self._candidate_timeframes = {s.name: timeframe_of(s) or "1m" for s in self._candidates}
+        # The strategies with SIGNAL_CANDIDATES, and the timeframe each reads.
+        self._candidate_timeframes = {s.name: timeframe for s in strategies
+                                      if s.candidates is not None and (timeframe := timeframe_of(s)) is not None}
+        self._candidates = tuple(s for s in strategies if s.name in self._candidate_timeframes)
         # Per batch of candles (see on_candles): where each of those cannot signal, and per
         # symbol where the TechnicalAgent cannot.
         self._asleep: dict[tuple[str, str], set[int]] = {}
@@ -465,15 +467,14 @@ class TradingKernel:
                 series, first = minutes
                 awake = self._agent.candidate_rows(series, first, HISTORY_LENGTH)
                 self._agent_asleep[symbol] = set((series.open_time_us[first:][~awake] + US_PER_MINUTE).tolist())
-            for timeframe in {timeframe_of(s) for s in self._candidates if symbol in s.symbols}:
-                assert timeframe is not None
+            for timeframe in {self._candidate_timeframes[s.name] for s in self._candidates if symbol in s.symbols}:
                 ahead = minutes if timeframe == "1m" else self._market.ahead(symbol, mine, timeframe)
                 if ahead is None:
                     continue
                 series, first = ahead
                 opens = series.open_time_us[first:]
                 for strategy in self._candidates:
-                    if symbol not in strategy.symbols or timeframe_of(strategy) != timeframe:
+                    if symbol not in strategy.symbols or self._candidate_timeframes[strategy.name] != timeframe:
                         continue
                     assert strategy.candidates is not None
                     try:
