@@ -49,6 +49,11 @@ class MarketView(Protocol):
         """Latest price per symbol."""
         ...
 
+    @property
+    def prices_version(self) -> int:
+        """A count that changes whenever one of :attr:`prices` does."""
+        ...
+
     def market_risk(self) -> MarketRiskEstimate:
         """Volatility and correlation estimates for the risk rules."""
         ...
@@ -130,6 +135,10 @@ class StrategyAccount:
         # Refused exit orders per (position, rule): a retry needs a new client order id.
         self._exit_attempts: dict[str, int] = {}
         self.stats = AccountStats()
+        # The latest valuation: (the market's prices version, the portfolio's changes) it was
+        # made at, and the equity. Every account is valued at least twice a moment (risk state,
+        # snapshot) at the same prices.
+        self._valued: tuple[int, int, float] | None = None
 
     def export_state(self) -> AccountState:
         """The account as it is now, for a checkpoint (see :meth:`import_state`)."""
@@ -362,23 +371,34 @@ class StrategyAccount:
     def observe_equity(self, when: datetime) -> bool:
         """Feed the account's equity to its risk state; False while it cannot be valued."""
         try:
-            equity = self.portfolio.equity_usdt(self._market.prices)
+            equity = self.equity_usdt()
         except MissingPriceError:
             return False
         self.risk.observe_equity(when, equity)
         return True
 
+    def equity_usdt(self) -> float:
+        """The account's value at the market's prices (MissingPriceError while one is unknown)."""
+        key = (self._market.prices_version, self.portfolio.changes)
+        valued = self._valued
+        if valued is not None and valued[0] == key[0] and valued[1] == key[1]:
+            return valued[2]
+        equity = self.portfolio.equity_usdt(self._market.prices)
+        self._valued = (*key, equity)
+        return equity
+
     def snapshot(self, when: datetime, prices: dict[str, float] | None = None) -> PortfolioSnapshot | None:
-        """The holdings and their value at ``when`` (at ``prices``, a copy of the market's
-        prices, taken when not given), or None while they cannot be valued."""
+        """The holdings and their value at ``when`` at the market's prices (``prices``: a copy
+        of them the snapshot keeps, taken when not given), or None while they cannot be valued."""
         try:
-            return self.portfolio.snapshot(when, dict(self._market.prices) if prices is None else prices)
+            equity = self.equity_usdt()
         except MissingPriceError:
             return None
+        return self.portfolio.snapshot(when, dict(self._market.prices) if prices is None else prices, equity)
 
     def _equity_or_zero(self) -> float:
         try:
-            return self.portfolio.equity_usdt(self._market.prices)
+            return self.equity_usdt()
         except MissingPriceError:
             return 0.0
 

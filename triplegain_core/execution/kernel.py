@@ -89,10 +89,10 @@ log = logging.getLogger(__name__)
 _CANDLES_ONLY = frozenset({"candles"})
 HISTORY_LENGTH = max(MIN_HISTORY * 3, 300)
 CYCLE_SAMPLES = 10_000
-# Strategies are asked where they may signal (SIGNAL_CANDIDATES) only for batches spanning at
-# least this much market time (a backtest, a catch-up): for a live cycle's moment or two,
-# calling them costs less than asking.
-CANDIDATES_MIN_SPAN_US = 30 * US_PER_MINUTE
+# For batches spanning at least this much market time (a backtest, a catch-up), the market
+# builds each series once for the batch (LiveMarket.expect) and the strategies are asked where
+# they may signal (SIGNAL_CANDIDATES): for a live cycle's moment or two, neither pays.
+BATCH_MIN_SPAN_US = 30 * US_PER_MINUTE
 
 
 class BookSource(Protocol):
@@ -231,6 +231,10 @@ class _SharedMarket:
     @property
     def prices(self) -> Mapping[str, float]:
         return self._market.prices
+
+    @property
+    def prices_version(self) -> int:
+        return self._market.prices_version
 
     def market_risk(self) -> MarketRiskEstimate:
         return self._market.market_risk()
@@ -439,36 +443,33 @@ class TradingKernel:
         written in one audit pipeline. The strategies with ``SIGNAL_CANDIDATES`` are asked
         once for the whole batch where they may signal, and called only there."""
         deciding = 0.0
-        self._asleep = self._asleep_rows(candles)
+        batch = bool(candles) and candles[-1].close_time_us - candles[0].close_time_us >= BATCH_MIN_SPAN_US
         try:
+            if batch:
+                self._market.expect(candles)
+                self._asleep = self._asleep_rows()
             with self._audit.pipeline():
                 for moment in _moments(candles):
                     deciding += self._on_moment(moment)
         finally:
             self._asleep, self._agent_asleep = {}, {}
+            self._market.settle()
         self.stats.decision_ms.append(deciding * 1000)
 
-    def _asleep_rows(self, candles: Sequence[Candle]) -> dict[tuple[str, str], set[int]]:
+    def _asleep_rows(self) -> dict[tuple[str, str], set[int]]:
         """For each strategy with ``SIGNAL_CANDIDATES`` and each of its symbols: the open times
-        of the candles of its timeframe that ``candles`` close on which it cannot signal (and the
-        close times of ``candles`` on which the TechnicalAgent cannot)."""
+        of the candles of its timeframe that the batch the market expects closes on which it
+        cannot signal (and the close times of its 1m candles on which the TechnicalAgent cannot)."""
         asleep: dict[tuple[str, str], set[int]] = {}
         self._agent_asleep = {}
-        if not (self._candidates or self._agent) or \
-                candles[-1].close_time_us - candles[0].close_time_us < CANDIDATES_MIN_SPAN_US:
-            return asleep
-        by_symbol: dict[str, list[Candle]] = {}
-        for candle in candles:
-            by_symbol.setdefault(candle.symbol, []).append(candle)
         for symbol in self._settings.symbols:
-            mine = by_symbol.get(symbol, [])
-            minutes = self._market.ahead(symbol, mine)
+            minutes = self._market.expected(symbol)
             if self._agent is not None and minutes is not None:
                 series, first = minutes
                 awake = self._agent.candidate_rows(series, first, HISTORY_LENGTH)
                 self._agent_asleep[symbol] = set((series.open_time_us[first:][~awake] + US_PER_MINUTE).tolist())
             for timeframe in {self._candidate_timeframes[s.name] for s in self._candidates if symbol in s.symbols}:
-                ahead = minutes if timeframe == "1m" else self._market.ahead(symbol, mine, timeframe)
+                ahead = self._market.expected(symbol, timeframe)
                 if ahead is None:
                     continue
                 series, first = ahead
@@ -502,6 +503,7 @@ class TradingKernel:
         # Only the accounts holding a position have exits to watch (the candles of a moment
         # close together: one time for all).
         holding = [account for account in self._accounts if account.positions.open_count]
+        changes = [account.positions.changes for account in holding]
         market_time = self._market.market_time
         when = market_time if market_time is not None and fresh[0].close_time_us == self._market.candle_time_us \
             else us_to_datetime(fresh[0].close_time_us)
@@ -545,7 +547,10 @@ class TradingKernel:
         self._route(signals, now_us)
         if late:
             self.entry_blocks.clear(RiskReason.MARKET_SEEN_LATE)
-        self._sync_holdings(self._by_strategy)
+        # Only an exit or a signal of this moment changed what a strategy holds or signalled.
+        self._sync_holdings([*(account.strategy for account, before in zip(holding, changes, strict=True)
+                               if account.positions.changes != before and account.strategy in self._by_strategy),
+                             *(signal.strategy for signal in signals)])
         self._publish_strong([*technical, *signals])
         self._maybe_snapshot(now_us)
         return deciding

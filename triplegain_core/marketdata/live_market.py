@@ -7,7 +7,10 @@ the strategies need (the higher ones built from the 1m candles by
 :class:`~triplegain_core.marketdata.timeframes.CandleResampler`, so they exist whether or not the streamer
 publishes them, and equal the exchange's own), the latest prices and books. It cuts them into
 :class:`~triplegain_core.marketdata.snapshot.MarketSnapshot` s; a window is cut again only after
-its series changed. The public trades of the hot state's trade stream fill a bounded tape per
+its series changed. A host about to hand it many candles at once (a backtest, a catch-up) may
+say so first (:meth:`LiveMarket.expect`): each series is then built once for the whole batch and
+its windows are cut from that as the candles are taken, not from the ring at every moment.
+The public trades of the hot state's trade stream fill a bounded tape per
 symbol, which the snapshots hold for the strategies that read it (order flow).
 """
 
@@ -63,6 +66,8 @@ class LiveMarket:
         self.symbols = tuple(symbols)
         self.timeframes = tuple(dict.fromkeys((SOURCE_TIMEFRAME, *timeframes)))
         self.prices: dict[str, float] = {}
+        self.prices_version = 0
+        """A count that changes whenever a price does (what a valuation made at these prices compares)."""
         self.candle_time_us: int | None = None
         self._market_time: tuple[int, datetime] | None = None
         self.tick_time_us: int | None = None
@@ -75,6 +80,9 @@ class LiveMarket:
         self._resamplers = {(s, tf): CandleResampler(s, tf, SOURCE_TIMEFRAME)
                             for s in self.symbols for tf in self.timeframes if tf != SOURCE_TIMEFRAME}
         self._windows: dict[tuple[str, str], CandleWindow] = {}
+        # Per series, while a batch is expected: its candles after the batch, and how many of
+        # them were taken so far (see expect).
+        self._expected: dict[tuple[str, str], _Expected] = {}
         self._candle_versions: dict[str, int] = {}
         self._books: dict[str, BookTop] = {}
         self._tapes = {symbol: TradeBuffer(symbol, TRADES_KEPT) for symbol in self.symbols}
@@ -168,6 +176,7 @@ class LiveMarket:
 
     def _took(self, candle: Candle) -> None:
         self.prices[candle.symbol] = candle.close
+        self.prices_version += 1
         # The latest close of any symbol: a late symbol's candle does not move time backwards.
         self.candle_time_us = max(self.candle_time_us or candle.close_time_us, candle.close_time_us)
         self._risk = None
@@ -181,12 +190,20 @@ class LiveMarket:
         self._candle_versions[candle.timeframe] = self._candle_versions.get(candle.timeframe, 0) + 1
         self._buffers[key].append(candle)
         self._windows.pop(key, None)
+        expected = self._expected.get(key)
+        if expected is not None:
+            row = expected.taken
+            if row < len(expected.times) and expected.times[row] == candle.open_time_us:
+                expected.taken = row + 1
+            else:  # not the candle foreseen: this series is cut from its ring again
+                del self._expected[key]
 
     def observe_tick(self, last: LastPrice) -> bool:
         """Take a trade price; False (ignored) when it is older than the latest candle."""
         if last.symbol not in self._history or self.candle_time_us is None or last.ts_us < self.candle_time_us:
             return False
         self.prices[last.symbol] = last.price
+        self.prices_version += 1
         self.tick_time_us = max(self.tick_time_us or last.ts_us, last.ts_us)
         return True
 
@@ -256,6 +273,33 @@ class LiveMarket:
                                                                                                 strict=True)]
         return CandleWindow.from_arrays(symbol, timeframe, *columns), 0 if held is None else len(held)
 
+    def expect(self, candles: Sequence[Candle]) -> None:
+        """The host will hand :meth:`add_candle` ``candles`` next (in stream order): every
+        series is built once for all of them (see :meth:`ahead`), and until :meth:`settle` its
+        windows are cut from that, as the candles are taken (a series whose next candle is not
+        the one foreseen goes back to its ring). The windows are the same either way."""
+        by_symbol: dict[str, list[Candle]] = {}
+        for candle in candles:
+            by_symbol.setdefault(candle.symbol, []).append(candle)
+        self._expected = {}
+        for symbol, timeframe in self._buffers:
+            ahead = self.ahead(symbol, by_symbol.get(symbol, ()), timeframe)
+            if ahead is not None:
+                series, first = ahead
+                self._expected[(symbol, timeframe)] = _Expected(series, first, series.open_time_us.tolist(),
+                                                                self._buffers[(symbol, timeframe)].capacity)
+
+    def expected(self, symbol: str, timeframe: str = SOURCE_TIMEFRAME) -> tuple[CandleWindow, int] | None:
+        """What :meth:`ahead` said of ``symbol``'s ``timeframe`` series when the batch was
+        expected (None: no batch expected, or nothing of it on that series)."""
+        expected = self._expected.get((symbol, timeframe))
+        return None if expected is None else (expected.series, expected.first)
+
+    def settle(self) -> None:
+        """The expected batch was taken (or abandoned): windows are cut from the rings again."""
+        self._expected = {}
+        self._windows.clear()
+
     def history(self, symbol: str) -> list[Candle]:
         """The 1m candles of ``symbol`` held, oldest first."""
         return list(self._history[symbol])
@@ -270,7 +314,12 @@ class LiveMarket:
         """The window of ``key``, cut from its buffer only after the buffer changed."""
         window = self._windows.get(key)
         if window is None:
-            window = self._buffers[key].window()
+            expected = self._expected.get(key)
+            if expected is None:
+                window = self._buffers[key].window()
+            elif expected.taken:
+                # The ring would hold the last ``capacity`` of the candles taken.
+                window = expected.series.rows(max(0, expected.taken - expected.capacity), expected.taken)
             if window is not None:
                 self._windows[key] = window
         return window
@@ -313,3 +362,18 @@ class LiveMarket:
                        if (window := self.recent(symbol, self._history_length)) is not None}
             self._risk = MarketRiskEstimate({symbol: (w.open_time_us, w.close) for symbol, w in windows.items()})
         return self._risk
+
+
+class _Expected:
+    """A series of an expected batch: all its candles after the batch (``series``, the first
+    of the batch's at row ``first``), their open times, how many rows were taken so far and
+    the ring's capacity."""
+
+    __slots__ = ("capacity", "first", "series", "taken", "times")
+
+    def __init__(self, series: CandleWindow, first: int, times: list[int], capacity: int) -> None:
+        self.series = series
+        self.first = first
+        self.times = times
+        self.taken = first
+        self.capacity = capacity

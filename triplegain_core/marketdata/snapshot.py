@@ -179,6 +179,22 @@ class CandleWindow:
     def __len__(self) -> int:
         return len(self.open_time_us)
 
+    def rows(self, start: int, end: int) -> CandleWindow:
+        """The candles ``start`` to ``end`` (exclusive, ``0 <= start < end <= len``) as a window
+        sharing this one's (read-only) memory."""
+        # A run of a validated window is valid: skip the checks on the hot path.
+        return _unchecked(
+            CandleWindow,
+            symbol=self.symbol,
+            timeframe=self.timeframe,
+            open_time_us=self.open_time_us[start:end],
+            open=self.open[start:end],
+            high=self.high[start:end],
+            low=self.low[start:end],
+            close=self.close[start:end],
+            volume=self.volume[start:end],
+        )
+
     def tail(self, count: int) -> CandleWindow:
         """The last ``count`` candles as a window sharing this one's (read-only) memory."""
         if count <= 0:
@@ -225,6 +241,11 @@ class CandleBuffer:
         # backtest's thousands of candles between two windows cost one copy, not one each.
         self._pending: list[Candle] = []
         self._last_open_us: int | None = None
+
+    @property
+    def capacity(self) -> int:
+        """The most candles a window holds."""
+        return self._ring.capacity
 
     def __len__(self) -> int:
         self._flush()

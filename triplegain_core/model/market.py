@@ -8,7 +8,7 @@ edges with :func:`us_to_datetime` / :func:`datetime_to_us`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import NamedTuple
 
@@ -122,15 +122,17 @@ class Candle:
         return us_to_datetime(self.open_time_us)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
+
+
 def us_to_datetime(ts_us: int) -> datetime:
-    """Epoch microseconds to an aware UTC datetime, exactly (no float rounding)."""
-    seconds, micros = divmod(ts_us, US_PER_SECOND)
-    return datetime.fromtimestamp(seconds, UTC).replace(microsecond=micros)
+    """Epoch microseconds to an aware UTC datetime, exactly (integer arithmetic, no float)."""
+    return _EPOCH + timedelta(microseconds=ts_us)
 
 
 def datetime_to_us(moment: datetime) -> int:
     """Aware datetime to epoch microseconds, exactly."""
     if moment.tzinfo is None:
         raise ValueError(f"naive datetime {moment!r}: TripleGain times are UTC-aware")
-    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * US_PER_SECOND + delta.microseconds
+    return (moment - _EPOCH) // _ONE_US

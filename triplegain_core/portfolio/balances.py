@@ -91,6 +91,8 @@ class Portfolio:
         self._liabilities: dict[Asset, float] = dict.fromkeys(Asset, 0.0)
         # The holdings as snapshots show them, copied once per change (None: changed since).
         self._shown: tuple[dict[Asset, float], dict[Asset, float]] | None = None
+        self.changes = 0
+        """How many times the holdings changed (fills, a restore): what a valuation compares."""
 
     @property
     def balances(self) -> dict[Asset, float]:
@@ -115,6 +117,7 @@ class Portfolio:
         self._balances = dict.fromkeys(Asset, 0.0) | {Asset(a): float(v) for a, v in state.balances.items()}
         self._liabilities = dict.fromkeys(Asset, 0.0) | {Asset(a): float(v) for a, v in state.liabilities.items()}
         self._shown = None
+        self.changes += 1
 
     def to_usdt(self, asset: Asset, amount: float, prices: Mapping[str, float]) -> float:
         """``amount`` of ``asset`` valued in USDT at ``prices`` (keyed by symbol).
@@ -178,13 +181,16 @@ class Portfolio:
             self._balances[asset] = max(amount, 0.0)
         self._liabilities = {asset: max(amount, 0.0) for asset, amount in loans.items()}
         self._shown = None
+        self.changes += 1
 
-    def snapshot(self, time: datetime, prices: dict[str, float]) -> PortfolioSnapshot:
-        """The holdings and their USDT value at ``time``; the snapshot keeps ``prices`` itself
-        (the accounts valued at one moment share one copy of the market's)."""
+    def snapshot(self, time: datetime, prices: dict[str, float], equity_usdt: float | None = None) -> PortfolioSnapshot:
+        """The holdings and their USDT value at ``time`` (``equity_usdt``: their value at
+        ``prices`` when already known); the snapshot keeps ``prices`` itself (the accounts
+        valued at one moment share one copy of the market's)."""
         if self._shown is None:
             owed = {asset: amount for asset, amount in self._liabilities.items() if amount}
             self._shown = (dict(self._balances), owed)
         balances, liabilities = self._shown
         return PortfolioSnapshot(account=self.account, time=time, balances=balances, prices=prices,
-                                 equity_usdt=self.equity_usdt(prices), liabilities=liabilities)
+                                 equity_usdt=self.equity_usdt(prices) if equity_usdt is None else equity_usdt,
+                                 liabilities=liabilities)

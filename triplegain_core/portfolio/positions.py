@@ -112,6 +112,9 @@ class PositionTracker:
         self.trailing_activation_r = trailing_activation_r
         self.trailing_distance_r = trailing_distance_r
         self._open: dict[str, Position] = {}
+        # The same positions by symbol (each in opening order): exits are watched per symbol,
+        # on every candle and tick.
+        self._by_symbol: dict[str, dict[str, Position]] = {}
         self._conditions: dict[str, InvalidationCondition] = {}
         self.changes = 0
         """How many positions were opened or closed so far (what a watcher compares)."""
@@ -133,6 +136,7 @@ class PositionTracker:
             "best_price": position.best_price or position.entry_price,
         })
         self._open[position.position_id] = tracked
+        self._by_symbol.setdefault(tracked.symbol, {})[tracked.position_id] = tracked
         self.changes += 1
         if condition is not None:
             self._conditions[position.position_id] = condition
@@ -146,7 +150,7 @@ class PositionTracker:
 
     def import_state(self, positions: Sequence[Position]) -> None:
         """Track exactly ``positions`` (a checkpoint's open positions, oldest first)."""
-        self._open, self._conditions = {}, {}
+        self._open, self._by_symbol, self._conditions = {}, {}, {}
         self.changes += 1
         for position in positions:
             self.open(position)
@@ -166,7 +170,8 @@ class PositionTracker:
 
     def open_for(self, symbol: str) -> Position | None:
         """The oldest open position on ``symbol``, if any."""
-        return next((p for p in self._open.values() if p.symbol == symbol), None)
+        held = self._by_symbol.get(symbol)
+        return next(iter(held.values())) if held else None
 
     def exits_triggered(
         self, symbol: str, low: float, high: float, now: datetime | None = None, first: float | None = None
@@ -180,10 +185,11 @@ class PositionTracker:
         (``first``, a candle's open) already at or beyond the take-profit took it first. Pass
         a single trade price as ``low == high``.
         """
+        held = self._by_symbol.get(symbol)
+        if not held:
+            return []
         triggered = []
-        for position in self._open.values():
-            if position.symbol != symbol:
-                continue
+        for position in held.values():
             trigger = self._opened_at_target(position, first) or self._exit_rule(position, low, high, now)
             if trigger is not None:
                 triggered.append(trigger)
@@ -199,20 +205,23 @@ class PositionTracker:
         return ExitTrigger(position, OrderPurpose.TAKE_PROFIT, position.take_profit) if reached else None
 
     def _exit_rule(self, position: Position, low: float, high: float, now: datetime | None) -> ExitTrigger | None:
-        long = position.direction is Direction.LONG
-        adverse, favourable = (low, high) if long else (high, low)
-
-        def beyond(price: float, level: float) -> bool:
-            return price <= level if long else price >= level
-
-        if beyond(adverse, position.stop_loss):
-            purpose = OrderPurpose.TRAILING_STOP if position.trailing_active else OrderPurpose.STOP_LOSS
-            return ExitTrigger(position, purpose, position.stop_loss)
-        if position.invalidation is not None and beyond(adverse, position.invalidation):
-            return ExitTrigger(position, OrderPurpose.INVALIDATION, position.invalidation)
-        if favourable >= position.take_profit if long else favourable <= position.take_profit:
-            return ExitTrigger(position, OrderPurpose.TAKE_PROFIT, position.take_profit)
-        condition = self._conditions.get(position.position_id)
+        # Written out per direction: this runs for every open position on every candle and tick.
+        invalidation = position.invalidation
+        if position.direction is Direction.LONG:
+            if low <= position.stop_loss:
+                return ExitTrigger(position, _stop_purpose(position), position.stop_loss)
+            if invalidation is not None and low <= invalidation:
+                return ExitTrigger(position, OrderPurpose.INVALIDATION, invalidation)
+            if high >= position.take_profit:
+                return ExitTrigger(position, OrderPurpose.TAKE_PROFIT, position.take_profit)
+        else:
+            if high >= position.stop_loss:
+                return ExitTrigger(position, _stop_purpose(position), position.stop_loss)
+            if invalidation is not None and high >= invalidation:
+                return ExitTrigger(position, OrderPurpose.INVALIDATION, invalidation)
+            if low <= position.take_profit:
+                return ExitTrigger(position, OrderPurpose.TAKE_PROFIT, position.take_profit)
+        condition = self._conditions.get(position.position_id) if self._conditions else None
         if condition is not None and condition(position, low, high):
             return ExitTrigger(position, OrderPurpose.INVALIDATION, None)
         if now is not None and position.max_holding_until is not None and now >= position.max_holding_until:
@@ -226,25 +235,31 @@ class PositionTracker:
         is only tested against the next one. Returns the positions whose stop moved (the
         stop only ever moves in the position's favour).
         """
+        held = self._by_symbol.get(symbol)
+        if not held:
+            return []
         moved = []
-        for position_id, position in list(self._open.items()):
-            if position.symbol != symbol:
-                continue
+        activation, distance = self.trailing_activation_r, self.trailing_distance_r
+        for position_id, position in held.items():
             long = position.direction is Direction.LONG
-            best = position.best_price or position.entry_price
-            best = max(best, high) if long else min(best, low)
-            risk = position.risk_per_unit
-            run = (best - position.entry_price) if long else (position.entry_price - best)
-            update: dict[str, object] = {"best_price": best}
-            if risk > 0 and run >= self.trailing_activation_r * risk:
-                stop = best - self.trailing_distance_r * risk if long else best + self.trailing_distance_r * risk
-                if (stop > position.stop_loss) if long else (stop < position.stop_loss):
-                    update.update({"stop_loss": stop, "trailing_active": True})
-            if best == position.best_price and "stop_loss" not in update:
+            known = position.best_price or position.entry_price
+            best = (high if high > known else known) if long else (low if low < known else known)
+            entry = position.entry_price
+            risk = abs(entry - (position.initial_stop or position.stop_loss))
+            stop = None
+            if risk > 0 and ((best - entry) if long else (entry - best)) >= activation * risk:
+                stop = best - distance * risk if long else best + distance * risk
+                if not ((stop > position.stop_loss) if long else (stop < position.stop_loss)):
+                    stop = None
+            if best == position.best_price and stop is None:
                 continue  # most ticks set no new best price: nothing to copy
-            self._open[position_id] = position.model_copy(update=update)
-            if "stop_loss" in update:
-                moved.append(self._open[position_id])
+            update: dict[str, object] = {"best_price": best}
+            if stop is not None:
+                update.update({"stop_loss": stop, "trailing_active": True})
+            # Replacing a value (not a key) while iterating is safe.
+            held[position_id] = self._open[position_id] = position.model_copy(update=update)
+            if stop is not None:
+                moved.append(held[position_id])
         return moved
 
     def close(
@@ -283,6 +298,10 @@ class PositionTracker:
             }
         )
         del self._open[position_id]
+        held = self._by_symbol[position.symbol]
+        del held[position_id]
+        if not held:
+            del self._by_symbol[position.symbol]
         self._conditions.pop(position_id, None)
         self.changes += 1
         return closed
@@ -300,6 +319,10 @@ class PositionTracker:
                 raise MissingPriceError(f"no {position.symbol} price for position {position.position_id}")
             result[position.position_id] = position.gross_pnl(price) - position.fees
         return result
+
+
+def _stop_purpose(position: Position) -> OrderPurpose:
+    return OrderPurpose.TRAILING_STOP if position.trailing_active else OrderPurpose.STOP_LOSS
 
 
 def holding_deadline(opened_at: datetime, max_holding_s: float | None) -> datetime | None:

@@ -157,6 +157,9 @@ class MarketRiskEstimate:
         self._periods_per_day = periods_per_day
         self._min_returns = min_returns
         self._returns: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
+        # Per symbol, its returns less their mean and the sum of their squares: a symbol's
+        # correlations with the others over the same times share them.
+        self._centred: dict[str, tuple[np.ndarray, float]] = {}
         self._volatility: dict[str, float | None] = {}
         self._correlations: dict[frozenset[str], float | None] = {}
 
@@ -200,13 +203,24 @@ class MarketRiskEstimate:
             return None
         (times_a, returns_a), (times_b, returns_b) = first, second
         if np.array_equal(times_a, times_b):
-            x, y = returns_a, returns_b  # the usual case: every pair traded every minute
+            # The usual case, every pair traded every minute: each series centred once.
+            if len(returns_a) < self._min_returns:
+                return None
+            (x, sx), (y, sy) = self._centred_of(a, returns_a), self._centred_of(b, returns_b)
+            return _centred_correlation(x, sx, y, sy)
         else:
             _, at_a, at_b = np.intersect1d(times_a, times_b, assume_unique=True, return_indices=True)
             x, y = returns_a[at_a], returns_b[at_b]
         if len(x) < self._min_returns:
             return None
         return _correlation(x, y)
+
+    def _centred_of(self, symbol: str, returns: np.ndarray) -> tuple[np.ndarray, float]:
+        centred = self._centred.get(symbol)
+        if centred is None:
+            x = returns - returns.mean()
+            centred = self._centred[symbol] = (x, float(x @ x))
+        return centred
 
     def volatility_of(self, symbol: str) -> float | None:
         """As :meth:`MarketRisk.volatility_of`."""
@@ -239,7 +253,11 @@ def estimate_market_risk(
 def _correlation(x: np.ndarray, y: np.ndarray) -> float | None:
     """Pearson's correlation of ``x`` and ``y``; None when either never varies."""
     x, y = x - x.mean(), y - y.mean()
-    sx, sy = float(x @ x), float(y @ y)
+    return _centred_correlation(x, float(x @ x), y, float(y @ y))
+
+
+def _centred_correlation(x: np.ndarray, sx: float, y: np.ndarray, sy: float) -> float | None:
+    """Pearson's correlation of centred ``x`` and ``y`` with their sums of squares ``sx``, ``sy``."""
     if sx == 0 or sy == 0:
         return None
     return max(-1.0, min(1.0, float(x @ y) / math.sqrt(sx * sy)))
@@ -722,6 +740,8 @@ def _safe_equity(portfolio: Portfolio, prices: Mapping[str, float]) -> float:
 
 
 def _utc_day(moment: datetime) -> date:
+    if moment.tzinfo is UTC:
+        return moment.date()  # the usual case, on every valuation of every account
     if moment.tzinfo is None:
         raise ValueError(f"naive datetime {moment!r}: TripleGain times are UTC-aware")
     return moment.astimezone(UTC).date()

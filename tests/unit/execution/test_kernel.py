@@ -17,7 +17,7 @@ from triplegain_core.decisions.published import PublishedDecision, StrongSignal
 from triplegain_core.execution.kernel import TradingKernel
 from triplegain_core.llm.trading_decision import Action, TradingDecision
 from triplegain_core.marketdata.snapshot import MarketSnapshot
-from triplegain_core.model.market import US_PER_MINUTE, Candle, datetime_to_us, us_to_datetime
+from triplegain_core.model.market import US_PER_MINUTE, Asset, Candle, datetime_to_us, us_to_datetime
 from triplegain_core.model.orders import OrderPurpose
 from triplegain_core.model.quotes import BookSnapshot, LastPrice
 from triplegain_core.model.signals import IntentAction, Signal, SignalAction, TradeIntent
@@ -125,6 +125,30 @@ def test_a_tick_beyond_the_stop_closes_the_position() -> None:
     assert kernel.positions.open_positions() == [position]  # older than the candles: ignored
     kernel.on_ticks({"XRP/USDT": LastPrice("XRP/USDT", position.stop_loss * 0.99, walk[-1].close_time_us + 1)})
     assert audit.positions[position.position_id].exit_reason is OrderPurpose.STOP_LOSS
+
+
+def test_an_account_is_valued_again_after_a_tick_or_a_fill_at_the_same_market_time() -> None:
+    audit = MemoryAudit()
+    kernel = TradingKernel(SETTINGS, audit)
+    walk = _walk()
+    kernel.on_candles(walk)
+    kernel.record_snapshot()
+    xrp = SETTINGS.starting_balances[Asset.XRP]
+    assert audit.snapshots[-1].equity_usdt == kernel.portfolio.equity_usdt({"XRP/USDT": walk[-1].close})
+    # A tick moves the price, not the market time: the next snapshot values the new price.
+    kernel.on_ticks({"XRP/USDT": LastPrice("XRP/USDT", walk[-1].close * 1.001, walk[-1].close_time_us + 1)})
+    kernel.record_snapshot()
+    assert audit.snapshots[-1].equity_usdt == kernel.portfolio.equity_usdt({"XRP/USDT": walk[-1].close * 1.001})
+    assert audit.snapshots[-1].equity_usdt - audit.snapshots[-2].equity_usdt == pytest.approx(xrp * walk[-1].close * 0.001)
+    # A fill at the same price changes the holdings: valued again, its fee and slippage gone.
+    before = audit.snapshots[-1].equity_usdt
+    price = walk[-1].close * 1.001
+    intent = _intent(walk[-1], "valued").model_copy(
+        update={"entry": price, "stop_loss": price * 0.99, "take_profit": price * 1.05})
+    assert kernel.on_intent(intent).approved and kernel.positions.open_count == 1
+    kernel.record_snapshot()
+    assert audit.snapshots[-1].equity_usdt < before
+    assert audit.snapshots[-1].equity_usdt == kernel.portfolio.equity_usdt({"XRP/USDT": walk[-1].close * 1.001})
 
 
 def test_a_decision_for_a_non_llm_account_is_refused() -> None:

@@ -133,3 +133,46 @@ def test_a_published_book_becomes_the_same_book_top_without_a_second_check() -> 
     crossed = BookSnapshot("XRP/USDT", 5, 3, ((0.52, 1.0),), ((0.51, 5.0),))
     one_sided = BookSnapshot("XRP/USDT", 5, 3, ((0.5, 1.0),), ())
     assert book_top(crossed) is None and book_top(one_sided) is None
+
+
+def _windows(market: LiveMarket) -> dict[tuple[str, str], tuple[list[int], list[float]]]:
+    snapshot = market.snapshot(market.candle_time_us or 0)
+    return {key: (window.open_time_us.tolist(), window.close.tolist()) for key, window in snapshot.candles.items()}
+
+
+def test_an_expected_batch_gives_every_moment_the_windows_the_rings_give() -> None:
+    symbols, timeframes = ("XRP/USDT", "BTC/USDT"), ("5m", "15m")
+    rng = np.random.default_rng(3)
+    closes = {symbol: 1 + rng.random(400) for symbol in symbols}
+    # BTC misses minutes 100-109: a gap the foreseen series must keep as the rings do.
+    batch = [_candle(m, float(closes[s][m]), s) for m in range(40, 400) for s in symbols
+             if not (s == "BTC/USDT" and 100 <= m < 110)]
+    plain, expecting = (LiveMarket(symbols, timeframes, capacity=30, history_length=50) for _ in range(2))
+    for market in (plain, expecting):
+        for minute in range(40):
+            for symbol in symbols:
+                market.add_candle(_candle(minute, float(closes[symbol][minute]), symbol))
+    expecting.expect(batch)
+    series = expecting.expected("XRP/USDT", "5m")
+    assert series is not None and series[0].open_time_us[series[1]] == T0 + 40 * US_PER_MINUTE
+    for candle in batch:
+        for market in (plain, expecting):
+            market.add_candle(candle)
+        # Every series full well past its capacity, and each moment's windows the same.
+        assert _windows(expecting) == _windows(plain)
+    assert expecting.recent("BTC/USDT", 50).close.tolist() == plain.recent("BTC/USDT", 50).close.tolist()
+    expecting.settle()
+    assert expecting.expected("XRP/USDT") is None and _windows(expecting) == _windows(plain)
+
+
+def test_a_candle_not_foreseen_sends_its_series_back_to_its_ring() -> None:
+    plain, expecting = LiveMarket(("XRP/USDT",)), LiveMarket(("XRP/USDT",))
+    for market in (plain, expecting):
+        market.add_candle(_candle(0))
+    expecting.expect([_candle(1), _candle(2)])
+    for market in (plain, expecting):
+        market.add_candle(_candle(1))
+        market.add_candle(_candle(5, close=2.0))  # not the candle of minute 2 the batch named
+    assert expecting.expected("XRP/USDT") is None
+    assert _windows(expecting) == _windows(plain)
+    assert _windows(plain)[("XRP/USDT", "1m")][1] == [1.0, 1.0, 2.0]
