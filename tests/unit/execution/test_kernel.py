@@ -139,7 +139,8 @@ def test_an_account_is_valued_again_after_a_tick_or_a_fill_at_the_same_market_ti
     kernel.on_ticks({"XRP/USDT": LastPrice("XRP/USDT", walk[-1].close * 1.001, walk[-1].close_time_us + 1)})
     kernel.record_snapshot()
     assert audit.snapshots[-1].equity_usdt == kernel.portfolio.equity_usdt({"XRP/USDT": walk[-1].close * 1.001})
-    assert audit.snapshots[-1].equity_usdt - audit.snapshots[-2].equity_usdt == pytest.approx(xrp * walk[-1].close * 0.001)
+    moved = audit.snapshots[-1].equity_usdt - audit.snapshots[-2].equity_usdt
+    assert moved == pytest.approx(xrp * walk[-1].close * 0.001)
     # A fill at the same price changes the holdings: valued again, its fee and slippage gone.
     before = audit.snapshots[-1].equity_usdt
     price = walk[-1].close * 1.001
