@@ -101,10 +101,12 @@ class BacktestTrail:
     def record_snapshots(self, snapshots: Sequence[PortfolioSnapshot]) -> None:
         """Add each account's equity to its curve."""
         time, time_us = None, 0
+        accounts = self.accounts
         for snapshot in snapshots:
             if snapshot.time is not time:  # the kernel values every account at one moment
                 time, time_us = snapshot.time, datetime_to_us(snapshot.time)
-            curve = self.account(snapshot.account).curve
+            trail = accounts.get(snapshot.account)
+            curve = (self.account(snapshot.account) if trail is None else trail).curve
             curve.times_us.append(time_us)
             curve.equity.append(snapshot.equity_usdt)
         if snapshots:

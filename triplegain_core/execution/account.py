@@ -347,7 +347,7 @@ class StrategyAccount:
         ``seen_after`` marks a range the executor saw only later (it could not read the market
         while it happened): an exit it reached fills at that price, the first seen after, at its
         time, and the position records when its level was crossed (``exit_crossed_at``)."""
-        if self.positions.open_for(symbol) is None:
+        if not self.positions.holds(symbol):
             return  # the common case, on every tick of every account: nothing to watch
         for position, purpose, level in self.positions.exits_triggered(symbol, low, high, when, first):
             if seen_after is not None:

@@ -352,6 +352,7 @@ class TradingKernel:
         self.reads_trades = any("trades" in s.reads for s in strategies)
         """Whether some strategy reads the public tape (a host need not feed trades otherwise)."""
         self.stats = KernelStats(accounts={a.name: a.stats for a in self._accounts})
+        self._noted_blocks: tuple[RiskReason, ...] = ()
 
     @property
     def portfolio(self) -> Portfolio:
@@ -494,27 +495,28 @@ class TradingKernel:
 
     def _on_moment(self, candles: Sequence[Candle]) -> float:
         """Candles closing at the same time: exits, then decisions. Returns the deciding seconds."""
-        fresh = [candle for candle in candles if self._market.add_candle(candle)]
+        market = self._market
+        fresh = [candle for candle in candles if market.add_candle(candle)]
         if not fresh:
             return 0.0  # not ours, or already seen (a replayed stream entry)
         self.stats.candles += len(fresh)
         self._all_changed = True
+        now, now_us = market.market_time, market.candle_time_us
+        assert now is not None and now_us is not None
         late = False
         # Only the accounts holding a position have exits to watch (the candles of a moment
         # close together: one time for all).
         holding = [account for account in self._accounts if account.positions.open_count]
         changes = [account.positions.changes for account in holding]
-        market_time = self._market.market_time
-        when = market_time if market_time is not None and fresh[0].close_time_us == self._market.candle_time_us \
-            else us_to_datetime(fresh[0].close_time_us)
-        for candle in fresh:
-            seen_after = self._seen_after(candle) if self._sight else None
-            late = late or seen_after is not None
-            for account in holding:
-                account.manage_exits(candle.symbol, candle.low, candle.high, candle.close, when, candle.open,
-                                     seen_after)
-        now, now_us = self._market.market_time, self._market.candle_time_us
-        assert now is not None and now_us is not None
+        if holding or self._sight:
+            first_close = fresh[0].close_time_us
+            when = now if first_close == now_us else us_to_datetime(first_close)
+            for candle in fresh:
+                seen_after = self._seen_after(candle) if self._sight else None
+                late = late or seen_after is not None
+                for account in holding:
+                    account.manage_exits(candle.symbol, candle.low, candle.high, candle.close, when, candle.open,
+                                         seen_after)
         if late:
             # The market's price is the one seen after, not these candles' old closes.
             for sight in self._sight.values():
@@ -523,8 +525,9 @@ class TradingKernel:
             self.entry_blocks.set(RiskReason.MARKET_SEEN_LATE, now,
                                   "candles that closed while the market could not be seen")
         # The volatility halt judges on the closes of this moment, before anything decides on them.
+        volatility = self.guards.volatility
         for candle in fresh:
-            self.guards.volatility.add(candle)
+            volatility.add(candle)
         self.guards.check_volatility(now_us)
         self._note_blocks()
         for account in self._accounts[1:]:
@@ -548,10 +551,14 @@ class TradingKernel:
         if late:
             self.entry_blocks.clear(RiskReason.MARKET_SEEN_LATE)
         # Only an exit or a signal of this moment changed what a strategy holds or signalled.
-        self._sync_holdings([*(account.strategy for account, before in zip(holding, changes, strict=True)
-                               if account.positions.changes != before and account.strategy in self._by_strategy),
-                             *(signal.strategy for signal in signals)])
-        self._publish_strong([*technical, *signals])
+        touched = [signal.strategy for signal in signals]
+        for account, before in zip(holding, changes, strict=True):
+            if account.positions.changes != before and account.strategy in self._by_strategy:
+                touched.append(account.strategy)
+        if touched:
+            self._sync_holdings(touched)
+        if self._strong_signals is not None and (technical or signals):
+            self._publish_strong([*technical, *signals])
         self._maybe_snapshot(now_us)
         return deciding
 
@@ -800,7 +807,10 @@ class TradingKernel:
         self._note_blocks()
 
     def _note_blocks(self) -> None:
-        self.stats.blocked = tuple(reason.value for reason in self.entry_blocks.reasons)
+        reasons = self.entry_blocks.reasons
+        if reasons is not self._noted_blocks:  # a new tuple whenever a block is set or lifted
+            self._noted_blocks = reasons
+            self.stats.blocked = tuple(reason.value for reason in reasons)
         self.stats.guard_events = self.guards.events
 
     def on_intent(self, intent: TradeIntent) -> RiskCheck:

@@ -65,6 +65,7 @@ class LiveMarket:
     ) -> None:
         self.symbols = tuple(symbols)
         self.timeframes = tuple(dict.fromkeys((SOURCE_TIMEFRAME, *timeframes)))
+        self._higher = self.timeframes[1:]
         self.prices: dict[str, float] = {}
         self.prices_version = 0
         """A count that changes whenever a price does (what a valuation made at these prices compares)."""
@@ -104,13 +105,25 @@ class LiveMarket:
 
         A correction of a candle already used is not newer: what was traded on it stands.
         """
-        if not self._is_next(candle):
+        return self._take(candle, self._higher)
+
+    def _take(self, candle: Candle, timeframes: Iterable[str]) -> bool:
+        """Take ``candle`` when it is the next 1m candle of one of ours, building ``timeframes`` from it."""
+        history = self._history.get(candle.symbol)
+        if history is None or candle.timeframe != SOURCE_TIMEFRAME or (
+                history and candle.open_time_us <= history[-1].open_time_us):
             return False
-        self._history[candle.symbol].append(candle)
+        history.append(candle)
         self._append(candle)
-        for timeframe in self.timeframes[1:]:
+        for timeframe in timeframes:
             self._resample(candle, timeframe)
-        self._took(candle)
+        self.prices[candle.symbol] = candle.close
+        self.prices_version += 1
+        close_us = candle.close_time_us
+        # The latest close of any symbol: a late symbol's candle does not move time backwards.
+        if self.candle_time_us is None or close_us > self.candle_time_us:
+            self.candle_time_us = close_us
+        self._risk = None
         return True
 
     def seed(self, history: Mapping[str, Sequence[Candle]],
@@ -134,14 +147,10 @@ class LiveMarket:
             for candle in candles:
                 if not self._is_next(candle):
                     continue
-                self._history[candle.symbol].append(candle)
-                self._append(candle)
-                for timeframe in self.timeframes[1:]:
-                    if timeframe not in started and candle.open_time_us % TIMEFRAME_US[timeframe]:
-                        continue
-                    started.add(timeframe)
-                    self._resample(candle, timeframe)
-                self._took(candle)
+                # A timeframe is started by the first candle that opens one of its buckets.
+                started.update(timeframe for timeframe in self._higher
+                               if timeframe not in started and not candle.open_time_us % TIMEFRAME_US[timeframe])
+                self._take(candle, [timeframe for timeframe in self._higher if timeframe in started])
                 taken += 1
         return taken
 
@@ -173,13 +182,6 @@ class LiveMarket:
     def _resample(self, candle: Candle, timeframe: str) -> None:
         for closed in self._resamplers[(candle.symbol, timeframe)].add(candle):
             self._append(closed)
-
-    def _took(self, candle: Candle) -> None:
-        self.prices[candle.symbol] = candle.close
-        self.prices_version += 1
-        # The latest close of any symbol: a late symbol's candle does not move time backwards.
-        self.candle_time_us = max(self.candle_time_us or candle.close_time_us, candle.close_time_us)
-        self._risk = None
 
     def candles_version(self, timeframe: str | None = None) -> int:
         """A count that changes whenever a closed candle of ``timeframe`` (any, for None) is taken."""

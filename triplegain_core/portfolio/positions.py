@@ -168,6 +168,10 @@ class PositionTracker:
         """The open position with this id (KeyError when none is open)."""
         return self._open[position_id]
 
+    def holds(self, symbol: str) -> bool:
+        """Whether a position on ``symbol`` is open."""
+        return symbol in self._by_symbol
+
     def open_for(self, symbol: str) -> Position | None:
         """The oldest open position on ``symbol``, if any."""
         held = self._by_symbol.get(symbol)
