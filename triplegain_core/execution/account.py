@@ -135,10 +135,11 @@ class StrategyAccount:
         # Refused exit orders per (position, rule): a retry needs a new client order id.
         self._exit_attempts: dict[str, int] = {}
         self.stats = AccountStats()
-        # The latest valuation: (the market's prices version, the portfolio's changes) it was
+        # The latest valuation: the market's prices version and the portfolio's changes it was
         # made at, and the equity. Every account is valued at least twice a moment (risk state,
         # snapshot) at the same prices.
-        self._valued: tuple[int, int, float] | None = None
+        self._valued_prices = self._valued_changes = -1
+        self._valued_equity = 0.0
 
     def export_state(self) -> AccountState:
         """The account as it is now, for a checkpoint (see :meth:`import_state`)."""
@@ -379,12 +380,11 @@ class StrategyAccount:
 
     def equity_usdt(self) -> float:
         """The account's value at the market's prices (MissingPriceError while one is unknown)."""
-        key = (self._market.prices_version, self.portfolio.changes)
-        valued = self._valued
-        if valued is not None and valued[0] == key[0] and valued[1] == key[1]:
-            return valued[2]
+        prices_version, changes = self._market.prices_version, self.portfolio.changes
+        if prices_version == self._valued_prices and changes == self._valued_changes:
+            return self._valued_equity
         equity = self.portfolio.equity_usdt(self._market.prices)
-        self._valued = (*key, equity)
+        self._valued_prices, self._valued_changes, self._valued_equity = prices_version, changes, equity
         return equity
 
     def snapshot(self, when: datetime, prices: dict[str, float] | None = None) -> PortfolioSnapshot | None:

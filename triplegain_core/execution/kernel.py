@@ -421,8 +421,7 @@ class TradingKernel:
         taken = self._market.seed(history, higher)
         now_us = self._market.candle_time_us
         for candles in history.values():
-            for candle in candles:
-                self.guards.volatility.add(candle)
+            self.guards.volatility.add(candles)
         if now_us is not None:
             self.guards.check_volatility(now_us)
             for timeframe, runner in self._runners:
@@ -525,9 +524,7 @@ class TradingKernel:
             self.entry_blocks.set(RiskReason.MARKET_SEEN_LATE, now,
                                   "candles that closed while the market could not be seen")
         # The volatility halt judges on the closes of this moment, before anything decides on them.
-        volatility = self.guards.volatility
-        for candle in fresh:
-            volatility.add(candle)
+        self.guards.volatility.add(fresh)
         self.guards.check_volatility(now_us)
         self._note_blocks()
         for account in self._accounts[1:]:
@@ -944,10 +941,13 @@ class TradingKernel:
 def _moments(candles: Sequence[Candle]) -> Iterator[list[Candle]]:
     """Consecutive runs of candles with the same close time, in stream order."""
     run: list[Candle] = []
+    closes_at = None
     for candle in candles:
-        if run and candle.close_time_us != run[0].close_time_us:
-            yield run
-            run = []
+        close_time_us = candle.close_time_us
+        if close_time_us != closes_at:
+            if run:
+                yield run
+            run, closes_at = [], close_time_us
         run.append(candle)
     if run:
         yield run

@@ -34,7 +34,7 @@ from triplegain_core.marketdata.snapshot import (
 from triplegain_core.marketdata.timeframes import CandleResampler
 from triplegain_core.model.market import TIMEFRAME_US, Candle, Trade, datetime_to_us, us_to_datetime
 from triplegain_core.model.quotes import BookSnapshot, LastPrice
-from triplegain_core.risk.rules import MarketRiskEstimate
+from triplegain_core.risk.rules import MIN_RETURNS, MarketRiskEstimate
 
 SOURCE_TIMEFRAME = "1m"
 # A published book belongs to a snapshot (or fills an order) only this close to its time: a
@@ -84,7 +84,7 @@ class LiveMarket:
         # Per series, while a batch is expected: its candles after the batch, and how many of
         # them were taken so far (see expect).
         self._expected: dict[tuple[str, str], _Expected] = {}
-        self._candle_versions: dict[str, int] = {}
+        self._candle_versions = dict.fromkeys(self.timeframes, 0)
         self._books: dict[str, BookTop] = {}
         self._tapes = {symbol: TradeBuffer(symbol, TRADES_KEPT) for symbol in self.symbols}
         self._tape_windows: dict[str, TradeWindow] = {}
@@ -189,7 +189,7 @@ class LiveMarket:
 
     def _append(self, candle: Candle) -> None:
         key = (candle.symbol, candle.timeframe)
-        self._candle_versions[candle.timeframe] = self._candle_versions.get(candle.timeframe, 0) + 1
+        self._candle_versions[candle.timeframe] += 1
         self._buffers[key].append(candle)
         self._windows.pop(key, None)
         expected = self._expected.get(key)
@@ -362,16 +362,21 @@ class LiveMarket:
             # The arrays of the 1m windows the snapshots share: no copy of the history.
             windows = {symbol: window for symbol in self.symbols
                        if (window := self.recent(symbol, self._history_length)) is not None}
-            self._risk = MarketRiskEstimate({symbol: (w.open_time_us, w.close) for symbol, w in windows.items()})
+            # Within an expected batch, each series' returns were worked out once for all of it.
+            returns = {symbol: expected.returns(expected.taken - len(window), expected.taken)
+                       for symbol, window in windows.items()
+                       if (expected := self._expected.get((symbol, SOURCE_TIMEFRAME))) is not None and expected.taken}
+            self._risk = MarketRiskEstimate({symbol: (w.open_time_us, w.close) for symbol, w in windows.items()},
+                                            returns=returns)
         return self._risk
 
 
 class _Expected:
     """A series of an expected batch: all its candles after the batch (``series``, the first
     of the batch's at row ``first``), their open times, how many rows were taken so far and
-    the ring's capacity."""
+    the ring's capacity; its log returns, worked out once when first asked."""
 
-    __slots__ = ("capacity", "first", "series", "taken", "times")
+    __slots__ = ("_invalid", "_log_returns", "capacity", "first", "series", "taken", "times")
 
     def __init__(self, series: CandleWindow, first: int, times: list[int], capacity: int) -> None:
         self.series = series
@@ -379,3 +384,19 @@ class _Expected:
         self.times = times
         self.taken = first
         self.capacity = capacity
+        self._log_returns: np.ndarray | None = None
+        self._invalid: np.ndarray | None = None
+
+    def returns(self, start: int, end: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """What :func:`~triplegain_core.risk.rules.series_returns` gives for rows ``start`` to
+        ``end``: the same numbers, cut from the whole series' (log and difference work element
+        by element)."""
+        if self._log_returns is None or self._invalid is None:
+            close = self.series.close
+            with np.errstate(invalid="ignore", divide="ignore"):  # invalid closes are counted, never used
+                self._log_returns = np.diff(np.log(close))
+            # How many closes before each row are not positive and finite.
+            self._invalid = np.concatenate(([0], np.cumsum(~((close > 0) & (close < np.inf)))))
+        if end - start <= MIN_RETURNS or self._invalid[end] != self._invalid[start]:
+            return None
+        return self.series.open_time_us[start + 1:end], self._log_returns[start:end - 1]

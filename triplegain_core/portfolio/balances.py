@@ -191,6 +191,6 @@ class Portfolio:
             owed = {asset: amount for asset, amount in self._liabilities.items() if amount}
             self._shown = (dict(self._balances), owed)
         balances, liabilities = self._shown
-        return PortfolioSnapshot(account=self.account, time=time, balances=balances, prices=prices,
-                                 equity_usdt=self.equity_usdt(prices) if equity_usdt is None else equity_usdt,
-                                 liabilities=liabilities)
+        # Positional: made for every account at every minute of a backtest.
+        return PortfolioSnapshot(self.account, time, balances, prices,
+                                 self.equity_usdt(prices) if equity_usdt is None else equity_usdt, liabilities)

@@ -285,12 +285,14 @@ class VolatilityHalt:
         self.window = settings.volatility_window_minutes
         self._symbols = {s: _SymbolVolatility(self.window, settings.volatility_norm_windows) for s in symbols}
 
-    def add(self, candle: Candle) -> None:
-        """Take the next closed 1m candle of a traded symbol (others, and older ones, are ignored)."""
-        state = self._symbols.get(candle.symbol)
-        if state is not None and candle.timeframe == "1m" and candle.open_time_us > state.last_open_us:
-            state.last_open_us = candle.open_time_us
-            state.add(candle.close, self.window)
+    def add(self, candles: Iterable[Candle]) -> None:
+        """Take the next closed 1m candles of the traded symbols (others, and older ones, are ignored)."""
+        symbols, window = self._symbols, self.window
+        for candle in candles:
+            state = symbols.get(candle.symbol)
+            if state is not None and candle.timeframe == "1m" and candle.open_time_us > state.last_open_us:
+                state.last_open_us = candle.open_time_us
+                state.add(candle.close, window)
 
     def beyond(self) -> list[str]:
         """A sentence per symbol whose realized volatility is beyond the multiple of its norm."""

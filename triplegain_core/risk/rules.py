@@ -140,10 +140,18 @@ class MarketRisk:
         return value if value is not None and math.isfinite(value) else None
 
 
+# Fewer returns than this give no volatility or correlation estimate.
+MIN_RETURNS = 30
+
+
 class MarketRiskEstimate:
     """Volatility and correlation from close series, one per symbol: (times, closes) arrays,
     oldest first; each value worked out when first asked (an intent rejected before the rules
     need the market, or one that needs a single correlation, costs no more than that).
+
+    A series' returns are the log returns of its closes when every close is positive and
+    finite and there are more than ``min_returns`` closes (:func:`series_returns`); a caller
+    that has them already (the market, for a batch of candles) may hand them in as ``returns``.
 
     Volatility is the standard deviation of log returns scaled to a day (``periods_per_day``
     returns per day, 1440 for 1m candles). Correlations use the returns over the times the
@@ -152,11 +160,12 @@ class MarketRiskEstimate:
     """
 
     def __init__(self, closes: Mapping[str, tuple[np.ndarray, np.ndarray]], periods_per_day: float = 1440.0,
-                 min_returns: int = 30) -> None:
+                 min_returns: int = MIN_RETURNS,
+                 returns: Mapping[str, tuple[np.ndarray, np.ndarray] | None] | None = None) -> None:
         self._closes = closes
         self._periods_per_day = periods_per_day
         self._min_returns = min_returns
-        self._returns: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
+        self._returns: dict[str, tuple[np.ndarray, np.ndarray] | None] = dict(returns or {})
         # Per symbol, its returns less their mean and the sum of their squares: a symbol's
         # correlations with the others over the same times share them.
         self._centred: dict[str, tuple[np.ndarray, float]] = {}
@@ -171,13 +180,8 @@ class MarketRiskEstimate:
     def _returns_of(self, symbol: str) -> tuple[np.ndarray, np.ndarray] | None:
         if symbol in self._returns:
             return self._returns[symbol]
-        found = None
         series = self._closes.get(symbol)
-        if series is not None:
-            times, values = series
-            # Every close finite and positive: a NaN fails the first test, an infinity one of the two.
-            if len(values) > self._min_returns and values.min() > 0 and values.max() < math.inf:
-                found = (times[1:], np.diff(np.log(values)))
+        found = None if series is None else series_returns(*series, self._min_returns)
         self._returns[symbol] = found
         return found
 
@@ -235,10 +239,20 @@ class MarketRiskEstimate:
         return value if value is not None and math.isfinite(value) else None
 
 
+def series_returns(times: np.ndarray, closes: np.ndarray,
+                   min_returns: int = MIN_RETURNS) -> tuple[np.ndarray, np.ndarray] | None:
+    """The log returns of ``closes`` with the times they end at, or None when there are not
+    more than ``min_returns`` closes or one is not positive and finite."""
+    # A NaN fails the first test, an infinity one of the two.
+    if len(closes) > min_returns and closes.min() > 0 and closes.max() < math.inf:
+        return times[1:], np.diff(np.log(closes))
+    return None
+
+
 def estimate_market_risk(
     closes: Mapping[str, tuple[np.ndarray, np.ndarray]],
     periods_per_day: float = 1440.0,
-    min_returns: int = 30,
+    min_returns: int = MIN_RETURNS,
 ) -> MarketRisk:
     """Every volatility and correlation of :class:`MarketRiskEstimate`, worked out at once."""
     estimate = MarketRiskEstimate(closes, periods_per_day, min_returns)

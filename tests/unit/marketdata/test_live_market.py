@@ -158,8 +158,11 @@ def test_an_expected_batch_gives_every_moment_the_windows_the_rings_give() -> No
     for candle in batch:
         for market in (plain, expecting):
             market.add_candle(candle)
-        # Every series full well past its capacity, and each moment's windows the same.
+        # Every series full well past its capacity, and each moment's windows and risk estimates the same.
         assert _windows(expecting) == _windows(plain)
+        ours, theirs = expecting.market_risk(), plain.market_risk()
+        assert ours.estimated_correlation(*symbols) == theirs.estimated_correlation(*symbols)
+        assert [ours.estimated_volatility(s) for s in symbols] == [theirs.estimated_volatility(s) for s in symbols]
     assert expecting.recent("BTC/USDT", 50).close.tolist() == plain.recent("BTC/USDT", 50).close.tolist()
     expecting.settle()
     assert expecting.expected("XRP/USDT") is None and _windows(expecting) == _windows(plain)

@@ -270,7 +270,7 @@ def test_the_default_volatility_halt_on_real_markets_fires_on_a_crash_only(
     fired = halted = 0
     before = False
     for opened, close in zip(frame["ts"], frame["close"], strict=True):
-        halt.add(Candle(SYMBOL, "1m", int(pd.Timestamp(opened).value // 1000), close, close, close, close, 1.0, 1))
+        halt.add([Candle(SYMBOL, "1m", int(pd.Timestamp(opened).value // 1000), close, close, close, close, 1.0, 1)])
         now = bool(halt.beyond())
         halted += now
         fired += now and not before
