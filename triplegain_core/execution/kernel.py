@@ -298,7 +298,7 @@ class TradingKernel:
         self._candidates = tuple(s for s in strategies if s.name in self._candidate_timeframes)
         # Per batch of candles (see on_candles): where each of those cannot signal, and per
         # symbol where the TechnicalAgent cannot.
-        self._asleep: dict[tuple[str, str], set[int]] = {}
+        self._asleep: list[_AsleepSeries] = []
         self._agent_asleep: dict[str, set[int]] = {}
         # Each strategy's state per symbol, to tell it what its account really holds.
         self._states: dict[str, dict[str, StrategyState]] = {}
@@ -452,15 +452,16 @@ class TradingKernel:
                 for moment in _moments(candles):
                     deciding += self._on_moment(moment)
         finally:
-            self._asleep, self._agent_asleep = {}, {}
+            self._asleep, self._agent_asleep = [], {}
             self._market.settle()
         self.stats.decision_ms.append(deciding * 1000)
 
-    def _asleep_rows(self) -> dict[tuple[str, str], set[int]]:
+    def _asleep_rows(self) -> list[_AsleepSeries]:
         """For each strategy with ``SIGNAL_CANDIDATES`` and each of its symbols: the open times
         of the candles of its timeframe that the batch the market expects closes on which it
-        cannot signal (and the close times of its 1m candles on which the TechnicalAgent cannot)."""
-        asleep: dict[tuple[str, str], set[int]] = {}
+        cannot signal, by series (and the close times of its 1m candles on which the
+        TechnicalAgent cannot)."""
+        asleep: list[_AsleepSeries] = []
         self._agent_asleep = {}
         for symbol in self._settings.symbols:
             minutes = self._market.expected(symbol)
@@ -474,6 +475,7 @@ class TradingKernel:
                     continue
                 series, first = ahead
                 opens = series.open_time_us[first:]
+                pairs: list[tuple[tuple[str, str], set[int]]] = []
                 for strategy in self._candidates:
                     if symbol not in strategy.symbols or self._candidate_timeframes[strategy.name] != timeframe:
                         continue
@@ -485,7 +487,9 @@ class TradingKernel:
                     except Exception as exc:  # a plugin: asked on every row instead
                         log.error("SIGNAL_CANDIDATES of %s failed on %s: %s", strategy.name, symbol, exc)
                         continue
-                    asleep[(strategy.name, symbol)] = set(opens[~rows].tolist())
+                    pairs.append(((strategy.name, symbol), set(opens[~rows].tolist())))
+                if pairs:
+                    asleep.append(_AsleepSeries(symbol, timeframe, pairs))
         return asleep
 
     def on_ticks(self, prices: Mapping[str, LastPrice]) -> None:
@@ -667,8 +671,7 @@ class TradingKernel:
         signals: list[Signal] = []
         asleep = self._asleep_now()
         for timeframe, runner in runners:
-            if asleep and len(asleep) >= runner.pairs and all(
-                    (s.name, symbol) in asleep for s in runner.strategies for symbol in s.symbols):
+            if asleep and runner.states.keys() <= asleep:
                 continue  # not one of them can signal: no snapshot to cut
             if runner.reads == _CANDLES_ONLY:
                 # No new candle of its timeframe and no state changed: the runner would skip every
@@ -685,11 +688,15 @@ class TradingKernel:
     def _asleep_now(self) -> set[tuple[str, str]]:
         """The (strategy, symbol) pairs whose newest candle (of their timeframe) is one they
         cannot signal on."""
-        if not self._asleep:
-            return set()
-        market, timeframes = self._market, self._candidate_timeframes
-        return {pair for pair, opens in self._asleep.items()
-                if market.last_open_us(pair[1], timeframes[pair[0]]) in opens}
+        asleep: set[tuple[str, str]] = set()
+        last_open_us = self._market.last_open_us
+        for series in self._asleep:
+            newest = last_open_us(series.symbol, series.timeframe)
+            if newest != series.newest_open_us:  # most series of a higher timeframe did not move
+                series.newest_open_us = newest
+                series.now = tuple(pair for pair, opens in series.pairs if newest in opens)
+            asleep.update(series.now)
+        return asleep
 
     def _on_ticks(self, prices: Mapping[str, LastPrice]) -> float:
         """Exits against the latest trade prices, then the strategies that read more than
@@ -936,6 +943,21 @@ class TradingKernel:
         prices = dict(self._market.prices)
         snapshots = [s for account in self._accounts if (s := account.snapshot(now, prices)) is not None]
         self._audit.record_snapshots(snapshots)
+
+
+class _AsleepSeries:
+    """The (strategy, symbol) pairs reading one series (``symbol`` on ``timeframe``) with
+    ``SIGNAL_CANDIDATES``, each with the open times of a batch's candles it cannot signal on;
+    and which of them cannot signal on the newest candle seen."""
+
+    __slots__ = ("newest_open_us", "now", "pairs", "symbol", "timeframe")
+
+    def __init__(self, symbol: str, timeframe: str, pairs: list[tuple[tuple[str, str], set[int]]]) -> None:
+        self.symbol = symbol
+        self.timeframe = timeframe
+        self.pairs = pairs
+        self.newest_open_us: int | None = -1
+        self.now: tuple[tuple[str, str], ...] = ()
 
 
 def _moments(candles: Sequence[Candle]) -> Iterator[list[Candle]]:

@@ -32,7 +32,7 @@ from triplegain_core.marketdata.snapshot import (
     TradeWindow,
 )
 from triplegain_core.marketdata.timeframes import CandleResampler
-from triplegain_core.model.market import TIMEFRAME_US, Candle, Trade, datetime_to_us, us_to_datetime
+from triplegain_core.model.market import TIMEFRAME_US, US_PER_MINUTE, Candle, Trade, datetime_to_us, us_to_datetime
 from triplegain_core.model.quotes import BookSnapshot, LastPrice
 from triplegain_core.risk.rules import MIN_RETURNS, MarketRiskEstimate
 
@@ -119,7 +119,7 @@ class LiveMarket:
             self._resample(candle, timeframe)
         self.prices[candle.symbol] = candle.close
         self.prices_version += 1
-        close_us = candle.close_time_us
+        close_us = candle.open_time_us + US_PER_MINUTE  # a 1m candle
         # The latest close of any symbol: a late symbol's candle does not move time backwards.
         if self.candle_time_us is None or close_us > self.candle_time_us:
             self.candle_time_us = close_us
@@ -298,7 +298,11 @@ class LiveMarket:
         return None if expected is None else (expected.series, expected.first)
 
     def settle(self) -> None:
-        """The expected batch was taken (or abandoned): windows are cut from the rings again."""
+        """The expected batch was taken (or abandoned): windows are cut from the rings again,
+        which take the candles taken meanwhile from the foreseen series, not one by one."""
+        for key, expected in self._expected.items():
+            if expected.taken > expected.first:
+                self._buffers[key].take_pending_from(expected.series.rows(expected.first, expected.taken))
         self._expected = {}
         self._windows.clear()
 

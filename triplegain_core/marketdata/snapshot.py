@@ -280,6 +280,18 @@ class CandleBuffer:
                                         [c.volume for c in pending]], dtype=np.float64))
         self._pending = []
 
+    def take_pending_from(self, window: CandleWindow) -> None:
+        """Write the candles appended since the last window from ``window``'s columns, which
+        hold exactly them (the market's foreseen series of a batch), instead of converting
+        them one by one; ValueError when they are not the same candles."""
+        pending = self._pending
+        if len(window) != len(pending) or (pending and int(window.open_time_us[-1]) != pending[-1].open_time_us):
+            raise ValueError(f"{self.symbol} {self.timeframe}: {len(window)} rows for {len(pending)} pending candles")
+        if pending:
+            self._ring.extend(window.open_time_us[np.newaxis, :],
+                              np.vstack((window.open, window.high, window.low, window.close, window.volume)))
+            self._pending = []
+
     def extend(self, candles: Iterable[Candle]) -> None:
         """Append each candle in order."""
         for candle in candles:

@@ -235,8 +235,8 @@ class StaleMarketGuard:
 class _SymbolVolatility:
     """One symbol's running realized volatility and its recent window volatilities."""
 
-    __slots__ = ("block_count", "block_sum", "last_close", "last_open_us", "norm", "recent", "recent_sum",
-                 "windows")
+    __slots__ = ("block_count", "block_sum", "last_close", "last_open_us", "measured", "norm", "recent",
+                 "recent_sum", "windows")
 
     def __init__(self, window: int, norm_windows: int) -> None:
         self.last_open_us = -1
@@ -247,6 +247,8 @@ class _SymbolVolatility:
         self.block_count = 0
         self.windows: deque[float] = deque(maxlen=norm_windows)
         self.norm: float | None = None  # the median of windows, taken when one is added
+        # (realized volatility, norm, their ratio) after the latest close, or None while unknown.
+        self.measured: tuple[float, float, float] | None = None
 
     def add(self, close: float, window: int) -> None:
         last, self.last_close = self.last_close, close
@@ -265,16 +267,13 @@ class _SymbolVolatility:
             self.block_sum, self.block_count = 0.0, 0
             # Summed afresh once a window: a running sum would drift with rounding.
             self.recent_sum = math.fsum(self.recent)
-
-    def ratio(self, window: int) -> tuple[float, float, float] | None:
-        """(realized volatility, norm, their ratio), or None while either is unknown."""
+        # Measured once per close, not at each judgement.
         norm = self.norm
-        if len(self.recent) < window or len(self.windows) < MIN_NORM_WINDOWS or norm is None:
-            return None
-        realized = math.sqrt(max(self.recent_sum, 0.0) / window)
-        if norm <= 0:
-            return None
-        return realized, norm, realized / norm
+        if len(self.recent) < window or len(self.windows) < MIN_NORM_WINDOWS or norm is None or norm <= 0:
+            self.measured = None
+        else:
+            realized = math.sqrt(max(self.recent_sum, 0.0) / window)
+            self.measured = realized, norm, realized / norm
 
 
 class VolatilityHalt:
@@ -298,7 +297,7 @@ class VolatilityHalt:
         """A sentence per symbol whose realized volatility is beyond the multiple of its norm."""
         found = []
         for symbol, state in self._symbols.items():
-            measured = state.ratio(self.window)
+            measured = state.measured
             if measured is not None and measured[2] > self.multiple:
                 realized, norm, ratio = measured
                 found.append(f"{symbol} realized volatility {realized:.3g}/min over {self.window} min is"
@@ -308,7 +307,7 @@ class VolatilityHalt:
     def ratios(self) -> dict[str, float]:
         """Each symbol's realized volatility over its norm, where both are known."""
         return {symbol: measured[2] for symbol, state in self._symbols.items()
-                if (measured := state.ratio(self.window)) is not None}
+                if (measured := state.measured) is not None}
 
 
 class FailureBreaker:
