@@ -694,7 +694,11 @@ class TradingKernel:
             newest = last_open_us(series.symbol, series.timeframe)
             if newest != series.newest_open_us:  # most series of a higher timeframe did not move
                 series.newest_open_us = newest
-                series.now = tuple(pair for pair, opens in series.pairs if newest in opens)
+                # A loop, not a comprehension: most series hold a single pair.
+                now = series.now = []
+                for pair, opens in series.pairs:
+                    if newest in opens:
+                        now.append(pair)
             asleep.update(series.now)
         return asleep
 
@@ -957,7 +961,7 @@ class _AsleepSeries:
         self.timeframe = timeframe
         self.pairs = pairs
         self.newest_open_us: int | None = -1
-        self.now: tuple[tuple[str, str], ...] = ()
+        self.now: list[tuple[str, str]] = []
 
 
 def _moments(candles: Sequence[Candle]) -> Iterator[list[Candle]]:

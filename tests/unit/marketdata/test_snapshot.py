@@ -60,6 +60,28 @@ def test_candles_appended_between_two_windows_end_as_if_each_was_cut(capacity: i
         assert list(window.close) == [100.5 + k for k in kept]
 
 
+def test_pending_candles_are_taken_from_a_window_of_the_same_candles_only() -> None:
+    buffer, plain = CandleBuffer("XRP/USDT", "1m", capacity=4), CandleBuffer("XRP/USDT", "1m", capacity=4)
+    candles = [_candle(i) for i in range(9)]
+    for candle in candles[:2]:
+        buffer.append(candle)
+        plain.append(candle)
+    assert buffer.window() is not None
+    for candle in candles[2:]:
+        buffer.append(candle)
+        plain.append(candle)
+    with pytest.raises(ValueError, match="6 rows for 7 pending candles"):
+        buffer.take_pending_from(CandleWindow.from_candles(candles[3:]))
+    with pytest.raises(ValueError, match="7 rows for 7 pending candles"):
+        buffer.take_pending_from(CandleWindow.from_candles([_candle(i) for i in range(10, 17)]))
+    buffer.take_pending_from(CandleWindow.from_candles(candles[2:]))
+    ours, theirs = buffer.window(), plain.window()
+    assert ours is not None and theirs is not None
+    for column in ("open_time_us", "open", "high", "low", "close", "volume"):
+        assert getattr(ours, column).tolist() == getattr(theirs, column).tolist()
+    assert len(ours) == 4
+
+
 def test_buffer_window_is_a_read_only_copy() -> None:
     buffer = CandleBuffer("XRP/USDT", "1m", capacity=3)
     buffer.extend(_candle(i) for i in range(3))
