@@ -44,6 +44,14 @@ def test_open_get_and_lookup() -> None:
         tracker.open(_position("p1"))
     with pytest.raises(ValueError):
         PositionTracker("b").open(_position())
+    assert tracker.holds("BTC/USDT") and not tracker.holds("XRP/BTC")
+    tracker.open(_position("p3"))  # a second XRP/USDT position: the oldest is the one named
+    tracker.close("p1", _fill(Side.SELL, 1.01), OrderPurpose.TAKE_PROFIT)
+    assert tracker.open_for("XRP/USDT").position_id == "p3" and tracker.holds("XRP/USDT")
+    assert [t.position.position_id for t in tracker.exits_triggered("XRP/USDT", 0.5, 0.6)] == ["p3"]
+    tracker.close("p3", _fill(Side.SELL, 1.01), OrderPurpose.TAKE_PROFIT)
+    assert not tracker.holds("XRP/USDT") and tracker.exits_triggered("XRP/USDT", 0.5, 0.6) == []
+    assert tracker.trail("XRP/USDT", 2.0, 3.0) == [] and [p.position_id for p in tracker.open_positions()] == ["p2"]
 
 
 @pytest.mark.parametrize(
