@@ -475,7 +475,7 @@ class TradingKernel:
                     continue
                 series, first = ahead
                 opens = series.open_time_us[first:]
-                pairs: list[tuple[tuple[str, str], set[int]]] = []
+                pairs: list[tuple[tuple[str, str], list[int]]] = []
                 for strategy in self._candidates:
                     if symbol not in strategy.symbols or self._candidate_timeframes[strategy.name] != timeframe:
                         continue
@@ -487,9 +487,9 @@ class TradingKernel:
                     except Exception as exc:  # a plugin: asked on every row instead
                         log.error("SIGNAL_CANDIDATES of %s failed on %s: %s", strategy.name, symbol, exc)
                         continue
-                    pairs.append(((strategy.name, symbol), set(opens[~rows].tolist())))
+                    pairs.append(((strategy.name, symbol), opens[~rows].tolist()))
                 if pairs:
-                    asleep.append(_AsleepSeries(symbol, timeframe, pairs))
+                    asleep.append(_AsleepSeries((symbol, timeframe), pairs))
         return asleep
 
     def on_ticks(self, prices: Mapping[str, LastPrice]) -> None:
@@ -689,16 +689,12 @@ class TradingKernel:
         """The (strategy, symbol) pairs whose newest candle (of their timeframe) is one they
         cannot signal on."""
         asleep: set[tuple[str, str]] = set()
-        last_open_us = self._market.last_open_us
+        newest_opens = self._market.newest_opens
         for series in self._asleep:
-            newest = last_open_us(series.symbol, series.timeframe)
+            newest = newest_opens.get(series.key)
             if newest != series.newest_open_us:  # most series of a higher timeframe did not move
                 series.newest_open_us = newest
-                # A loop, not a comprehension: most series hold a single pair.
-                now = series.now = []
-                for pair, opens in series.pairs:
-                    if newest in opens:
-                        now.append(pair)
+                series.now = series.asleep_on.get(newest, ()) if newest is not None else ()
             asleep.update(series.now)
         return asleep
 
@@ -950,18 +946,24 @@ class TradingKernel:
 
 
 class _AsleepSeries:
-    """The (strategy, symbol) pairs reading one series (``symbol`` on ``timeframe``) with
-    ``SIGNAL_CANDIDATES``, each with the open times of a batch's candles it cannot signal on;
-    and which of them cannot signal on the newest candle seen."""
+    """The (strategy, symbol) pairs reading one series (``key``: symbol and timeframe) with
+    ``SIGNAL_CANDIDATES``: by open time of a batch's candles, those that cannot signal on it;
+    and those that cannot signal on the newest candle seen."""
 
-    __slots__ = ("newest_open_us", "now", "pairs", "symbol", "timeframe")
+    __slots__ = ("asleep_on", "key", "newest_open_us", "now")
 
-    def __init__(self, symbol: str, timeframe: str, pairs: list[tuple[tuple[str, str], set[int]]]) -> None:
-        self.symbol = symbol
-        self.timeframe = timeframe
-        self.pairs = pairs
+    def __init__(self, key: tuple[str, str], pairs: list[tuple[tuple[str, str], list[int]]]) -> None:
+        self.key = key
+        if len(pairs) == 1:  # the usual case, built at C speed
+            self.asleep_on = dict.fromkeys(pairs[0][1], (pairs[0][0],))
+        else:
+            gathered: dict[int, list[tuple[str, str]]] = {}
+            for pair, opens in pairs:
+                for open_us in opens:
+                    gathered.setdefault(open_us, []).append(pair)
+            self.asleep_on = {open_us: tuple(asleep) for open_us, asleep in gathered.items()}
         self.newest_open_us: int | None = -1
-        self.now: list[tuple[str, str]] = []
+        self.now: tuple[tuple[str, str], ...] = ()
 
 
 def _moments(candles: Sequence[Candle]) -> Iterator[list[Candle]]:

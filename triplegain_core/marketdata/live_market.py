@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 
@@ -37,6 +37,7 @@ from triplegain_core.model.quotes import BookSnapshot, LastPrice
 from triplegain_core.risk.rules import MIN_RETURNS, MarketRiskEstimate
 
 SOURCE_TIMEFRAME = "1m"
+_ONE_MINUTE = timedelta(minutes=1)
 # A published book belongs to a snapshot (or fills an order) only this close to its time: a
 # replayed backlog of candles must not trade against the book of a later moment.
 BOOK_MAX_AGE_US = 5_000_000
@@ -85,6 +86,7 @@ class LiveMarket:
         # them were taken so far (see expect).
         self._expected: dict[tuple[str, str], _Expected] = {}
         self._candle_versions = dict.fromkeys(self.timeframes, 0)
+        self._newest_opens: dict[tuple[str, str], int] = {}
         self._books: dict[str, BookTop] = {}
         self._tapes = {symbol: TradeBuffer(symbol, TRADES_KEPT) for symbol in self.symbols}
         self._tape_windows: dict[str, TradeWindow] = {}
@@ -95,10 +97,15 @@ class LiveMarket:
         """Latest close time of the candles seen: the market time snapshots are stamped with."""
         if self.candle_time_us is None:
             return None
-        if self._market_time is None or self._market_time[0] != self.candle_time_us:
-            # Asked several times a moment (equity, snapshots): converted once per new time.
-            self._market_time = (self.candle_time_us, us_to_datetime(self.candle_time_us))
-        return self._market_time[1]
+        known = self._market_time
+        if known is None or known[0] != self.candle_time_us:
+            # Asked several times a moment (equity, snapshots): converted once per new time, and
+            # a minute after the last one by adding a minute (exact, and cheaper than converting).
+            now_us = self.candle_time_us
+            now = known[1] + _ONE_MINUTE if known is not None and now_us - known[0] == US_PER_MINUTE \
+                else us_to_datetime(now_us)
+            known = self._market_time = (now_us, now)
+        return known[1]
 
     def add_candle(self, candle: Candle) -> bool:
         """Take the next closed 1m candle; False (ignored) when it is not ours or not newer.
@@ -191,6 +198,7 @@ class LiveMarket:
         key = (candle.symbol, candle.timeframe)
         self._candle_versions[candle.timeframe] += 1
         self._buffers[key].append(candle)
+        self._newest_opens[key] = candle.open_time_us
         self._windows.pop(key, None)
         expected = self._expected.get(key)
         if expected is not None:
@@ -242,6 +250,12 @@ class LiveMarket:
         if top is None or abs(top.ts_us - datetime_to_us(when)) > BOOK_MAX_AGE_US:
             return None
         return top
+
+    @property
+    def newest_opens(self) -> Mapping[tuple[str, str], int]:
+        """The open time of the newest closed candle of each (symbol, timeframe) series taken so
+        far (a live view, read every moment: see :meth:`last_open_us`)."""
+        return self._newest_opens
 
     def last_open_us(self, symbol: str, timeframe: str = SOURCE_TIMEFRAME) -> int | None:
         """The open time of the newest closed ``timeframe`` candle of ``symbol`` (None before

@@ -254,11 +254,13 @@ class _SymbolVolatility:
         last, self.last_close = self.last_close, close
         if last is None or not (close > 0 and last > 0 and math.isfinite(close)):
             return
+        # In locals: this runs for every candle of every symbol.
         squared = math.log(close / last) ** 2
-        if len(self.recent) == window:
-            self.recent_sum -= self.recent[0]
-        self.recent.append(squared)
-        self.recent_sum += squared
+        recent, recent_sum = self.recent, self.recent_sum
+        if len(recent) == window:
+            recent_sum -= recent[0]
+        recent.append(squared)
+        recent_sum += squared
         self.block_sum += squared
         self.block_count += 1
         if self.block_count == window:
@@ -266,13 +268,14 @@ class _SymbolVolatility:
             self.norm = statistics.median(self.windows)
             self.block_sum, self.block_count = 0.0, 0
             # Summed afresh once a window: a running sum would drift with rounding.
-            self.recent_sum = math.fsum(self.recent)
+            recent_sum = math.fsum(recent)
+        self.recent_sum = recent_sum
         # Measured once per close, not at each judgement.
         norm = self.norm
-        if len(self.recent) < window or len(self.windows) < MIN_NORM_WINDOWS or norm is None or norm <= 0:
+        if len(recent) < window or norm is None or norm <= 0 or len(self.windows) < MIN_NORM_WINDOWS:
             self.measured = None
         else:
-            realized = math.sqrt(max(self.recent_sum, 0.0) / window)
+            realized = math.sqrt((0.0 if recent_sum < 0.0 else recent_sum) / window)  # max(sum, 0.0)
             self.measured = realized, norm, realized / norm
 
 

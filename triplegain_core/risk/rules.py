@@ -222,7 +222,8 @@ class MarketRiskEstimate:
     def _centred_of(self, symbol: str, returns: np.ndarray) -> tuple[np.ndarray, float]:
         centred = self._centred.get(symbol)
         if centred is None:
-            x = returns - returns.mean()
+            # The sum over the count is the mean, bit for bit, without np.mean's overhead.
+            x = returns - returns.sum() / len(returns)
             centred = self._centred[symbol] = (x, float(x @ x))
         return centred
 
