@@ -954,6 +954,7 @@ class _AsleepSeries:
 
     def __init__(self, key: tuple[str, str], pairs: list[tuple[tuple[str, str], list[int]]]) -> None:
         self.key = key
+        self.asleep_on: dict[int, tuple[tuple[str, str], ...]]
         if len(pairs) == 1:  # the usual case, built at C speed
             self.asleep_on = dict.fromkeys(pairs[0][1], (pairs[0][0],))
         else:
