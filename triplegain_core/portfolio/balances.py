@@ -91,6 +91,9 @@ class Portfolio:
         self._liabilities: dict[Asset, float] = dict.fromkeys(Asset, 0.0)
         # The holdings as snapshots show them, copied once per change (None: changed since).
         self._shown: tuple[dict[Asset, float], dict[Asset, float]] | None = None
+        # What each asset adds to the equity, in Asset order: its USDT pair (None for USDT) and
+        # its balance less its loan (None: changed since).
+        self._terms: tuple[tuple[str | None, float], ...] | None = None
         self.changes = 0
         """How many times the holdings changed (fills, a restore): what a valuation compares."""
 
@@ -116,7 +119,7 @@ class Portfolio:
         """Take the balances and loans of a checkpoint in place of the current ones."""
         self._balances = dict.fromkeys(Asset, 0.0) | {Asset(a): float(v) for a, v in state.balances.items()}
         self._liabilities = dict.fromkeys(Asset, 0.0) | {Asset(a): float(v) for a, v in state.liabilities.items()}
-        self._shown = None
+        self._shown = self._terms = None
         self.changes += 1
 
     def to_usdt(self, asset: Asset, amount: float, prices: Mapping[str, float]) -> float:
@@ -134,16 +137,18 @@ class Portfolio:
 
     def equity_usdt(self, prices: Mapping[str, float]) -> float:
         """Total value of all balances minus all loans, in USDT (summed in ``Asset`` order)."""
-        # to_usdt inlined: this runs for every account at every moment of a backtest.
-        balances, loans = self._balances, self._liabilities
+        # to_usdt inlined, the net amounts kept between changes: this runs for every account at
+        # every moment of a backtest.
+        terms = self._terms
+        if terms is None:
+            balances, loans = self._balances, self._liabilities
+            terms = self._terms = tuple((USDT_PAIRS.get(asset), balances[asset] - loans[asset]) for asset in _ASSETS)
         total = 0.0
-        for asset in _ASSETS:
-            amount = balances[asset] - loans[asset]
-            if asset is not Asset.USDT and amount != 0.0:
-                pair = USDT_PAIRS[asset]
+        for pair, amount in terms:
+            if pair is not None and amount != 0.0:
                 price = prices.get(pair)
                 if price is None:
-                    raise MissingPriceError(f"no {pair} price to value {amount} {asset}")
+                    raise MissingPriceError(f"no {pair} price to value {amount} {pair.split('/')[0]}")
                 amount *= price
             total += amount
         return total
@@ -180,7 +185,7 @@ class Portfolio:
         for asset, amount in new.items():
             self._balances[asset] = max(amount, 0.0)
         self._liabilities = {asset: max(amount, 0.0) for asset, amount in loans.items()}
-        self._shown = None
+        self._shown = self._terms = None
         self.changes += 1
 
     def snapshot(self, time: datetime, prices: dict[str, float], equity_usdt: float | None = None) -> PortfolioSnapshot:
