@@ -440,8 +440,10 @@ class TradingKernel:
 
     def on_candles(self, candles: Sequence[Candle]) -> None:
         """Closed candles in stream order, decided moment by moment; their whole trail is
-        written in one audit pipeline. The strategies with ``SIGNAL_CANDIDATES`` are asked
-        once for the whole batch where they may signal, and called only there."""
+        written in one audit pipeline. For a batch spanning at least ``BATCH_MIN_SPAN_US``, the
+        market builds each series once for all of it (:meth:`LiveMarket.expect`) and the
+        strategies with ``SIGNAL_CANDIDATES`` (and the TechnicalAgent) are asked once where they
+        may signal, and called only there."""
         deciding = 0.0
         batch = bool(candles) and candles[-1].close_time_us - candles[0].close_time_us >= BATCH_MIN_SPAN_US
         try:

@@ -313,12 +313,12 @@ class LiveMarket:
 
     def settle(self) -> None:
         """The expected batch was taken (or abandoned): windows are cut from the rings again,
-        which take the candles taken meanwhile from the foreseen series, not one by one."""
+        which take the candles taken meanwhile from the foreseen series, not one by one (the
+        windows already cut hold the same candles and stay)."""
         for key, expected in self._expected.items():
             if expected.taken > expected.first:
                 self._buffers[key].take_pending_from(expected.series.rows(expected.first, expected.taken))
         self._expected = {}
-        self._windows.clear()
 
     def history(self, symbol: str) -> list[Candle]:
         """The 1m candles of ``symbol`` held, oldest first."""

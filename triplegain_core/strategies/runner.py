@@ -72,8 +72,6 @@ class StrategyRunner:
         self.states: dict[tuple[str, str], StrategyState] = {
             (s.name, symbol): s.new_state(symbol) for s in self.strategies for symbol in s.symbols
         }
-        self.pairs = len(self.states)
-        """How many (strategy, symbol) pairs it runs."""
         self.failure_counts: Counter[str] = Counter()
         self.last_report = CycleReport()
         self.skipped_calls = 0

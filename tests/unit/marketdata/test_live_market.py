@@ -144,6 +144,7 @@ def test_an_expected_batch_gives_every_moment_the_windows_the_rings_give() -> No
     symbols, timeframes = ("XRP/USDT", "BTC/USDT"), ("5m", "15m")
     rng = np.random.default_rng(3)
     closes = {symbol: 1 + rng.random(400) for symbol in symbols}
+    closes["XRP/USDT"][200] = 0.0  # not a valid close: no risk estimate over a window holding it
     # BTC misses minutes 100-109: a gap the foreseen series must keep as the rings do.
     batch = [_candle(m, float(closes[s][m]), s) for m in range(40, 400) for s in symbols
              if not (s == "BTC/USDT" and 100 <= m < 110)]
@@ -155,14 +156,20 @@ def test_an_expected_batch_gives_every_moment_the_windows_the_rings_give() -> No
     expecting.expect(batch)
     series = expecting.expected("XRP/USDT", "5m")
     assert series is not None and series[0].open_time_us[series[1]] == T0 + 40 * US_PER_MINUTE
+    estimated = {True: 0, False: 0}
     for candle in batch:
         for market in (plain, expecting):
             market.add_candle(candle)
-        # Every series full well past its capacity, and each moment's windows and risk estimates the same.
-        assert _windows(expecting) == _windows(plain)
+        # Every series full well past its capacity, and each moment's windows and risk estimates
+        # the same (no snapshot while the invalid close is the price: a snapshot refuses it).
+        if plain.prices["XRP/USDT"] > 0:
+            assert _windows(expecting) == _windows(plain)
+        assert expecting.recent("XRP/USDT", 50).close.tolist() == plain.recent("XRP/USDT", 50).close.tolist()
         ours, theirs = expecting.market_risk(), plain.market_risk()
         assert ours.estimated_correlation(*symbols) == theirs.estimated_correlation(*symbols)
         assert [ours.estimated_volatility(s) for s in symbols] == [theirs.estimated_volatility(s) for s in symbols]
+        estimated[theirs.estimated_volatility("XRP/USDT") is not None] += 1
+    assert estimated[True] and estimated[False]  # windows with and without the invalid close were seen
     assert expecting.recent("BTC/USDT", 50).close.tolist() == plain.recent("BTC/USDT", 50).close.tolist()
     expecting.settle()
     assert expecting.expected("XRP/USDT") is None and _windows(expecting) == _windows(plain)
