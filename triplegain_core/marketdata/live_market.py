@@ -152,13 +152,12 @@ class LiveMarket:
                 taken += self._seed_higher(symbol, candles, higher or {})
             started: set[str] = set()
             for candle in candles:
-                if not self._is_next(candle):
-                    continue
-                # A timeframe is started by the first candle that opens one of its buckets.
-                started.update(timeframe for timeframe in self._higher
-                               if timeframe not in started and not candle.open_time_us % TIMEFRAME_US[timeframe])
-                self._take(candle, [timeframe for timeframe in self._higher if timeframe in started])
-                taken += 1
+                # A timeframe is started by the first candle taken that opens one of its buckets.
+                starting = {timeframe for timeframe in self._higher
+                            if timeframe not in started and not candle.open_time_us % TIMEFRAME_US[timeframe]}
+                if self._take(candle, [tf for tf in self._higher if tf in started or tf in starting]):
+                    started |= starting
+                    taken += 1
         return taken
 
     def _seed_higher(self, symbol: str, candles: Sequence[Candle],
@@ -178,13 +177,6 @@ class LiveMarket:
                     self._append(candle)
                     taken += 1
         return taken
-
-    def _is_next(self, candle: Candle) -> bool:
-        """A 1m candle of ours, newer than the last one taken."""
-        history = self._history.get(candle.symbol)
-        return candle.timeframe == SOURCE_TIMEFRAME and history is not None and not (
-            history and candle.open_time_us <= history[-1].open_time_us
-        )
 
     def _resample(self, candle: Candle, timeframe: str) -> None:
         for closed in self._resamplers[(candle.symbol, timeframe)].add(candle):
@@ -260,7 +252,7 @@ class LiveMarket:
     def last_open_us(self, symbol: str, timeframe: str = SOURCE_TIMEFRAME) -> int | None:
         """The open time of the newest closed ``timeframe`` candle of ``symbol`` (None before
         the first)."""
-        return self._buffers[(symbol, timeframe)].last_open_us
+        return self._newest_opens.get((symbol, timeframe))
 
     def ahead(self, symbol: str, candles: Sequence[Candle],
               timeframe: str = SOURCE_TIMEFRAME) -> tuple[CandleWindow, int] | None:

@@ -222,9 +222,7 @@ class MarketRiskEstimate:
     def _centred_of(self, symbol: str, returns: np.ndarray) -> tuple[np.ndarray, float]:
         centred = self._centred.get(symbol)
         if centred is None:
-            # The sum over the count is the mean, bit for bit, without np.mean's overhead.
-            x = returns - returns.sum() / len(returns)
-            centred = self._centred[symbol] = (x, float(x @ x))
+            centred = self._centred[symbol] = _centred(returns)
         return centred
 
     def volatility_of(self, symbol: str) -> float | None:
@@ -267,8 +265,14 @@ def estimate_market_risk(
 
 def _correlation(x: np.ndarray, y: np.ndarray) -> float | None:
     """Pearson's correlation of ``x`` and ``y``; None when either never varies."""
-    x, y = x - x.mean(), y - y.mean()
-    return _centred_correlation(x, float(x @ x), y, float(y @ y))
+    return _centred_correlation(*_centred(x), *_centred(y))
+
+
+def _centred(values: np.ndarray) -> tuple[np.ndarray, float]:
+    """``values`` less their mean, and the sum of their squares."""
+    # The sum over the count is the mean, bit for bit, without np.mean's overhead.
+    centred = values - values.sum() / len(values)
+    return centred, float(centred @ centred)
 
 
 def _centred_correlation(x: np.ndarray, sx: float, y: np.ndarray, sy: float) -> float | None:
